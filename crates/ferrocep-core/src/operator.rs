@@ -1,0 +1,1 @@
+//! The keyed CEP operator (Flink `CepOperator`): placeholder, being written.
