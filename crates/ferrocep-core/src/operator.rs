@@ -1,1 +1,260 @@
-//! The keyed CEP operator (Flink `CepOperator`): placeholder, being written.
+//! The keyed CEP operator (Flink `CepOperator`): one [`NfaState`] per key,
+//! one shared buffer for all keys, and a timer service ordered by time.
+//!
+//! Event time: an event with `ts > watermark` is buffered and a timer is set at
+//! `ts`; otherwise it is late. When time advances to `t`, each key with a
+//! timer `<= t` processes its buffered events in (timestamp, arrival) order,
+//! calling `advance_time(ts)` before each timestamp, then `advance_time(t)`.
+//! A partial match that leaves the start state with a start timestamp > 0
+//! sets a timer at `start + window`, so timeouts fire without further events.
+//!
+//! Processing time: each event is processed on arrival at the current time;
+//! window timers are at `start + window + 1` (Flink's processing-time timers).
+//!
+//! Advancing time costs O(expired timers + log n): timers live in a B-tree
+//! keyed by time; keys without due timers are not touched. A key whose state
+//! is back to the bare start run with nothing buffered is dropped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::sync::Arc;
+
+use slab::Slab;
+
+use crate::nfa::{Nfa, NfaOutput, NfaState, SharedBuffer};
+use crate::output::{MatchRef, OutputSink};
+use crate::time::MIN_WATERMARK;
+
+/// Which clock drives the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Event timestamps and watermarks (Flink's default).
+    EventTime,
+    /// The caller's clock: events are stamped with "now" on arrival.
+    ProcessingTime,
+}
+
+struct KeyEntry<K, E> {
+    key: K,
+    gen: u32,
+    state: NfaState,
+    /// Buffered events, sorted by timestamp then arrival.
+    buffered: Vec<(i64, E)>,
+}
+
+/// Flink's `CepOperator` over keys `K` and events `E`.
+pub struct CepOperator<K, E> {
+    nfa: Arc<Nfa<E>>,
+    domain: TimeDomain,
+    buf: SharedBuffer<E>,
+    index: HashMap<K, u32>,
+    keys: Slab<KeyEntry<K, E>>,
+    next_gen: u32,
+    /// (time, key slot, key generation).
+    timers: BTreeSet<(i64, u32, u32)>,
+    current: i64,
+}
+
+struct KeyedOut<'a, K, S> {
+    key: &'a K,
+    timestamp: i64,
+    sink: &'a mut S,
+}
+
+impl<K, E, S: OutputSink<K, E>> NfaOutput<E> for KeyedOut<'_, K, S> {
+    fn on_match(&mut self, m: &MatchRef<'_, E>) {
+        self.sink.on_match(self.key, m, self.timestamp);
+    }
+    fn on_timeout(&mut self, m: &MatchRef<'_, E>, timeout_at: i64) {
+        self.sink.on_timeout(self.key, m, timeout_at);
+    }
+}
+
+impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
+    /// An operator running `nfa` in `domain`.
+    pub fn new(nfa: Arc<Nfa<E>>, domain: TimeDomain) -> Self {
+        CepOperator {
+            nfa,
+            domain,
+            buf: SharedBuffer::default(),
+            index: HashMap::new(),
+            keys: Slab::new(),
+            next_gen: 0,
+            timers: BTreeSet::new(),
+            current: MIN_WATERMARK,
+        }
+    }
+
+    /// The compiled pattern.
+    pub fn nfa(&self) -> &Arc<Nfa<E>> {
+        &self.nfa
+    }
+
+    /// The current watermark (event time) or processing time.
+    pub fn current_time(&self) -> i64 {
+        self.current
+    }
+
+    /// The earliest pending timer, if any: when [`Self::advance_time`] has
+    /// work to do.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// Number of keys holding state (partial matches or buffered events).
+    pub fn num_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Number of partial matches over all keys (start runs excluded).
+    pub fn num_partial_matches(&self) -> usize {
+        self.keys
+            .iter()
+            .map(|(_, k)| k.state.num_partial_matches())
+            .sum()
+    }
+
+    /// Events and nodes held by the shared buffer.
+    pub fn buffer_stats(&self) -> (usize, usize) {
+        (self.buf.num_events(), self.buf.num_nodes())
+    }
+
+    fn slot_for(&mut self, key: K) -> u32 {
+        if let Some(&s) = self.index.get(&key) {
+            return s;
+        }
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let slot = self.keys.insert(KeyEntry {
+            key: key.clone(),
+            gen,
+            state: self.nfa.initial_state(),
+            buffered: Vec::new(),
+        }) as u32;
+        self.index.insert(key, slot);
+        slot
+    }
+
+    fn register_timer(&mut self, slot: u32, at: i64) {
+        let gen = self.keys[slot as usize].gen;
+        self.timers.insert((at, slot, gen));
+    }
+
+    fn drop_if_idle(&mut self, slot: u32) {
+        let e = &self.keys[slot as usize];
+        if e.buffered.is_empty() && e.state.is_idle() {
+            let e = self.keys.remove(slot as usize);
+            self.index.remove(&e.key);
+        }
+    }
+
+    /// Receives one event of `key`. In event time `timestamp` is the event's
+    /// time: the event is buffered until the watermark passes it, or reported
+    /// late if `timestamp <= watermark`. In processing time `timestamp` is the
+    /// current time and the event is processed at once.
+    pub fn process_element<S: OutputSink<K, E>>(
+        &mut self,
+        key: K,
+        event: E,
+        timestamp: i64,
+        sink: &mut S,
+    ) {
+        match self.domain {
+            TimeDomain::EventTime => {
+                if timestamp <= self.current {
+                    sink.on_late(&key, &event, timestamp);
+                    return;
+                }
+                let slot = self.slot_for(key);
+                let buffered = &mut self.keys[slot as usize].buffered;
+                let pos = buffered.partition_point(|(t, _)| *t <= timestamp);
+                let new_ts = pos == 0 || buffered[pos - 1].0 != timestamp;
+                buffered.insert(pos, (timestamp, event));
+                if new_ts {
+                    self.register_timer(slot, timestamp);
+                }
+            }
+            TimeDomain::ProcessingTime => {
+                if timestamp > self.current {
+                    self.current = timestamp;
+                }
+                let slot = self.slot_for(key);
+                let nfa = self.nfa.clone();
+                let entry = &mut self.keys[slot as usize];
+                let mut out = KeyedOut {
+                    key: &entry.key,
+                    timestamp,
+                    sink,
+                };
+                nfa.advance_time(&mut self.buf, &mut entry.state, timestamp, &mut out);
+                let new_start =
+                    nfa.process(&mut self.buf, &mut entry.state, event, timestamp, &mut out);
+                if new_start {
+                    if let Some(w) = nfa.window() {
+                        self.register_timer(slot, timestamp.saturating_add(w).saturating_add(1));
+                    }
+                }
+                self.drop_if_idle(slot);
+            }
+        }
+    }
+
+    /// Advances the watermark (event time) or the processing time to `time`
+    /// and fires every timer at or before it.
+    pub fn advance_time<S: OutputSink<K, E>>(&mut self, time: i64, sink: &mut S) {
+        if time > self.current {
+            self.current = time;
+        }
+        let now = self.current;
+        while let Some(&(at, slot, gen)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let live = self.keys.get(slot as usize).is_some_and(|e| e.gen == gen);
+            if live {
+                self.on_timer(slot, now, sink);
+            }
+        }
+    }
+
+    fn on_timer<S: OutputSink<K, E>>(&mut self, slot: u32, now: i64, sink: &mut S) {
+        let nfa = self.nfa.clone();
+        let window = nfa.window();
+        let mut new_timers: Vec<i64> = Vec::new();
+        {
+            let entry = &mut self.keys[slot as usize];
+            if self.domain == TimeDomain::EventTime {
+                let ready = entry.buffered.partition_point(|(t, _)| *t <= now);
+                let events: Vec<(i64, E)> = entry.buffered.drain(..ready).collect();
+                let mut last_ts = None;
+                for (ts, ev) in events {
+                    let mut out = KeyedOut {
+                        key: &entry.key,
+                        timestamp: ts,
+                        sink: &mut *sink,
+                    };
+                    if last_ts != Some(ts) {
+                        nfa.advance_time(&mut self.buf, &mut entry.state, ts, &mut out);
+                        last_ts = Some(ts);
+                    }
+                    if nfa.process(&mut self.buf, &mut entry.state, ev, ts, &mut out) {
+                        if let Some(w) = window {
+                            new_timers.push(ts.saturating_add(w));
+                        }
+                    }
+                }
+            }
+            let mut out = KeyedOut {
+                key: &entry.key,
+                timestamp: now,
+                sink: &mut *sink,
+            };
+            nfa.advance_time(&mut self.buf, &mut entry.state, now, &mut out);
+        }
+        for t in new_timers {
+            self.register_timer(slot, t);
+        }
+        self.drop_if_idle(slot);
+    }
+}

@@ -55,9 +55,7 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, DurationError> {
         text: text.to_string(),
     };
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(err());

@@ -1,8 +1,129 @@
-//! placeholder
+//! The NFA compiled from a pattern and the per-key matching state.
+//!
+//! [`Nfa`] is immutable and shared (`Arc`) by every key; each key owns an
+//! [`NfaState`] (its partial and completed-but-held matches), and all keys of
+//! an operator share one [`SharedBuffer`]. Processing follows Flink's `NFA`:
+//! `process` never advances time; `advance_time(t)` times out (or, for a
+//! trailing `notFollowedBy`, completes) every partial match with
+//! `t - start >= window`, reporting `start + window`.
+
+pub(crate) mod buffer;
 pub(crate) mod compile;
-/// placeholder
-pub struct Nfa<E> { _e: std::marker::PhantomData<E>, window: Option<i64> }
+pub mod dewey;
+pub(crate) mod pq;
+mod run;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use buffer::{EventId, SharedBuffer};
+pub use run::{NfaOutput, NfaRunner, NfaState};
+
+use crate::pattern::{Condition, SkipStrategy};
+
+/// What a transition does with the current event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Take,
+    Ignore,
+    Proceed,
+}
+
+/// Kind of an NFA state (Flink `State.StateType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StateKind {
+    Normal,
+    Final,
+    Stop,
+    Pending,
+}
+
+pub(crate) struct Transition<E> {
+    pub(crate) action: Action,
+    pub(crate) target: u32,
+    pub(crate) condition: Condition<E>,
+}
+
+pub(crate) struct State<E> {
+    #[allow(dead_code)]
+    pub(crate) name: Arc<str>,
+    /// Index of the stage (shared-buffer page) the state belongs to.
+    pub(crate) stage: u32,
+    pub(crate) kind: StateKind,
+    pub(crate) transitions: Vec<Transition<E>>,
+}
+
+/// A compiled pattern: states and transitions, the window, the skip strategy.
+pub struct Nfa<E> {
+    pub(crate) states: Vec<State<E>>,
+    pub(crate) start: u32,
+    pub(crate) stage_names: Vec<Arc<str>>,
+    pub(crate) window: Option<i64>,
+    pub(crate) skip: SkipStrategy,
+    pub(crate) skip_stage: Option<u32>,
+}
+
 impl<E> Nfa<E> {
-    /// The window.
-    pub fn window(&self) -> Option<i64> { self.window }
+    pub(crate) fn new(
+        states: Vec<State<E>>,
+        start: u32,
+        stage_names: Vec<Arc<str>>,
+        window: Option<i64>,
+        skip: SkipStrategy,
+        skip_stage: Option<u32>,
+    ) -> Self {
+        Nfa {
+            states,
+            start,
+            stage_names,
+            window,
+            skip,
+            skip_stage,
+        }
+    }
+
+    /// The whole-pattern window in milliseconds (the smallest `within`), if any.
+    pub fn window(&self) -> Option<i64> {
+        self.window
+    }
+
+    /// The after-match skip strategy.
+    pub fn skip_strategy(&self) -> &SkipStrategy {
+        &self.skip
+    }
+
+    /// Number of NFA states (for diagnostics).
+    pub fn num_states(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Stage names as they appear in outputs, indexed by stage.
+    pub fn stage_names(&self) -> &[Arc<str>] {
+        &self.stage_names
+    }
+
+    /// A description of the states and transitions, for debugging.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (i, st) in self.states.iter().enumerate() {
+            s.push_str(&format!(
+                "{i} {}{} {:?}\n",
+                st.name,
+                if i as u32 == self.start {
+                    " (start)"
+                } else {
+                    ""
+                },
+                st.kind
+            ));
+            for t in &st.transitions {
+                s.push_str(&format!(
+                    "   {:?} -> {} {:?}\n",
+                    t.action, self.states[t.target as usize].name, t.condition
+                ));
+            }
+        }
+        s
+    }
 }

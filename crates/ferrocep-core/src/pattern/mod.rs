@@ -363,7 +363,10 @@ impl<E> Pattern<E> {
     }
     /// Adds an iterative condition that can read the events already matched
     /// (Flink `where(IterativeCondition)`).
-    pub fn where_ctx(self, f: impl Fn(&E, &dyn Context<E>) -> bool + Send + Sync + 'static) -> Self {
+    pub fn where_ctx(
+        self,
+        f: impl Fn(&E, &dyn Context<E>) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.and_condition(Condition::iterative(f))
     }
     /// Adds a prepared [`Condition`], ANDed with the existing ones.
@@ -388,7 +391,10 @@ impl<E> Pattern<E> {
         self.until_condition(Condition::simple(f))
     }
     /// Iterative variant of [`Pattern::until`].
-    pub fn until_ctx(self, f: impl Fn(&E, &dyn Context<E>) -> bool + Send + Sync + 'static) -> Self {
+    pub fn until_ctx(
+        self,
+        f: impl Fn(&E, &dyn Context<E>) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.until_condition(Condition::iterative(f))
     }
     /// [`Pattern::until`] with a prepared [`Condition`].
@@ -396,7 +402,10 @@ impl<E> Pattern<E> {
         let name = self.last_name();
         let st = self.last();
         if st.quantifier.kind != QuantKind::Looping {
-            self.fail(&name, "the until condition is only applicable to looping states");
+            self.fail(
+                &name,
+                "the until condition is only applicable to looping states",
+            );
         } else if st.until.is_some() {
             self.fail(&name, "only one until condition can be applied");
         } else {
@@ -504,10 +513,13 @@ impl<E> Pattern<E> {
     /// The stage may be skipped (Flink `optional`).
     pub fn optional(mut self) -> Self {
         let name = self.last_name();
-        let prev_greedy = self.stages.len() >= 2
-            && self.stages[self.stages.len() - 2].quantifier.greedy;
+        let prev_greedy =
+            self.stages.len() >= 2 && self.stages[self.stages.len() - 2].quantifier.greedy;
         if prev_greedy {
-            self.fail(&name, "optional pattern cannot be preceded by greedy pattern");
+            self.fail(
+                &name,
+                "optional pattern cannot be preceded by greedy pattern",
+            );
             return self;
         }
         let st = self.last();
@@ -551,7 +563,10 @@ impl<E> Pattern<E> {
         if st.quantifier.kind == QuantKind::Single {
             self.fail(&name, "consecutive not applicable to a single-event stage");
         } else if st.quantifier.inner == Contiguity::SkipTillAny {
-            self.fail(&name, "you can apply either combinations or consecutive, not both");
+            self.fail(
+                &name,
+                "you can apply either combinations or consecutive, not both",
+            );
         } else if st.quantifier.inner == Contiguity::Strict {
             self.fail(&name, "consecutive already applied");
         } else {
@@ -567,7 +582,10 @@ impl<E> Pattern<E> {
         if st.quantifier.kind == QuantKind::Single {
             self.fail(&name, "combinations not applicable to a single-event stage");
         } else if st.quantifier.inner == Contiguity::Strict {
-            self.fail(&name, "you can apply either combinations or consecutive, not both");
+            self.fail(
+                &name,
+                "you can apply either combinations or consecutive, not both",
+            );
         } else if st.quantifier.inner == Contiguity::SkipTillAny {
             self.fail(&name, "combinations already applied");
         } else if st.quantifier.greedy {

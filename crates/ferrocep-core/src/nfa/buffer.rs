@@ -1,0 +1,290 @@
+//! The shared buffer (Flink `SharedBuffer` + `SharedBufferAccessor`): events
+//! are stored once and reference-counted; a node is (stage, event) with
+//! versioned edges to the previous node of each branch that took it. Partial
+//! matches that share a prefix share its nodes, so nothing is copied per
+//! partial match.
+//!
+//! One buffer serves every key of an operator: nodes and events live in slabs
+//! and are addressed by index, so a key costs no map of its own. Locking and
+//! release follow Flink's counting exactly (edges have their own counts and
+//! vanish when released), since that decides which paths a later extraction
+//! can still see.
+
+use slab::Slab;
+use smallvec::SmallVec;
+
+use super::dewey::DeweyNumber;
+
+/// Identity of an event within its key: timestamp, then arrival order among
+/// the stored events of that timestamp (Flink `EventId`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId {
+    /// Event timestamp.
+    pub ts: i64,
+    /// Sequence number among the key's stored events of `ts`.
+    pub seq: u32,
+}
+
+/// Handle of a stored event.
+pub(crate) type EventIdx = u32;
+
+/// Handle of a node; `gen` detects a handle to a node that was freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NodeRef {
+    idx: u32,
+    gen: u32,
+}
+
+pub(crate) struct EventEntry<E> {
+    pub(crate) event: E,
+    pub(crate) id: EventId,
+    lock: u32,
+}
+
+struct Edge {
+    target: Option<NodeRef>,
+    version: DeweyNumber,
+    lock: u32,
+}
+
+struct Node {
+    gen: u32,
+    stage: u32,
+    event: EventIdx,
+    lock: u32,
+    edges: SmallVec<[Edge; 1]>,
+}
+
+/// Events and nodes of all partial matches of one operator.
+pub struct SharedBuffer<E> {
+    events: Slab<EventEntry<E>>,
+    nodes: Slab<Node>,
+    next_gen: u32,
+    /// Nodes created for the event being processed: (stage, node).
+    current_nodes: Vec<(u32, NodeRef)>,
+}
+
+impl<E> Default for SharedBuffer<E> {
+    fn default() -> Self {
+        SharedBuffer {
+            events: Slab::new(),
+            nodes: Slab::new(),
+            next_gen: 0,
+            current_nodes: Vec::new(),
+        }
+    }
+}
+
+/// Lock counting as Flink's `Lockable.release`: true when the count reaches
+/// (or already was) zero.
+fn release_count(lock: &mut u32) -> bool {
+    if *lock == 0 {
+        return true;
+    }
+    *lock -= 1;
+    *lock == 0
+}
+
+impl<E> SharedBuffer<E> {
+    /// Number of events held.
+    pub fn num_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Number of nodes held.
+    pub fn num_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Stores the event being processed, locked until [`Self::finish_event`]
+    /// (Flink's `EventWrapper`). Its id is filled in when first taken.
+    pub(crate) fn begin_event(&mut self, event: E, ts: i64) -> EventIdx {
+        self.current_nodes.clear();
+        self.events.insert(EventEntry {
+            event,
+            id: EventId { ts, seq: u32::MAX },
+            lock: 1,
+        }) as EventIdx
+    }
+
+    /// Releases the processing lock of the current event.
+    pub(crate) fn finish_event(&mut self, ev: EventIdx) {
+        self.current_nodes.clear();
+        self.release_event(ev);
+    }
+
+    pub(crate) fn event(&self, ev: EventIdx) -> &E {
+        &self.events[ev as usize].event
+    }
+
+    pub(crate) fn event_entry(&self, ev: EventIdx) -> &EventEntry<E> {
+        &self.events[ev as usize]
+    }
+
+    pub(crate) fn set_event_id(&mut self, ev: EventIdx, id: EventId) {
+        self.events[ev as usize].id = id;
+    }
+
+    fn release_event(&mut self, ev: EventIdx) {
+        if let Some(e) = self.events.get_mut(ev as usize) {
+            if release_count(&mut e.lock) {
+                self.events.remove(ev as usize);
+            }
+        }
+    }
+
+    fn node(&self, r: NodeRef) -> Option<&Node> {
+        self.nodes.get(r.idx as usize).filter(|n| n.gen == r.gen)
+    }
+
+    fn node_mut(&mut self, r: NodeRef) -> Option<&mut Node> {
+        self.nodes
+            .get_mut(r.idx as usize)
+            .filter(|n| n.gen == r.gen)
+    }
+
+    /// Flink `put`: stores the current event under `stage` with an edge to
+    /// `previous` labelled `version`.
+    pub(crate) fn put(
+        &mut self,
+        stage: u32,
+        ev: EventIdx,
+        previous: Option<NodeRef>,
+        version: &DeweyNumber,
+    ) -> NodeRef {
+        if let Some(p) = previous {
+            self.lock_node(p, version);
+        }
+        let existing = self
+            .current_nodes
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, r)| *r)
+            .filter(|r| self.node(*r).is_some());
+        let r = match existing {
+            Some(r) => r,
+            None => {
+                self.events[ev as usize].lock += 1;
+                let gen = self.next_gen;
+                self.next_gen = self.next_gen.wrapping_add(1);
+                let idx = self.nodes.insert(Node {
+                    gen,
+                    stage,
+                    event: ev,
+                    lock: 0,
+                    edges: SmallVec::new(),
+                }) as u32;
+                let r = NodeRef { idx, gen };
+                self.current_nodes.push((stage, r));
+                r
+            }
+        };
+        if let Some(n) = self.node_mut(r) {
+            n.edges.push(Edge {
+                target: previous,
+                version: version.clone(),
+                lock: 0,
+            });
+        }
+        r
+    }
+
+    /// Flink `lockNode`.
+    pub(crate) fn lock_node(&mut self, r: NodeRef, version: &DeweyNumber) {
+        if let Some(n) = self.node_mut(r) {
+            n.lock += 1;
+            for e in n.edges.iter_mut() {
+                if version.is_compatible_with(&e.version) {
+                    e.lock += 1;
+                }
+            }
+        }
+    }
+
+    /// Flink `releaseNode`: releases the node and, transitively, the edges of
+    /// `version` and nodes whose count drops to zero.
+    pub(crate) fn release_node(&mut self, r: NodeRef, version: &DeweyNumber) {
+        let mut stack: Vec<(NodeRef, DeweyNumber)> = vec![(r, version.clone())];
+        while let Some((cur, v)) = stack.pop() {
+            let Some(n) = self.node_mut(cur) else {
+                // Flink stops the whole release here (`break`).
+                break;
+            };
+            let mut i = 0;
+            while i < n.edges.len() {
+                let e = &mut n.edges[i];
+                if v.is_compatible_with(&e.version) && release_count(&mut e.lock) {
+                    let e = n.edges.remove(i);
+                    if let Some(t) = e.target {
+                        stack.push((t, e.version));
+                    }
+                    continue;
+                }
+                i += 1;
+            }
+            if release_count(&mut n.lock) {
+                let ev = n.event;
+                self.nodes.remove(cur.idx as usize);
+                self.release_event(ev);
+            }
+        }
+    }
+
+    /// Flink `extractPatterns`: every path back from `r` compatible with
+    /// `version`, each as (stage, event) oldest first; the first is the one
+    /// Flink emits.
+    pub(crate) fn extract(
+        &self,
+        r: NodeRef,
+        version: &DeweyNumber,
+        first_only: bool,
+    ) -> Vec<Vec<(u32, EventIdx)>> {
+        let mut result = Vec::new();
+        if self.node(r).is_none() {
+            return result;
+        }
+        struct St {
+            entry: Option<NodeRef>,
+            version: DeweyNumber,
+            path: Vec<(u32, EventIdx)>,
+        }
+        let mut stack = vec![St {
+            entry: Some(r),
+            version: version.clone(),
+            path: Vec::new(),
+        }];
+        while let Some(st) = stack.pop() {
+            let St {
+                entry,
+                version,
+                mut path,
+            } = st;
+            match entry {
+                None => {
+                    path.reverse();
+                    result.push(path);
+                    if first_only {
+                        return result;
+                    }
+                }
+                Some(nr) => {
+                    let Some(n) = self.node(nr) else { continue };
+                    path.push((n.stage, n.event));
+                    let compatible: Vec<&Edge> = n
+                        .edges
+                        .iter()
+                        .filter(|e| version.is_compatible_with(&e.version))
+                        .collect();
+                    for e in compatible {
+                        stack.push(St {
+                            entry: e.target,
+                            version: e.version.clone(),
+                            path: path.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        result
+    }
+}
