@@ -258,3 +258,93 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         self.drop_if_idle(slot);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Collector, Output};
+    use crate::pattern::Pattern;
+
+    type Ev = (&'static str, i64);
+
+    fn order_nfa(window: i64) -> Arc<Nfa<Ev>> {
+        Arc::new(
+            Pattern::<Ev>::begin("create")
+                .where_(|e: &Ev| e.0 == "create")
+                .followed_by("pay")
+                .where_(|e: &Ev| e.0 == "pay")
+                .within_ms(window)
+                .compile()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn event_time_match_timeout_and_late() {
+        let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
+        let mut out = Collector::default();
+        let mut wm = crate::time::BoundedOutOfOrderness::new(0);
+        for (key, ev) in [
+            ("o1", ("create", 1_000)),
+            ("o2", ("create", 2_000)),
+            ("o1", ("pay", 5_000)),
+            ("o3", ("pay", 1_500)), // behind the watermark: late
+        ] {
+            op.process_element(key, ev, ev.1, &mut out);
+            let w = wm.on_event(ev.1);
+            op.advance_time(w, &mut out);
+        }
+        assert!(matches!(out.outputs[0], Output::Late { key: "o3", .. }));
+        // The stream goes quiet; the watermark alone completes o1 and times o2 out on time.
+        op.advance_time(11_999, &mut out);
+        assert_eq!(out.matches().len(), 1);
+        assert!(out.timeouts().is_empty());
+        op.advance_time(12_000, &mut out);
+        assert_eq!(out.timeouts().len(), 1);
+        assert_eq!(out.timeouts()[0].1, 12_000);
+        assert_eq!(op.num_keys(), 0, "idle keys are dropped");
+        assert_eq!(op.buffer_stats(), (0, 0));
+    }
+
+    #[test]
+    fn processing_time_timeouts_fire_from_timers() {
+        let mut op = CepOperator::new(order_nfa(1_500), TimeDomain::ProcessingTime);
+        let mut out = Collector::default();
+        op.process_element("u1", ("create", 0), 1_000, &mut out);
+        op.process_element("u2", ("create", 0), 2_000, &mut out);
+        assert_eq!(op.next_timer(), Some(2_501));
+        op.advance_time(2_500, &mut out);
+        assert!(out.timeouts().is_empty());
+        op.advance_time(2_501, &mut out);
+        assert_eq!(out.timeouts().len(), 1);
+        assert_eq!(out.timeouts()[0].1, 2_500);
+        op.process_element("u2", ("pay", 0), 3_000, &mut out);
+        assert_eq!(out.matches().len(), 1);
+    }
+
+    #[test]
+    fn equal_timestamps_run_in_arrival_order() {
+        let nfa = Arc::new(
+            Pattern::<Ev>::begin("a")
+                .where_(|e: &Ev| e.0 == "a")
+                .next("b")
+                .where_(|e: &Ev| e.0 == "b")
+                .compile()
+                .unwrap(),
+        );
+        let mut op = CepOperator::new(nfa, TimeDomain::EventTime);
+        let mut out = Collector::default();
+        op.process_element("k", ("a", 5), 5, &mut out);
+        op.process_element("k", ("b", 5), 5, &mut out);
+        op.process_element("k", ("a", 4), 4, &mut out);
+        op.advance_time(i64::MAX, &mut out);
+        // a@4 runs first, then a@5, b@5: one match a@5 b@5.
+        assert_eq!(
+            out.matches(),
+            vec![vec![
+                ("a".to_string(), vec![("a", 5)]),
+                ("b".to_string(), vec![("b", 5)]),
+            ]]
+        );
+    }
+}

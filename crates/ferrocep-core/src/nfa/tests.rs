@@ -184,3 +184,119 @@ fn invalid_patterns_are_rejected() {
         .compile()
         .is_err());
 }
+
+mod properties {
+    //! Invariants that hold whatever the pattern.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct E {
+        kind: u8,
+        idx: u32,
+    }
+
+    #[derive(Clone, Debug)]
+    struct StageGen {
+        kind: u8,
+        contiguity: u8,
+        quant: u8,
+        optional: bool,
+    }
+
+    fn stage_gen() -> impl Strategy<Value = StageGen> {
+        (0u8..3, 0u8..3, 0u8..5, any::<bool>()).prop_map(|(kind, contiguity, quant, optional)| {
+            StageGen {
+                kind,
+                contiguity,
+                quant,
+                optional,
+            }
+        })
+    }
+
+    fn build(stages: &[StageGen], skip: SkipStrategy, window: Option<i64>) -> Pattern<E> {
+        let mut p: Option<Pattern<E>> = None;
+        for (i, s) in stages.iter().enumerate() {
+            let name = format!("s{i}");
+            let mut q = match p {
+                None => Pattern::begin_with_skip(name, skip.clone()),
+                Some(p) => match s.contiguity {
+                    0 => p.next(name),
+                    1 => p.followed_by(name),
+                    _ => p.followed_by_any(name),
+                },
+            };
+            let k = s.kind;
+            q = q.where_(move |e: &E| e.kind == k);
+            q = match s.quant {
+                1 => q.one_or_more(),
+                2 => q.times(2),
+                3 => q.times_range(1, 3),
+                _ => q,
+            };
+            if s.optional && i + 1 < stages.len() {
+                q = q.optional();
+            }
+            p = Some(q);
+        }
+        let mut p = p.expect("at least one stage");
+        if let Some(w) = window {
+            p = p.within_ms(w);
+        }
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn matches_respect_conditions_order_window_and_skip(
+            stages in prop::collection::vec(stage_gen(), 1..4),
+            kinds in prop::collection::vec(0u8..3, 0..14),
+            skip_past in any::<bool>(),
+            window in prop::option::of(2i64..8),
+        ) {
+            let skip = if skip_past { SkipStrategy::SkipPastLastEvent } else { SkipStrategy::NoSkip };
+            let Ok(nfa) = build(&stages, skip, window).compile() else { return Ok(()); };
+            let mut r = NfaRunner::new(Arc::new(nfa));
+            let mut all = Vec::new();
+            for (i, k) in kinds.iter().enumerate() {
+                for m in r.feed(E { kind: *k, idx: i as u32 }, i as i64 + 1) {
+                    all.push(m);
+                }
+            }
+            let mut last_end: Option<u32> = None;
+            for m in &all {
+                let mut idxs = Vec::new();
+                for (stage, evs) in m {
+                    let si: usize = stage[1..].parse().unwrap();
+                    for e in evs {
+                        prop_assert_eq!(e.kind, stages[si].kind, "event satisfies its stage condition");
+                        idxs.push(e.idx);
+                    }
+                }
+                let mut sorted = idxs.clone();
+                sorted.sort();
+                sorted.dedup();
+                prop_assert_eq!(sorted.len(), idxs.len(), "no event twice in one match");
+                let (first, last) = (sorted[0], *sorted.last().unwrap());
+                if let Some(w) = window {
+                    prop_assert!(((last - first) as i64) < w, "match spans less than the window");
+                }
+                if skip_past {
+                    if let Some(end) = last_end {
+                        prop_assert!(first > end, "skip_past_last_event: matches do not overlap");
+                    }
+                    last_end = Some(last);
+                }
+            }
+            // Nothing leaks: after the window passes everything is released.
+            if window.is_some() {
+                r.advance_time(i64::MAX / 2);
+                prop_assert_eq!(r.state().num_partial_matches(), 0);
+                prop_assert_eq!(r.buffer().num_nodes(), 0);
+                prop_assert_eq!(r.buffer().num_events(), 0);
+            }
+        }
+    }
+}
