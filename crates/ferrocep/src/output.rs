@@ -1,0 +1,342 @@
+//! The JSON-lines sink of `ferrocep match`: one line per match, timeout or
+//! late event, in the order the engine emits them.
+//!
+//! ```text
+//! {"kind":"match","key":"o-1","events":{"create":[{...}],"pay":[{...}]}}
+//! {"kind":"timeout","key":"o-7","timeout_at":1700000600000,"events":{"create":[{...}]}}
+//! {"kind":"late","key":"o-9","event":{...}}
+//! ```
+//!
+//! Invariants: events and keys are written as the exact text they had in the
+//! input (`100.0` stays `100.0`, key order and spacing are kept), never
+//! re-serialised; `key` is omitted when the key is `None` (a spec without
+//! `key`). This is the hot path of output, so lines are assembled with direct
+//! byte writes into a buffered writer, with no intermediate JSON values.
+//!
+//! [`OutputSink`] methods cannot fail, so the first write error is kept in the
+//! sink ([`JsonLinesSink::take_error`]) and every later write is skipped; the
+//! driver checks it after each event.
+
+use std::io::{self, Write};
+
+use ferrocep_core::output::{MatchRef, OutputSink};
+use ferrocep_core::spec::JsonEvent;
+
+/// An event that can show the JSON text it was read from.
+pub trait RawJson {
+    /// The event's JSON text, exactly as it appeared in the input.
+    fn raw_json(&self) -> &str;
+}
+
+impl RawJson for JsonEvent {
+    #[inline]
+    fn raw_json(&self) -> &str {
+        self.raw()
+    }
+}
+
+impl RawJson for str {
+    #[inline]
+    fn raw_json(&self) -> &str {
+        self
+    }
+}
+
+impl RawJson for String {
+    #[inline]
+    fn raw_json(&self) -> &str {
+        self
+    }
+}
+
+impl RawJson for Box<str> {
+    #[inline]
+    fn raw_json(&self) -> &str {
+        self
+    }
+}
+
+/// The partition key of `match`: the key field's JSON text, or `None` for a
+/// spec without `key` (one global partition; no `key` in the output).
+pub type KeyText = Option<Box<str>>;
+
+/// Writes the contract's JSON lines into `W` (give it a `BufWriter`).
+#[derive(Debug)]
+pub struct JsonLinesSink<W: Write> {
+    out: W,
+    error: Option<io::Error>,
+    matches: u64,
+    timeouts: u64,
+    late: u64,
+}
+
+impl<W: Write> JsonLinesSink<W> {
+    /// A sink writing into `out`.
+    pub fn new(out: W) -> Self {
+        JsonLinesSink {
+            out,
+            error: None,
+            matches: 0,
+            timeouts: 0,
+            late: 0,
+        }
+    }
+
+    /// Whether a write has failed (everything after it was dropped).
+    #[inline]
+    pub fn has_error(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The first write error, if any, leaving none behind.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    /// Number of (matches, timeouts, late events) written so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.matches, self.timeouts, self.late)
+    }
+
+    /// Flushes the writer and returns it, or the first error met.
+    pub fn finish(mut self) -> io::Result<W> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    #[inline]
+    fn record(&mut self, r: io::Result<()>) {
+        if let Err(e) = r {
+            if self.error.is_none() {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Writes `s` as a JSON string literal (quotes and escapes included).
+pub fn write_json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
+    let bytes = s.as_bytes();
+    w.write_all(b"\"")?;
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => {
+                w.write_all(&bytes[start..i])?;
+                write!(w, "\\u{b:04x}")?;
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        w.write_all(&bytes[start..i])?;
+        w.write_all(esc)?;
+        start = i + 1;
+    }
+    w.write_all(&bytes[start..])?;
+    w.write_all(b"\"")
+}
+
+#[inline]
+fn write_head<W: Write>(w: &mut W, kind: &[u8], key: &KeyText) -> io::Result<()> {
+    w.write_all(b"{\"kind\":\"")?;
+    w.write_all(kind)?;
+    w.write_all(b"\"")?;
+    if let Some(k) = key {
+        w.write_all(b",\"key\":")?;
+        w.write_all(k.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_events<W: Write, E: RawJson>(w: &mut W, m: &MatchRef<'_, E>) -> io::Result<()> {
+    w.write_all(b",\"events\":{")?;
+    let mut result = Ok(());
+    let mut first_stage = true;
+    m.for_each_stage(|name, events| {
+        if result.is_err() {
+            return;
+        }
+        result = (|| {
+            if !first_stage {
+                w.write_all(b",")?;
+            }
+            first_stage = false;
+            write_json_str(w, name)?;
+            w.write_all(b":[")?;
+            let mut first = true;
+            for e in events {
+                if !first {
+                    w.write_all(b",")?;
+                }
+                first = false;
+                w.write_all(e.raw_json().as_bytes())?;
+            }
+            w.write_all(b"]")
+        })();
+    });
+    result?;
+    w.write_all(b"}")
+}
+
+fn write_match<W: Write, E: RawJson>(
+    w: &mut W,
+    key: &KeyText,
+    m: &MatchRef<'_, E>,
+) -> io::Result<()> {
+    write_head(w, b"match", key)?;
+    write_events(w, m)?;
+    w.write_all(b"}\n")
+}
+
+fn write_timeout<W: Write, E: RawJson>(
+    w: &mut W,
+    key: &KeyText,
+    m: &MatchRef<'_, E>,
+    timeout_at: i64,
+) -> io::Result<()> {
+    write_head(w, b"timeout", key)?;
+    write!(w, ",\"timeout_at\":{timeout_at}")?;
+    write_events(w, m)?;
+    w.write_all(b"}\n")
+}
+
+fn write_late<W: Write, E: RawJson>(w: &mut W, key: &KeyText, e: &E) -> io::Result<()> {
+    write_head(w, b"late", key)?;
+    w.write_all(b",\"event\":")?;
+    w.write_all(e.raw_json().as_bytes())?;
+    w.write_all(b"}\n")
+}
+
+impl<W: Write, E: RawJson> OutputSink<KeyText, E> for JsonLinesSink<W> {
+    fn on_match(&mut self, key: &KeyText, m: &MatchRef<'_, E>, _timestamp: i64) {
+        if self.error.is_none() {
+            self.matches += 1;
+            let r = write_match(&mut self.out, key, m);
+            self.record(r);
+        }
+    }
+
+    fn on_timeout(&mut self, key: &KeyText, m: &MatchRef<'_, E>, timeout_at: i64) {
+        if self.error.is_none() {
+            self.timeouts += 1;
+            let r = write_timeout(&mut self.out, key, m, timeout_at);
+            self.record(r);
+        }
+    }
+
+    fn on_late(&mut self, key: &KeyText, event: &E, _timestamp: i64) {
+        if self.error.is_none() {
+            self.late += 1;
+            let r = write_late(&mut self.out, key, event);
+            self.record(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn names() -> Vec<Arc<str>> {
+        vec![Arc::from("create"), Arc::from("pay")]
+    }
+
+    fn sink_text(f: impl FnOnce(&mut JsonLinesSink<Vec<u8>>)) -> String {
+        let mut sink = JsonLinesSink::new(Vec::new());
+        f(&mut sink);
+        String::from_utf8(sink.finish().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn match_keeps_original_text_and_stage_order() {
+        let create = String::from(r#"{"k": "a", "amount": 100.0}"#);
+        let pay1 = String::from(r#"{"k":"a","type":"pay","n":1}"#);
+        let pay2 = String::from(r#"{"k":"a","type":"pay","n":2}"#);
+        let names = names();
+        let events = [(0, &create), (1, &pay1), (1, &pay2)];
+        let text = sink_text(|s| {
+            s.on_match(&Some("\"a\"".into()), &MatchRef::new(&names, &events), 5);
+        });
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"kind":"match","key":"a","events":{"create":[{"k": "a", "amount": 100.0}],"#,
+                r#""pay":[{"k":"a","type":"pay","n":1},{"k":"a","type":"pay","n":2}]}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn timeout_and_late_without_key() {
+        let create = String::from(r#"{"type":"create"}"#);
+        let names = names();
+        let events = [(0, &create)];
+        let text = sink_text(|s| {
+            s.on_timeout(&None, &MatchRef::new(&names, &events), 1_700_000_600_000);
+            OutputSink::<KeyText, String>::on_late(s, &None, &create, 3);
+        });
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"kind":"timeout","timeout_at":1700000600000,"events":{"create":[{"type":"create"}]}}"#,
+                "\n",
+                r#"{"kind":"late","event":{"type":"create"}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn numeric_key_is_written_as_is() {
+        let e = String::from(r#"{"user":7}"#);
+        let text = sink_text(|s| {
+            OutputSink::<KeyText, String>::on_late(s, &Some("7".into()), &e, 3);
+        });
+        assert_eq!(
+            text,
+            "{\"kind\":\"late\",\"key\":7,\"event\":{\"user\":7}}\n"
+        );
+    }
+
+    #[test]
+    fn stage_names_are_escaped() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
+        let back: String = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn write_errors_are_kept_and_later_writes_skipped() {
+        struct Failing(u32);
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                self.0 += 1;
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "closed"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let e = String::from("{}");
+        let mut sink = JsonLinesSink::new(Failing(0));
+        OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, 1);
+        OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, 2);
+        assert!(sink.has_error());
+        assert_eq!(sink.out.0, 1);
+        assert_eq!(sink.take_error().unwrap().kind(), io::ErrorKind::BrokenPipe);
+    }
+}
