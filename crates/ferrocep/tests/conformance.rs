@@ -1,0 +1,182 @@
+//! Every case of `shared/conformance` (real Flink CEP's output for a spec and
+//! an input) through `ferrocep match`, compared as `check.py` compares them:
+//! as multisets of normalised outputs.
+//!
+//! The cases live outside the repository, in `../shared/conformance` next to
+//! it; `FERROCEP_CONFORMANCE_DIR` points elsewhere (a folder holding `cases/`,
+//! or a folder of case files such as `gen_random.py`'s output), and
+//! `FERROCEP_CONFORMANCE_FILTER` keeps only the cases whose file name contains
+//! it. A missing folder or an empty one fails the test: it never passes by
+//! running nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::util::{bin, run_with_timeout, same_multiset, TempDir};
+
+fn conformance_dir() -> PathBuf {
+    match std::env::var_os("FERROCEP_CONFORMANCE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+    }
+}
+
+fn case_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read conformance folder {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            case_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "json") {
+            out.push(path);
+        }
+    }
+}
+
+/// Re-spaces compact or indented JSON text as Python's `json.dumps(value)`
+/// writes it (`", "` and `": "` separators), keeping key order and number
+/// text: the events file then holds the very bytes `check.py` would write.
+fn python_dumps_layout(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            ' ' | '\n' | '\r' | '\t' => {}
+            ',' => out.push_str(", "),
+            ':' => out.push_str(": "),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Runs one case; `Err` says why it fails.
+fn run_case(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let case: serde_json::Map<String, Value> =
+        serde_json::from_str(&text).map_err(|e| format!("not a case file: {e}"))?;
+    let raw: std::collections::HashMap<String, &RawValue> =
+        serde_json::from_str(&text).map_err(|e| format!("not a case file: {e}"))?;
+    let spec = raw.get("spec").ok_or("no spec")?;
+    let events: Vec<&RawValue> = serde_json::from_str(raw.get("events").ok_or("no events")?.get())
+        .map_err(|e| format!("events: {e}"))?;
+    let expected = case
+        .get("expected")
+        .and_then(Value::as_array)
+        .ok_or("no expected outputs")?;
+    let end = case
+        .get("end_of_input")
+        .and_then(Value::as_str)
+        .unwrap_or("flush");
+
+    let tmp = TempDir::new("case");
+    let spec_path = tmp.file("spec.json", spec.get());
+    let mut lines = String::new();
+    for e in events {
+        lines.push_str(&python_dumps_layout(e.get()));
+        lines.push('\n');
+    }
+    let events_path = tmp.file("events.jsonl", &lines);
+
+    let mut cmd = bin();
+    cmd.arg("match")
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--input")
+        .arg(&events_path)
+        .arg("--end-of-input")
+        .arg(end);
+    let run = run_with_timeout(cmd, None, Duration::from_secs(30));
+    if run.code != Some(0) {
+        let err: String = run.stderr.trim().chars().take(300).collect();
+        return Err(format!("exit {:?}: {err}", run.code));
+    }
+    same_multiset(expected, &run.stdout)
+}
+
+#[test]
+fn flink_conformance_cases() {
+    let dir = conformance_dir();
+    assert!(
+        dir.is_dir(),
+        "conformance folder {} is missing: the shared checkout must sit next to the \
+         repository (or set FERROCEP_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    let cases_dir = if dir.join("cases").is_dir() {
+        dir.join("cases")
+    } else {
+        dir.clone()
+    };
+    let mut paths = Vec::new();
+    case_files(&cases_dir, &mut paths);
+    paths.sort();
+    if let Ok(filter) = std::env::var("FERROCEP_CONFORMANCE_FILTER") {
+        paths.retain(|p| p.to_string_lossy().contains(&filter));
+    }
+    assert!(
+        !paths.is_empty(),
+        "no conformance case (*.json) under {}",
+        cases_dir.display()
+    );
+
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                if let Err(why) = run_case(path) {
+                    let name = path.strip_prefix(&cases_dir).unwrap_or(path);
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("FAIL {}: {why}", name.display()));
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    let summary = format!(
+        "conformance: {} passed, {} failed ({})",
+        paths.len() - failures.len(),
+        failures.len(),
+        cases_dir.display()
+    );
+    println!("{summary}");
+    assert!(failures.is_empty(), "{}\n{summary}", failures.join("\n"));
+}
+
+#[test]
+fn python_layout_matches_json_dumps() {
+    let raw = "{\n \"k\": \"a, b: c\",\n \"n\": [\n  1,\n  2.50\n ],\n \"q\": \"x\\\"y\"\n}";
+    assert_eq!(
+        python_dumps_layout(raw),
+        r#"{"k": "a, b: c", "n": [1, 2.50], "q": "x\"y"}"#
+    );
+}

@@ -1,0 +1,14 @@
+//! Integration tests of the `ferrocep` binary, built as one test binary of
+//! topic modules (ripgrep style). Every test runs the real executable.
+//!
+//! - `conformance`: every case of `shared/conformance` against Flink's output;
+//! - `match_cli`: the `match` contract: bad lines, `--strict`, bad specs,
+//!   stdin, end of input, output text;
+//! - `demo`: the live demos, briefly;
+//! - `examples`: the spec files in `examples/` on their sample inputs.
+
+mod conformance;
+mod demo;
+mod examples;
+mod match_cli;
+mod util;

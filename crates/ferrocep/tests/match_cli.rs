@@ -1,0 +1,267 @@
+//! The `match` contract, end to end: output lines, bad input lines, `--strict`,
+//! bad specs, standard input, end of input, processing time.
+
+use std::time::Duration;
+
+use crate::util::{bin, json_lines, run_match, run_with_timeout, same_multiset, TempDir};
+
+const KEYED_SPEC: &str = r#"{
+  "key": "k",
+  "time": {"field": "ts"},
+  "within": "10s",
+  "stages": [
+    {"name": "create", "where": "type == \"create\""},
+    {"name": "pay", "where": "type == \"pay\""}
+  ]
+}"#;
+
+const CREATE: &str = r#"{"k": "a", "type": "create", "amount": 100.0, "ts": 1700000000000}"#;
+const PAY: &str = r#"{"k":"a","type":"pay","ts":1700000001000}"#;
+
+#[test]
+fn match_line_holds_original_event_text() {
+    let tmp = TempDir::new("text");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n{PAY}\n"));
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("{{\"kind\":\"match\",\"key\":\"a\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{PAY}]}}}}\n")
+    );
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn bad_lines_are_reported_with_line_numbers_and_the_run_goes_on() {
+    let tmp = TempDir::new("bad");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let input = [
+        CREATE,                                        // 1
+        "this is not JSON",                            // 2
+        "[1, 2]",                                      // 3
+        r#"{"type": "pay", "ts": 1700000000500}"#,     // 4: no key
+        r#"{"k": "a", "type": "pay"}"#,                // 5: no time
+        "",                                            // 6: empty
+        r#"{"k": "a", "type": "pay", "ts": "later"}"#, // 7: bad time
+        PAY,                                           // 8
+    ]
+    .join("\n");
+    let input = tmp.file("in.jsonl", &(input + "\n"));
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let reported: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(reported.len(), 6, "{}", run.stderr);
+    for (line, n) in reported.iter().zip([2, 3, 4, 5, 6, 7]) {
+        assert!(line.starts_with(&format!("line {n}: ")), "{}", run.stderr);
+    }
+    assert_eq!(reported[4], "line 6: empty line");
+    assert!(
+        reported[2].contains('k'),
+        "names the key field: {}",
+        reported[2]
+    );
+    assert!(
+        reported[3].contains("ts"),
+        "names the time field: {}",
+        reported[3]
+    );
+    let want = json_lines(&format!(
+        "{{\"kind\":\"match\",\"key\":\"a\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{PAY}]}}}}"
+    ));
+    same_multiset(&want, &run.stdout).unwrap();
+}
+
+#[test]
+fn strict_stops_at_the_first_bad_line() {
+    let tmp = TempDir::new("strict");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\nnot json\n{PAY}\n"));
+    let run = run_match(&spec, &input, &["--strict"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("line 2: "), "{}", run.stderr);
+    assert_eq!(run.stdout, "", "nothing after the bad line is processed");
+}
+
+#[test]
+fn bad_spec_exits_2_naming_the_field() {
+    let tmp = TempDir::new("spec");
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n"));
+    let bad_contiguity = tmp.file(
+        "contiguity.yaml",
+        "stages:\n  - name: a\n  - name: b\n    contiguity: sometimes\n",
+    );
+    let run = run_match(&bad_contiguity, &input, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("contiguity"), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+
+    let bad_where = tmp.file(
+        "where.yaml",
+        "stages:\n  - name: a\n    where: type == == 1\n",
+    );
+    let run = run_match(&bad_where, &input, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("where"), "{}", run.stderr);
+
+    let bad_within = tmp.file("within.yaml", "within: soon\nstages:\n  - name: a\n");
+    let run = run_match(&bad_within, &input, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("within"), "{}", run.stderr);
+
+    let missing = tmp.path().join("no-such-spec.yaml");
+    let run = run_match(&missing, &input, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no-such-spec.yaml"), "{}", run.stderr);
+}
+
+#[test]
+fn flink_rejected_pattern_exits_2() {
+    // `not_followed_by` as the last stage needs `within` (Flink
+    // MalformedPatternException).
+    let tmp = TempDir::new("flinkbad");
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n"));
+    let spec = tmp.file(
+        "spec.yaml",
+        "stages:\n  - name: a\n  - name: b\n    contiguity: not_followed_by\n",
+    );
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.starts_with("spec error"), "{}", run.stderr);
+}
+
+#[test]
+fn missing_input_file_exits_2() {
+    let tmp = TempDir::new("noinput");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let run = run_match(&spec, &tmp.path().join("nope.jsonl"), &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("nope.jsonl"), "{}", run.stderr);
+}
+
+#[test]
+fn dash_reads_standard_input() {
+    let tmp = TempDir::new("stdin");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let mut cmd = bin();
+    cmd.args(["match", "--input", "-", "--spec"]).arg(&spec);
+    let run = run_with_timeout(
+        cmd,
+        Some(&format!("{CREATE}\n{PAY}\n")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("{\"kind\":\"match\""),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 1);
+}
+
+#[test]
+fn end_of_input_flush_times_out_and_stop_does_not() {
+    let tmp = TempDir::new("eoi");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    // A create that never gets paid, and a pay that stays behind the last
+    // watermark (max_ts - 0 - 1) under `stop`.
+    let create_b = r#"{"k": "b", "type": "create", "ts": 1700000002000}"#;
+    let pay_b = r#"{"k": "b", "type": "pay", "ts": 1700000003000}"#;
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n{create_b}\n{pay_b}\n"));
+
+    let flush = run_match(&spec, &input, &[]);
+    assert_eq!(flush.code, Some(0), "{}", flush.stderr);
+    let want = json_lines(&format!(
+        "{{\"kind\":\"timeout\",\"key\":\"a\",\"timeout_at\":1700000010000,\"events\":{{\"create\":[{CREATE}]}}}}\n\
+         {{\"kind\":\"match\",\"key\":\"b\",\"events\":{{\"create\":[{create_b}],\"pay\":[{pay_b}]}}}}"
+    ));
+    same_multiset(&want, &flush.stdout).unwrap();
+    let explicit = run_match(&spec, &input, &["--end-of-input", "flush"]);
+    assert_eq!(explicit.stdout, flush.stdout);
+
+    let stop = run_match(&spec, &input, &["--end-of-input", "stop"]);
+    assert_eq!(stop.code, Some(0), "{}", stop.stderr);
+    assert_eq!(
+        stop.stdout, "",
+        "the pay at the last timestamp is never processed"
+    );
+}
+
+#[test]
+fn late_events_go_to_their_own_lines() {
+    let tmp = TempDir::new("late");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let late = r#"{"k": "a", "type": "pay", "ts": 1699999999000}"#;
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n{late}\n{PAY}\n"));
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let want = json_lines(&format!(
+        "{{\"kind\":\"late\",\"key\":\"a\",\"event\":{late}}}\n\
+         {{\"kind\":\"match\",\"key\":\"a\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{PAY}]}}}}"
+    ));
+    same_multiset(&want, &run.stdout).unwrap();
+    assert!(
+        run.stdout.contains(&format!("\"event\":{late}}}")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn without_key_the_output_has_no_key() {
+    let tmp = TempDir::new("nokey");
+    let spec = tmp.file(
+        "spec.yaml",
+        "time:\n  field: ts\nstages:\n  - name: create\n    where: type == \"create\"\n  - name: pay\n    where: type == \"pay\"\n",
+    );
+    let other = r#"{"k": "zzz", "type": "pay", "ts": 1700000001000}"#;
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n{other}\n"));
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("{{\"kind\":\"match\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{other}]}}}}\n")
+    );
+}
+
+#[test]
+fn processing_time_matches_on_arrival_and_flush_does_not_time_out() {
+    // No `time`: events are stamped with the wall clock; a one-hour window
+    // cannot expire during the run, and at the end nothing more happens.
+    let tmp = TempDir::new("proctime");
+    let spec = tmp.file(
+        "spec.yaml",
+        "key: k\nwithin: 1h\nstages:\n  - name: create\n    where: type == \"create\"\n  - name: pay\n    where: type == \"pay\"\n",
+    );
+    let create_b = r#"{"k": "b", "type": "create"}"#;
+    let input = tmp.file("in.jsonl", &format!("{CREATE}\n{create_b}\n{PAY}\n"));
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("{{\"kind\":\"match\",\"key\":\"a\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{PAY}]}}}}\n")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let mut cmd = bin();
+    cmd.args(["match", "--spec", "x.yaml"]);
+    let run = run_with_timeout(cmd, None, Duration::from_secs(30));
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("--input"), "{}", run.stderr);
+
+    let mut cmd = bin();
+    cmd.args([
+        "match",
+        "--spec",
+        "x",
+        "--input",
+        "y",
+        "--end-of-input",
+        "later",
+    ]);
+    let run = run_with_timeout(cmd, None, Duration::from_secs(30));
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("flush"), "{}", run.stderr);
+}
