@@ -66,8 +66,8 @@ pub struct MatchArgs {
 
 /// Runs `ferrocep match`, writing outputs to stdout and bad lines to stderr.
 pub fn run(args: &MatchArgs) -> Result<(), Failure> {
-    let spec = Spec::from_path(&args.spec)
-        .map_err(|e| Failure::spec(format!("{}: {e}", args.spec.display())))?;
+    // Spec errors name the file, the line and the field themselves.
+    let spec = Spec::from_path(&args.spec).map_err(|e| Failure::spec(e.to_string()))?;
     let input: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
         Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))
     } else {
