@@ -880,12 +880,18 @@ fn conditions_are_bits_of_the_event() {
     assert!(stage_condition(&p, 2).is_none());
 }
 
+/// The expression parser's own error for `src`.
+fn expr_error(src: &str) -> crate::expr::ExprError {
+    match crate::expr::Expr::parse(src, &mut crate::expr::Fields::new()) {
+        Ok(_) => panic!("'{src}' should not parse"),
+        Err(e) => e,
+    }
+}
+
 #[test]
 fn bad_expression_names_field_column_and_text() {
     let bad = "t = \"a\"";
-    let want = crate::expr::Expr::parse(bad, &mut crate::expr::Fields::new())
-        .err()
-        .expect("the expression is invalid");
+    let want = expr_error(bad);
     let kind = both_err(ab(json!({"until": bad, "one_or_more": true})));
     match kind {
         SpecErrorKind::Expr {
@@ -915,10 +921,7 @@ fn bad_expression_names_field_column_and_text() {
 #[test]
 fn yaml_expression_errors_point_into_the_file() {
     let bad = "t = \"a\"";
-    let col = crate::expr::Expr::parse(bad, &mut crate::expr::Fields::new())
-        .err()
-        .unwrap()
-        .column as u64;
+    let col = expr_error(bad).column as u64;
     // plain scalar: `    where: ` is 11 characters
     let text = format!("stages:\n  - name: a\n    where: {bad}\n");
     let e = Spec::from_str(&text, Format::Yaml).unwrap_err();
