@@ -61,7 +61,8 @@ pub enum Format {
     Yaml,
     /// JSON.
     Json,
-    /// JSON if the first character that is not white space is `{`, else YAML.
+    /// JSON if the first character that is not white space is `{` (falling
+    /// back to YAML for a YAML flow mapping that is not JSON), else YAML.
     #[default]
     Auto,
 }
@@ -148,6 +149,7 @@ pub struct StageSpec {
 /// Made by [`Spec::from_str`] or [`Spec::from_path`]; every spec made that
 /// way also passes the checks of Flink's Pattern API (the NFA compiler's
 /// checks run in [`Spec::compile`]).
+#[derive(Clone)]
 pub struct Spec {
     /// Optional label.
     pub name: Option<String>,
@@ -204,12 +206,18 @@ impl Spec {
 
     fn parse(text: &str, format: Format) -> Result<Spec, SpecError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let syntax = match format {
-            Format::Yaml => Syntax::Yaml,
-            Format::Json => Syntax::Json,
-            Format::Auto => raw::detect(text),
+        let tree = match format {
+            Format::Yaml => raw::parse(text, Syntax::Yaml)?,
+            Format::Json => raw::parse(text, Syntax::Json)?,
+            Format::Auto => match raw::detect(text) {
+                Syntax::Yaml => raw::parse(text, Syntax::Yaml)?,
+                // Not JSON after all (a YAML flow mapping such as `{stages: [...]}`,
+                // which the reference, reading any non-.json file as YAML, accepts):
+                // YAML if that reads it, else the JSON error.
+                Syntax::Json => raw::parse(text, Syntax::Json)
+                    .or_else(|e| raw::parse(text, Syntax::Yaml).map_err(|_| e))?,
+            },
         };
-        let tree = raw::parse(text, syntax)?;
         let mut v = validate::validate(&tree, text)?;
         let extractor = Extractor::new(
             &v.fields,

@@ -1111,6 +1111,25 @@ fn from_path_reads_by_extension_and_names_the_file() {
 }
 
 #[test]
+fn auto_reads_yaml_flow_mappings() {
+    let s = Spec::from_str("{stages: [{name: a, times: 2}], within: 1s}", Format::Auto).unwrap();
+    assert_eq!(s.stages[0].times, Some(TimesSpec::Exactly(2)));
+    // neither JSON nor YAML: the JSON error, as it looked like JSON
+    let e = Spec::from_str("{\"stages\": [}", Format::Auto).unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            SpecErrorKind::Syntax {
+                syntax: Syntax::Json,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(Spec::from_str("{stages: [{name: a}]}", Format::Json).is_err());
+}
+
+#[test]
 fn format_from_path() {
     use std::path::Path;
     assert_eq!(Format::from_path(Path::new("a.json")), Format::Json);
@@ -1235,6 +1254,47 @@ fn conformance_case_specs_are_accepted() {
 }
 
 // ---------------------------------------------------------------- robustness
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let n = 100_000;
+    let texts = [
+        ("[".repeat(n), Format::Json),
+        (format!("{}1{}", "[".repeat(n), "]".repeat(n)), Format::Json),
+        ("{\"a\":".repeat(n), Format::Json),
+        ("[".repeat(n), Format::Yaml),
+        ("{a: ".repeat(n), Format::Yaml),
+        (
+            (0..2000)
+                .map(|i| format!("{}- x\n", " ".repeat(i * 2)))
+                .collect(),
+            Format::Yaml,
+        ),
+        (
+            format!(
+                "stages:\n  - name: a\n    where: \"{}t == 1{}\"\n",
+                "(".repeat(n),
+                ")".repeat(n)
+            ),
+            Format::Yaml,
+        ),
+    ];
+    for (text, format) in texts {
+        assert!(Spec::from_str(&text, format).is_err());
+    }
+}
+
+#[test]
+fn specs_can_be_cloned_and_shared() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<Spec>();
+    shareable::<JsonEvent>();
+    let s = Spec::from_str(FULL_YAML, Format::Yaml).unwrap();
+    let c = s.clone();
+    assert_eq!(format!("{c:?}"), format!("{s:?}"));
+    let line = r#"{"order_id": "o-1", "ts": 1, "type": "pay"}"#;
+    assert!(c.ingest(line).unwrap().event.cond(1));
+}
 
 mod prop {
     use super::*;
