@@ -147,6 +147,7 @@ impl<K: Clone, E: Clone> Collector<K, E> {
     }
 
     /// The timeouts only, as (stage -> events, timeout_at).
+    #[allow(clippy::type_complexity)]
     pub fn timeouts(&self) -> Vec<(Vec<(String, Vec<E>)>, i64)> {
         self.outputs
             .iter()

@@ -374,7 +374,7 @@ impl<E> Nfa<E> {
                     let pick = if matches!(self.skip, SkipStrategy::SkipToFirst(_)) {
                         of_stage.next()
                     } else {
-                        of_stage.last()
+                        of_stage.next_back()
                     };
                     if let Some((_, e)) = pick {
                         let v = id(*e);

@@ -505,7 +505,11 @@ impl<E> Pattern<E> {
                 st.times = Some(Times { from, to });
             }
             if make_optional {
-                return self.optional();
+                // Flink's `times(0, n)` calls `Quantifier.optional()` directly,
+                // which (unlike `Pattern.optional()`) does not look at the
+                // previous stage's greediness.
+                let st = self.last();
+                st.quantifier.optional = true;
             }
         }
         self
