@@ -9,6 +9,8 @@
 //! - [`demo`]: `ferrocep demo`, the reference Flink jobs (order timeout, login
 //!   failures) on live processing-time sources.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod demo;
 pub mod match_cmd;

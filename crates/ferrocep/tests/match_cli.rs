@@ -257,3 +257,16 @@ fn usage_errors_exit_2() {
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("flush"), "{}", run.stderr);
 }
+
+#[test]
+fn crlf_line_ends_and_a_byte_order_mark_are_not_part_of_the_event() {
+    let tmp = TempDir::new("crlf");
+    let spec = tmp.file("spec.json", KEYED_SPEC);
+    let input = tmp.file("in.jsonl", &format!("\u{feff}{CREATE}\r\n{PAY}\r\n"));
+    let run = run_match(&spec, &input, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("{{\"kind\":\"match\",\"key\":\"a\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{PAY}]}}}}\n")
+    );
+}
