@@ -117,6 +117,7 @@ pub fn run_with<R: BufRead, W: Write, D: Write>(
     let event_time = spec.is_event_time();
 
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut scratch = Vec::new(); // field values, reused from line to line
     let mut line_no: u64 = 0;
     loop {
         buf.clear();
@@ -132,7 +133,8 @@ pub fn run_with<R: BufRead, W: Write, D: Write>(
         let ingested = if text.is_empty() {
             Err(Cow::Borrowed("empty line"))
         } else {
-            spec.ingest(text).map_err(|e| Cow::Owned(e.to_string()))
+            spec.ingest_with(text, &mut scratch)
+                .map_err(|e| Cow::Owned(e.to_string()))
         };
         match ingested {
             Ok(ing) => {
