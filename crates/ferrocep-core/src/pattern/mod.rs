@@ -592,9 +592,9 @@ impl<E> Pattern<E> {
             );
         } else if st.quantifier.inner == Contiguity::SkipTillAny {
             self.fail(&name, "combinations already applied");
-        } else if st.quantifier.greedy {
-            self.fail(&name, "option not applicable to greedy pattern");
         } else {
+            // Flink's `combinations()` does not look at greediness (only
+            // `greedy()` refuses an allowCombinations stage).
             st.quantifier.inner = Contiguity::SkipTillAny;
         }
         self

@@ -580,12 +580,6 @@ fn flink_rejections_name_the_field() {
             "stages[1].allow_combinations",
             "either combinations or consecutive",
         ),
-        // greedy is called before allow_combinations
-        (
-            json!({"one_or_more": true, "allow_combinations": true, "greedy": true}),
-            "stages[1].allow_combinations",
-            "greedy",
-        ),
         (
             json!({"contiguity": "not_next", "times": 2}),
             "stages[1].times",
