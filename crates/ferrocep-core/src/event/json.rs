@@ -58,12 +58,90 @@ impl Span {
     };
 }
 
-/// Why a line is not JSON.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What is wrong with a line that is not JSON (the message is built only when reported).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Code {
+    ExpectedValue,
+    ExpectedName,
+    ExpectedColon,
+    ExpectedObjectSep,
+    ExpectedArraySep,
+    ExpectedEnd,
+    UnterminatedString,
+    BadEscape,
+    HexDigit,
+    ControlChar,
+    LeadingZero,
+    DigitAfterMinus,
+    DigitAfterPoint,
+    DigitInExponent,
+    NumberTooLong,
+    NumberRange,
+    BadToken,
+    TooDeep,
+    StringTooLong,
+    NameTooLong,
+}
+
+/// Why a line is not JSON: what, and at which byte offset of the scanned text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct JsonError {
-    /// Byte offset in the scanned text.
     pub pos: usize,
-    pub msg: Cow<'static, str>,
+    pub code: Code,
+}
+
+impl JsonError {
+    /// A short description, e.g. `unexpected character 'x', expected a value`.
+    pub fn message(&self, text: &[u8]) -> String {
+        let expected = |what: &str| match text.get(self.pos) {
+            None => format!("unexpected end of input, expected {what}"),
+            Some(_) => format!(
+                "unexpected character {:?}, expected {what}",
+                char_at(text, self.pos)
+            ),
+        };
+        match self.code {
+            Code::ExpectedValue => expected("a value"),
+            Code::ExpectedName => expected("a double-quoted field name"),
+            Code::ExpectedColon => expected("a colon after a field name"),
+            Code::ExpectedObjectSep => expected("a comma or '}' after an object entry"),
+            Code::ExpectedArraySep => expected("a comma or ']' after an array element"),
+            Code::ExpectedEnd => expected("the end of the line after the JSON value"),
+            Code::HexDigit => expected("a hex digit of a \\u escape"),
+            Code::DigitAfterMinus => expected("a digit after the minus sign"),
+            Code::DigitAfterPoint => expected("a digit after the decimal point"),
+            Code::DigitInExponent => expected("a digit in the exponent"),
+            Code::UnterminatedString => "unterminated string".to_string(),
+            Code::BadEscape => {
+                format!(
+                    "unrecognized character escape {:?}",
+                    char_at(text, self.pos)
+                )
+            }
+            Code::ControlChar => format!(
+                "unescaped control character U+{:04X} in a string",
+                text.get(self.pos).copied().unwrap_or(0)
+            ),
+            Code::LeadingZero => "invalid number: leading zeroes are not allowed".to_string(),
+            Code::NumberTooLong => "number longer than 1000 digits".to_string(),
+            Code::NumberRange => "number out of the range of a decimal".to_string(),
+            Code::BadToken => {
+                let rest = text.get(self.pos..).unwrap_or(&[]);
+                let n = rest
+                    .iter()
+                    .take(32)
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .count();
+                format!(
+                    "unrecognized token '{}'",
+                    String::from_utf8_lossy(&rest[..n.max(1).min(rest.len())])
+                )
+            }
+            Code::TooDeep => "nesting depth exceeds 1000".to_string(),
+            Code::StringTooLong => "string value longer than 20000000 characters".to_string(),
+            Code::NameTooLong => "field name longer than 50000 characters".to_string(),
+        }
+    }
 }
 
 pub(crate) type Result<T> = std::result::Result<T, JsonError>;
@@ -81,6 +159,39 @@ static STR_STOP: [bool; 256] = {
     t
 };
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each byte of `v` that is `"`, `\` or a control character (exact for the lowest
+/// such byte, which is all that is used).
+#[inline(always)]
+fn special_bytes(v: u64) -> u64 {
+    let q = v ^ (LO * u64::from(b'"'));
+    let s = v ^ (LO * u64::from(b'\\'));
+    let quote = q.wrapping_sub(LO) & !q;
+    let slash = s.wrapping_sub(LO) & !s;
+    let ctl = v.wrapping_sub(LO * 0x20) & !v;
+    (quote | slash | ctl) & HI
+}
+
+/// Position of the first `"`, `\` or control character at or after `i` (or `b.len()`).
+#[inline(always)]
+fn find_special(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let m = special_bytes(u64::from_le_bytes(w));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !STR_STOP[b[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
 /// A cursor over JSON text.
 pub(crate) struct Scanner<'a> {
     pub b: &'a [u8],
@@ -92,30 +203,25 @@ impl<'a> Scanner<'a> {
         Scanner { b, i: 0 }
     }
 
-    pub fn err<T>(&self, msg: impl Into<Cow<'static, str>>) -> Result<T> {
-        Err(JsonError {
-            pos: self.i,
-            msg: msg.into(),
-        })
-    }
-
-    pub fn unexpected<T>(&self, what: &str) -> Result<T> {
-        match self.b.get(self.i) {
-            None => self.err(format!("unexpected end of input, expected {what}")),
-            Some(_) => {
-                let c = char_at(self.b, self.i);
-                self.err(format!("unexpected character {c:?}, expected {what}"))
-            }
-        }
-    }
-
     #[inline]
+    pub fn fail<T>(&self, code: Code) -> Result<T> {
+        Err(JsonError { pos: self.i, code })
+    }
+
+    #[inline(always)]
     pub fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn skip_ws(&mut self) {
+        match self.b.get(self.i) {
+            Some(&c) if c <= b' ' => self.skip_ws_slow(),
+            _ => {}
+        }
+    }
+
+    fn skip_ws_slow(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
             if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
                 self.i += 1;
@@ -125,59 +231,75 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    #[inline]
-    pub fn expect(&mut self, c: u8, what: &str) -> Result<()> {
-        if self.peek() == Some(c) {
+    #[inline(always)]
+    pub fn expect(&mut self, c: u8, code: Code) -> Result<()> {
+        if self.b.get(self.i) == Some(&c) {
             self.i += 1;
             Ok(())
         } else {
-            self.unexpected(what)
+            self.fail(code)
         }
     }
 
     /// Scans a string at `"`; returns (content start, content end, has escapes); the cursor
     /// ends after the closing quote. Does not check the length limits.
-    #[inline]
+    #[inline(always)]
     pub fn scan_string_raw(&mut self) -> Result<(usize, usize, bool)> {
-        self.i += 1;
-        let start = self.i;
-        let mut esc = false;
         let b = self.b;
+        let start = self.i + 1;
+        let mut i = start;
+        let mut esc = false;
         loop {
-            let mut i = self.i;
-            while i < b.len() && !STR_STOP[b[i] as usize] {
-                i += 1;
-            }
-            self.i = i;
+            i = find_special(b, i);
             match b.get(i) {
-                None => return self.err("unterminated string"),
                 Some(b'"') => {
-                    self.i += 1;
+                    self.i = i + 1;
                     return Ok((start, i, esc));
                 }
                 Some(b'\\') => {
                     esc = true;
-                    self.i += 1;
-                    match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                    i += 1;
+                    match b.get(i) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
                         Some(b'u') => {
-                            self.i += 1;
+                            i += 1;
                             for _ in 0..4 {
-                                match self.peek() {
-                                    Some(c) if c.is_ascii_hexdigit() => self.i += 1,
-                                    _ => return self.unexpected("a hex digit of a \\u escape"),
+                                match b.get(i) {
+                                    Some(c) if c.is_ascii_hexdigit() => i += 1,
+                                    _ => {
+                                        return Err(JsonError {
+                                            pos: i,
+                                            code: Code::HexDigit,
+                                        })
+                                    }
                                 }
                             }
                         }
-                        None => return self.err("unterminated string"),
+                        None => {
+                            return Err(JsonError {
+                                pos: i,
+                                code: Code::UnterminatedString,
+                            })
+                        }
                         Some(_) => {
-                            let c = char_at(b, self.i);
-                            return self.err(format!("unrecognized character escape {c:?}"));
+                            return Err(JsonError {
+                                pos: i,
+                                code: Code::BadEscape,
+                            })
                         }
                     }
                 }
-                Some(&c) => {
-                    return self.err(format!("unescaped control character U+{c:04X} in a string"))
+                None => {
+                    return Err(JsonError {
+                        pos: i,
+                        code: Code::UnterminatedString,
+                    })
+                }
+                Some(_) => {
+                    return Err(JsonError {
+                        pos: i,
+                        code: Code::ControlChar,
+                    })
                 }
             }
         }
@@ -188,8 +310,10 @@ impl<'a> Scanner<'a> {
     pub fn scan_string(&mut self) -> Result<bool> {
         let (s, e, esc) = self.scan_string_raw()?;
         if e - s > MAX_STRING_LEN && utf16_len(&self.b[s..e], esc) > MAX_STRING_LEN {
-            self.i = s;
-            return self.err("string value longer than 20000000 characters");
+            return Err(JsonError {
+                pos: s,
+                code: Code::StringTooLong,
+            });
         }
         Ok(esc)
     }
@@ -198,12 +322,14 @@ impl<'a> Scanner<'a> {
     #[inline]
     pub fn scan_name(&mut self) -> Result<(usize, usize, bool)> {
         if self.peek() != Some(b'"') {
-            return self.unexpected("a double-quoted field name");
+            return self.fail(Code::ExpectedName);
         }
         let (s, e, esc) = self.scan_string_raw()?;
         if e - s > MAX_NAME_LEN && utf16_len(&self.b[s..e], esc) > MAX_NAME_LEN {
-            self.i = s;
-            return self.err("field name longer than 50000 characters");
+            return Err(JsonError {
+                pos: s,
+                code: Code::NameTooLong,
+            });
         }
         Ok((s, e, esc))
     }
@@ -212,95 +338,126 @@ impl<'a> Scanner<'a> {
     pub fn scan_number(&mut self) -> Result<Kind> {
         let b = self.b;
         let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
+        let mut i = start;
+        let digits = |mut i: usize| {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            i
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
         }
-        let leading_zero = match self.peek() {
+        let int_start = i;
+        let leading_zero = match b.get(i) {
             Some(b'0') => {
-                self.i += 1;
-                if matches!(self.peek(), Some(b'0'..=b'9')) {
-                    return self.err("invalid number: leading zeroes are not allowed");
+                i += 1;
+                if matches!(b.get(i), Some(b'0'..=b'9')) {
+                    return Err(JsonError {
+                        pos: start,
+                        code: Code::LeadingZero,
+                    });
                 }
                 true
             }
-            Some(b'1'..=b'9') => false,
-            _ => return self.unexpected("a digit after the minus sign"),
+            Some(b'1'..=b'9') => {
+                i = digits(i + 1);
+                false
+            }
+            _ => {
+                return Err(JsonError {
+                    pos: i,
+                    code: Code::DigitAfterMinus,
+                })
+            }
         };
-        let int_start = if leading_zero { self.i - 1 } else { self.i };
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.i += 1;
+        let int_len = (i - int_start) as i64;
+        let mut frac_len: i64 = -1;
+        if b.get(i) == Some(&b'.') {
+            let s = i + 1;
+            i = digits(s);
+            if s == i {
+                return Err(JsonError {
+                    pos: i,
+                    code: Code::DigitAfterPoint,
+                });
+            }
+            frac_len = (i - s) as i64;
         }
-        let int_len = (self.i - int_start) as i64;
-        let mut frac_len: Option<i64> = None;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            let s = self.i;
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.i += 1;
+        let mut exp_len: i64 = -1;
+        let mut exp: i64 = 0;
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            let neg = b.get(i) == Some(&b'-');
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
             }
-            if s == self.i {
-                return self.unexpected("a digit after the decimal point");
+            let s = i;
+            while let Some(&c) = b.get(i) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                exp = (exp * 10 + i64::from(c - b'0')).min(1 << 40);
+                i += 1;
             }
-            frac_len = Some((self.i - s) as i64);
+            if s == i {
+                return Err(JsonError {
+                    pos: i,
+                    code: Code::DigitInExponent,
+                });
+            }
+            exp_len = (i - s) as i64;
+            if neg {
+                exp = -exp;
+            }
         }
-        let mut exp_len: Option<i64> = None;
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            let s = self.i;
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.i += 1;
-            }
-            if s == self.i {
-                return self.unexpected("a digit in the exponent");
-            }
-            exp_len = Some((self.i - s) as i64);
-        }
-        if frac_len.is_none() && exp_len.is_none() {
+        self.i = i;
+        if frac_len < 0 && exp_len < 0 {
             if int_len > MAX_NUMBER_LEN {
-                self.i = start;
-                return self.err("number longer than 1000 digits");
+                return Err(JsonError {
+                    pos: start,
+                    code: Code::NumberTooLong,
+                });
             }
             return Ok(Kind::Int);
         }
         // Jackson counts int + fraction + exponent digits; on its path for numbers starting
-        // with 0, a missing fraction or exponent counts -1.
+        // with 0, a missing fraction or exponent counts -1 (else 0).
         let len = if leading_zero {
-            1 + frac_len.unwrap_or(-1) + exp_len.unwrap_or(-1)
+            1 + frac_len + exp_len
         } else {
-            int_len + frac_len.unwrap_or(0) + exp_len.unwrap_or(0)
+            int_len + frac_len.max(0) + exp_len.max(0)
         };
         if len > MAX_NUMBER_LEN {
-            self.i = start;
-            return self.err("number longer than 1000 digits");
+            return Err(JsonError {
+                pos: start,
+                code: Code::NumberTooLong,
+            });
         }
-        let ok = DecParts::parse(&b[start..self.i]).is_some_and(|p| p.scale_ok());
-        if !ok {
-            self.i = start;
-            return self.err("number out of the range of a decimal");
+        // BigDecimal: exponent and scale (fraction digits - exponent) within an int.
+        let int = i64::from(i32::MIN)..=i64::from(i32::MAX);
+        if !int.contains(&exp) || !int.contains(&(frac_len.max(0) - exp)) {
+            return Err(JsonError {
+                pos: start,
+                code: Code::NumberRange,
+            });
         }
         Ok(Kind::Float)
     }
 
+    #[inline]
     fn literal(&mut self, word: &'static [u8], kind: Kind) -> Result<Kind> {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
             Ok(kind)
         } else {
-            let end = self.b[self.i..]
-                .iter()
-                .position(|c| !c.is_ascii_alphanumeric())
-                .map_or(self.b.len(), |p| self.i + p);
-            let tok =
-                String::from_utf8_lossy(&self.b[self.i..end.max(self.i + 1).min(self.b.len())]);
-            self.err(format!("unrecognized token '{tok}'"))
+            self.fail(Code::BadToken)
         }
     }
 
     /// Scans any value (validating it); `depth` is the nesting depth of the container that
     /// holds it (0 at the root).
+    #[inline]
     pub fn skip_value(&mut self, depth: usize) -> Result<Kind> {
         match self.peek() {
             Some(b'"') => Ok(Kind::Str {
@@ -314,33 +471,46 @@ impl<'a> Scanner<'a> {
                 self.skip_container(depth)?;
                 Ok(if c == b'[' { Kind::Arr } else { Kind::Obj })
             }
-            _ => self.unexpected("a value"),
+            _ => self.fail(Code::ExpectedValue),
         }
     }
 
-    /// Scans a scalar value (not `[` or `{`).
-    fn skip_scalar(&mut self) -> Result<()> {
+    /// Scans a value inside a container: a scalar, or `true` when the cursor is at a `[`/`{`
+    /// to enter.
+    #[inline]
+    fn scalar_or_open(&mut self) -> Result<bool> {
         match self.peek() {
-            Some(b'"') => self.scan_string().map(|_| ()),
-            Some(b'-' | b'0'..=b'9') => self.scan_number().map(|_| ()),
-            Some(b't') => self.literal(b"true", Kind::True).map(|_| ()),
-            Some(b'f') => self.literal(b"false", Kind::False).map(|_| ()),
-            Some(b'n') => self.literal(b"null", Kind::Null).map(|_| ()),
-            _ => self.unexpected("a value"),
+            Some(b'"') => self.scan_string().map(|_| false),
+            Some(b'-' | b'0'..=b'9') => self.scan_number().map(|_| false),
+            Some(b't') => self.literal(b"true", Kind::True).map(|_| false),
+            Some(b'f') => self.literal(b"false", Kind::False).map(|_| false),
+            Some(b'n') => self.literal(b"null", Kind::Null).map(|_| false),
+            Some(b'[' | b'{') => Ok(true),
+            _ => self.fail(Code::ExpectedValue),
         }
+    }
+
+    /// Scans an object's `"name" :` up to its value.
+    #[inline]
+    fn name_colon(&mut self) -> Result<()> {
+        self.scan_name()?;
+        self.skip_ws();
+        self.expect(b':', Code::ExpectedColon)?;
+        self.skip_ws();
+        Ok(())
     }
 
     /// Scans an array or object at `[`/`{` without recursion (a bit stack of open containers).
     fn skip_container(&mut self, depth: usize) -> Result<()> {
         let mut stack = [0u64; MAX_DEPTH / 64 + 1]; // bit set: that level is an object
         let mut level = 0usize;
-        // `open` is true when the cursor is at a `[`/`{` to enter.
+        // `open`: the cursor is at a `[`/`{` to enter.
         let mut open = true;
         loop {
             if open {
                 let is_obj = self.peek() == Some(b'{');
                 if depth + level + 1 > MAX_DEPTH {
-                    return self.err("nesting depth exceeds 1000");
+                    return self.fail(Code::TooDeep);
                 }
                 if is_obj {
                     stack[level / 64] |= 1 << (level % 64);
@@ -359,15 +529,11 @@ impl<'a> Scanner<'a> {
                     }
                 } else {
                     if is_obj {
-                        self.scan_name()?;
-                        self.skip_ws();
-                        self.expect(b':', "a colon after a field name")?;
-                        self.skip_ws();
+                        self.name_colon()?;
                     }
-                    if matches!(self.peek(), Some(b'[' | b'{')) {
-                        continue; // open the nested container
+                    if self.scalar_or_open()? {
+                        continue;
                     }
-                    self.skip_scalar()?;
                 }
             }
             // After a value inside the container at `level - 1`.
@@ -378,17 +544,9 @@ impl<'a> Scanner<'a> {
                     self.i += 1;
                     self.skip_ws();
                     if is_obj {
-                        self.scan_name()?;
-                        self.skip_ws();
-                        self.expect(b':', "a colon after a field name")?;
-                        self.skip_ws();
+                        self.name_colon()?;
                     }
-                    if matches!(self.peek(), Some(b'[' | b'{')) {
-                        open = true;
-                        continue;
-                    }
-                    self.skip_scalar()?;
-                    open = false;
+                    open = self.scalar_or_open()?;
                 }
                 Some(b'}') if is_obj => {
                     self.i += 1;
@@ -407,10 +565,10 @@ impl<'a> Scanner<'a> {
                     open = false;
                 }
                 _ => {
-                    return self.unexpected(if is_obj {
-                        "a comma or '}' after an object entry"
+                    return self.fail(if is_obj {
+                        Code::ExpectedObjectSep
                     } else {
-                        "a comma or ']' after an array element"
+                        Code::ExpectedArraySep
                     })
                 }
             }
@@ -421,7 +579,7 @@ impl<'a> Scanner<'a> {
     pub fn expect_end(&mut self) -> Result<()> {
         self.skip_ws();
         if self.i < self.b.len() {
-            return self.unexpected("the end of the line after the JSON value");
+            return self.fail(Code::ExpectedEnd);
         }
         Ok(())
     }
@@ -430,9 +588,10 @@ impl<'a> Scanner<'a> {
 /// The character at byte `i` (for messages).
 fn char_at(b: &[u8], i: usize) -> char {
     let end = (i + 4).min(b.len());
-    let s = match std::str::from_utf8(&b[i..end]) {
+    let bytes = b.get(i..end).unwrap_or(&[]);
+    let s = match std::str::from_utf8(bytes) {
         Ok(s) => s,
-        Err(e) => std::str::from_utf8(&b[i..i + e.valid_up_to()]).unwrap_or(""),
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
     };
     s.chars().next().unwrap_or('\u{FFFD}')
 }
@@ -531,14 +690,33 @@ pub(crate) fn string_value<'a>(b: &'a [u8], span: Span, esc: bool) -> Str<'a> {
     }
 }
 
+/// The value of a validated JSON integer if it fits `i64`.
+#[inline]
+pub(crate) fn parse_int(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.len() <= 18 {
+        let mut v: i64 = 0;
+        for &c in digits {
+            v = v * 10 + i64::from(c.wrapping_sub(b'0'));
+        }
+        return Some(if neg { -v } else { v });
+    }
+    text.parse::<i64>().ok()
+}
+
 /// A number value from a validated number span.
-pub(crate) fn number_value<'a>(text: &'a str, kind: Kind) -> Value<'a> {
+#[inline]
+pub(crate) fn number_value(text: &str, kind: Kind) -> Value<'_> {
     if kind == Kind::Int {
-        if let Ok(v) = text.parse::<i64>() {
+        if let Some(v) = parse_int(text) {
             return Value::Int(v);
         }
     }
-    Value::Dec(Dec::trusted(Cow::Borrowed(text)))
+    Value::Dec(Dec::trusted(text))
 }
 
 /// The expression value of a validated span of `line`.
@@ -581,7 +759,7 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
                         s.skip_ws();
                     }
                     _ => {
-                        s.expect(b']', "']'")?;
+                        s.expect(b']', Code::ExpectedArraySep)?;
                         return Ok(Value::List(items));
                     }
                 }
@@ -607,7 +785,7 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
                     esc,
                 );
                 s.skip_ws();
-                s.expect(b':', "':'")?;
+                s.expect(b':', Code::ExpectedColon)?;
                 s.skip_ws();
                 let v = build_value(line, s)?;
                 map.insert(key, v);
@@ -618,7 +796,7 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
                         s.skip_ws();
                     }
                     _ => {
-                        s.expect(b'}', "'}'")?;
+                        s.expect(b'}', Code::ExpectedObjectSep)?;
                         return Ok(Value::Map(map));
                     }
                 }
@@ -716,7 +894,7 @@ fn write_jackson(line: &str, s: &mut Scanner<'_>, out: &mut String) -> Result<()
                         out.push(',');
                     }
                     _ => {
-                        s.expect(b']', "']'")?;
+                        s.expect(b']', Code::ExpectedArraySep)?;
                         out.push(']');
                         return Ok(());
                     }
@@ -738,7 +916,7 @@ fn write_jackson(line: &str, s: &mut Scanner<'_>, out: &mut String) -> Result<()
                         raw.to_vec()
                     };
                     s.skip_ws();
-                    s.expect(b':', "':'")?;
+                    s.expect(b':', Code::ExpectedColon)?;
                     s.skip_ws();
                     let mut v = String::new();
                     write_jackson(line, s, &mut v)?;
@@ -755,7 +933,7 @@ fn write_jackson(line: &str, s: &mut Scanner<'_>, out: &mut String) -> Result<()
                     }
                 }
             }
-            s.expect(b'}', "'}'")?;
+            s.expect(b'}', Code::ExpectedObjectSep)?;
             out.push('{');
             for (n, (k, v)) in entries.iter().enumerate() {
                 if n > 0 {
@@ -977,7 +1155,7 @@ mod tests {
         };
         assert_eq!(items.len(), 5);
         assert!(matches!(items[0], Value::Int(1)));
-        assert!(matches!(&items[1], Value::Dec(d) if d.text() == "2.50"));
+        assert!(matches!(&items[1], Value::Dec(d) if d.java_string() == "2.50"));
         assert!(matches!(&items[2], Value::Str(s) if s.as_str() == Some("x")));
         assert!(matches!(items[3], Value::Null));
         let Value::Map(m) = &items[4] else {

@@ -85,8 +85,33 @@ pub struct Extracted<'a> {
 #[derive(Clone, Debug)]
 struct Node {
     name: Box<[u8]>,
+    /// The first 8 bytes of the name, little-endian, zero-padded (a quick first comparison).
+    prefix: u64,
     children: Vec<usize>,
     end: usize,
+}
+
+/// The first `min(n, 8)` bytes of `b[at..at + n]` as a little-endian word, zero-padded.
+#[inline(always)]
+fn prefix_word(b: &[u8], at: usize, n: usize) -> u64 {
+    let mask = if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    match b.get(at..at + 8) {
+        Some(chunk) => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            u64::from_le_bytes(w) & mask
+        }
+        None => {
+            let mut w = [0u8; 8];
+            let k = n.min(8).min(b.len().saturating_sub(at));
+            w[..k].copy_from_slice(&b[at..at + k]);
+            u64::from_le_bytes(w) & mask
+        }
+    }
 }
 
 /// Reads lines into events for one spec: built once from the expressions' [`Fields`] and the
@@ -151,8 +176,10 @@ impl Extractor {
         while let Some((t, parent)) = stack.pop() {
             let id = nodes.len();
             order[t] = id;
+            let name = tmp[t].name.clone().into_boxed_slice();
             nodes.push(Node {
-                name: tmp[t].name.clone().into_boxed_slice(),
+                prefix: prefix_word(&name, 0, name.len()),
+                name,
                 children: Vec::new(),
                 end: 0,
             });
@@ -199,7 +226,7 @@ impl Extractor {
         values: &mut Vec<Value<'a>>,
     ) -> Result<Extracted<'a>, LineError> {
         values.clear();
-        let text = line.trim_matches(|c: char| c <= ' ');
+        let text = java_trim(line);
         if text.is_empty() {
             return Err(LineError::new("empty line"));
         }
@@ -214,7 +241,10 @@ impl Extractor {
         let mut sc = Scanner::new(text.as_bytes());
         let invalid = |e: json::JsonError| {
             let column = text.get(..e.pos).map_or(e.pos, |p| p.chars().count()) + 1;
-            LineError::new(format!("invalid JSON: {} (column {column})", e.msg))
+            LineError::new(format!(
+                "invalid JSON: {} (column {column})",
+                e.message(text.as_bytes())
+            ))
         };
         if sc.peek() != Some(b'{') {
             sc.skip_value(0).map_err(invalid)?;
@@ -272,20 +302,23 @@ impl Extractor {
         })
     }
 
-    fn find_child(&self, node: usize, raw: &[u8], esc: bool) -> Option<usize> {
+    /// The child of `node` named by the JSON name `b[s..e]` (`esc`: it has escapes).
+    #[inline]
+    fn find_child(&self, node: usize, b: &[u8], s: usize, e: usize, esc: bool) -> Option<usize> {
         let children = &self.nodes[node].children;
         if esc {
-            let name = json::decode_string(raw);
-            children
+            let name = json::decode_string(&b[s..e]);
+            return children
                 .iter()
                 .copied()
-                .find(|&c| *self.nodes[c].name == *name)
-        } else {
-            children
-                .iter()
-                .copied()
-                .find(|&c| *self.nodes[c].name == *raw)
+                .find(|&c| *self.nodes[c].name == *name);
         }
+        let n = e - s;
+        let w = prefix_word(b, s, n);
+        children.iter().copied().find(|&c| {
+            let node = &self.nodes[c];
+            node.prefix == w && node.name.len() == n && (n <= 8 || node.name[8..] == b[s + 8..e])
+        })
     }
 
     /// Scans an object at `{` whose trie node is `node` and nesting depth `depth`, recording
@@ -298,7 +331,7 @@ impl Extractor {
         spans: &mut [Span],
     ) -> json::Result<()> {
         if depth > MAX_DEPTH {
-            return sc.err("nesting depth exceeds 1000");
+            return sc.fail(json::Code::TooDeep);
         }
         sc.i += 1;
         sc.skip_ws();
@@ -310,10 +343,10 @@ impl Extractor {
         loop {
             let (ks, ke, esc) = sc.scan_name()?;
             sc.skip_ws();
-            sc.expect(b':', "a colon after a field name")?;
+            sc.expect(b':', json::Code::ExpectedColon)?;
             sc.skip_ws();
             let child = if has_children {
-                self.find_child(node, &sc.b[ks..ke], esc)
+                self.find_child(node, sc.b, ks, ke, esc)
             } else {
                 None
             };
@@ -351,18 +384,33 @@ impl Extractor {
                     sc.i += 1;
                     return Ok(());
                 }
-                _ => return sc.unexpected("a comma or '}' after an object entry"),
+                _ => return sc.fail(json::Code::ExpectedObjectSep),
             }
         }
     }
+}
+
+/// Java's `String.trim()`: strips chars <= U+0020 at both ends.
+#[inline]
+fn java_trim(line: &str) -> &str {
+    let b = line.as_bytes();
+    let mut s = 0;
+    let mut e = b.len();
+    while s < e && b[s] <= b' ' {
+        s += 1;
+    }
+    while e > s && b[e - 1] <= b' ' {
+        e -= 1;
+    }
+    line.get(s..e).unwrap_or("")
 }
 
 /// The oracle's `JsonLineSource.timestamp` on a validated span.
 fn span_timestamp(text: &str, sp: Span) -> Option<i64> {
     let raw = text.get(sp.start..sp.end)?;
     match sp.kind {
-        Kind::Int => raw.parse::<i64>().ok(),
-        Kind::Float => Dec::trusted(Cow::Borrowed(raw)).to_i64_exact(),
+        Kind::Int => json::parse_int(raw),
+        Kind::Float => Dec::trusted(raw).to_i64_exact(),
         Kind::Str { esc } => {
             let s = string_value(text.as_bytes(), sp, esc);
             time::parse_timestamp_text(s.as_bytes())

@@ -272,16 +272,35 @@ impl<'a> Map<'a> {
 
 // ---------------------------------------------------------------------------------- decimals
 
-/// An exact decimal number (Java `BigDecimal`), kept as its text: `-?D*(.D*)?([eE][+-]?D+)?`
-/// with ASCII digits and at least one mantissa digit. Compares exactly with any other number.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Dec<'a> {
-    text: Cow<'a, str>,
+/// An exact decimal number (Java `BigDecimal`). Compares exactly with any other number.
+///
+/// Up to 18 significant digits it is kept as `BigDecimal` itself keeps it, an unscaled `i64`
+/// and a scale (value = unscaled × 10^-scale; `2.50` is 250 and 2), which compares with plain
+/// integer arithmetic; beyond that, as its text `-?D*(.D*)?([eE][+-]?D+)?` (ASCII digits, at
+/// least one mantissa digit), compared digit by digit.
+#[derive(Clone)]
+pub struct Dec<'a>(Repr<'a>);
+
+#[derive(Clone)]
+enum Repr<'a> {
+    Small { unscaled: i64, scale: i32 },
+    Text(Cow<'a, str>),
 }
+
+/// 10^0 ..= 10^18.
+const POW10: [i64; 19] = {
+    let mut t = [1i64; 19];
+    let mut i = 1;
+    while i < 19 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
 
 impl<'a> Dec<'a> {
     /// Parses decimal text; `None` unless it has the form above and its exponent fits the
-    /// range `BigDecimal` accepts (scale within `i32`).
+    /// range `BigDecimal` accepts (exponent and scale within `i32`).
     pub fn parse(text: &'a str) -> Option<Dec<'a>> {
         Self::from_cow(Cow::Borrowed(text))
     }
@@ -291,64 +310,230 @@ impl<'a> Dec<'a> {
         if !p.scale_ok() {
             return None;
         }
-        Some(Dec { text })
+        Some(Self::from_parts(p).unwrap_or(Dec(Repr::Text(text))))
     }
 
-    /// Builds from text already checked by the JSON scanner or the expression lexer.
-    pub(crate) fn trusted(text: Cow<'a, str>) -> Dec<'a> {
-        Dec { text }
+    /// Builds from number text already checked by the JSON scanner (one pass; the small form
+    /// when at most 18 significant digits).
+    pub(crate) fn trusted(text: &'a str) -> Dec<'a> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let neg = b.first() == Some(&b'-');
+        if neg {
+            i = 1;
+        }
+        let mut u: i64 = 0;
+        let mut sig = 0u32; // significant digits seen (at most 18 are accumulated)
+        let mut digit = |c: u8| {
+            if sig > 0 || c != b'0' {
+                sig += 1;
+                if sig <= 18 {
+                    u = u * 10 + i64::from(c - b'0');
+                }
+            }
+        };
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            digit(c);
+            i += 1;
+        }
+        let mut frac: i64 = 0;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                digit(c);
+                frac += 1;
+                i += 1;
+            }
+        }
+        let mut exp: i64 = 0;
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            let eneg = b.get(i) == Some(&b'-');
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            while let Some(&c) = b.get(i) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                exp = (exp * 10 + i64::from(c - b'0')).min(1 << 40);
+                i += 1;
+            }
+            if eneg {
+                exp = -exp;
+            }
+        }
+        match i32::try_from(frac - exp) {
+            Ok(scale) if sig <= 18 && i == b.len() => Dec(Repr::Small {
+                unscaled: if neg { -u } else { u },
+                scale,
+            }),
+            _ => Dec(Repr::Text(Cow::Borrowed(text))),
+        }
     }
 
-    /// The number text.
-    pub fn text(&self) -> &str {
-        &self.text
+    /// The small form, if the significant digits fit.
+    fn from_parts(p: DecParts<'_>) -> Option<Dec<'static>> {
+        let digits = p
+            .int
+            .iter()
+            .chain(p.frac.iter())
+            .skip_while(|&&c| c == b'0');
+        if digits.clone().count() > 18 {
+            return None;
+        }
+        let mut u: i64 = 0;
+        for &c in digits {
+            u = u * 10 + i64::from(c - b'0');
+        }
+        let scale = i32::try_from(p.frac.len() as i64 - p.exp).ok()?;
+        Some(Dec(Repr::Small {
+            unscaled: if p.neg { -u } else { u },
+            scale,
+        }))
     }
 
     /// Copies what is borrowed.
     pub fn into_owned(self) -> Dec<'static> {
-        Dec {
-            text: Cow::Owned(self.text.into_owned()),
-        }
+        Dec(match self.0 {
+            Repr::Small { unscaled, scale } => Repr::Small { unscaled, scale },
+            Repr::Text(t) => Repr::Text(Cow::Owned(t.into_owned())),
+        })
     }
 
     /// The negated number (expression literal `-x`).
     pub(crate) fn negate(&self) -> Dec<'static> {
-        let t: &str = &self.text;
-        let s = match t.strip_prefix('-') {
-            Some(rest) => rest.to_string(),
-            None => format!("-{t}"),
-        };
-        Dec {
-            text: Cow::Owned(s),
+        Dec(match &self.0 {
+            Repr::Small { unscaled, scale } => Repr::Small {
+                unscaled: -unscaled,
+                scale: *scale,
+            },
+            Repr::Text(t) => Repr::Text(Cow::Owned(match t.strip_prefix('-') {
+                Some(rest) => rest.to_string(),
+                None => format!("-{t}"),
+            })),
+        })
+    }
+
+    fn num(&self) -> Num<'_> {
+        match &self.0 {
+            Repr::Small { unscaled, scale } => Num::Small(*unscaled, *scale),
+            Repr::Text(t) => Num::Text(t),
         }
     }
 
-    pub(crate) fn parts(&self) -> DecParts<'_> {
-        // The text was validated on construction; fall back to zero rather than panic.
-        DecParts::parse(self.text.as_bytes()).unwrap_or(DecParts::ZERO)
-    }
-
-    /// The value as Java's `BigDecimal.toString()` writes it (`1.7e12` → `1.7E+12`).
+    /// The value as Java's `BigDecimal.toString()` writes it (`1.7e12` → `1.7E+12`,
+    /// `2.50` → `2.50`).
     pub fn java_string(&self) -> String {
-        self.parts().java_string()
+        match &self.0 {
+            Repr::Small { unscaled, scale } => {
+                let mut buf = [0u8; 20];
+                let digits = int_digits(*unscaled, &mut buf);
+                java_decimal_string(*unscaled < 0, digits, i64::from(*scale))
+            }
+            Repr::Text(t) => {
+                DecParts::parse(t.as_bytes()).map_or_else(|| t.to_string(), |p| p.java_string())
+            }
+        }
     }
 
     /// The exact `i64` value if the number is integral and in range (`longValueExact`).
     pub fn to_i64_exact(&self) -> Option<i64> {
-        self.parts().sig().to_i64_exact()
+        match self.0 {
+            Repr::Small { unscaled: 0, .. } => Some(0),
+            Repr::Small { unscaled, scale } if scale <= 0 => {
+                unscaled.checked_mul(*POW10.get(usize::try_from(-i64::from(scale)).ok()?)?)
+            }
+            Repr::Small { unscaled, scale } => {
+                let p = *POW10.get(usize::try_from(scale).ok()?)?;
+                (unscaled % p == 0).then_some(unscaled / p)
+            }
+            Repr::Text(_) => self.num().with_sig(|s| s.to_i64_exact()),
+        }
     }
 
     /// The value in a canonical form, Java's `stripTrailingZeros().toString()` (`2.50` → `2.5`,
     /// `100.0` → `1E+2`, any zero → `0`): equal numbers give equal strings.
     pub fn canonical_string(&self) -> String {
-        self.parts().sig().canonical_string()
+        self.num().with_sig(|s| s.canonical_string())
+    }
+}
+
+impl PartialEq for Dec<'_> {
+    /// Numeric equality (`2.50 == 2.5`).
+    fn eq(&self, other: &Self) -> bool {
+        num_order(self.num(), other.num()) == Ordering::Equal
+    }
+}
+
+impl Eq for Dec<'_> {}
+
+impl PartialOrd for Dec<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Dec<'_> {
+    /// Numeric order.
+    fn cmp(&self, other: &Self) -> Ordering {
+        num_order(self.num(), other.num())
     }
 }
 
 impl fmt::Debug for Dec<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Dec({})", self.text)
+        write!(f, "Dec({})", self.java_string())
     }
+}
+
+/// A number to compare: `unscaled × 10^-scale`, or decimal text.
+#[derive(Clone, Copy)]
+enum Num<'t> {
+    Small(i64, i32),
+    Text(&'t str),
+}
+
+impl Num<'_> {
+    /// Runs `f` on the significant digits of the number.
+    fn with_sig<R>(self, f: impl FnOnce(Sig<'_>) -> R) -> R {
+        match self {
+            Num::Small(u, scale) => {
+                let mut buf = [0u8; 20];
+                let digits = int_digits(u, &mut buf);
+                f(DecParts {
+                    neg: u < 0,
+                    int: digits,
+                    frac: &[],
+                    exp: -i64::from(scale),
+                }
+                .sig())
+            }
+            Num::Text(t) => f(DecParts::parse(t.as_bytes())
+                .unwrap_or(DecParts::ZERO)
+                .sig()),
+        }
+    }
+}
+
+/// Exact numeric order.
+fn num_order(a: Num<'_>, b: Num<'_>) -> Ordering {
+    if let (Num::Small(ua, sa), Num::Small(ub, sb)) = (a, b) {
+        if sa == sb {
+            return ua.cmp(&ub);
+        }
+        // Align the scales in i128: |unscaled| < 2^63 and 10^18 < 2^60.
+        let d = i64::from(sa) - i64::from(sb);
+        if let Some(&p) = POW10.get(d.unsigned_abs() as usize) {
+            let (x, y) = if d > 0 {
+                (i128::from(ua), i128::from(ub) * i128::from(p))
+            } else {
+                (i128::from(ua) * i128::from(p), i128::from(ub))
+            };
+            return x.cmp(&y);
+        }
+    }
+    a.with_sig(|x| b.with_sig(|y| x.cmp(&y)))
 }
 
 /// The pieces of a decimal's text.
@@ -527,17 +712,6 @@ pub(crate) struct Sig<'t> {
 }
 
 impl<'t> Sig<'t> {
-    /// From an integer's absolute digits (in a caller buffer).
-    pub fn from_int_digits(neg: bool, digits: &'t [u8]) -> Sig<'t> {
-        DecParts {
-            neg,
-            int: digits,
-            frac: &[],
-            exp: 0,
-        }
-        .sig()
-    }
-
     fn len(&self) -> usize {
         self.end - self.start
     }
@@ -633,21 +807,31 @@ pub(crate) fn int_digits(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// Exact comparison of two numbers given as `Int`/`Dec` values; `None` if either is not a number.
-pub(crate) fn num_cmp(x: &Value<'_>, y: &Value<'_>) -> Option<Ordering> {
-    match (x, y) {
-        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
-        (Value::Int(a), Value::Dec(b)) => Some(int_dec_cmp(*a, b)),
-        (Value::Dec(a), Value::Int(b)) => Some(int_dec_cmp(*b, a).reverse()),
-        (Value::Dec(a), Value::Dec(b)) => Some(a.parts().sig().cmp(&b.parts().sig())),
+fn slow_num<'t>(v: &'t Value<'_>) -> Option<Num<'t>> {
+    match v {
+        Value::Int(i) => Some(Num::Small(*i, 0)),
+        Value::Dec(d) => Some(d.num()),
         _ => None,
     }
 }
 
-fn int_dec_cmp(a: i64, b: &Dec<'_>) -> Ordering {
-    let mut buf = [0u8; 20];
-    let digits = int_digits(a, &mut buf);
-    Sig::from_int_digits(a < 0, digits).cmp(&b.parts().sig())
+/// Exact comparison of two numbers given as `Int`/`Dec` values; `None` if either is not a number.
+#[inline]
+pub(crate) fn num_cmp(x: &Value<'_>, y: &Value<'_>) -> Option<Ordering> {
+    let num = |v: &Value<'_>| -> Option<(i64, i32)> {
+        match v {
+            Value::Int(i) => Some((*i, 0)),
+            Value::Dec(Dec(Repr::Small { unscaled, scale })) => Some((*unscaled, *scale)),
+            _ => None,
+        }
+    };
+    if let (Value::Int(a), Value::Int(b)) = (x, y) {
+        return Some(a.cmp(b));
+    }
+    if let (Some((ua, sa)), Some((ub, sb))) = (num(x), num(y)) {
+        return Some(num_order(Num::Small(ua, sa), Num::Small(ub, sb)));
+    }
+    Some(num_order(slow_num(x)?, slow_num(y)?))
 }
 
 #[cfg(test)]
@@ -772,7 +956,7 @@ mod tests {
 
     #[test]
     fn canonical() {
-        let c = |s: &str| Dec::parse(s).map(|d| d.parts().sig().canonical_string());
+        let c = |s: &str| Dec::parse(s).map(|d| d.canonical_string());
         assert_eq!(c("100.0").as_deref(), Some("1E+2"));
         assert_eq!(c("0.00").as_deref(), Some("0"));
         assert_eq!(c("2.50").as_deref(), Some("2.5"));
@@ -799,6 +983,11 @@ mod tests {
         push_utf16_as_wtf8(&mut hi, &[0xD800]);
         assert!("\u{D7FF}".as_bytes() < hi.as_slice());
         assert!(hi.as_slice() < "\u{E000}".as_bytes());
+    }
+
+    #[test]
+    fn compact() {
+        assert!(std::mem::size_of::<Value<'_>>() <= 32);
     }
 
     #[test]

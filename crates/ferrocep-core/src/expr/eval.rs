@@ -33,6 +33,21 @@ pub(crate) enum Node {
     /// `a || b || …` (CEL: any `true` wins, else all `false`, else error).
     Or(Vec<Node>),
     Cmp(CmpOp, Box<Node>, Box<Node>),
+    /// `field op constant` (the common case, evaluated without recursion).
+    CmpFieldLit(CmpOp, usize, Box<Value<'static>>),
+    /// `constant op field`.
+    CmpLitField(CmpOp, Box<Value<'static>>, usize),
+}
+
+impl Node {
+    /// A comparison node, specialised when one side is a field and the other a constant.
+    pub(crate) fn cmp(op: CmpOp, a: Node, b: Node) -> Node {
+        match (a, b) {
+            (Node::Field(i), Node::Lit(v)) => Node::CmpFieldLit(op, i, Box::new(v)),
+            (Node::Lit(v), Node::Field(i)) => Node::CmpLitField(op, Box::new(v), i),
+            (a, b) => Node::Cmp(op, Box::new(a), Box::new(b)),
+        }
+    }
 }
 
 /// An intermediate result.
@@ -59,7 +74,7 @@ fn view<'x>(v: &'x Value<'x>) -> V<'x> {
 pub(crate) fn eval<'x>(n: &'x Node, vals: &'x [Value<'x>]) -> V<'x> {
     match n {
         Node::Lit(v) => view(v),
-        Node::Field(i) => vals.get(*i).map_or(V::Null, view),
+        Node::Field(i) => field(vals, *i),
         Node::List(items) => {
             if items.iter().any(|it| matches!(eval(it, vals), V::Err)) {
                 V::Err
@@ -110,21 +125,34 @@ pub(crate) fn eval<'x>(n: &'x Node, vals: &'x [Value<'x>]) -> V<'x> {
             if matches!(y, V::Err) {
                 return V::Err;
             }
-            match op {
-                CmpOp::Eq => V::Bool(equal(x, y, vals)),
-                CmpOp::Ne => V::Bool(!equal(x, y, vals)),
-                CmpOp::In => contains(y, x, vals),
-                _ => match compare(x, y) {
-                    None => V::Err,
-                    Some(c) => V::Bool(match op {
-                        CmpOp::Lt => c == Ordering::Less,
-                        CmpOp::Le => c != Ordering::Greater,
-                        CmpOp::Gt => c == Ordering::Greater,
-                        _ => c != Ordering::Less,
-                    }),
-                },
-            }
+            apply(*op, x, y, vals)
         }
+        Node::CmpFieldLit(op, i, v) => apply(*op, field(vals, *i), view(v), vals),
+        Node::CmpLitField(op, v, i) => apply(*op, view(v), field(vals, *i), vals),
+    }
+}
+
+#[inline]
+fn field<'x>(vals: &'x [Value<'x>], i: usize) -> V<'x> {
+    vals.get(i).map_or(V::Null, view)
+}
+
+/// A comparison of two non-error operands.
+#[inline]
+fn apply<'x>(op: CmpOp, x: V<'x>, y: V<'x>, vals: &'x [Value<'x>]) -> V<'x> {
+    match op {
+        CmpOp::Eq => V::Bool(equal(x, y, vals)),
+        CmpOp::Ne => V::Bool(!equal(x, y, vals)),
+        CmpOp::In => contains(y, x, vals),
+        _ => match compare(x, y) {
+            None => V::Err,
+            Some(c) => V::Bool(match op {
+                CmpOp::Lt => c == Ordering::Less,
+                CmpOp::Le => c != Ordering::Greater,
+                CmpOp::Gt => c == Ordering::Greater,
+                _ => c != Ordering::Less,
+            }),
+        },
     }
 }
 

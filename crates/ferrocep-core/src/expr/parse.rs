@@ -306,7 +306,13 @@ fn lex(src: &[u16]) -> PResult<Vec<Token>> {
             } else if c == u16::from(b'=') {
                 return fail(start, "'=' is not an operator; use '=='");
             } else {
-                return fail(start, format!("unexpected character '{}'", to_string(&[c])));
+                // A lone surrogate prints as '?' (Java's UTF-8 encoder), as in the oracle.
+                let shown = if (0xD800..0xE000).contains(&c) {
+                    "?".to_string()
+                } else {
+                    to_string(&[c])
+                };
+                return fail(start, format!("unexpected character '{shown}'"));
             }
         }
     }
@@ -416,7 +422,7 @@ impl Parser<'_> {
             let (b, d) = self.parse_unary()?;
             depth = depth.max(d) + 1;
             self.check_depth(depth)?;
-            n = Node::Cmp(op, Box::new(n), Box::new(b));
+            n = Node::cmp(op, n, b);
         }
     }
 
