@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use super::value::{push_surrogate, wtf8_lossy, Dec, DecParts, Map, Str, Value};
+use super::value::{dedup_last_wins, push_surrogate, wtf8_lossy, Dec, DecParts, Map, Str, Value};
 
 /// Jackson's `StreamReadConstraints` defaults.
 pub(crate) const MAX_DEPTH: usize = 1000;
@@ -768,10 +768,10 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
         Some(b'{') => {
             s.i += 1;
             s.skip_ws();
-            let mut map = Map::new();
+            let mut entries = Vec::new();
             if s.peek() == Some(b'}') {
                 s.i += 1;
-                return Ok(Value::Map(map));
+                return Ok(Value::Map(Map::from_entries(entries)));
             }
             loop {
                 let (ks, ke, esc) = s.scan_name()?;
@@ -788,7 +788,7 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
                 s.expect(b':', Code::ExpectedColon)?;
                 s.skip_ws();
                 let v = build_value(line, s)?;
-                map.insert(key, v);
+                entries.push((key, v));
                 s.skip_ws();
                 match s.peek() {
                     Some(b',') => {
@@ -797,7 +797,7 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
                     }
                     _ => {
                         s.expect(b'}', Code::ExpectedObjectSep)?;
-                        return Ok(Value::Map(map));
+                        return Ok(Value::Map(Map::from_entries(entries)));
                     }
                 }
             }
@@ -920,10 +920,7 @@ fn write_jackson(line: &str, s: &mut Scanner<'_>, out: &mut String) -> Result<()
                     s.skip_ws();
                     let mut v = String::new();
                     write_jackson(line, s, &mut v)?;
-                    match entries.iter_mut().find(|e| e.0 == key) {
-                        Some(e) => e.1 = v,
-                        None => entries.push((key, v)),
-                    }
+                    entries.push((key, v));
                     s.skip_ws();
                     if s.peek() == Some(b',') {
                         s.i += 1;
@@ -934,6 +931,7 @@ fn write_jackson(line: &str, s: &mut Scanner<'_>, out: &mut String) -> Result<()
                 }
             }
             s.expect(b'}', Code::ExpectedObjectSep)?;
+            let entries = dedup_last_wins(entries);
             out.push('{');
             for (n, (k, v)) in entries.iter().enumerate() {
                 if n > 0 {

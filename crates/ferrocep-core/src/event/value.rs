@@ -144,6 +144,12 @@ impl<'a> Str<'a> {
     }
 }
 
+impl AsRef<[u8]> for Str<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl<'a> From<&'a str> for Str<'a> {
     fn from(s: &'a str) -> Self {
         Str(Cow::Borrowed(s.as_bytes()))
@@ -230,6 +236,13 @@ impl<'a> Map<'a> {
         }
     }
 
+    /// A map from entries in order, duplicates merged as [`insert`](Self::insert) would.
+    pub fn from_entries(entries: Vec<(Str<'a>, Value<'a>)>) -> Self {
+        Map {
+            entries: dedup_last_wins(entries),
+        }
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&Value<'a>> {
         self.entries
@@ -268,6 +281,42 @@ impl<'a> Map<'a> {
                 .collect(),
         }
     }
+}
+
+/// Merges duplicate keys the way a `LinkedHashMap` fed in order does: each key at its first
+/// position, with the value of its last occurrence. Linear for small inputs, hashed for large.
+pub(crate) fn dedup_last_wins<K: AsRef<[u8]>, V>(entries: Vec<(K, V)>) -> Vec<(K, V)> {
+    let n = entries.len();
+    // first[i]: index of the first entry with the key of entry i
+    let first: Vec<usize> = if n <= 16 {
+        (0..n)
+            .map(|i| {
+                (0..i)
+                    .find(|&j| entries[j].0.as_ref() == entries[i].0.as_ref())
+                    .unwrap_or(i)
+            })
+            .collect()
+    } else {
+        let mut seen: std::collections::HashMap<&[u8], usize> =
+            std::collections::HashMap::with_capacity(n);
+        (0..n)
+            .map(|i| *seen.entry(entries[i].0.as_ref()).or_insert(i))
+            .collect()
+    };
+    if first.iter().enumerate().all(|(i, &f)| f == i) {
+        return entries;
+    }
+    let mut slots: Vec<Option<(K, V)>> = entries.into_iter().map(Some).collect();
+    for i in 0..n {
+        if first[i] != i {
+            if let Some((_, v)) = slots[i].take() {
+                if let Some(e) = slots[first[i]].as_mut() {
+                    e.1 = v;
+                }
+            }
+        }
+    }
+    slots.into_iter().flatten().collect()
 }
 
 // ---------------------------------------------------------------------------------- decimals
@@ -998,6 +1047,22 @@ mod tests {
         let w: Vec<Value<'static>> = recycle_values(v);
         assert!(w.is_empty());
         assert!(w.capacity() >= 16);
+    }
+
+    #[test]
+    fn dedup_large_and_small() {
+        let small = vec![("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
+        assert_eq!(dedup_last_wins(small), vec![("a", 3), ("b", 5), ("c", 4)]);
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{}", i % 300)).collect();
+        let big: Vec<(&str, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let d = dedup_last_wins(big);
+        assert_eq!(d.len(), 300);
+        assert_eq!(d[0], ("k0", 900));
+        assert_eq!(d[299], ("k299", 899));
     }
 
     #[test]

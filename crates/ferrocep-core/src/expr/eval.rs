@@ -37,13 +37,79 @@ pub(crate) enum Node {
     CmpFieldLit(CmpOp, usize, Box<Value<'static>>),
     /// `constant op field`.
     CmpLitField(CmpOp, Box<Value<'static>>, usize),
+    /// `field == "s"` (or `!=` when `ne`): never an error.
+    StrEq {
+        slot: usize,
+        lit: Box<[u8]>,
+        ne: bool,
+    },
+    /// `field op number` (any operator but `in`).
+    NumCmp(CmpOp, usize, Box<Value<'static>>),
+    /// `field in ["a", "b", …]` (only strings): never an error.
+    StrIn {
+        slot: usize,
+        set: Box<[Box<[u8]>]>,
+    },
+}
+
+impl CmpOp {
+    /// The operator with its operands swapped (`a < b` is `b > a`).
+    fn mirror(self) -> CmpOp {
+        match self {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            other => other,
+        }
+    }
+
+    /// Whether an ordering satisfies the operator (`==`/`!=` included).
+    #[inline]
+    fn holds(self, c: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => c == Ordering::Equal,
+            CmpOp::Ne => c != Ordering::Equal,
+            CmpOp::Lt => c == Ordering::Less,
+            CmpOp::Le => c != Ordering::Greater,
+            CmpOp::Gt => c == Ordering::Greater,
+            CmpOp::Ge => c != Ordering::Less,
+            CmpOp::In => false,
+        }
+    }
+}
+
+/// `field op constant`, specialised by the constant's type.
+fn field_lit(op: CmpOp, slot: usize, v: Value<'static>) -> Node {
+    match (op, v) {
+        (CmpOp::Eq | CmpOp::Ne, Value::Str(s)) => Node::StrEq {
+            slot,
+            lit: s.as_bytes().into(),
+            ne: op == CmpOp::Ne,
+        },
+        (CmpOp::In, Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
+            let set = items
+                .iter()
+                .map(|v| match v {
+                    Value::Str(s) => s.as_bytes().into(),
+                    _ => Box::default(),
+                })
+                .collect();
+            Node::StrIn { slot, set }
+        }
+        (op, v @ (Value::Int(_) | Value::Dec(_))) if op != CmpOp::In => {
+            Node::NumCmp(op, slot, Box::new(v))
+        }
+        (op, v) => Node::CmpFieldLit(op, slot, Box::new(v)),
+    }
 }
 
 impl Node {
     /// A comparison node, specialised when one side is a field and the other a constant.
     pub(crate) fn cmp(op: CmpOp, a: Node, b: Node) -> Node {
         match (a, b) {
-            (Node::Field(i), Node::Lit(v)) => Node::CmpFieldLit(op, i, Box::new(v)),
+            (Node::Field(i), Node::Lit(v)) => field_lit(op, i, v),
+            (Node::Lit(v), Node::Field(i)) if op != CmpOp::In => field_lit(op.mirror(), i, v),
             (Node::Lit(v), Node::Field(i)) => Node::CmpLitField(op, Box::new(v), i),
             (a, b) => Node::Cmp(op, Box::new(a), Box::new(b)),
         }
@@ -129,6 +195,24 @@ pub(crate) fn eval<'x>(n: &'x Node, vals: &'x [Value<'x>]) -> V<'x> {
         }
         Node::CmpFieldLit(op, i, v) => apply(*op, field(vals, *i), view(v), vals),
         Node::CmpLitField(op, v, i) => apply(*op, view(v), field(vals, *i), vals),
+        Node::StrEq { slot, lit, ne } => {
+            V::Bool(matches!(vals.get(*slot), Some(Value::Str(s)) if s.as_bytes() == &**lit) != *ne)
+        }
+        Node::NumCmp(op, slot, lit) => match vals.get(*slot) {
+            Some(x @ (Value::Int(_) | Value::Dec(_))) => match num_cmp(x, lit) {
+                Some(c) => V::Bool(op.holds(c)),
+                None => V::Err,
+            },
+            _ => match op {
+                CmpOp::Eq => V::Bool(false),
+                CmpOp::Ne => V::Bool(true),
+                _ => V::Err,
+            },
+        },
+        Node::StrIn { slot, set } => V::Bool(match vals.get(*slot) {
+            Some(Value::Str(s)) => set.iter().any(|t| **t == *s.as_bytes()),
+            _ => false,
+        }),
     }
 }
 
@@ -146,12 +230,7 @@ fn apply<'x>(op: CmpOp, x: V<'x>, y: V<'x>, vals: &'x [Value<'x>]) -> V<'x> {
         CmpOp::In => contains(y, x, vals),
         _ => match compare(x, y) {
             None => V::Err,
-            Some(c) => V::Bool(match op {
-                CmpOp::Lt => c == Ordering::Less,
-                CmpOp::Le => c != Ordering::Greater,
-                CmpOp::Gt => c == Ordering::Greater,
-                _ => c != Ordering::Less,
-            }),
+            Some(c) => V::Bool(op.holds(c)),
         },
     }
 }
