@@ -230,14 +230,24 @@ impl Extractor {
         if text.is_empty() {
             return Err(LineError::new("empty line"));
         }
-        let mut local = [Span::NONE; STACK_SPANS];
-        let mut heap = Vec::new();
-        let spans: &mut [Span] = if self.nodes.len() <= STACK_SPANS {
-            &mut local[..self.nodes.len()]
+        // The span table, sized to the trie: on the stack unless it is large.
+        let n = self.nodes.len();
+        if n <= 8 {
+            self.extract_with(text, values, &mut [Span::NONE; 8][..n])
+        } else if n <= STACK_SPANS {
+            self.extract_with(text, values, &mut [Span::NONE; STACK_SPANS][..n])
         } else {
-            heap.resize(self.nodes.len(), Span::NONE);
-            &mut heap
-        };
+            self.extract_with(text, values, &mut vec![Span::NONE; n])
+        }
+    }
+
+    #[inline(always)]
+    fn extract_with<'a>(
+        &self,
+        text: &'a str,
+        values: &mut Vec<Value<'a>>,
+        spans: &mut [Span],
+    ) -> Result<Extracted<'a>, LineError> {
         let mut sc = Scanner::new(text.as_bytes());
         let invalid = |e: json::JsonError| {
             let column = text.get(..e.pos).map_or(e.pos, |p| p.chars().count()) + 1;

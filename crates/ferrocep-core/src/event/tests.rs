@@ -182,6 +182,38 @@ fn nested_and_duplicate_keys() {
 }
 
 #[test]
+fn empty_path_is_the_whole_object() {
+    let mut f = Fields::new();
+    f.slot(&[]);
+    let x = Extractor::new(&f, Some(vec![]), None);
+    let mut v = Vec::new();
+    let e = x.extract(r#" {"b" : 1.0, "a":[true]} "#, &mut v);
+    assert_eq!(
+        e.map(|e| e.key.map(Cow::into_owned)),
+        Ok(Some(r#"{"b":1.0,"a":[true]}"#.to_string()))
+    );
+    assert!(matches!(&v[0], Value::Map(m) if m.len() == 2));
+}
+
+#[test]
+fn line_error_display() {
+    let e = LineError {
+        reason: "missing key field 'k'".into(),
+    };
+    assert_eq!(e.to_string(), "missing key field 'k'");
+    let x = extractor(&[], None, None);
+    let r = kt(&x, r#"{"a":1,}"#);
+    assert_eq!(
+        r,
+        Err("invalid JSON: unexpected character '}', expected a double-quoted field name (column 8)".into())
+    );
+    assert_eq!(
+        kt(&x, "{\"a\":\"x"),
+        Err("invalid JSON: unterminated string (column 8)".into())
+    );
+}
+
+#[test]
 fn timestamps() {
     assert_eq!(ts("1700000000000"), Ok(Some(1_700_000_000_000)));
     assert_eq!(ts("1.7e12"), Ok(Some(1_700_000_000_000)));

@@ -4,7 +4,8 @@
 //! `BigDecimal`, `List`, `Map`. Strings are kept as WTF-8 bytes so that JSON strings with lone
 //! surrogate escapes (`"\ud800"`, which Jackson accepts) keep Java's UTF-16 semantics: byte
 //! order of WTF-8 is code-point order, exactly what the oracle's `compareCodePoints` uses.
-//! Decimals keep their number text and compare exactly, digit by digit (no `f64`).
+//! Decimals are exact (`BigDecimal`'s own unscaled-integer-and-scale model, or their text when
+//! longer than 18 digits) and compare exactly with any number (no `f64`).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -1032,6 +1033,63 @@ mod tests {
         push_utf16_as_wtf8(&mut hi, &[0xD800]);
         assert!("\u{D7FF}".as_bytes() < hi.as_slice());
         assert!(hi.as_slice() < "\u{E000}".as_bytes());
+    }
+
+    fn dec_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (
+            "-?",
+            "[0-9]{1,6}",
+            proptest::option::of("[0-9]{1,6}"),
+            proptest::option::of(-6i32..6),
+        )
+            .prop_map(|(sign, int, frac, exp)| {
+                let int = int.trim_start_matches('0');
+                let int = if int.is_empty() { "0" } else { int };
+                let mut s = format!("{sign}{int}");
+                if let Some(f) = frac {
+                    s.push('.');
+                    s.push_str(&f);
+                }
+                if let Some(e) = exp {
+                    s.push_str(&format!("e{e}"));
+                }
+                s
+            })
+    }
+
+    /// The same value written with more than 18 digits, so it takes the text path.
+    fn padded(s: &str) -> String {
+        let (m, e) = match s.find('e') {
+            Some(i) => (&s[..i], &s[i..]),
+            None => (s, ""),
+        };
+        let dot = if m.contains('.') { "" } else { "." };
+        format!("{m}{dot}0000000000000000000000{e}")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn small_and_text_forms_agree(a in dec_text(), b in dec_text()) {
+            let (va, vb) = (d(&a), d(&b));
+            let (pa, pb) = (padded(&a), padded(&b));
+            let (wa, wb) = (d(&pa), d(&pb));
+            let c = num_cmp(&va, &vb);
+            proptest::prop_assert!(c.is_some());
+            proptest::prop_assert_eq!(num_cmp(&wa, &vb), c);
+            proptest::prop_assert_eq!(num_cmp(&va, &wb), c);
+            proptest::prop_assert_eq!(num_cmp(&wa, &wb), c);
+            proptest::prop_assert_eq!(num_cmp(&va, &wa), Some(Ordering::Equal));
+            // at most 13 significant digits: f64 (correctly rounded) keeps the order
+            let fa: f64 = a.parse().unwrap_or(f64::NAN);
+            let fb: f64 = b.parse().unwrap_or(f64::NAN);
+            proptest::prop_assert_eq!(fa.partial_cmp(&fb), c);
+            if let (Value::Dec(x), Value::Dec(y)) = (&va, &wa) {
+                proptest::prop_assert_eq!(x.java_string(), Dec::parse(&a).map(|d| d.java_string()).unwrap_or_default());
+                proptest::prop_assert_eq!(x.canonical_string(), y.canonical_string());
+                proptest::prop_assert_eq!(x.to_i64_exact(), y.to_i64_exact());
+            }
+        }
     }
 
     #[test]
