@@ -23,11 +23,12 @@
 //! skipped, their values validated and skipped; for a name on a path the scanner records where
 //! its value is (the last duplicate wins, clearing what an earlier duplicate recorded under
 //! it) and descends into it when deeper paths continue there. Only then are the recorded spans
-//! turned into values: strings without escapes and number texts are borrowed from the line,
-//! so a typical line costs no allocation at all (the span table lives on the stack for up to
-//! 32 trie nodes). Arrays and objects become `List`/`Map` values only when an expression
-//! reads them whole; the key text is borrowed except for escaped strings, floats and
-//! objects, which Jackson re-serialises.
+//! turned into values: strings without escapes are borrowed from the line, numbers become an
+//! `i64` or an exact unscaled-`i64`-and-scale decimal (longer ones borrow their text), so a
+//! typical line costs no allocation at all (the span table lives on the stack for up to 32
+//! trie nodes). Arrays and objects become `List`/`Map` values only when an expression reads
+//! them whole; the key text is borrowed except for escaped strings, floats, `-0`, arrays and
+//! objects, which Jackson re-serialises. Strings are scanned 8 bytes at a time.
 //!
 //! # Scratch buffer
 //!
