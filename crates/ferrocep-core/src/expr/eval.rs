@@ -45,10 +45,12 @@ pub(crate) enum Node {
     },
     /// `field op number` (any operator but `in`).
     NumCmp(CmpOp, usize, Box<Value<'static>>),
-    /// `field in ["a", "b", …]` (only strings): never an error.
+    /// `field in ["a", "b", …]` (only strings): never an error. `set` is sorted when `sorted`
+    /// (large lists: binary search).
     StrIn {
         slot: usize,
         set: Box<[Box<[u8]>]>,
+        sorted: bool,
     },
 }
 
@@ -88,14 +90,23 @@ fn field_lit(op: CmpOp, slot: usize, v: Value<'static>) -> Node {
             ne: op == CmpOp::Ne,
         },
         (CmpOp::In, Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => {
-            let set = items
+            let mut set: Vec<Box<[u8]>> = items
                 .iter()
                 .map(|v| match v {
                     Value::Str(s) => s.as_bytes().into(),
                     _ => Box::default(),
                 })
                 .collect();
-            Node::StrIn { slot, set }
+            let sorted = set.len() > 8;
+            if sorted {
+                set.sort();
+                set.dedup();
+            }
+            Node::StrIn {
+                slot,
+                set: set.into(),
+                sorted,
+            }
         }
         (op, v @ (Value::Int(_) | Value::Dec(_))) if op != CmpOp::In => {
             Node::NumCmp(op, slot, Box::new(v))
@@ -209,7 +220,10 @@ pub(crate) fn eval<'x>(n: &'x Node, vals: &'x [Value<'x>]) -> V<'x> {
                 _ => V::Err,
             },
         },
-        Node::StrIn { slot, set } => V::Bool(match vals.get(*slot) {
+        Node::StrIn { slot, set, sorted } => V::Bool(match vals.get(*slot) {
+            Some(Value::Str(s)) if *sorted => {
+                set.binary_search_by(|t| (**t).cmp(s.as_bytes())).is_ok()
+            }
             Some(Value::Str(s)) => set.iter().any(|t| **t == *s.as_bytes()),
             _ => false,
         }),
