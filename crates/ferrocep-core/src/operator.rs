@@ -15,11 +15,15 @@
 //! keyed by time; keys without due timers are not touched. A key whose state
 //! is back to the bare start run with nothing buffered is dropped.
 
-use std::collections::{BTreeSet, HashMap};
-use std::hash::Hash;
+use std::borrow::Borrow;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hash};
 use std::sync::Arc;
 
+use rustc_hash::FxHasher;
 use slab::Slab;
+use smallvec::SmallVec;
 
 use crate::nfa::{Nfa, NfaOutput, NfaState, SharedBuffer};
 use crate::output::{MatchRef, OutputSink};
@@ -39,7 +43,7 @@ struct KeyEntry<K, E> {
     gen: u32,
     state: NfaState,
     /// Buffered events, sorted by timestamp then arrival.
-    buffered: Vec<(i64, E)>,
+    buffered: SmallVec<[(i64, E); 1]>,
 }
 
 /// Flink's `CepOperator` over keys `K` and events `E`.
@@ -47,11 +51,12 @@ pub struct CepOperator<K, E> {
     nfa: Arc<Nfa<E>>,
     domain: TimeDomain,
     buf: SharedBuffer<E>,
-    index: HashMap<K, u32>,
+    index: HashMap<K, u32, BuildHasherDefault<FxHasher>>,
     keys: Slab<KeyEntry<K, E>>,
     next_gen: u32,
-    /// (time, key slot, key generation).
-    timers: BTreeSet<(i64, u32, u32)>,
+    /// (time, key slot, key generation), earliest first. A timer set twice
+    /// fires twice; the second firing finds nothing to do.
+    timers: BinaryHeap<Reverse<(i64, u32, u32)>>,
     current: i64,
 }
 
@@ -77,10 +82,10 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             nfa,
             domain,
             buf: SharedBuffer::default(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             keys: Slab::new(),
             next_gen: 0,
-            timers: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             current: MIN_WATERMARK,
         }
     }
@@ -98,7 +103,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// The earliest pending timer, if any: when [`Self::advance_time`] has
     /// work to do.
     pub fn next_timer(&self) -> Option<i64> {
-        self.timers.first().map(|t| t.0)
+        self.timers.peek().map(|t| t.0 .0)
     }
 
     /// Number of keys holding state (partial matches or buffered events).
@@ -119,17 +124,22 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         (self.buf.num_events(), self.buf.num_nodes())
     }
 
-    fn slot_for(&mut self, key: K) -> u32 {
-        if let Some(&s) = self.index.get(&key) {
+    fn slot_for<Q>(&mut self, key: &Q) -> u32
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(&s) = self.index.get(key) {
             return s;
         }
+        let key = key.to_owned();
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let slot = self.keys.insert(KeyEntry {
             key: key.clone(),
             gen,
-            state: self.nfa.initial_state(),
-            buffered: Vec::new(),
+            state: self.nfa.initial_state_pooled(&mut self.buf),
+            buffered: SmallVec::new(),
         }) as u32;
         self.index.insert(key, slot);
         slot
@@ -137,7 +147,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
 
     fn register_timer(&mut self, slot: u32, at: i64) {
         let gen = self.keys[slot as usize].gen;
-        self.timers.insert((at, slot, gen));
+        self.timers.push(Reverse((at, slot, gen)));
     }
 
     fn drop_if_idle(&mut self, slot: u32) {
@@ -145,6 +155,8 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         if e.buffered.is_empty() && e.state.is_idle() {
             let e = self.keys.remove(slot as usize);
             self.index.remove(&e.key);
+            // Keep the run vector for the next key instead of freeing it.
+            e.state.recycle(&mut self.buf);
         }
     }
 
@@ -159,13 +171,55 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         timestamp: i64,
         sink: &mut S,
     ) {
+        if self.domain == TimeDomain::EventTime && timestamp <= self.current {
+            sink.on_late(&key, &event, timestamp);
+            return;
+        }
+        let slot = self.slot_for_owned(key);
+        self.process_in_slot(slot, event, timestamp, sink);
+    }
+
+    /// [`Self::process_element`] with a borrowed key, cloned only when the
+    /// key is new (`&str` for `Box<str>` keys): no allocation per event.
+    pub fn process_element_by<Q, S>(&mut self, key: &Q, event: E, timestamp: i64, sink: &mut S)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        S: OutputSink<K, E>,
+    {
+        if self.domain == TimeDomain::EventTime && timestamp <= self.current {
+            sink.on_late(&key.to_owned(), &event, timestamp);
+            return;
+        }
+        let slot = self.slot_for(key);
+        self.process_in_slot(slot, event, timestamp, sink);
+    }
+
+    fn slot_for_owned(&mut self, key: K) -> u32 {
+        if let Some(&s) = self.index.get(&key) {
+            return s;
+        }
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let slot = self.keys.insert(KeyEntry {
+            key: key.clone(),
+            gen,
+            state: self.nfa.initial_state_pooled(&mut self.buf),
+            buffered: SmallVec::new(),
+        }) as u32;
+        self.index.insert(key, slot);
+        slot
+    }
+
+    fn process_in_slot<S: OutputSink<K, E>>(
+        &mut self,
+        slot: u32,
+        event: E,
+        timestamp: i64,
+        sink: &mut S,
+    ) {
         match self.domain {
             TimeDomain::EventTime => {
-                if timestamp <= self.current {
-                    sink.on_late(&key, &event, timestamp);
-                    return;
-                }
-                let slot = self.slot_for(key);
                 let buffered = &mut self.keys[slot as usize].buffered;
                 let pos = buffered.partition_point(|(t, _)| *t <= timestamp);
                 let new_ts = pos == 0 || buffered[pos - 1].0 != timestamp;
@@ -178,7 +232,6 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                 if timestamp > self.current {
                     self.current = timestamp;
                 }
-                let slot = self.slot_for(key);
                 let nfa = self.nfa.clone();
                 let entry = &mut self.keys[slot as usize];
                 let mut out = KeyedOut {
@@ -206,11 +259,11 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             self.current = time;
         }
         let now = self.current;
-        while let Some(&(at, slot, gen)) = self.timers.first() {
+        while let Some(&Reverse((at, slot, gen))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.timers.pop_first();
+            self.timers.pop();
             let live = self.keys.get(slot as usize).is_some_and(|e| e.gen == gen);
             if live {
                 self.on_timer(slot, now, sink);
@@ -221,14 +274,14 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     fn on_timer<S: OutputSink<K, E>>(&mut self, slot: u32, now: i64, sink: &mut S) {
         let nfa = self.nfa.clone();
         let window = nfa.window();
-        let mut new_timers: Vec<i64> = Vec::new();
+        let mut new_timers: SmallVec<[i64; 2]> = SmallVec::new();
         {
             let entry = &mut self.keys[slot as usize];
             if self.domain == TimeDomain::EventTime {
                 let ready = entry.buffered.partition_point(|(t, _)| *t <= now);
-                let events: Vec<(i64, E)> = entry.buffered.drain(..ready).collect();
+                let mut buffered = std::mem::take(&mut entry.buffered);
                 let mut last_ts = None;
-                for (ts, ev) in events {
+                for (ts, ev) in buffered.drain(..ready) {
                     let mut out = KeyedOut {
                         key: &entry.key,
                         timestamp: ts,
@@ -244,6 +297,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                         }
                     }
                 }
+                entry.buffered = buffered;
             }
             let mut out = KeyedOut {
                 key: &entry.key,

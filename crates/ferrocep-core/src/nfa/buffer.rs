@@ -25,6 +25,11 @@ pub struct EventId {
     pub seq: u32,
 }
 
+/// One extracted path: (stage, event), oldest first.
+pub(crate) type Path = SmallVec<[(u32, EventIdx); 4]>;
+/// All paths of an extraction; the first is the emitted one.
+pub(crate) type Paths = SmallVec<[Path; 1]>;
+
 /// Handle of a stored event.
 pub(crate) type EventIdx = u32;
 
@@ -62,6 +67,8 @@ pub struct SharedBuffer<E> {
     next_gen: u32,
     /// Nodes created for the event being processed: (stage, node).
     current_nodes: Vec<(u32, NodeRef)>,
+    /// Spare run vectors, so that processing an event allocates nothing.
+    pub(crate) run_pool: Vec<Vec<super::run::Run>>,
 }
 
 impl<E> Default for SharedBuffer<E> {
@@ -71,6 +78,7 @@ impl<E> Default for SharedBuffer<E> {
             nodes: Slab::new(),
             next_gen: 0,
             current_nodes: Vec::new(),
+            run_pool: Vec::new(),
         }
     }
 }
@@ -86,6 +94,17 @@ fn release_count(lock: &mut u32) -> bool {
 }
 
 impl<E> SharedBuffer<E> {
+    pub(crate) fn take_runs(&mut self) -> Vec<super::run::Run> {
+        self.run_pool.pop().unwrap_or_default()
+    }
+
+    pub(crate) fn give_runs(&mut self, mut v: Vec<super::run::Run>) {
+        if self.run_pool.len() < 4096 && v.capacity() <= 64 {
+            v.clear();
+            self.run_pool.push(v);
+        }
+    }
+
     /// Number of events held.
     pub fn num_events(&self) -> usize {
         self.events.len()
@@ -233,26 +252,22 @@ impl<E> SharedBuffer<E> {
     /// Flink `extractPatterns`: every path back from `r` compatible with
     /// `version`, each as (stage, event) oldest first; the first is the one
     /// Flink emits.
-    pub(crate) fn extract(
-        &self,
-        r: NodeRef,
-        version: &DeweyNumber,
-        first_only: bool,
-    ) -> Vec<Vec<(u32, EventIdx)>> {
-        let mut result = Vec::new();
+    pub(crate) fn extract(&self, r: NodeRef, version: &DeweyNumber, first_only: bool) -> Paths {
+        let mut result = Paths::new();
         if self.node(r).is_none() {
             return result;
         }
-        struct St {
+        struct St<'v> {
             entry: Option<NodeRef>,
-            version: DeweyNumber,
-            path: Vec<(u32, EventIdx)>,
+            version: &'v DeweyNumber,
+            path: Path,
         }
-        let mut stack = vec![St {
+        let mut stack: SmallVec<[St<'_>; 4]> = SmallVec::new();
+        stack.push(St {
             entry: Some(r),
-            version: version.clone(),
-            path: Vec::new(),
-        }];
+            version,
+            path: Path::new(),
+        });
         while let Some(st) = stack.pop() {
             let St {
                 entry,
@@ -270,17 +285,14 @@ impl<E> SharedBuffer<E> {
                 Some(nr) => {
                     let Some(n) = self.node(nr) else { continue };
                     path.push((n.stage, n.event));
-                    let compatible: Vec<&Edge> = n
-                        .edges
-                        .iter()
-                        .filter(|e| version.is_compatible_with(&e.version))
-                        .collect();
-                    for e in compatible {
-                        stack.push(St {
-                            entry: e.target,
-                            version: e.version.clone(),
-                            path: path.clone(),
-                        });
+                    for e in n.edges.iter() {
+                        if version.is_compatible_with(&e.version) {
+                            stack.push(St {
+                                entry: e.target,
+                                version: &e.version,
+                                path: path.clone(),
+                            });
+                        }
                     }
                 }
             }

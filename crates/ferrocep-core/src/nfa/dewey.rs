@@ -6,7 +6,7 @@ use smallvec::SmallVec;
 
 /// A branch version such as `1.0.2`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct DeweyNumber(SmallVec<[u32; 6]>);
+pub struct DeweyNumber(SmallVec<[u32; 4]>);
 
 impl DeweyNumber {
     /// A one-digit version.

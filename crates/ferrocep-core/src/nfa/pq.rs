@@ -18,6 +18,16 @@ impl<T> Default for JavaPq<T> {
 }
 
 impl<T> JavaPq<T> {
+    /// A queue over `items`, which must already be in heap order (or empty).
+    pub fn from_heap_vec(items: Vec<T>) -> Self {
+        JavaPq { items }
+    }
+
+    /// The backing array, in heap order.
+    pub fn into_vec(self) -> Vec<T> {
+        self.items
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.items.len()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::buffer::{EventId, EventIdx, NodeRef, SharedBuffer};
+use super::buffer::{EventId, EventIdx, NodeRef, Path, SharedBuffer};
 use super::dewey::DeweyNumber;
 use super::pq::JavaPq;
 use super::{Action, Nfa, StateKind};
@@ -23,21 +23,36 @@ use crate::pattern::{Condition, Context, SkipStrategy};
 
 /// A partial match (Flink `ComputationState`).
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Run {
+pub struct Run {
     state: u32,
     prev: Option<NodeRef>,
     version: DeweyNumber,
-    start_ts: i64,
-    prev_ts: i64,
-    start_event: Option<EventId>,
+    /// The first event taken; `NO_START` for the start run. Its timestamp is
+    /// Flink's `startTimestamp`.
+    start: EventId,
 }
+
+const NO_START: EventId = EventId {
+    ts: -1,
+    seq: u32::MAX,
+};
 
 impl Run {
     fn sort_key(&self) -> (i64, i64) {
-        match self.start_event {
+        match self.start_event() {
             Some(e) => (e.ts, e.seq as i64),
             None => (i64::MAX, i32::MAX as i64),
         }
+    }
+
+    #[inline]
+    fn start_ts(&self) -> i64 {
+        self.start.ts
+    }
+
+    #[inline]
+    fn start_event(&self) -> Option<EventId> {
+        (self.start.seq != u32::MAX).then_some(self.start)
     }
 }
 
@@ -62,14 +77,20 @@ impl NfaState {
     pub fn is_idle(&self) -> bool {
         self.completed.is_empty()
             && self.partial.len() == 1
-            && self.partial.iter().all(|r| r.start_event.is_none())
+            && self.partial.iter().all(|r| r.start_event().is_none())
+    }
+
+    /// Returns the state's vectors to the buffer's pool.
+    pub fn recycle<E>(self, buf: &mut SharedBuffer<E>) {
+        buf.give_runs(self.partial.into_vec());
+        buf.give_runs(self.completed.into_vec());
     }
 
     /// Number of partial matches, the start run excluded.
     pub fn num_partial_matches(&self) -> usize {
         self.partial
             .iter()
-            .filter(|r| r.start_event.is_some())
+            .filter(|r| r.start_event().is_some())
             .count()
     }
 
@@ -105,13 +126,13 @@ struct Ctx<'a, E> {
     buf: &'a SharedBuffer<E>,
     run: &'a Run,
     ts: i64,
-    matched: OnceCell<Vec<(u32, EventIdx)>>,
+    matched: OnceCell<Path>,
 }
 
 impl<E> Context<E> for Ctx<'_, E> {
     fn events_for_pattern(&self, name: &str) -> Vec<&E> {
         let path = self.matched.get_or_init(|| match self.run.prev {
-            None => Vec::new(),
+            None => Path::new(),
             Some(p) => self
                 .buf
                 .extract(p, &self.run.version, true)
@@ -141,7 +162,16 @@ fn calculate_increasing_self_state(ignore: u32, take: u32) -> u32 {
 impl<E> Nfa<E> {
     /// A fresh key state: only the start run (version 1).
     pub fn initial_state(&self) -> NfaState {
-        let mut partial = JavaPq::default();
+        self.initial_state_in(Vec::new())
+    }
+
+    /// A fresh key state whose run vector comes from the buffer's pool.
+    pub fn initial_state_pooled(&self, buf: &mut SharedBuffer<E>) -> NfaState {
+        self.initial_state_in(buf.take_runs())
+    }
+
+    fn initial_state_in(&self, v: Vec<Run>) -> NfaState {
+        let mut partial = JavaPq::from_heap_vec(v);
         partial.offer(self.start_run(DeweyNumber::new(1)), run_cmp);
         NfaState {
             partial,
@@ -155,9 +185,7 @@ impl<E> Nfa<E> {
             state: self.start,
             prev: None,
             version,
-            start_ts: -1,
-            prev_ts: -1,
-            start_event: None,
+            start: NO_START,
         }
     }
 
@@ -203,16 +231,17 @@ impl<E> Nfa<E> {
     ) -> bool {
         let ev = buf.begin_event(event, ts);
         let mut new_start = false;
-        let mut new_partial: JavaPq<Run> = JavaPq::default();
-        let mut potential: JavaPq<Run> = JavaPq::default();
-        let runs: Vec<Run> = st.partial.drain().collect();
-        for run in runs {
+        let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
+        let mut potential: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
+        let mut runs = std::mem::take(&mut st.partial).into_vec();
+        let mut next = buf.take_runs();
+        let mut retain = buf.take_runs();
+        for run in runs.drain(..) {
             let from_start = self.is_start(&run);
-            let next = self.compute_next_states(buf, st, run, ev, ts);
+            self.compute_next_states(buf, st, run, ev, ts, &mut next);
             let mut discard = false;
-            let mut retain: SmallVec<[Run; 4]> = SmallVec::new();
-            for n in next {
-                if from_start && n.start_ts > 0 {
+            for n in next.drain(..) {
+                if from_start && n.start_ts() > 0 {
                     new_start = true;
                 }
                 match self.states[n.state as usize].kind {
@@ -227,17 +256,20 @@ impl<E> Nfa<E> {
                 }
             }
             if discard {
-                for r in retain {
+                for r in retain.drain(..) {
                     if let Some(p) = r.prev {
                         buf.release_node(p, &r.version);
                     }
                 }
             } else {
-                for r in retain {
+                for r in retain.drain(..) {
                     new_partial.offer(r, run_cmp);
                 }
             }
         }
+        buf.give_runs(runs);
+        buf.give_runs(next);
+        buf.give_runs(retain);
         if self.skip == SkipStrategy::NoSkip {
             for m in potential.drain() {
                 if let Some(p) = m.prev {
@@ -247,6 +279,7 @@ impl<E> Nfa<E> {
                     buf.release_node(p, &m.version);
                 }
             }
+            buf.give_runs(potential.into_vec());
         } else {
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
@@ -265,12 +298,35 @@ impl<E> Nfa<E> {
         ts: i64,
         out: &mut impl NfaOutput<E>,
     ) {
-        let mut new_partial: JavaPq<Run> = JavaPq::default();
-        let mut potential: JavaPq<Run> = JavaPq::default();
-        let runs: Vec<Run> = st.partial.drain().collect();
-        for run in runs {
+        st.counters.retain(|(t, _)| *t >= ts);
+        // Fast path: nothing can expire. The heap head is the run with the
+        // earliest start (the start run sorts last), so if it has not expired
+        // none has; and with no expiry and no held match nothing changes.
+        let Some(window) = self.window.filter(|w| *w > 0) else {
+            if st.completed.is_empty() {
+                return;
+            }
+            let mut partial = std::mem::take(&mut st.partial);
+            self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
+            st.partial = partial;
+            return;
+        };
+        if st.completed.is_empty() {
+            match st.partial.peek() {
+                Some(head) if self.is_start(head) => return,
+                Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
+                    return
+                }
+                None => return,
+                _ => {}
+            }
+        }
+        let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
+        let mut potential: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
+        let mut runs = std::mem::take(&mut st.partial).into_vec();
+        for run in runs.drain(..) {
             let timed_out = match self.window {
-                Some(w) => !self.is_start(&run) && w > 0 && ts.wrapping_sub(run.start_ts) >= w,
+                Some(w) => !self.is_start(&run) && w > 0 && ts.wrapping_sub(run.start_ts()) >= w,
                 None => false,
             };
             if !timed_out {
@@ -282,16 +338,16 @@ impl<E> Nfa<E> {
                 continue;
             }
             if let Some(p) = run.prev {
-                let at = run.start_ts.wrapping_add(self.window.unwrap_or(0));
+                let at = run.start_ts().wrapping_add(self.window.unwrap_or(0));
                 if let Some(path) = buf.extract(p, &run.version, true).into_iter().next() {
                     self.emit(buf, &path, out, Some(at));
                 }
                 buf.release_node(p, &run.version);
             }
         }
+        buf.give_runs(runs);
         self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         st.partial = new_partial;
-        st.counters.retain(|(t, _)| *t >= ts);
     }
 
     fn emit(
@@ -322,6 +378,7 @@ impl<E> Nfa<E> {
         for m in potential.drain() {
             st.completed.offer(m, run_cmp);
         }
+        buf.give_runs(potential.into_vec());
         while let Some(earliest) = st.completed.peek() {
             if let Some(p) = partial.peek() {
                 if run_cmp(earliest, p) == Ordering::Greater {
@@ -333,7 +390,7 @@ impl<E> Nfa<E> {
             };
             let paths = match m.prev {
                 Some(p) => buf.extract(p, &m.version, false),
-                None => Vec::new(),
+                None => Default::default(),
             };
             self.prune(buf, partial, &paths);
             self.prune(buf, &mut st.completed, &paths);
@@ -346,7 +403,7 @@ impl<E> Nfa<E> {
         }
     }
 
-    fn pruning_id(&self, buf: &SharedBuffer<E>, paths: &[Vec<(u32, EventIdx)>]) -> Option<EventId> {
+    fn pruning_id(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<EventId> {
         let id = |e: EventIdx| buf.event_entry(e).id;
         let mut pruning: Option<EventId> = None;
         for path in paths {
@@ -386,12 +443,7 @@ impl<E> Nfa<E> {
         pruning
     }
 
-    fn prune(
-        &self,
-        buf: &mut SharedBuffer<E>,
-        queue: &mut JavaPq<Run>,
-        paths: &[Vec<(u32, EventIdx)>],
-    ) {
+    fn prune(&self, buf: &mut SharedBuffer<E>, queue: &mut JavaPq<Run>, paths: &[Path]) {
         let Some(pid) = self.pruning_id(buf, paths) else {
             return;
         };
@@ -400,7 +452,7 @@ impl<E> Nfa<E> {
             SkipStrategy::SkipToFirst(_) | SkipStrategy::SkipToLast(_)
         );
         let removed = queue.bulk_remove(
-            |r| match r.start_event {
+            |r| match r.start_event() {
                 Some(s) => {
                     if strict {
                         s < pid
@@ -426,7 +478,8 @@ impl<E> Nfa<E> {
         run: Run,
         ev: EventIdx,
         ts: i64,
-    ) -> SmallVec<[Run; 4]> {
+        result: &mut Vec<Run>,
+    ) {
         // Decision graph: follow PROCEED edges whose condition holds, collect
         // TAKE and IGNORE edges whose condition holds.
         let mut edges: SmallVec<[(u32, u32, Action, u32); 4]> = SmallVec::new(); // (source, transition idx, action, target)
@@ -460,7 +513,6 @@ impl<E> Nfa<E> {
         let mut take_to_visit = total_take.saturating_sub(1) as i64;
         let mut ignore_to_visit = total_ignore;
         let total_take_to_skip = total_take.saturating_sub(1);
-        let mut result: SmallVec<[Run; 4]> = SmallVec::new();
 
         for &(source, _ti, action, target) in &edges {
             match action {
@@ -483,9 +535,7 @@ impl<E> Nfa<E> {
                         state: target,
                         prev: run.prev,
                         version,
-                        start_ts: run.start_ts,
-                        prev_ts: run.prev_ts,
-                        start_event: run.start_event,
+                        start: run.start,
                     };
                     if let Some(p) = n.prev {
                         buf.lock_node(p, &n.version);
@@ -503,18 +553,12 @@ impl<E> Nfa<E> {
                     let event_id = buf.event_entry(ev).id;
                     let stage = self.states[source as usize].stage;
                     let entry = buf.put(stage, ev, run.prev, &current_version);
-                    let (start_ts, start_event) = if is_start {
-                        (ts, Some(event_id))
-                    } else {
-                        (run.start_ts, run.start_event)
-                    };
+                    let start = if is_start { event_id } else { run.start };
                     let n = Run {
                         state: target,
                         prev: Some(entry),
                         version: next_version.clone(),
-                        start_ts,
-                        prev_ts: ts,
-                        start_event,
+                        start,
                     };
                     buf.lock_node(entry, &n.version);
                     result.push(n);
@@ -523,9 +567,7 @@ impl<E> Nfa<E> {
                             state: fin,
                             prev: Some(entry),
                             version: next_version,
-                            start_ts,
-                            prev_ts: ts,
-                            start_event,
+                            start,
                         };
                         buf.lock_node(entry, &n.version);
                         result.push(n);
@@ -542,7 +584,6 @@ impl<E> Nfa<E> {
         if let Some(p) = run.prev {
             buf.release_node(p, &run.version);
         }
-        result
     }
 
     fn find_final_after_proceed(
