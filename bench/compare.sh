@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# ferrocep against real Flink CEP on the same input, in one run.
+#
+#   bench/compare.sh                    # 200k events (under 2 minutes), outputs cross-checked
+#   bench/compare.sh --full             # 1M and 5M events (several minutes)
+#   bench/compare.sh --events 500000 --repeat 3 --record
+#
+# For each size: gen_orders.py --events N --seed 1 writes the workload (cached under
+# target/bench/), then, each under /usr/bin/time -v:
+#   target/release/ferrocep match --spec order-timeout.json --input FILE > out
+#   ../shared/oracle/flink/run.sh bench --spec order-timeout.json --input FILE   (counts only)
+#   ../shared/oracle/flink/run.sh match ...   (full output; sizes <= --flink-match-max)
+# and bench/lib/report.py prints the table: events/s (ferrocep: events / process wall time;
+# Flink: events / its net job runtime, and events / process wall time), events per CPU-second
+# (user+sys of the whole process), peak RSS, and the ratios. It checks that ferrocep's match /
+# timeout / late counts equal Flink bench's, and, where Flink's match output exists, that the
+# two outputs are equal as multisets (compared as shared/conformance/check.py does).
+# Exit status 1 if a cross-check fails.
+#
+# Options:
+#   --events N           one size (default 200000); may be given several times
+#   --full               sizes 1000000 and 5000000
+#   --repeat R           run each engine R times, interleaved (default 1); the table shows medians
+#   --flink-match-max N  run Flink's `match` (slow: it prints every line) only up to N events
+#                        (default 1000000); larger sizes are cross-checked on counts only
+#   --record [DIR]       also write the run to DIR (default bench/runs/<date>-<machine>/)
+#   --machine NAME       machine name for --record (default: hostname)
+# Environment: FERROCEP_ORACLE_DIR (default ../shared/oracle/flink), and the oracle's own
+# CEP_ORACLE_HEAP / CEP_ORACLE_GC (defaults 4g / ParallelGC, see its README).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORACLE="${FERROCEP_ORACLE_DIR:-$ROOT/../shared/oracle/flink}"
+ORACLE="$(cd "$ORACLE" && pwd)"
+SPEC="$ORACLE/order-timeout.json"
+
+orig_args="$*"
+sizes=()
+repeat=1
+match_max=1000000
+record=""
+machine="$(hostname -s 2>/dev/null || echo unknown)"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --events) sizes+=("$2"); shift 2 ;;
+        --full) sizes+=(1000000 5000000); shift ;;
+        --repeat) repeat="$2"; shift 2 ;;
+        --flink-match-max) match_max="$2"; shift 2 ;;
+        --record)
+            if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then record="$2"; shift 2; else record=auto; shift; fi ;;
+        --machine) machine="$2"; shift 2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ ${#sizes[@]} -gt 0 ] || sizes=(200000)
+[ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time (GNU time) is required (apt-get install time)" >&2; exit 2; }
+
+step() { printf '== %s\n' "$*" >&2; }
+
+step "Flink oracle setup ($ORACLE/setup.sh)"
+"$ORACLE/setup.sh"
+step "cargo build --release -p ferrocep"
+(cd "$ROOT" && cargo build --release -p ferrocep)
+FERROCEP="$ROOT/target/release/ferrocep"
+
+DATA="$ROOT/target/bench/data"
+RUN="$ROOT/target/bench/run-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$DATA" "$RUN"
+step "results in $RUN"
+
+# Machine and versions, for the report.
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $machine"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "kernel: $(uname -sr)"
+    echo "ferrocep: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (with uncommitted changes)' || true)"
+    echo "rustc: $(rustc --version)"
+    echo "flink: $(ls "${CEP_ORACLE_CACHE:-$HOME/.cache/cep-oracle}" | sed -n 's/^flink-//p' | head -n1) (oracle, parallelism 1, heap ${CEP_ORACLE_HEAP:-4g}, ${CEP_ORACLE_GC:--XX:+UseParallelGC})"
+    echo "java: $(java -version 2>&1 | head -n1)"
+    echo "python: $(python3 --version 2>&1)"
+    echo "command: bench/compare.sh${orig_args:+ $orig_args}"
+} > "$RUN/machine.txt"
+printf '%s ' "${sizes[@]}" > "$RUN/sizes.txt"
+
+timed() { # timed NAME CMD...   (stdout of CMD is redirected by the caller)
+    local name="$1"; shift
+    echo "$(cut -d' ' -f1-3 /proc/loadavg)" > "$RUN/$name.load"
+    /usr/bin/time -v -o "$RUN/$name.time" "$@"
+}
+
+for n in "${sizes[@]}"; do
+    input="$DATA/orders-$n-seed1.jsonl"
+    if [ ! -s "$input" ] || [ "$ORACLE/gen_orders.py" -nt "$input" ]; then
+        step "gen_orders.py --events $n --seed 1"
+        python3 "$ORACLE/gen_orders.py" --events "$n" --seed 1 -o "$input.tmp"
+        mv "$input.tmp" "$input"
+    fi
+    for r in $(seq 1 "$repeat"); do
+        step "[$n events, run $r/$repeat] ferrocep match"
+        timed "$n-ferrocep-$r" "$FERROCEP" match --spec "$SPEC" --input "$input" > "$RUN/$n-ferrocep.out"
+        step "[$n events, run $r/$repeat] Flink bench"
+        timed "$n-flink-bench-$r" "$ORACLE/run.sh" bench --spec "$SPEC" --input "$input" > "$RUN/$n-flink-bench-$r.txt"
+    done
+    if [ "$n" -le "$match_max" ]; then
+        step "[$n events] Flink match (full output, for the cross-check)"
+        timed "$n-flink-match" "$ORACLE/run.sh" match --spec "$SPEC" --input "$input" > "$RUN/$n-flink.out"
+    fi
+done
+
+step "report"
+status=0
+python3 "$ROOT/bench/lib/report.py" "$RUN" || status=$?
+
+if [ -n "$record" ]; then
+    [ "$record" = auto ] && record="$ROOT/bench/runs/$(date +%Y-%m-%d)-$machine"
+    mkdir -p "$record"
+    cp "$RUN"/summary.md "$RUN"/raw.csv "$RUN"/machine.txt "$record/"
+    mkdir -p "$record/raw"
+    cp "$RUN"/*.time "$RUN"/*.load "$RUN"/*-flink-bench-*.txt "$record/raw/"
+    python3 "$ROOT/bench/lib/report.py" --readme "$RUN" > "$record/README.md"
+    step "recorded in $record"
+fi
+exit "$status"
