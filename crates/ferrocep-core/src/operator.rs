@@ -17,11 +17,12 @@
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hash};
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use rustc_hash::FxHasher;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use slab::Slab;
 use smallvec::SmallVec;
 
@@ -51,12 +52,16 @@ pub struct CepOperator<K, E> {
     nfa: Arc<Nfa<E>>,
     domain: TimeDomain,
     buf: SharedBuffer<E>,
-    index: HashMap<K, u32, BuildHasherDefault<FxHasher>>,
+    /// Key -> slot; the key itself is stored once, in its slot.
+    index: HashTable<u32>,
+    hasher: FxBuildHasher,
     keys: Slab<KeyEntry<K, E>>,
     next_gen: u32,
-    /// (time, key slot, key generation), earliest first. A timer set twice
+    /// Timers at buffered events' timestamps and at window ends, kept apart
+    /// because each kind mostly arrives in time order. A timer set twice
     /// fires twice; the second firing finds nothing to do.
-    timers: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    event_timers: TimerQueue,
+    window_timers: TimerQueue,
     current: i64,
 }
 
@@ -82,10 +87,12 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             nfa,
             domain,
             buf: SharedBuffer::default(),
-            index: HashMap::default(),
+            index: HashTable::new(),
+            hasher: FxBuildHasher,
             keys: Slab::new(),
             next_gen: 0,
-            timers: BinaryHeap::new(),
+            event_timers: TimerQueue::default(),
+            window_timers: TimerQueue::default(),
             current: MIN_WATERMARK,
         }
     }
@@ -103,7 +110,10 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// The earliest pending timer, if any: when [`Self::advance_time`] has
     /// work to do.
     pub fn next_timer(&self) -> Option<i64> {
-        self.timers.peek().map(|t| t.0 .0)
+        match (self.event_timers.peek(), self.window_timers.peek()) {
+            (Some(a), Some(b)) => Some(a.0.min(b.0)),
+            (a, b) => a.or(b).map(|t| t.0),
+        }
     }
 
     /// Number of keys holding state (partial matches or buffered events).
@@ -129,32 +139,61 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(&s) = self.index.get(key) {
+        let hash = self.hasher.hash_one(key);
+        let keys = &self.keys;
+        if let Some(&s) = self
+            .index
+            .find(hash, |&s| keys[s as usize].key.borrow() == key)
+        {
             return s;
         }
-        let key = key.to_owned();
+        self.insert_key(hash, key.to_owned())
+    }
+
+    fn insert_key(&mut self, hash: u64, key: K) -> u32 {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let slot = self.keys.insert(KeyEntry {
-            key: key.clone(),
+            key,
             gen,
             state: self.nfa.initial_state_pooled(&mut self.buf),
             buffered: SmallVec::new(),
         }) as u32;
-        self.index.insert(key, slot);
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.index
+            .insert_unique(hash, slot, |&s| hasher.hash_one(&keys[s as usize].key));
         slot
     }
 
     fn register_timer(&mut self, slot: u32, at: i64) {
         let gen = self.keys[slot as usize].gen;
-        self.timers.push(Reverse((at, slot, gen)));
+        self.event_timers.push((at, slot, gen));
+    }
+
+    fn register_window_timer(&mut self, slot: u32, at: i64) {
+        let gen = self.keys[slot as usize].gen;
+        self.window_timers.push((at, slot, gen));
+    }
+
+    fn pop_due_timer(&mut self, now: i64) -> Option<(i64, u32, u32)> {
+        let e = self.event_timers.peek().filter(|t| t.0 <= now);
+        let w = self.window_timers.peek().filter(|t| t.0 <= now);
+        match (e, w) {
+            (Some(a), Some(b)) if b < a => self.window_timers.pop(),
+            (Some(_), _) => self.event_timers.pop(),
+            (None, Some(_)) => self.window_timers.pop(),
+            (None, None) => None,
+        }
     }
 
     fn drop_if_idle(&mut self, slot: u32) {
         let e = &self.keys[slot as usize];
         if e.buffered.is_empty() && e.state.is_idle() {
+            let hash = self.hasher.hash_one(&e.key);
+            if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
+                entry.remove();
+            }
             let e = self.keys.remove(slot as usize);
-            self.index.remove(&e.key);
             // Keep the run vector for the next key instead of freeing it.
             e.state.recycle(&mut self.buf);
         }
@@ -196,19 +235,12 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     }
 
     fn slot_for_owned(&mut self, key: K) -> u32 {
-        if let Some(&s) = self.index.get(&key) {
+        let hash = self.hasher.hash_one(&key);
+        let keys = &self.keys;
+        if let Some(&s) = self.index.find(hash, |&s| keys[s as usize].key == key) {
             return s;
         }
-        let gen = self.next_gen;
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let slot = self.keys.insert(KeyEntry {
-            key: key.clone(),
-            gen,
-            state: self.nfa.initial_state_pooled(&mut self.buf),
-            buffered: SmallVec::new(),
-        }) as u32;
-        self.index.insert(key, slot);
-        slot
+        self.insert_key(hash, key)
     }
 
     fn process_in_slot<S: OutputSink<K, E>>(
@@ -244,7 +276,10 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                     nfa.process(&mut self.buf, &mut entry.state, event, timestamp, &mut out);
                 if new_start {
                     if let Some(w) = nfa.window() {
-                        self.register_timer(slot, timestamp.saturating_add(w).saturating_add(1));
+                        self.register_window_timer(
+                            slot,
+                            timestamp.saturating_add(w).saturating_add(1),
+                        );
                     }
                 }
                 self.drop_if_idle(slot);
@@ -259,11 +294,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             self.current = time;
         }
         let now = self.current;
-        while let Some(&Reverse((at, slot, gen))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((_, slot, gen)) = self.pop_due_timer(now) {
             let live = self.keys.get(slot as usize).is_some_and(|e| e.gen == gen);
             if live {
                 self.on_timer(slot, now, sink);
@@ -307,9 +338,45 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             nfa.advance_time(&mut self.buf, &mut entry.state, now, &mut out);
         }
         for t in new_timers {
-            self.register_timer(slot, t);
+            self.register_window_timer(slot, t);
         }
         self.drop_if_idle(slot);
+    }
+}
+
+type Timer = (i64, u32, u32);
+
+/// A min-queue of timers that is O(1) while timers arrive in time order (a
+/// deque) and falls back to a heap for those that do not.
+#[derive(Default)]
+struct TimerQueue {
+    in_order: VecDeque<Timer>,
+    out_of_order: BinaryHeap<Reverse<Timer>>,
+}
+
+impl TimerQueue {
+    fn push(&mut self, t: Timer) {
+        match self.in_order.back() {
+            Some(last) if t < *last => self.out_of_order.push(Reverse(t)),
+            _ => self.in_order.push_back(t),
+        }
+    }
+
+    fn peek(&self) -> Option<Timer> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(Reverse(b))) => Some(*a.min(b)),
+            (Some(a), None) => Some(*a),
+            (None, Some(Reverse(b))) => Some(*b),
+            (None, None) => None,
+        }
+    }
+
+    fn pop(&mut self) -> Option<Timer> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(Reverse(b))) if b < a => self.out_of_order.pop().map(|r| r.0),
+            (Some(_), _) => self.in_order.pop_front(),
+            (None, _) => self.out_of_order.pop().map(|r| r.0),
+        }
     }
 }
 

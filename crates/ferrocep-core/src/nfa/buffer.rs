@@ -99,7 +99,7 @@ impl<E> SharedBuffer<E> {
     }
 
     pub(crate) fn give_runs(&mut self, mut v: Vec<super::run::Run>) {
-        if self.run_pool.len() < 4096 && v.capacity() <= 64 {
+        if self.run_pool.len() < 4096 && v.capacity() <= 4 {
             v.clear();
             self.run_pool.push(v);
         }

@@ -5,8 +5,14 @@
 use smallvec::SmallVec;
 
 /// A branch version such as `1.0.2`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DeweyNumber(SmallVec<[u32; 4]>);
+
+impl Clone for DeweyNumber {
+    fn clone(&self) -> Self {
+        DeweyNumber(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl DeweyNumber {
     /// A one-digit version.
@@ -18,7 +24,7 @@ impl DeweyNumber {
 
     /// Adds `times` to the last digit.
     pub fn increase(&self, times: u32) -> Self {
-        let mut v = self.0.clone();
+        let mut v: SmallVec<[u32; 4]> = SmallVec::from_slice(&self.0);
         if let Some(last) = v.last_mut() {
             *last = last.wrapping_add(times);
         }
@@ -27,7 +33,8 @@ impl DeweyNumber {
 
     /// Appends a `0` digit.
     pub fn add_stage(&self) -> Self {
-        let mut v = self.0.clone();
+        let mut v = SmallVec::with_capacity(self.0.len() + 1);
+        v.extend_from_slice(&self.0);
         v.push(0);
         DeweyNumber(v)
     }
