@@ -11,8 +11,9 @@ const INLINE_BITS: usize = 128;
 /// An input event of a spec: the original JSON line and the precomputed
 /// result of each of the spec's conditions (`where` and `until` expressions).
 ///
-/// Cloning is cheap: the line is shared, and up to 128 conditions are stored
-/// inline (more fall back to a boxed slice).
+/// Cloning is cheap: the line is shared, up to 128 conditions are stored
+/// inline, and more are shared too (a run of many specs over one stream
+/// hands the same event to each).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct JsonEvent {
     raw: Arc<str>,
@@ -22,15 +23,25 @@ pub struct JsonEvent {
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum CondBits {
     Inline([u64; 2]),
-    Heap(Box<[u64]>),
+    Heap(Arc<[u64]>),
 }
 
 impl CondBits {
-    fn with_capacity(n: usize) -> Self {
+    /// The bits of `n` conditions of which those yielded by `holding` hold.
+    fn build(n: usize, holding: impl Iterator<Item = usize>) -> Self {
+        fn set(words: &mut [u64], i: usize) {
+            if let Some(w) = words.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
         if n <= INLINE_BITS {
-            CondBits::Inline([0; 2])
+            let mut w = [0; 2];
+            holding.for_each(|i| set(&mut w, i));
+            CondBits::Inline(w)
         } else {
-            CondBits::Heap(vec![0; n.div_ceil(64)].into_boxed_slice())
+            let mut w = vec![0; n.div_ceil(64)];
+            holding.for_each(|i| set(&mut w, i));
+            CondBits::Heap(w.into())
         }
     }
 
@@ -41,16 +52,7 @@ impl CondBits {
         }
     }
 
-    fn set(&mut self, i: usize) {
-        let words: &mut [u64] = match self {
-            CondBits::Inline(w) => w,
-            CondBits::Heap(w) => w,
-        };
-        if let Some(w) = words.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
-    }
-
+    #[inline]
     fn get(&self, i: usize) -> bool {
         self.words()
             .get(i / 64)
@@ -64,13 +66,14 @@ impl JsonEvent {
     /// [`crate::spec::Spec::ingest`] is the usual way to make events; this is
     /// for tests and for callers that evaluate conditions themselves.
     pub fn from_parts(raw: impl Into<Arc<str>>, conds: &[bool]) -> Self {
-        let mut bits = CondBits::with_capacity(conds.len());
-        for (i, _) in conds.iter().enumerate().filter(|(_, c)| **c) {
-            bits.set(i);
-        }
+        let holding = conds
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c)
+            .map(|(i, _)| i);
         JsonEvent {
             raw: raw.into(),
-            conds: bits,
+            conds: CondBits::build(conds.len(), holding),
         }
     }
 
@@ -80,13 +83,11 @@ impl JsonEvent {
         n: usize,
         results: impl Iterator<Item = bool>,
     ) -> Self {
-        let mut bits = CondBits::with_capacity(n);
-        for (i, holds) in results.enumerate() {
-            if holds {
-                bits.set(i);
-            }
+        let holding = results.enumerate().filter(|(_, h)| *h).map(|(i, _)| i);
+        JsonEvent {
+            raw,
+            conds: CondBits::build(n, holding),
         }
-        JsonEvent { raw, conds: bits }
     }
 
     /// The input line (trimmed as [`crate::spec::Spec::ingest`] says).

@@ -18,6 +18,8 @@
 //!    NFA compiler's own checks are reported by [`Spec::compile`].
 //! 4. [`Spec::ingest`] turns an input line into a [`JsonEvent`]: key,
 //!    timestamp, and every condition evaluated once.
+//! 5. [`SpecSet`] runs several specs over one stream: each line is read once
+//!    for all of them, and one event carries the conditions of every spec.
 //!
 //! ```
 //! use ferrocep_core::spec::{Format, Spec};
@@ -41,6 +43,7 @@ mod build;
 mod error;
 mod event;
 mod raw;
+mod set;
 mod validate;
 
 use std::fmt;
@@ -49,6 +52,7 @@ use std::sync::Arc;
 
 pub use error::{Location, SpecError, SpecErrorKind, Syntax};
 pub use event::JsonEvent;
+pub use set::{IngestedRef, SetError, SpecSet};
 
 use crate::event::{recycle_values, Extractor, LineError, Value};
 use crate::expr::Expr;

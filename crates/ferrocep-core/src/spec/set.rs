@@ -1,0 +1,231 @@
+//! [`SpecSet`]: several specs run over one stream, with the line read once.
+//!
+//! Every spec of a set reads the same key path and the same time field (each
+//! may have its own `max_out_of_orderness`, `within`, skip strategy and
+//! stages). A line is then scanned once for the union of the fields all
+//! expressions read, each distinct expression (by its text, over all specs)
+//! is evaluated once, and the one [`JsonEvent`] holding all the results is
+//! shared by every spec's pattern: [`SpecSet::specs`] are the specs with
+//! their condition indices moved into the set's numbering, so
+//! [`Spec::compile`] on them gives patterns that read the shared bits.
+//!
+//! A set of one spec reads lines exactly as [`Spec::ingest`] does; the one
+//! difference is [`IngestedRef::key`], borrowed from the line.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::{recycle_values, Extractor, LineError, Value};
+use crate::expr::{Expr, Fields};
+
+use super::{JsonEvent, Spec};
+
+/// Why specs cannot share one run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SetError(pub String);
+
+/// Specs sharing one read of each line (see the module docs).
+#[derive(Clone, Debug)]
+pub struct SpecSet {
+    specs: Vec<Spec>,
+    conditions: Vec<Expr>,
+    extractor: Extractor,
+    keyed: bool,
+    timed: bool,
+}
+
+/// An input line made ready for the engine, its key borrowed from the line.
+#[derive(Clone, Debug)]
+pub struct IngestedRef<'a> {
+    /// JSON text of the key value (`"o-1"` with its quotes, `7`); `None` when
+    /// the specs have no `key`.
+    pub key: Option<Cow<'a, str>>,
+    /// Event timestamp in ms; `None` in processing time.
+    pub timestamp: Option<i64>,
+    /// The event, the conditions of every spec evaluated.
+    pub event: JsonEvent,
+}
+
+fn name_of(spec: &Spec, i: usize) -> String {
+    spec.name
+        .clone()
+        .or_else(|| spec.file().map(|f| f.display().to_string()))
+        .unwrap_or_else(|| format!("spec {}", i + 1))
+}
+
+fn describe_path(path: Option<&[String]>) -> String {
+    match path {
+        None => "none".to_string(),
+        Some(p) => format!("'{}'", p.join(".")),
+    }
+}
+
+impl SpecSet {
+    /// A set of `specs` (at least one). Fails when they do not all have the
+    /// same `key` path and the same `time.field` (or all no `time`), or when
+    /// two specs read different field paths under one dotted name (`` `a.b` ``
+    /// and `a.b`), which one scan cannot tell apart.
+    pub fn new(specs: Vec<Spec>) -> Result<SpecSet, SetError> {
+        let Some(first) = specs.first() else {
+            return Err(SetError("no spec".to_string()));
+        };
+        let time_field = |s: &Spec| s.time.as_ref().map(|t| t.field.clone());
+        for (i, s) in specs.iter().enumerate().skip(1) {
+            if s.key != first.key {
+                return Err(SetError(format!(
+                    "specs run together must have the same key: {} has {}, {} has {}",
+                    name_of(first, 0),
+                    describe_path(first.key.as_deref()),
+                    name_of(s, i),
+                    describe_path(s.key.as_deref()),
+                )));
+            }
+            if time_field(s) != time_field(first) {
+                return Err(SetError(format!(
+                    "specs run together must have the same time field (or all none): {} has {}, \
+                     {} has {}",
+                    name_of(first, 0),
+                    describe_path(time_field(first).as_deref()),
+                    name_of(s, i),
+                    describe_path(time_field(s).as_deref()),
+                )));
+            }
+        }
+
+        let mut fields = Fields::new();
+        let mut conditions: Vec<Expr> = Vec::new();
+        let mut by_source: HashMap<String, usize> = HashMap::new();
+        let mut mapped = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            // The spec's own slots, to check that the union keeps its paths.
+            let mut own = Fields::new();
+            let mut global = Vec::with_capacity(spec.conditions.len());
+            for c in &spec.conditions {
+                let src = c.source();
+                // Each source parsed once already: it parses again.
+                Expr::parse(src, &mut own).map_err(|e| SetError(e.to_string()))?;
+                let index = match by_source.get(src) {
+                    Some(&g) => g,
+                    None => {
+                        let e =
+                            Expr::parse(src, &mut fields).map_err(|e| SetError(e.to_string()))?;
+                        conditions.push(e);
+                        by_source.insert(src.to_string(), conditions.len() - 1);
+                        conditions.len() - 1
+                    }
+                };
+                global.push(index);
+            }
+            for (path, name) in own.paths().iter().zip(own.names()) {
+                let at = fields.names().iter().position(|n| n == name);
+                if at.is_some_and(|at| fields.paths()[at] != *path) {
+                    return Err(SetError(format!(
+                        "{} reads field '{name}' as a different path than another spec; \
+                         specs run together must name fields alike",
+                        name_of(spec, i),
+                    )));
+                }
+            }
+            let mut s = spec.clone();
+            for st in &mut s.stages {
+                for c in [&mut st.where_, &mut st.until].into_iter().flatten() {
+                    c.index = global[c.index];
+                }
+            }
+            mapped.push(s);
+        }
+        let extractor = Extractor::new(
+            &fields,
+            first.key.clone(),
+            first.time.as_ref().map(|t| t.field.clone()),
+        );
+        // Each spec also reads lines as the set does, so that it stays whole.
+        for s in &mut mapped {
+            s.conditions = conditions.clone();
+            s.extractor = extractor.clone();
+        }
+        Ok(SpecSet {
+            keyed: first.key.is_some(),
+            timed: first.time.is_some(),
+            specs: mapped,
+            conditions,
+            extractor,
+        })
+    }
+
+    /// The specs, their conditions numbered as in the set's events (compile
+    /// these, not the originals, to run them on [`SpecSet::ingest_with`]'s
+    /// events; their own [`Spec::ingest`] reads lines as the set does).
+    pub fn specs(&self) -> &[Spec] {
+        &self.specs
+    }
+
+    /// Whether the specs run in event time (they have `time`).
+    pub fn is_event_time(&self) -> bool {
+        self.timed
+    }
+
+    /// Whether the specs have a `key`.
+    pub fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// Number of distinct conditions over all specs.
+    pub fn condition_count(&self) -> usize {
+        self.conditions.len()
+    }
+
+    /// Reads one input line as [`Spec::ingest_with`] does, for all specs at
+    /// once: the key (borrowed from the line when it can be), the timestamp,
+    /// and every condition evaluated once. `scratch` is reused for the field
+    /// values.
+    pub fn ingest_with<'a>(
+        &self,
+        line: &'a str,
+        scratch: &mut Vec<Value<'static>>,
+    ) -> Result<IngestedRef<'a>, LineError> {
+        let mut values = recycle_values(std::mem::take(scratch));
+        let result = self.ingest_values(line, &mut values);
+        *scratch = recycle_values(values);
+        result
+    }
+
+    fn ingest_values<'a>(
+        &self,
+        line: &'a str,
+        values: &mut Vec<Value<'a>>,
+    ) -> Result<IngestedRef<'a>, LineError> {
+        let extracted = self.extractor.extract(line, values)?;
+        // The extractor reports a missing key or time; these are only safety nets.
+        let key = match (self.keyed, extracted.key) {
+            (false, _) => None,
+            (true, Some(k)) => Some(k),
+            (true, None) => {
+                return Err(LineError {
+                    reason: "missing key field".to_string(),
+                })
+            }
+        };
+        let timestamp = match (self.timed, extracted.timestamp) {
+            (false, _) => None,
+            (true, Some(ts)) => Some(ts),
+            (true, None) => {
+                return Err(LineError {
+                    reason: "missing time field".to_string(),
+                })
+            }
+        };
+        let event = JsonEvent::from_results(
+            Arc::from(extracted.json),
+            self.conditions.len(),
+            self.conditions.iter().map(|c| c.test(values)),
+        );
+        Ok(IngestedRef {
+            key,
+            timestamp,
+            event,
+        })
+    }
+}
