@@ -1,7 +1,7 @@
 //! Command-line definitions and exit codes.
 //!
 //! ```text
-//! ferrocep match --spec SPEC --input FILE|- [--end-of-input flush|stop] [--strict]
+//! ferrocep match --spec SPEC... --input FILE|- [--end-of-input flush|stop] [--strict] [--workers N]
 //! ferrocep demo order-timeout [--window DUR] [--interval DUR] [--events N]
 //! ferrocep demo login-failures [--window DUR] [--interval DUR] [--events N]
 //! ```

@@ -1,4 +1,4 @@
-//! `ferrocep match`: runs a spec over a JSON-lines stream, exactly as the
+//! `ferrocep match`: runs specs over a JSON-lines stream, exactly as the
 //! contract in `shared/spec/pattern-spec.md` section 3 says.
 //!
 //! Driving the engine:
@@ -8,6 +8,9 @@
 //!   goes to `advance_time`. At the end of input, `flush` advances time to
 //!   +infinity (`i64::MAX`, Flink's `MAX_WATERMARK`); `stop` leaves it at the
 //!   last watermark, so buffered events newer than it are never processed.
+//!   A [`Matcher`] applies the watermark lazily, just before its next event
+//!   (and at the end): nothing can happen between an event's watermark and the
+//!   next event, and skipping intermediate watermarks gives the same outputs.
 //! - processing time (no `time`): each event is stamped with the wall clock on
 //!   arrival; time advances to that stamp before the event. Nothing more
 //!   happens at the end of input, as in Flink (see the oracle's NOTES.md).
@@ -18,20 +21,29 @@
 //! and an empty line is a bad line (`line N: empty line`). Bad lines are
 //! reported on stderr as `line N: reason` and skipped; with `--strict` the
 //! first one ends the run with exit status 1.
+//!
+//! `--workers N` (event time, N > 1) runs the key-partitioned pipeline of
+//! [`crate::parallel`]; its outputs are those of one worker, as a multiset.
+//!
+//! Several `--spec`s run over one stream with each line read once
+//! ([`SpecSet`]); every output line then names its pattern
+//! (`"pattern":"NAME"`, the spec's `name` or else its file stem).
 
-use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::spec::Spec;
-use ferrocep_core::time::{BoundedOutOfOrderness, MAX_WATERMARK};
+use ferrocep_core::spec::{JsonEvent, Spec, SpecSet};
+use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
+use ferrocep_core::Nfa;
 
 use crate::cli::Failure;
-use crate::output::{JsonLinesSink, KeyText};
+use crate::input::{decode, ChunkReader, Lines};
+use crate::key::Key;
+use crate::output::{pattern_label, VecSink};
 
 /// What happens when a bounded input ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -49,9 +61,12 @@ pub enum EndOfInput {
 /// The arguments of `ferrocep match`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct MatchArgs {
-    /// The pattern spec (YAML or JSON).
-    #[arg(long, value_name = "SPEC")]
-    pub spec: PathBuf,
+    /// The pattern spec (YAML or JSON). Give several (`--spec A B` or
+    /// `--spec A --spec B`) to run them all over the stream, reading it once;
+    /// they must share the key and time fields, and each output line then
+    /// carries `"pattern":"NAME"` (the spec's `name`, else its file stem).
+    #[arg(long, value_name = "SPEC", required = true, num_args = 1..)]
+    pub spec: Vec<PathBuf>,
     /// Events, one JSON object per line; `-` reads standard input.
     #[arg(long, value_name = "FILE|-")]
     pub input: PathBuf,
@@ -62,31 +77,83 @@ pub struct MatchArgs {
     /// it and going on.
     #[arg(long)]
     pub strict: bool,
+    /// Threads that parse and match, keys partitioned among them (default:
+    /// the number of cores). Processing-time specs always use one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: Option<u32>,
 }
+
+/// How a run goes, beyond its specs and streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Options {
+    /// What happens at the end of the input.
+    pub end_of_input: EndOfInput,
+    /// Stop at the first bad line.
+    pub strict: bool,
+    /// Number of workers (1: everything on the calling thread).
+    pub workers: usize,
+}
+
+/// Output is handed to the real writer in blocks of about this size.
+pub(crate) const OUT_BLOCK: usize = 1 << 20;
 
 /// Runs `ferrocep match`, writing outputs to stdout and bad lines to stderr.
 pub fn run(args: &MatchArgs) -> Result<(), Failure> {
     // Spec errors name the file, the line and the field themselves.
-    let spec = Spec::from_path(&args.spec).map_err(|e| Failure::spec(e.to_string()))?;
-    let input: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
-        Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))
+    let specs = args
+        .spec
+        .iter()
+        .map(|p| Spec::from_path(p).map_err(|e| Failure::spec(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let labels = pattern_names(&specs)?;
+    let set = SpecSet::new(specs).map_err(|e| Failure::spec(e.to_string()))?;
+    let input: Box<dyn Read + Send> = if args.input.as_os_str() == "-" {
+        Box::new(io::stdin())
     } else {
-        Box::new(BufReader::with_capacity(1 << 16, open(&args.input)?))
+        Box::new(open(&args.input)?)
     };
-    let stdout = io::stdout();
-    let out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let workers = match args.workers {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let options = Options {
+        end_of_input: args.end_of_input,
+        strict: args.strict,
+        workers,
+    };
     let stderr = io::stderr();
     let mut errors = BufWriter::new(stderr.lock());
-    let result = run_with(
-        &spec,
-        input,
-        out,
-        &mut errors,
-        args.end_of_input,
-        args.strict,
-    );
+    let result = run_with(&set, &labels, input, io::stdout(), &mut errors, &options);
     let _ = errors.flush();
     result
+}
+
+/// The names that label each spec's output lines when there are several
+/// (none for one spec): each spec's `name`, else its file stem. Two specs
+/// with the same name are an error.
+pub fn pattern_names(specs: &[Spec]) -> Result<Vec<String>, Failure> {
+    if specs.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut names: Vec<String> = Vec::with_capacity(specs.len());
+    for (i, s) in specs.iter().enumerate() {
+        let name = s
+            .name
+            .clone()
+            .or_else(|| {
+                s.file()
+                    .and_then(Path::file_stem)
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| format!("spec-{}", i + 1));
+        if names.contains(&name) {
+            return Err(Failure::usage(format!(
+                "two specs are named '{name}': give each a distinct `name`"
+            )));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 fn open(path: &Path) -> Result<File, Failure> {
@@ -94,100 +161,250 @@ fn open(path: &Path) -> Result<File, Failure> {
         .map_err(|e| Failure::usage(format!("cannot open input '{}': {e}", path.display())))
 }
 
-/// Runs a parsed spec over `input`, writing outputs to `out` and bad-line
-/// reports to `errors`. This is [`run`] without the process's streams.
-pub fn run_with<R: BufRead, W: Write, D: Write>(
-    spec: &Spec,
-    mut input: R,
+/// Runs `set` over `input`, writing outputs to `out` and bad-line reports to
+/// `errors`. `labels` name the patterns in the output (empty: one spec, no
+/// label). This is [`run`] without the process's streams.
+pub fn run_with<R: Read + Send, W: Write + Send, D: Write>(
+    set: &SpecSet,
+    labels: &[String],
+    input: R,
     out: W,
     errors: &mut D,
-    end_of_input: EndOfInput,
-    strict: bool,
+    options: &Options,
 ) -> Result<(), Failure> {
-    let nfa = spec.compile().map_err(|e| Failure::spec(e.to_string()))?;
-    let domain = if spec.is_event_time() {
-        TimeDomain::EventTime
-    } else {
-        TimeDomain::ProcessingTime
-    };
-    let mut op: CepOperator<KeyText, _> = CepOperator::new(Arc::new(nfa), domain);
-    let mut sink = JsonLinesSink::new(out);
-    let mut watermarks =
-        BoundedOutOfOrderness::new(spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness));
-    let event_time = spec.is_event_time();
-
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut scratch = Vec::new(); // field values, reused from line to line
-    let mut line_no: u64 = 0;
-    loop {
-        buf.clear();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Failure::io(format!("reading input: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let text = decode(&buf, line_no);
-        let text = text.trim_matches(|c: char| c <= ' ');
-        let ingested = if text.is_empty() {
-            Err(Cow::Borrowed("empty line"))
+    let nfas = set
+        .specs()
+        .iter()
+        .map(|s| s.compile().map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::spec(e.to_string()))?;
+    let plan = Plan {
+        nfas,
+        ooo: set
+            .specs()
+            .iter()
+            .map(|s| s.time.as_ref().map_or(0, |t| t.max_out_of_orderness))
+            .collect(),
+        labels: if labels.is_empty() {
+            vec![Box::default(); set.specs().len()]
         } else {
-            spec.ingest_with(text, &mut scratch)
-                .map_err(|e| Cow::Owned(e.to_string()))
-        };
-        match ingested {
-            Ok(ing) => {
-                if event_time {
-                    let ts = ing.timestamp.unwrap_or(0);
-                    op.process_element(ing.key, ing.event, ts, &mut sink);
-                    let wm = watermarks.on_event(ts);
-                    op.advance_time(wm, &mut sink);
-                } else {
-                    let now = wall_clock_ms();
-                    op.advance_time(now, &mut sink);
-                    op.process_element(ing.key, ing.event, now, &mut sink);
-                }
-                if sink.has_error() {
-                    break;
-                }
-            }
-            Err(reason) if strict => {
-                return Err(Failure::data(format!(
-                    "line {line_no}: {reason} (stopped by --strict)"
-                )));
-            }
-            Err(reason) => {
-                let _ = writeln!(errors, "line {line_no}: {reason}");
-            }
-        }
-    }
-    if event_time && end_of_input == EndOfInput::Flush && !sink.has_error() {
-        op.advance_time(MAX_WATERMARK, &mut sink);
-    }
-    match sink.finish() {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::io(format!("writing output: {e}"))),
+            labels.iter().map(|l| pattern_label(l)).collect()
+        },
+        event_time: set.is_event_time(),
+    };
+    let result = if plan.event_time && options.workers > 1 {
+        crate::parallel::run(set, &plan, input, out, errors, options)
+    } else {
+        run_sequential(set, &plan, input, out, errors, options)
+    };
+    match result {
+        Err(Stop::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(Stop::Output(e)) => Err(Failure::io(format!("writing output: {e}"))),
+        Err(Stop::Input(e)) => Err(Failure::io(format!("reading input: {e}"))),
+        Err(Stop::Strict(line, reason)) => Err(Failure::data(format!(
+            "line {line}: {reason} (stopped by --strict)"
+        ))),
+        Ok(()) => Ok(()),
     }
 }
 
-/// The line without its line ending, as text; bytes that are not UTF-8 become
-/// U+FFFD (as Java's decoder does), and a byte-order mark on line 1 is dropped.
-fn decode(buf: &[u8], line_no: u64) -> Cow<'_, str> {
-    let mut bytes = buf;
-    if let Some(b) = bytes.strip_suffix(b"\n") {
-        bytes = b;
+/// Why a run ended early.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// Writing the output failed.
+    Output(io::Error),
+    /// Reading the input failed.
+    Input(io::Error),
+    /// `--strict` met a bad line (its number and the reason).
+    Strict(u64, String),
+}
+
+/// What every worker of a run needs: the compiled patterns and how to label
+/// and time them.
+pub(crate) struct Plan {
+    pub nfas: Vec<Arc<Nfa<JsonEvent>>>,
+    /// Each spec's `max_out_of_orderness`.
+    pub ooo: Vec<i64>,
+    /// Each spec's output label (empty for a single spec).
+    pub labels: Vec<Box<[u8]>>,
+    pub event_time: bool,
+}
+
+/// The watermark after events whose largest timestamp is `max`.
+#[inline]
+fn watermark(max: Option<i64>, ooo: i64) -> i64 {
+    match max {
+        None => MIN_WATERMARK,
+        Some(m) => m.saturating_sub(ooo).saturating_sub(1),
     }
-    if line_no == 1 {
-        if let Some(b) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
-            bytes = b;
+}
+
+/// One operator per spec over the keys of one partition, and the output
+/// they have produced and not yet handed on.
+pub(crate) struct Matcher {
+    ops: Vec<CepOperator<Key, JsonEvent>>,
+    ooo: Vec<i64>,
+    labels: Vec<Box<[u8]>>,
+    /// The largest timestamp whose watermark is applied.
+    applied: Option<i64>,
+    /// Output lines not yet written.
+    pub out: Vec<u8>,
+}
+
+impl Matcher {
+    pub fn new(plan: &Plan) -> Matcher {
+        let domain = if plan.event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
+        Matcher {
+            ops: plan
+                .nfas
+                .iter()
+                .map(|n| CepOperator::new(n.clone(), domain))
+                .collect(),
+            ooo: plan.ooo.clone(),
+            labels: plan.labels.clone(),
+            applied: None,
+            out: Vec::with_capacity(OUT_BLOCK + (OUT_BLOCK >> 2)),
         }
     }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
+
+    /// Applies the watermark that follows events whose largest timestamp is
+    /// `max` (nothing when it is already applied).
+    #[inline]
+    pub fn apply_max(&mut self, max: Option<i64>) {
+        if max == self.applied {
+            return;
+        }
+        self.applied = max;
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+            };
+            op.advance_time(watermark(max, self.ooo[i]), &mut sink);
+        }
     }
+
+    /// An event-time event of `key` at `ts`; `max_before` is the largest
+    /// timestamp of the events before it in the input.
+    #[inline]
+    pub fn event(&mut self, key: &Key, event: JsonEvent, ts: i64, max_before: Option<i64>) {
+        self.apply_max(max_before);
+        self.process(key, event, ts);
+    }
+
+    /// A processing-time event, arriving at `now`.
+    pub fn event_now(&mut self, key: &Key, event: JsonEvent, now: i64) {
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+            };
+            op.advance_time(now, &mut sink);
+        }
+        self.process(key, event, now);
+    }
+
+    #[inline]
+    fn process(&mut self, key: &Key, event: JsonEvent, ts: i64) {
+        let n = self.ops.len();
+        let mut event = Some(event);
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+            };
+            let e = if i + 1 == n {
+                event.take()
+            } else {
+                event.clone()
+            };
+            if let Some(e) = e {
+                op.process_element_by(key, e, ts, &mut sink);
+            }
+        }
+    }
+
+    /// The end of an event-time input whose largest timestamp is `max`: its
+    /// last watermark, then +infinity when `flush`.
+    pub fn finish(&mut self, max: Option<i64>, flush: bool) {
+        self.apply_max(max);
+        if flush {
+            for (i, op) in self.ops.iter_mut().enumerate() {
+                let mut sink = VecSink {
+                    out: &mut self.out,
+                    label: &self.labels[i],
+                };
+                op.advance_time(MAX_WATERMARK, &mut sink);
+            }
+        }
+    }
+}
+
+/// Everything on the calling thread, line after line.
+fn run_sequential<R: Read, W: Write, D: Write>(
+    set: &SpecSet,
+    plan: &Plan,
+    input: R,
+    mut out: W,
+    errors: &mut D,
+    options: &Options,
+) -> Result<(), Stop> {
+    let mut m = Matcher::new(plan);
+    let mut reader = ChunkReader::new(input);
+    let mut buf = Vec::new();
+    let mut scratch = Vec::new(); // field values, reused from line to line
+    let mut line_no: u64 = 0;
+    let mut max: Option<i64> = None;
+    let result = (|| {
+        loop {
+            match reader.next_chunk(&mut buf) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(Stop::Input(e)),
+            }
+            for line in Lines::new(&buf) {
+                line_no += 1;
+                let text = decode(line, line_no == 1);
+                match set.ingest_with(&text, &mut scratch) {
+                    Ok(ing) => {
+                        let key = Key::from_opt(ing.key.as_deref());
+                        if plan.event_time {
+                            let ts = ing.timestamp.unwrap_or(0);
+                            m.event(&key, ing.event, ts, max);
+                            max = Some(max.map_or(ts, |m| m.max(ts)));
+                        } else {
+                            m.event_now(&key, ing.event, wall_clock_ms());
+                        }
+                    }
+                    Err(e) if options.strict => return Err(Stop::Strict(line_no, e.reason)),
+                    Err(e) => {
+                        let _ = writeln!(errors, "line {line_no}: {e}");
+                    }
+                }
+            }
+            // Once a chunk (a live source shows its outputs as they come).
+            if !m.out.is_empty() {
+                out.write_all(&m.out).map_err(Stop::Output)?;
+                m.out.clear();
+            }
+        }
+        Ok(())
+    })();
+    if plan.event_time {
+        // The watermark of the last good event was due before anything stopped.
+        let flush = result.is_ok() && options.end_of_input == EndOfInput::Flush;
+        m.finish(max, flush);
+    }
+    if !matches!(result, Err(Stop::Output(_))) {
+        out.write_all(&m.out)
+            .and_then(|()| out.flush())
+            .map_err(Stop::Output)?;
+    }
+    result
 }
 
 /// The wall clock in epoch milliseconds (processing time).
@@ -195,16 +412,4 @@ fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decode_strips_line_end_and_bom_on_first_line_only() {
-        assert_eq!(decode(b"\xEF\xBB\xBF{}\r\n", 1), "{}\r");
-        assert_eq!(decode(b"\xEF\xBB\xBF{}\n", 2), "\u{feff}{}");
-        assert_eq!(decode(b"{\"a\":\"\xff\"}", 3), "{\"a\":\"\u{fffd}\"}");
-    }
 }

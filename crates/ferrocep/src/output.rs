@@ -15,12 +15,19 @@
 //!
 //! [`OutputSink`] methods cannot fail, so the first write error is kept in the
 //! sink ([`JsonLinesSink::take_error`]) and every later write is skipped; the
-//! driver checks it after each event.
+//! driver checks it after each event. [`VecSink`] writes into a byte buffer
+//! that the driver hands to the real output in large blocks (one per worker,
+//! so lines of different workers never interleave).
+//!
+//! When several patterns run over one stream, each line names its pattern
+//! right after `kind`: `{"kind":"match","pattern":"big-orders","key":...}`.
 
 use std::io::{self, Write};
 
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::JsonEvent;
+
+use crate::key::Key;
 
 /// An event that can show the JSON text it was read from.
 pub trait RawJson {
@@ -56,9 +63,39 @@ impl RawJson for Box<str> {
     }
 }
 
-/// The partition key of `match`: the key field's JSON text, or `None` for a
+/// A partition key as text: the key field's JSON text, or `None` for a
 /// spec without `key` (one global partition; no `key` in the output).
 pub type KeyText = Option<Box<str>>;
+
+/// A key that can show the JSON text it was read as.
+pub trait KeyJson {
+    /// The key's JSON text; `None` when there is no key (no `key` field in
+    /// the output).
+    fn key_json(&self) -> Option<&str>;
+}
+
+impl KeyJson for KeyText {
+    #[inline]
+    fn key_json(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+impl KeyJson for Key {
+    #[inline]
+    fn key_json(&self) -> Option<&str> {
+        self.text()
+    }
+}
+
+/// The `,"pattern":"NAME"` member that labels the lines of one pattern when
+/// several run together.
+pub fn pattern_label(name: &str) -> Box<[u8]> {
+    let mut out = b",\"pattern\":".to_vec();
+    // Writing into a vector cannot fail.
+    let _ = write_json_str(&mut out, name);
+    out.into_boxed_slice()
+}
 
 /// Writes the contract's JSON lines into `W` (give it a `BufWriter`).
 #[derive(Debug)]
@@ -146,11 +183,17 @@ pub fn write_json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
 }
 
 #[inline]
-fn write_head<W: Write>(w: &mut W, kind: &[u8], key: &KeyText) -> io::Result<()> {
+fn write_head<W: Write, K: KeyJson>(
+    w: &mut W,
+    kind: &[u8],
+    label: &[u8],
+    key: &K,
+) -> io::Result<()> {
     w.write_all(b"{\"kind\":\"")?;
     w.write_all(kind)?;
     w.write_all(b"\"")?;
-    if let Some(k) = key {
+    w.write_all(label)?;
+    if let Some(k) = key.key_json() {
         w.write_all(b",\"key\":")?;
         w.write_all(k.as_bytes())?;
     }
@@ -187,58 +230,93 @@ fn write_events<W: Write, E: RawJson>(w: &mut W, m: &MatchRef<'_, E>) -> io::Res
     w.write_all(b"}")
 }
 
-fn write_match<W: Write, E: RawJson>(
+fn write_match<W: Write, K: KeyJson, E: RawJson>(
     w: &mut W,
-    key: &KeyText,
+    label: &[u8],
+    key: &K,
     m: &MatchRef<'_, E>,
 ) -> io::Result<()> {
-    write_head(w, b"match", key)?;
+    write_head(w, b"match", label, key)?;
     write_events(w, m)?;
     w.write_all(b"}\n")
 }
 
-fn write_timeout<W: Write, E: RawJson>(
+fn write_timeout<W: Write, K: KeyJson, E: RawJson>(
     w: &mut W,
-    key: &KeyText,
+    label: &[u8],
+    key: &K,
     m: &MatchRef<'_, E>,
     timeout_at: i64,
 ) -> io::Result<()> {
-    write_head(w, b"timeout", key)?;
+    write_head(w, b"timeout", label, key)?;
     write!(w, ",\"timeout_at\":{timeout_at}")?;
     write_events(w, m)?;
     w.write_all(b"}\n")
 }
 
-fn write_late<W: Write, E: RawJson>(w: &mut W, key: &KeyText, e: &E) -> io::Result<()> {
-    write_head(w, b"late", key)?;
+fn write_late<W: Write, K: KeyJson, E: RawJson>(
+    w: &mut W,
+    label: &[u8],
+    key: &K,
+    e: &E,
+) -> io::Result<()> {
+    write_head(w, b"late", label, key)?;
     w.write_all(b",\"event\":")?;
     w.write_all(e.raw_json().as_bytes())?;
     w.write_all(b"}\n")
 }
 
-impl<W: Write, E: RawJson> OutputSink<KeyText, E> for JsonLinesSink<W> {
-    fn on_match(&mut self, key: &KeyText, m: &MatchRef<'_, E>, _timestamp: i64) {
+impl<W: Write, K: KeyJson, E: RawJson> OutputSink<K, E> for JsonLinesSink<W> {
+    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: i64) {
         if self.error.is_none() {
             self.matches += 1;
-            let r = write_match(&mut self.out, key, m);
+            let r = write_match(&mut self.out, b"", key, m);
             self.record(r);
         }
     }
 
-    fn on_timeout(&mut self, key: &KeyText, m: &MatchRef<'_, E>, timeout_at: i64) {
+    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64) {
         if self.error.is_none() {
             self.timeouts += 1;
-            let r = write_timeout(&mut self.out, key, m, timeout_at);
+            let r = write_timeout(&mut self.out, b"", key, m, timeout_at);
             self.record(r);
         }
     }
 
-    fn on_late(&mut self, key: &KeyText, event: &E, _timestamp: i64) {
+    fn on_late(&mut self, key: &K, event: &E, _timestamp: i64) {
         if self.error.is_none() {
             self.late += 1;
-            let r = write_late(&mut self.out, key, event);
+            let r = write_late(&mut self.out, b"", key, event);
             self.record(r);
         }
+    }
+}
+
+/// Writes the contract's JSON lines into a byte buffer, each line labelled
+/// with `label` (empty, or a [`pattern_label`]). Writing into memory cannot
+/// fail; the owner moves the buffer to the real output.
+pub struct VecSink<'a> {
+    /// Where lines go.
+    pub out: &'a mut Vec<u8>,
+    /// Written after `kind` in every line.
+    pub label: &'a [u8],
+}
+
+// Writes into a `Vec` cannot fail: their results are dropped.
+impl<K: KeyJson, E: RawJson> OutputSink<K, E> for VecSink<'_> {
+    #[inline]
+    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: i64) {
+        let _ = write_match(self.out, self.label, key, m);
+    }
+
+    #[inline]
+    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64) {
+        let _ = write_timeout(self.out, self.label, key, m, timeout_at);
+    }
+
+    #[inline]
+    fn on_late(&mut self, key: &K, event: &E, _timestamp: i64) {
+        let _ = write_late(self.out, self.label, key, event);
     }
 }
 

@@ -1,0 +1,334 @@
+//! `ferrocep match --workers N` in event time: keys partitioned over `N`
+//! matching threads, lines parsed by `N` parsing threads, outputs equal (as a
+//! multiset) to those of one worker.
+//!
+//! ```text
+//!           chunks of whole lines         parsed chunks          per-worker batches
+//!  reader ────────────────────────▶ parsers ────────────▶ sequencer ──────────────▶ workers ──▶ stdout
+//!     ▲                                                        │
+//!     └───────── empty chunk buffers (at most 2N+2 in flight) ─┘
+//! ```
+//!
+//! - The reader cuts the input into chunks of whole lines ([`ChunkReader`]).
+//! - A parser turns a chunk into events (key, timestamp, conditions
+//!   evaluated: the expensive part) and bad-line reports, and picks each
+//!   event's worker from a hash of its key.
+//! - The sequencer takes the parsed chunks back in input order. It numbers the
+//!   lines, writes the bad-line reports to stderr in order (or stops at the
+//!   first one under `--strict`), and gives each event the largest timestamp
+//!   seen before it in the input: the global watermark before the event is a
+//!   function of it. Events go to their workers in input order.
+//! - A worker owns the keys routed to it, with one operator per spec. Before
+//!   each event it applies the watermark that preceded the event in the input
+//!   (the latest of any it skipped: outputs are the same), so that an event is
+//!   late exactly when it would be in a single-threaded run, and at the end
+//!   the last watermark, then +infinity under `--end-of-input flush`. Its
+//!   output lines go to stdout in blocks of whole lines.
+//!
+//! Memory stays bounded: at most `2N + 2` chunks are between the reader and
+//! the sequencer, and each worker's queue holds a few batches.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+
+use ferrocep_core::event::Value;
+use ferrocep_core::spec::{JsonEvent, SpecSet};
+
+use crate::input::{decode, ChunkReader, Lines};
+use crate::key::Key;
+use crate::match_cmd::{EndOfInput, Matcher, Options, Plan, Stop, OUT_BLOCK};
+
+/// An event ready for its worker.
+struct Parsed {
+    key: Key,
+    ts: i64,
+    event: JsonEvent,
+    worker: u32,
+}
+
+/// A bad line of a chunk.
+struct BadLine {
+    /// Line number within the chunk, from 1.
+    line: u64,
+    /// Number of the chunk's events before it.
+    before: usize,
+    reason: String,
+}
+
+/// A chunk, parsed.
+struct ParsedChunk {
+    seq: u64,
+    lines: u64,
+    events: Vec<Parsed>,
+    bad: Vec<BadLine>,
+    /// The chunk's buffer, to be reused.
+    raw: Vec<u8>,
+}
+
+/// An event with the largest timestamp before it in the input.
+struct Routed {
+    key: Key,
+    ts: i64,
+    max_before: Option<i64>,
+    event: JsonEvent,
+}
+
+enum ToWorker {
+    Batch(Vec<Routed>),
+    /// The input is over: the largest timestamp of all routed events, and
+    /// whether to flush.
+    End(Option<i64>, bool),
+}
+
+/// Runs the pipeline; `options.workers` is at least 2.
+pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
+    set: &SpecSet,
+    plan: &Plan,
+    input: R,
+    out: W,
+    errors: &mut D,
+    options: &Options,
+) -> Result<(), Stop> {
+    let n = options.workers.max(1);
+    // Chunk buffers: the only way to start a chunk, so no channel below ever
+    // holds more than this many and the reader and parsers never block on a
+    // send.
+    let in_flight = 2 * n + 2;
+    let stop = AtomicBool::new(false);
+    let read_error: Mutex<Option<io::Error>> = Mutex::new(None);
+    let output: Mutex<(W, Option<io::Error>)> = Mutex::new((out, None));
+
+    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(in_flight);
+    for _ in 0..in_flight {
+        let _ = pool_tx.send(Vec::new());
+    }
+    let (chunk_tx, chunk_rx) = sync_channel::<(u64, Vec<u8>)>(in_flight);
+    let chunk_rx = Mutex::new(chunk_rx);
+    let (parsed_tx, parsed_rx) = sync_channel::<ParsedChunk>(in_flight);
+
+    let result = std::thread::scope(|s| {
+        // Reader.
+        let (stop_r, read_error_r) = (&stop, &read_error);
+        s.spawn(move || {
+            let mut reader = ChunkReader::new(input);
+            for seq in 0.. {
+                let Ok(mut buf) = pool_rx.recv() else { break };
+                if stop_r.load(Ordering::Relaxed) {
+                    break;
+                }
+                match reader.next_chunk(&mut buf) {
+                    Ok(true) => {
+                        if chunk_tx.send((seq, buf)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        *read_error_r.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        break;
+                    }
+                }
+            }
+        });
+        // Parsers.
+        for _ in 0..n {
+            let chunk_rx = &chunk_rx;
+            let parsed_tx = parsed_tx.clone();
+            s.spawn(move || {
+                let mut scratch = Vec::new();
+                loop {
+                    let next = chunk_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((seq, raw)) = next else { break };
+                    let parsed = parse_chunk(set, seq, raw, n, &mut scratch);
+                    if parsed_tx.send(parsed).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(parsed_tx);
+        // Workers.
+        let mut to_workers: Vec<SyncSender<ToWorker>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = sync_channel::<ToWorker>(4);
+            to_workers.push(tx);
+            let (output, stop) = (&output, &stop);
+            s.spawn(move || work(plan, rx, output, stop));
+        }
+        // The sequencer, on this thread.
+        let result = sequence(parsed_rx, &pool_tx, &to_workers, errors, options, &stop);
+        drop(pool_tx);
+        drop(to_workers);
+        result
+    });
+
+    let (mut out, write_error) = output.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = write_error {
+        return Err(Stop::Output(e));
+    }
+    out.flush().map_err(Stop::Output)?;
+    if let Some(e) = read_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(Stop::Input(e));
+    }
+    result
+}
+
+/// Parses the lines of one chunk.
+fn parse_chunk(
+    set: &SpecSet,
+    seq: u64,
+    raw: Vec<u8>,
+    workers: usize,
+    scratch: &mut Vec<Value<'static>>,
+) -> ParsedChunk {
+    let mut events = Vec::with_capacity(raw.len() / 64);
+    let mut bad = Vec::new();
+    let mut lines = 0;
+    for line in Lines::new(&raw) {
+        lines += 1;
+        let text = decode(line, seq == 0 && lines == 1);
+        match set.ingest_with(&text, scratch) {
+            Ok(ing) => {
+                let key = Key::from_opt(ing.key.as_deref());
+                // Multiply-shift: the high bits of the hash pick the worker.
+                let worker = ((u128::from(key.route_hash()) * workers as u128) >> 64) as u32;
+                events.push(Parsed {
+                    key,
+                    ts: ing.timestamp.unwrap_or(0),
+                    event: ing.event,
+                    worker,
+                });
+            }
+            Err(e) => bad.push(BadLine {
+                line: lines,
+                before: events.len(),
+                reason: e.reason,
+            }),
+        }
+    }
+    ParsedChunk {
+        seq,
+        lines,
+        events,
+        bad,
+        raw,
+    }
+}
+
+/// Takes parsed chunks back in order, reports bad lines and routes events.
+fn sequence<D: Write>(
+    parsed_rx: Receiver<ParsedChunk>,
+    pool_tx: &SyncSender<Vec<u8>>,
+    to_workers: &[SyncSender<ToWorker>],
+    errors: &mut D,
+    options: &Options,
+    stop: &AtomicBool,
+) -> Result<(), Stop> {
+    let n = to_workers.len();
+    let mut waiting: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
+    let mut next_seq = 0u64;
+    let mut line_base = 0u64;
+    let mut max: Option<i64> = None;
+    let mut result = Ok(());
+    'chunks: for chunk in parsed_rx.iter() {
+        waiting.insert(chunk.seq, chunk);
+        while let Some(chunk) = waiting.remove(&next_seq) {
+            next_seq += 1;
+            let ParsedChunk {
+                lines,
+                events,
+                bad,
+                raw,
+                ..
+            } = chunk;
+            // Under --strict, the events before the first bad line only.
+            let take = match bad.first() {
+                Some(b) if options.strict => b.before,
+                _ => events.len(),
+            };
+            let mut batches: Vec<Vec<Routed>> = (0..n)
+                .map(|_| Vec::with_capacity(2 * take / n + 16))
+                .collect();
+            for p in events.into_iter().take(take) {
+                batches[p.worker as usize].push(Routed {
+                    key: p.key,
+                    ts: p.ts,
+                    max_before: max,
+                    event: p.event,
+                });
+                max = Some(max.map_or(p.ts, |m| m.max(p.ts)));
+            }
+            for (tx, batch) in to_workers.iter().zip(batches) {
+                if !batch.is_empty() && tx.send(ToWorker::Batch(batch)).is_err() {
+                    // A worker ended: its output failed.
+                    stop.store(true, Ordering::Relaxed);
+                    break 'chunks;
+                }
+            }
+            if let Some(b) = bad.first().filter(|_| options.strict) {
+                result = Err(Stop::Strict(line_base + b.line, b.reason.clone()));
+                stop.store(true, Ordering::Relaxed);
+                break 'chunks;
+            }
+            for b in &bad {
+                let _ = writeln!(errors, "line {}: {}", line_base + b.line, b.reason);
+            }
+            line_base += lines;
+            // Hand the buffer back: the reader may read another chunk.
+            let _ = pool_tx.send(raw);
+            if stop.load(Ordering::Relaxed) {
+                break 'chunks;
+            }
+        }
+    }
+    let flush = result.is_ok()
+        && !stop.load(Ordering::Relaxed)
+        && options.end_of_input == EndOfInput::Flush;
+    for tx in to_workers {
+        let _ = tx.send(ToWorker::End(max, flush));
+    }
+    result
+}
+
+/// One worker: matches its events, writes its outputs in blocks.
+fn work<W: Write>(
+    plan: &Plan,
+    rx: Receiver<ToWorker>,
+    output: &Mutex<(W, Option<io::Error>)>,
+    stop: &AtomicBool,
+) {
+    let mut m = Matcher::new(plan);
+    let write = |m: &mut Matcher| -> bool {
+        let mut o = output.lock().unwrap_or_else(|p| p.into_inner());
+        if o.1.is_none() {
+            if let Err(e) = o.0.write_all(&m.out) {
+                o.1 = Some(e);
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        m.out.clear();
+        o.1.is_none()
+    };
+    for msg in rx.iter() {
+        match msg {
+            ToWorker::Batch(batch) => {
+                for r in batch {
+                    m.event(&r.key, r.event, r.ts, r.max_before);
+                }
+                if m.out.len() >= OUT_BLOCK / 4 && !write(&mut m) {
+                    return;
+                }
+            }
+            ToWorker::End(max, flush) => {
+                m.finish(max, flush);
+                break;
+            }
+        }
+    }
+    if !m.out.is_empty() {
+        write(&mut m);
+    }
+}
