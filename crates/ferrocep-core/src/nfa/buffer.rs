@@ -69,6 +69,8 @@ pub struct SharedBuffer<E> {
     current_nodes: Vec<(u32, NodeRef)>,
     /// Spare run vectors, so that processing an event allocates nothing.
     pub(crate) run_pool: Vec<Vec<super::run::Run>>,
+    /// Scratch vectors of `process` (next states, retained states, matches).
+    pub(crate) scratch: [Vec<super::run::Run>; 3],
 }
 
 impl<E> Default for SharedBuffer<E> {
@@ -79,6 +81,7 @@ impl<E> Default for SharedBuffer<E> {
             next_gen: 0,
             current_nodes: Vec::new(),
             run_pool: Vec::new(),
+            scratch: Default::default(),
         }
     }
 }
@@ -223,7 +226,8 @@ impl<E> SharedBuffer<E> {
     /// Flink `releaseNode`: releases the node and, transitively, the edges of
     /// `version` and nodes whose count drops to zero.
     pub(crate) fn release_node(&mut self, r: NodeRef, version: &DeweyNumber) {
-        let mut stack: Vec<(NodeRef, DeweyNumber)> = vec![(r, version.clone())];
+        let mut stack: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
+        stack.push((r, version.clone()));
         while let Some((cur, v)) = stack.pop() {
             let Some(n) = self.node_mut(cur) else {
                 // Flink stops the whole release here (`break`).

@@ -5,6 +5,8 @@
 
 use std::cmp::Ordering;
 
+use smallvec::SmallVec;
+
 /// `java.util.PriorityQueue` with a comparator given per call.
 #[derive(Clone, Debug)]
 pub struct JavaPq<T> {
@@ -100,26 +102,19 @@ impl<T> JavaPq<T> {
 
     /// `removeIf` / `removeAll`: drops the elements for which `remove` says
     /// so (visiting in array order), keeps the others in order, re-heapifies.
+    /// Returns the removed elements in array order.
     pub fn bulk_remove(
         &mut self,
         mut remove: impl FnMut(&T) -> bool,
         cmp: impl Fn(&T, &T) -> Ordering,
-    ) -> Vec<T> {
-        let mut removed = Vec::new();
-        let mut kept = Vec::with_capacity(self.items.len());
-        for x in self.items.drain(..) {
-            if remove(&x) {
-                removed.push(x);
-            } else {
-                kept.push(x);
-            }
+    ) -> SmallVec<[T; 2]> {
+        let removed: SmallVec<[T; 2]> = self.items.extract_if(.., |x| remove(x)).collect();
+        if removed.is_empty() {
+            return removed;
         }
-        self.items = kept;
-        if !removed.is_empty() {
-            let n = self.items.len();
-            for i in (0..n / 2).rev() {
-                self.sift_down(i, &cmp);
-            }
+        let n = self.items.len();
+        for i in (0..n / 2).rev() {
+            self.sift_down(i, &cmp);
         }
         removed
     }
@@ -154,7 +149,7 @@ mod tests {
             q.offer(x, i32::cmp);
         }
         let removed = q.bulk_remove(|x| *x < 3, i32::cmp);
-        assert_eq!(removed, vec![1, 2]);
+        assert_eq!(removed.to_vec(), vec![1, 2]);
         assert_eq!(q.peek(), Some(&3));
     }
 }

@@ -232,10 +232,9 @@ impl<E> Nfa<E> {
         let ev = buf.begin_event(event, ts);
         let mut new_start = false;
         let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
-        let mut potential: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
+        let [mut next, mut retain, potential] = std::mem::take(&mut buf.scratch);
+        let mut potential = JavaPq::from_heap_vec(potential);
         let mut runs = std::mem::take(&mut st.partial).into_vec();
-        let mut next = buf.take_runs();
-        let mut retain = buf.take_runs();
         for run in runs.drain(..) {
             let from_start = self.is_start(&run);
             self.compute_next_states(buf, st, run, ev, ts, &mut next);
@@ -268,8 +267,6 @@ impl<E> Nfa<E> {
             }
         }
         buf.give_runs(runs);
-        buf.give_runs(next);
-        buf.give_runs(retain);
         if self.skip == SkipStrategy::NoSkip {
             for m in potential.drain() {
                 if let Some(p) = m.prev {
@@ -279,8 +276,9 @@ impl<E> Nfa<E> {
                     buf.release_node(p, &m.version);
                 }
             }
-            buf.give_runs(potential.into_vec());
+            buf.scratch = [next, retain, potential.into_vec()];
         } else {
+            buf.scratch = [next, retain, Vec::new()];
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
         st.partial = new_partial;
@@ -378,7 +376,11 @@ impl<E> Nfa<E> {
         for m in potential.drain() {
             st.completed.offer(m, run_cmp);
         }
-        buf.give_runs(potential.into_vec());
+        if buf.scratch[2].capacity() == 0 {
+            buf.scratch[2] = potential.into_vec();
+        } else {
+            buf.give_runs(potential.into_vec());
+        }
         while let Some(earliest) = st.completed.peek() {
             if let Some(p) = partial.peek() {
                 if run_cmp(earliest, p) == Ordering::Greater {
