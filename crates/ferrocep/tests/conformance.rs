@@ -8,6 +8,10 @@
 //! `FERROCEP_CONFORMANCE_FILTER` keeps only the cases whose file name contains
 //! it. A missing folder or an empty one fails the test: it never passes by
 //! running nothing.
+//!
+//! Each case runs with one worker and with four (`--workers`), the key-
+//! partitioned pipeline; `FERROCEP_WORKERS` (e.g. `1` or `1,2,4`) sets the
+//! worker counts to run.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,8 +76,20 @@ fn python_dumps_layout(raw: &str) -> String {
     out
 }
 
-/// Runs one case; `Err` says why it fails.
-fn run_case(path: &Path) -> Result<(), String> {
+/// The worker counts each case runs with.
+fn worker_counts() -> Vec<String> {
+    match std::env::var("FERROCEP_WORKERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|w| w.trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect(),
+        Err(_) => vec!["1".to_string(), "4".to_string()],
+    }
+}
+
+/// Runs one case with each worker count; `Err` says why it fails.
+fn run_case(path: &Path, workers: &[String]) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let case: serde_json::Map<String, Value> =
         serde_json::from_str(&text).map_err(|e| format!("not a case file: {e}"))?;
@@ -100,20 +116,25 @@ fn run_case(path: &Path) -> Result<(), String> {
     }
     let events_path = tmp.file("events.jsonl", &lines);
 
-    let mut cmd = bin();
-    cmd.arg("match")
-        .arg("--spec")
-        .arg(&spec_path)
-        .arg("--input")
-        .arg(&events_path)
-        .arg("--end-of-input")
-        .arg(end);
-    let run = run_with_timeout(cmd, None, Duration::from_secs(30));
-    if run.code != Some(0) {
-        let err: String = run.stderr.trim().chars().take(300).collect();
-        return Err(format!("exit {:?}: {err}", run.code));
+    for w in workers {
+        let mut cmd = bin();
+        cmd.arg("match")
+            .arg("--spec")
+            .arg(&spec_path)
+            .arg("--input")
+            .arg(&events_path)
+            .arg("--end-of-input")
+            .arg(end)
+            .arg("--workers")
+            .arg(w);
+        let run = run_with_timeout(cmd, None, Duration::from_secs(30));
+        if run.code != Some(0) {
+            let err: String = run.stderr.trim().chars().take(300).collect();
+            return Err(format!("--workers {w}: exit {:?}: {err}", run.code));
+        }
+        same_multiset(expected, &run.stdout).map_err(|e| format!("--workers {w}: {e}"))?;
     }
-    same_multiset(expected, &run.stdout)
+    Ok(())
 }
 
 #[test]
@@ -142,6 +163,7 @@ fn flink_conformance_cases() {
         cases_dir.display()
     );
 
+    let worker_counts = worker_counts();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -150,7 +172,7 @@ fn flink_conformance_cases() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(i) else { break };
-                if let Err(why) = run_case(path) {
+                if let Err(why) = run_case(path, &worker_counts) {
                     let name = path.strip_prefix(&cases_dir).unwrap_or(path);
                     failures
                         .lock()
@@ -163,10 +185,11 @@ fn flink_conformance_cases() {
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
     let summary = format!(
-        "conformance: {} passed, {} failed ({})",
+        "conformance: {} passed, {} failed ({}; --workers {})",
         paths.len() - failures.len(),
         failures.len(),
-        cases_dir.display()
+        cases_dir.display(),
+        worker_counts.join(", ")
     );
     println!("{summary}");
     assert!(failures.is_empty(), "{}\n{summary}", failures.join("\n"));

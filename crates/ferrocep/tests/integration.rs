@@ -5,10 +5,15 @@
 //! - `match_cli`: the `match` contract: bad lines, `--strict`, bad specs,
 //!   stdin, end of input, output text;
 //! - `demo`: the live demos, briefly;
-//! - `examples`: the spec files in `examples/` on their sample inputs.
+//! - `examples`: the spec files in `examples/` on their sample inputs;
+//! - `workers`: `--workers N` agrees with one worker on large, disordered
+//!   streams (late events, bad lines, `--strict`, both end-of-input modes);
+//! - `multi_spec`: several `--spec`s over one stream, labelled by pattern.
 
 mod conformance;
 mod demo;
 mod examples;
 mod match_cli;
+mod multi_spec;
 mod util;
+mod workers;
