@@ -34,7 +34,7 @@ def parse_time_v(path):
     for part in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":"):
         wall = wall * 60 + float(part)
     return {
-        "wall_s": wall,
+        "wall_s": round(wall, 3),
         "user_s": float(field("User time (seconds)")),
         "sys_s": float(field("System time (seconds)")),
         "rss_bytes": int(field("Maximum resident set size (kbytes)")) * 1024,
@@ -138,6 +138,7 @@ def load_run(run):
         fm = None
         if os.path.exists(os.path.join(run, f"{n}-flink-match.time")):
             fm = parse_time_v(os.path.join(run, f"{n}-flink-match.time"))
+            fm["load"] = open(os.path.join(run, f"{n}-flink-match.load")).read().strip()
         results.append({"n": n, "ferrocep": fe, "flink": fl, "flink_match": fm})
     return results
 
@@ -232,7 +233,9 @@ NOTES = """\
   the net job runtime Flink reports (no JVM or mini-cluster start-up); (wall) = events / wall
   time of the whole process. CPU = user + sys of the whole process (all threads, GC, JIT).
 - Peak RSS = `Maximum resident set size` of `/usr/bin/time -v` (Flink: `-Xmx4g`, ParallelGC).
-- Medians over the repeats when `--repeat` > 1. The machine is shared: the 1-minute load
+- Flink at small sizes is still warming up (JIT, first GCs); compare steady-state throughput
+  on 1M+ events.
+- Medians over the repeats when `--repeat` > 1. The machine may be shared: the 1-minute load
   average before each run is in raw.csv."""
 
 
@@ -255,7 +258,7 @@ def write_raw(run, results):
             if res["flink_match"]:
                 t = res["flink_match"]
                 w.writerow([res["n"], "flink-match", 1, t["wall_s"], t["user_s"], t["sys_s"],
-                            t["rss_bytes"] // 1024, "", "", "", "", "", ""])
+                            t["rss_bytes"] // 1024, "", "", "", "", "", t["load"]])
 
 
 def report(run):
@@ -267,8 +270,15 @@ def report(run):
         all_ok &= ok
         lines.append(f"{res['n']:,} events:")
         lines += ["  " + c for c in checks]
+    loads = [float(t["load"].split()[0]) for res in results
+             for t in res["ferrocep"] + res["flink"] + ([res["flink_match"]] if res["flink_match"] else [])]
+    cores = os.cpu_count() or 0
+    load_line = (f"- 1-minute load average before the runs: {min(loads):.1f} to {max(loads):.1f} "
+                 f"on {cores} cores" + (" (other jobs were running: expect both engines, Flink's "
+                 "threads especially, to be slower than on an idle machine)." if max(loads) > cores
+                 else "."))
     text = "\n".join([table(rows), "", "Cross-checks (ferrocep output vs Flink):", "",
-                      "```text", *lines, "```", "", NOTES, ""])
+                      "```text", *lines, "```", "", NOTES, load_line, ""])
     with open(os.path.join(run, "summary.md"), "w") as f:
         f.write(text)
     write_raw(run, results)
