@@ -239,14 +239,29 @@ fn watermark(max: Option<i64>, ooo: i64) -> i64 {
     }
 }
 
+/// An event-time event on its way to a [`Matcher`], with the largest
+/// timestamp of the events before it in the input (the watermark before it is
+/// a function of that).
+pub(crate) struct Routed {
+    pub key: Key,
+    pub ts: i64,
+    pub max_before: Option<i64>,
+    pub event: JsonEvent,
+}
+
 /// One operator per spec over the keys of one partition, and the output
 /// they have produced and not yet handed on.
+///
+/// Event-time events come in batches, and each operator takes the whole
+/// batch before the next one does: the operators are independent, so this
+/// changes only the order of the output lines of different specs, and one
+/// operator's state stays in the caches for a whole batch.
 pub(crate) struct Matcher {
     ops: Vec<CepOperator<Key, JsonEvent>>,
     ooo: Vec<i64>,
     labels: Vec<Box<[u8]>>,
-    /// The largest timestamp whose watermark is applied.
-    applied: Option<i64>,
+    /// Per operator, the largest timestamp whose watermark it has.
+    applied: Vec<Option<i64>>,
     /// Output lines not yet written.
     pub out: Vec<u8>,
 }
@@ -266,50 +281,42 @@ impl Matcher {
                 .collect(),
             ooo: plan.ooo.clone(),
             labels: plan.labels.clone(),
-            applied: None,
+            applied: vec![None; plan.nfas.len()],
             out: Vec::with_capacity(OUT_BLOCK + (OUT_BLOCK >> 2)),
         }
     }
 
-    /// Applies the watermark that follows events whose largest timestamp is
-    /// `max` (nothing when it is already applied).
-    #[inline]
-    pub fn apply_max(&mut self, max: Option<i64>) {
-        if max == self.applied {
-            return;
+    /// Event-time events, in input order (`batch` is left empty).
+    pub fn events(&mut self, batch: &mut Vec<Routed>) {
+        let n = self.ops.len();
+        for i in 0..n.saturating_sub(1) {
+            for r in batch.iter() {
+                self.event_at(i, &r.key, r.event.clone(), r.ts, r.max_before);
+            }
         }
-        self.applied = max;
-        for (i, op) in self.ops.iter_mut().enumerate() {
-            let mut sink = VecSink {
-                out: &mut self.out,
-                label: &self.labels[i],
-            };
-            op.advance_time(watermark(max, self.ooo[i]), &mut sink);
+        // The last operator takes the events themselves.
+        for r in batch.drain(..) {
+            self.event_at(n - 1, &r.key, r.event, r.ts, r.max_before);
         }
     }
 
-    /// An event-time event of `key` at `ts`; `max_before` is the largest
-    /// timestamp of the events before it in the input.
+    /// Operator `i`: the watermark that preceded the event, then the event.
     #[inline]
-    pub fn event(&mut self, key: &Key, event: JsonEvent, ts: i64, max_before: Option<i64>) {
-        self.apply_max(max_before);
-        self.process(key, event, ts);
+    fn event_at(&mut self, i: usize, key: &Key, event: JsonEvent, ts: i64, max: Option<i64>) {
+        let mut sink = VecSink {
+            out: &mut self.out,
+            label: &self.labels[i],
+        };
+        let op = &mut self.ops[i];
+        if self.applied[i] != max {
+            self.applied[i] = max;
+            op.advance_time(watermark(max, self.ooo[i]), &mut sink);
+        }
+        op.process_element_by(key, event, ts, &mut sink);
     }
 
     /// A processing-time event, arriving at `now`.
     pub fn event_now(&mut self, key: &Key, event: JsonEvent, now: i64) {
-        for (i, op) in self.ops.iter_mut().enumerate() {
-            let mut sink = VecSink {
-                out: &mut self.out,
-                label: &self.labels[i],
-            };
-            op.advance_time(now, &mut sink);
-        }
-        self.process(key, event, now);
-    }
-
-    #[inline]
-    fn process(&mut self, key: &Key, event: JsonEvent, ts: i64) {
         let n = self.ops.len();
         let mut event = Some(event);
         for (i, op) in self.ops.iter_mut().enumerate() {
@@ -317,13 +324,14 @@ impl Matcher {
                 out: &mut self.out,
                 label: &self.labels[i],
             };
+            op.advance_time(now, &mut sink);
             let e = if i + 1 == n {
                 event.take()
             } else {
                 event.clone()
             };
             if let Some(e) = e {
-                op.process_element_by(key, e, ts, &mut sink);
+                op.process_element_by(key, e, now, &mut sink);
             }
         }
     }
@@ -331,13 +339,16 @@ impl Matcher {
     /// The end of an event-time input whose largest timestamp is `max`: its
     /// last watermark, then +infinity when `flush`.
     pub fn finish(&mut self, max: Option<i64>, flush: bool) {
-        self.apply_max(max);
-        if flush {
-            for (i, op) in self.ops.iter_mut().enumerate() {
-                let mut sink = VecSink {
-                    out: &mut self.out,
-                    label: &self.labels[i],
-                };
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+            };
+            if self.applied[i] != max {
+                self.applied[i] = max;
+                op.advance_time(watermark(max, self.ooo[i]), &mut sink);
+            }
+            if flush {
                 op.advance_time(MAX_WATERMARK, &mut sink);
             }
         }
@@ -359,6 +370,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     let mut scratch = Vec::new(); // field values, reused from line to line
     let mut line_no: u64 = 0;
     let mut max: Option<i64> = None;
+    let mut batch: Vec<Routed> = Vec::new();
     let result = (|| {
         loop {
             match reader.next_chunk(&mut buf) {
@@ -366,6 +378,8 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                 Ok(false) => break,
                 Err(e) => return Err(Stop::Input(e)),
             }
+            // Event time: the chunk's events are read, then matched.
+            let mut bad = None;
             for line in Lines::new(&buf) {
                 line_no += 1;
                 let text = decode(line, line_no == 1);
@@ -374,17 +388,31 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                         let key = Key::from_opt(ing.key.as_deref());
                         if plan.event_time {
                             let ts = ing.timestamp.unwrap_or(0);
-                            m.event(&key, ing.event, ts, max);
+                            batch.push(Routed {
+                                key,
+                                ts,
+                                max_before: max,
+                                event: ing.event,
+                            });
                             max = Some(max.map_or(ts, |m| m.max(ts)));
                         } else {
                             m.event_now(&key, ing.event, wall_clock_ms());
                         }
                     }
-                    Err(e) if options.strict => return Err(Stop::Strict(line_no, e.reason)),
+                    Err(e) if options.strict => {
+                        bad = Some(Stop::Strict(line_no, e.reason));
+                        break;
+                    }
                     Err(e) => {
                         let _ = writeln!(errors, "line {line_no}: {e}");
                     }
                 }
+            }
+            if !batch.is_empty() {
+                m.events(&mut batch);
+            }
+            if let Some(stop) = bad {
+                return Err(stop);
             }
             // Once a chunk (a live source shows its outputs as they come).
             if !m.out.is_empty() {

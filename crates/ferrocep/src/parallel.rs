@@ -39,7 +39,7 @@ use ferrocep_core::spec::{JsonEvent, SpecSet};
 
 use crate::input::{decode, ChunkReader, Lines};
 use crate::key::Key;
-use crate::match_cmd::{EndOfInput, Matcher, Options, Plan, Stop, OUT_BLOCK};
+use crate::match_cmd::{EndOfInput, Matcher, Options, Plan, Routed, Stop, OUT_BLOCK};
 
 /// An event ready for its worker.
 struct Parsed {
@@ -66,14 +66,6 @@ struct ParsedChunk {
     bad: Vec<BadLine>,
     /// The chunk's buffer, to be reused.
     raw: Vec<u8>,
-}
-
-/// An event with the largest timestamp before it in the input.
-struct Routed {
-    key: Key,
-    ts: i64,
-    max_before: Option<i64>,
-    event: JsonEvent,
 }
 
 enum ToWorker {
@@ -112,7 +104,7 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
     let result = std::thread::scope(|s| {
         // Reader.
         let (stop_r, read_error_r) = (&stop, &read_error);
-        s.spawn(move || {
+        spawn(s, "ferrocep-read".to_string(), move || {
             let mut reader = ChunkReader::new(input);
             for seq in 0.. {
                 let Ok(mut buf) = pool_rx.recv() else { break };
@@ -134,10 +126,10 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
             }
         });
         // Parsers.
-        for _ in 0..n {
+        for i in 0..n {
             let chunk_rx = &chunk_rx;
             let parsed_tx = parsed_tx.clone();
-            s.spawn(move || {
+            spawn(s, format!("ferrocep-parse-{i}"), move || {
                 let mut scratch = Vec::new();
                 loop {
                     let next = chunk_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -152,11 +144,13 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
         drop(parsed_tx);
         // Workers.
         let mut to_workers: Vec<SyncSender<ToWorker>> = Vec::with_capacity(n);
-        for _ in 0..n {
+        for i in 0..n {
             let (tx, rx) = sync_channel::<ToWorker>(4);
             to_workers.push(tx);
             let (output, stop) = (&output, &stop);
-            s.spawn(move || work(plan, rx, output, stop));
+            spawn(s, format!("ferrocep-match-{i}"), move || {
+                work(plan, rx, output, stop)
+            });
         }
         // The sequencer, on this thread.
         let result = sequence(parsed_rx, &pool_tx, &to_workers, errors, options, &stop);
@@ -174,6 +168,17 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
         return Err(Stop::Input(e));
     }
     result
+}
+
+/// Spawns a named thread in `scope` (names show in profilers).
+fn spawn<'scope, F>(scope: &'scope std::thread::Scope<'scope, '_>, name: String, f: F)
+where
+    F: FnOnce() + Send + 'scope,
+{
+    std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, f)
+        .expect("cannot start a thread");
 }
 
 /// Parses the lines of one chunk.
@@ -314,10 +319,8 @@ fn work<W: Write>(
     };
     for msg in rx.iter() {
         match msg {
-            ToWorker::Batch(batch) => {
-                for r in batch {
-                    m.event(&r.key, r.event, r.ts, r.max_before);
-                }
+            ToWorker::Batch(mut batch) => {
+                m.events(&mut batch);
                 if m.out.len() >= OUT_BLOCK / 4 && !write(&mut m) {
                     return;
                 }
