@@ -8,6 +8,8 @@
 # For each size: gen_orders.py --events N --seed 1 writes the workload (cached under
 # target/bench/), then, each under /usr/bin/time -v:
 #   target/release/ferrocep match --spec order-timeout.json --input FILE > out
+#   target/release/ferrocep match --workers 1 ...   (one thread parses and matches; when the
+#                                                    binary has --workers)
 #   ../shared/oracle/flink/run.sh bench --spec order-timeout.json --input FILE   (counts only)
 #   ../shared/oracle/flink/run.sh match ...   (full output; sizes <= --flink-match-max)
 # and bench/lib/report.py prints the table: events/s (ferrocep: events / process wall time;
@@ -62,6 +64,11 @@ step "Flink oracle setup ($ORACLE/setup.sh)"
 step "cargo build --release -p ferrocep"
 (cd "$ROOT" && cargo build --release -p ferrocep)
 FERROCEP="$ROOT/target/release/ferrocep"
+# Variants: name and extra arguments. The default uses as many workers as cores.
+variants=("ferrocep|")
+if "$FERROCEP" match --help 2>/dev/null | grep -q -- '--workers'; then
+    variants+=("ferrocep-w1|--workers 1")
+fi
 
 DATA="$ROOT/target/bench/data"
 RUN="$ROOT/target/bench/run-$(date +%Y%m%d-%H%M%S)"
@@ -76,6 +83,7 @@ step "results in $RUN"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "kernel: $(uname -sr)"
+    echo "ferrocep_variants: $(printf '%s;' "${variants[@]}")"
     echo "ferrocep: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (with uncommitted changes)' || true)"
     echo "rustc: $(rustc --version)"
     echo "flink: $(ls "${CEP_ORACLE_CACHE:-$HOME/.cache/cep-oracle}" | sed -n 's/^flink-//p' | head -n1) (oracle, parallelism 1, heap ${CEP_ORACLE_HEAP:-4g}, ${CEP_ORACLE_GC:--XX:+UseParallelGC})"
@@ -99,8 +107,12 @@ for n in "${sizes[@]}"; do
         mv "$input.tmp" "$input"
     fi
     for r in $(seq 1 "$repeat"); do
-        step "[$n events, run $r/$repeat] ferrocep match"
-        timed "$n-ferrocep-$r" "$FERROCEP" match --spec "$SPEC" --input "$input" > "$RUN/$n-ferrocep.out"
+        for v in "${variants[@]}"; do
+            name="${v%%|*}"
+            read -r -a extra <<< "${v#*|}"
+            step "[$n events, run $r/$repeat] ferrocep match ${extra[*]}"
+            timed "$n-$name-$r" "$FERROCEP" match "${extra[@]}" --spec "$SPEC" --input "$input" > "$RUN/$n-$name.out"
+        done
         step "[$n events, run $r/$repeat] Flink bench"
         timed "$n-flink-bench-$r" "$ORACLE/run.sh" bench --spec "$SPEC" --input "$input" > "$RUN/$n-flink-bench-$r.txt"
     done

@@ -4,9 +4,10 @@
   report.py RUN_DIR            print the table and cross-checks; write RUN_DIR/summary.md, raw.csv
   report.py --readme RUN_DIR   print a README.md for bench/runs/<date>-<machine>/
 
-RUN_DIR holds, per size N and repeat r: N-ferrocep-r.time, N-flink-bench-r.{time,txt} (GNU
-`/usr/bin/time -v` output and the oracle's `bench` report), N-ferrocep.out (ferrocep's output
-of the last repeat), and optionally N-flink-match.time / N-flink.out (Flink's `match` output).
+RUN_DIR holds, per size N and repeat r: N-VARIANT-r.time (VARIANT: ferrocep, ferrocep-w1 =
+`--workers 1`), N-flink-bench-r.{time,txt} (GNU `/usr/bin/time -v` output and the oracle's
+`bench` report), N-VARIANT.out (ferrocep's output of the last repeat), N-*.load (load average
+before each run), and optionally N-flink-match.time / N-flink.out (Flink's `match` output).
 Exit status 1 if a cross-check fails.
 """
 import csv
@@ -117,42 +118,43 @@ def fmt_x(x):
     return "-" if x is None else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
 
 
+# ferrocep variants: file name part -> label in the tables.
+VARIANTS = [("ferrocep", "ferrocep"), ("ferrocep-w1", "ferrocep --workers 1")]
+
+
+def read_runs(run, n, name):
+    """The repeats of one engine at one size: parsed time files plus the load before each."""
+    out, r = [], 1
+    while os.path.exists(os.path.join(run, f"{n}-{name}-{r}.time")):
+        t = parse_time_v(os.path.join(run, f"{n}-{name}-{r}.time"))
+        t["load"] = open(os.path.join(run, f"{n}-{name}-{r}.load")).read().strip()
+        if name == "flink-bench":
+            t.update(parse_flink_bench(os.path.join(run, f"{n}-{name}-{r}.txt")))
+        out.append(t)
+        r += 1
+    return out
+
+
 def load_run(run):
     sizes = [int(s) for s in open(os.path.join(run, "sizes.txt")).read().split()]
     results = []
     for n in sizes:
-        fe = []
-        fl = []
-        r = 1
-        while os.path.exists(os.path.join(run, f"{n}-ferrocep-{r}.time")):
-            t = parse_time_v(os.path.join(run, f"{n}-ferrocep-{r}.time"))
-            t["load"] = open(os.path.join(run, f"{n}-ferrocep-{r}.load")).read().strip()
-            fe.append(t)
-            bt = os.path.join(run, f"{n}-flink-bench-{r}.time")
-            if os.path.exists(bt):
-                t = parse_time_v(bt)
-                t.update(parse_flink_bench(os.path.join(run, f"{n}-flink-bench-{r}.txt")))
-                t["load"] = open(os.path.join(run, f"{n}-flink-bench-{r}.load")).read().strip()
-                fl.append(t)
-            r += 1
+        fe = {name: read_runs(run, n, name) for name, _ in VARIANTS}
+        fe = {k: v for k, v in fe.items() if v}
         fm = None
         if os.path.exists(os.path.join(run, f"{n}-flink-match.time")):
             fm = parse_time_v(os.path.join(run, f"{n}-flink-match.time"))
             fm["load"] = open(os.path.join(run, f"{n}-flink-match.load")).read().strip()
-        results.append({"n": n, "ferrocep": fe, "flink": fl, "flink_match": fm})
+        results.append({"n": n, "ferrocep": fe, "flink": read_runs(run, n, "flink-bench"),
+                        "flink_match": fm})
     return results
 
 
 def summarize(run, res):
     """Medians, ratios and cross-checks of one size; returns (row dict, check lines, ok)."""
     n = res["n"]
-    fe, fl = res["ferrocep"], res["flink"]
-    s = {"events": n, "repeats": len(fe)}
-    s["fe_wall"] = med([t["wall_s"] for t in fe])
-    s["fe_cpu"] = med([t["user_s"] + t["sys_s"] for t in fe])
-    s["fe_rss"] = med([t["rss_bytes"] for t in fe])
-    s["fe_eps"] = med([n / t["wall_s"] for t in fe])
-    s["fe_epcpu"] = med([n / (t["user_s"] + t["sys_s"]) for t in fe])
+    fl = res["flink"]
+    s = {"events": n, "variants": []}
     s["fl_wall"] = med([t["wall_s"] for t in fl])
     s["fl_job"] = med([t["job_runtime_s"] for t in fl])
     s["fl_cpu"] = med([t["user_s"] + t["sys_s"] for t in fl])
@@ -160,44 +162,61 @@ def summarize(run, res):
     s["fl_eps_job"] = med([n / t["job_runtime_s"] for t in fl if t["job_runtime_s"]])
     s["fl_eps_wall"] = med([n / t["wall_s"] for t in fl])
     s["fl_epcpu"] = med([n / (t["user_s"] + t["sys_s"]) for t in fl])
-    s["x_job"] = ratio(s["fe_eps"], s["fl_eps_job"])
-    s["x_wall"] = ratio(s["fe_eps"], s["fl_eps_wall"])
-    s["x_cpu"] = ratio(s["fe_epcpu"], s["fl_epcpu"])
-    s["x_rss"] = ratio(s["fl_rss"], s["fe_rss"])
 
     checks, ok = [], True
-    for t in fe + fl + ([res["flink_match"]] if res["flink_match"] else []):
+    everything = fl + ([res["flink_match"]] if res["flink_match"] else [])
+    for ts in res["ferrocep"].values():
+        everything += ts
+    for t in everything:
         if t["exit"] != 0:
             ok = False
             checks.append(f"FAIL a run exited with status {t['exit']}")
-    kinds = count_kinds(os.path.join(run, f"{n}-ferrocep.out"))
-    s["matches"], s["timeouts"], s["late"] = kinds["match"], kinds["timeout"], kinds["late"]
-    for i, t in enumerate(fl, 1):
-        want = (t["events"], t["matches"], t["timeouts"], t["late"])
-        have = (n, kinds["match"], kinds["timeout"], kinds["late"])
-        if want == have:
-            checks.append(f"ok   counts equal Flink bench run {i}: {kinds['match']} matches, "
-                          f"{kinds['timeout']} timeouts, {kinds['late']} late of {n} events")
-        else:
-            ok = False
-            checks.append(f"FAIL counts (events, matches, timeouts, late): ferrocep {have}, "
-                          f"Flink bench run {i} {want}")
     flink_out = os.path.join(run, f"{n}-flink.out")
-    if os.path.exists(flink_out) and res["flink_match"]:
-        a = multiset(os.path.join(run, f"{n}-ferrocep.out"))
-        b = multiset(flink_out)
-        if a == b:
-            checks.append(f"ok   outputs equal as multisets ({sum(a.values())} lines; "
-                          f"Flink match took {res['flink_match']['wall_s']:.1f} s)")
-        else:
-            ok = False
-            missing, extra = b - a, a - b
-            checks.append(f"FAIL outputs differ: {sum(missing.values())} of Flink's lines missing "
-                          f"(e.g. {list(missing)[:2]}), {sum(extra.values())} extra "
-                          f"(e.g. {list(extra)[:2]})")
-    else:
+    flink_set = multiset(flink_out) if os.path.exists(flink_out) and res["flink_match"] else None
+    for name, label in VARIANTS:
+        fe = res["ferrocep"].get(name)
+        if not fe:
+            continue
+        v = {"name": name, "label": label, "repeats": len(fe)}
+        v["wall"] = med([t["wall_s"] for t in fe])
+        v["cpu"] = med([t["user_s"] + t["sys_s"] for t in fe])
+        v["rss"] = med([t["rss_bytes"] for t in fe])
+        v["eps"] = med([n / t["wall_s"] for t in fe])
+        v["epcpu"] = med([n / (t["user_s"] + t["sys_s"]) for t in fe])
+        v["x_job"] = ratio(v["eps"], s["fl_eps_job"])
+        v["x_wall"] = ratio(v["eps"], s["fl_eps_wall"])
+        v["x_cpu"] = ratio(v["epcpu"], s["fl_epcpu"])
+        v["x_rss"] = ratio(s["fl_rss"], v["rss"])
+        out = os.path.join(run, f"{n}-{name}.out")
+        kinds = count_kinds(out)
+        v["kinds"] = kinds
+        for i, t in enumerate(fl, 1):
+            want = (t["events"], t["matches"], t["timeouts"], t["late"])
+            have = (n, kinds["match"], kinds["timeout"], kinds["late"])
+            if want == have:
+                checks.append(f"ok   {label}: counts equal Flink bench run {i}: "
+                              f"{kinds['match']} matches, {kinds['timeout']} timeouts, "
+                              f"{kinds['late']} late of {n} events")
+            else:
+                ok = False
+                checks.append(f"FAIL {label}: counts (events, matches, timeouts, late) {have}, "
+                              f"Flink bench run {i} {want}")
+        if flink_set is not None:
+            mine = multiset(out)
+            if mine == flink_set:
+                checks.append(f"ok   {label}: output equals Flink match's as a multiset "
+                              f"({sum(mine.values())} lines)")
+            else:
+                ok = False
+                missing, extra = flink_set - mine, mine - flink_set
+                checks.append(f"FAIL {label}: outputs differ: {sum(missing.values())} of Flink's "
+                              f"lines missing (e.g. {list(missing)[:2]}), "
+                              f"{sum(extra.values())} extra (e.g. {list(extra)[:2]})")
+        s["variants"].append(v)
+    if flink_set is None:
         checks.append("--   full outputs not compared (no Flink match run at this size)")
-    s["outputs_compared"] = os.path.exists(flink_out)
+    else:
+        checks.append(f"--   (Flink match took {res['flink_match']['wall_s']:.1f} s)")
     s["checks_ok"] = ok
     return s, checks, ok
 
@@ -210,26 +229,29 @@ def table(rows):
     ]
     for s in rows:
         n = f"{s['events']:,}"
-        out.append(f"| {n} | ferrocep | {fmt_s(s['fe_wall'])} | {fmt_rate(s['fe_eps'])} | - | - | "
-                   f"{fmt_s(s['fe_cpu'])} | {fmt_rate(s['fe_epcpu'])} | {fmt_mib(s['fe_rss'])} |")
+        for v in s["variants"]:
+            out.append(f"| {n} | {v['label']} | {fmt_s(v['wall'])} | {fmt_rate(v['eps'])} | - | - | "
+                       f"{fmt_s(v['cpu'])} | {fmt_rate(v['epcpu'])} | {fmt_mib(v['rss'])} |")
         out.append(f"| {n} | Flink 2.3 | {fmt_s(s['fl_wall'])} | {fmt_rate(s['fl_eps_wall'])} | "
                    f"{fmt_s(s['fl_job'])} | {fmt_rate(s['fl_eps_job'])} | {fmt_s(s['fl_cpu'])} | "
                    f"{fmt_rate(s['fl_epcpu'])} | {fmt_mib(s['fl_rss'])} |")
     out += [
         "",
-        "| events | ferrocep ÷ Flink: events/s vs Flink job runtime | vs Flink process wall | "
+        "| events | engine | ÷ Flink: events/s vs Flink job runtime | vs Flink process wall | "
         "events per CPU-s | peak RSS (Flink ÷ ferrocep) |",
-        "|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     for s in rows:
-        out.append(f"| {s['events']:,} | {fmt_x(s['x_job'])} | {fmt_x(s['x_wall'])} | "
-                   f"{fmt_x(s['x_cpu'])} | {fmt_x(s['x_rss'])} |")
+        for v in s["variants"]:
+            out.append(f"| {s['events']:,} | {v['label']} | {fmt_x(v['x_job'])} | "
+                       f"{fmt_x(v['x_wall'])} | {fmt_x(v['x_cpu'])} | {fmt_x(v['x_rss'])} |")
     return "\n".join(out)
 
 
 NOTES = """\
 - ferrocep events/s = events / wall time of the whole `ferrocep match` process (it writes every
-  output line to a file); Flink's `bench` only counts outputs. Flink events/s (job) = events /
+  output line to a file; by default it uses as many workers as cores, `--workers 1` parses and
+  matches on one thread); Flink's `bench` only counts outputs. Flink events/s (job) = events /
   the net job runtime Flink reports (no JVM or mini-cluster start-up); (wall) = events / wall
   time of the whole process. CPU = user + sys of the whole process (all threads, GC, JIT).
 - Peak RSS = `Maximum resident set size` of `/usr/bin/time -v` (Flink: `-Xmx4g`, ParallelGC).
@@ -246,11 +268,12 @@ def write_raw(run, results):
                     "flink_job_runtime_s", "flink_execute_wall_s", "matches", "timeouts", "late",
                     "loadavg_1_5_15_before"])
         for res in results:
-            kinds = count_kinds(os.path.join(run, f"{res['n']}-ferrocep.out"))
-            for i, t in enumerate(res["ferrocep"], 1):
-                w.writerow([res["n"], "ferrocep", i, t["wall_s"], t["user_s"], t["sys_s"],
-                            t["rss_bytes"] // 1024, "", "", kinds["match"], kinds["timeout"],
-                            kinds["late"], t["load"]])
+            for name, runs in res["ferrocep"].items():
+                kinds = count_kinds(os.path.join(run, f"{res['n']}-{name}.out"))
+                for i, t in enumerate(runs, 1):
+                    w.writerow([res["n"], name, i, t["wall_s"], t["user_s"], t["sys_s"],
+                                t["rss_bytes"] // 1024, "", "", kinds["match"], kinds["timeout"],
+                                kinds["late"], t["load"]])
             for i, t in enumerate(res["flink"], 1):
                 w.writerow([res["n"], "flink-bench", i, t["wall_s"], t["user_s"], t["sys_s"],
                             t["rss_bytes"] // 1024, t["job_runtime_s"], t["execute_wall_s"],
@@ -271,7 +294,8 @@ def report(run):
         lines.append(f"{res['n']:,} events:")
         lines += ["  " + c for c in checks]
     loads = [float(t["load"].split()[0]) for res in results
-             for t in res["ferrocep"] + res["flink"] + ([res["flink_match"]] if res["flink_match"] else [])]
+             for t in sum(res["ferrocep"].values(), []) + res["flink"]
+             + ([res["flink_match"]] if res["flink_match"] else [])]
     cores = os.cpu_count() or 0
     load_line = (f"- 1-minute load average before the runs: {min(loads):.1f} to {max(loads):.1f} "
                  f"on {cores} cores" + (" (other jobs were running: expect both engines, Flink's "
