@@ -51,8 +51,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{Location, SpecError, SpecErrorKind, Syntax};
-pub use event::JsonEvent;
-pub use set::{IngestedRef, SetError, SpecSet};
+pub use event::{Conditions, JsonEvent};
+pub use set::{IngestedParts, IngestedRef, SetError, SpecSet};
 
 use crate::event::{recycle_values, Extractor, LineError, Value};
 use crate::expr::Expr;
@@ -330,10 +330,12 @@ impl Spec {
                 })
             }
         };
-        let event = JsonEvent::from_results(
+        let event = JsonEvent::own(
             Arc::from(extracted.json),
-            self.conditions.len(),
-            self.conditions.iter().map(|c| c.test(values)),
+            Conditions::from_results(
+                self.conditions.len(),
+                self.conditions.iter().map(|c| c.test(values)),
+            ),
         );
         Ok(Ingested {
             key,

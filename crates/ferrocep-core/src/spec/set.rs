@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::event::{recycle_values, Extractor, LineError, Value};
 use crate::expr::{Expr, Fields};
 
-use super::{JsonEvent, Spec};
+use super::{Conditions, JsonEvent, Spec};
 
 /// Why specs cannot share one run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,20 @@ pub struct IngestedRef<'a> {
     pub timestamp: Option<i64>,
     /// The event, the conditions of every spec evaluated.
     pub event: JsonEvent,
+}
+
+/// An input line read by [`SpecSet::ingest_parts`]: what makes an event,
+/// before it has its line.
+#[derive(Clone, Debug)]
+pub struct IngestedParts<'a> {
+    /// JSON text of the key value; `None` when the specs have no `key`.
+    pub key: Option<Cow<'a, str>>,
+    /// Event timestamp in ms; `None` in processing time.
+    pub timestamp: Option<i64>,
+    /// The line as the event keeps it (trimmed, as [`Spec::ingest`] says).
+    pub json: &'a str,
+    /// The conditions of every spec.
+    pub conditions: Conditions,
 }
 
 fn name_of(spec: &Spec, i: usize) -> String {
@@ -186,6 +200,22 @@ impl SpecSet {
         line: &'a str,
         scratch: &mut Vec<Value<'static>>,
     ) -> Result<IngestedRef<'a>, LineError> {
+        let p = self.ingest_parts(line, scratch)?;
+        Ok(IngestedRef {
+            key: p.key,
+            timestamp: p.timestamp,
+            event: JsonEvent::own(Arc::from(p.json), p.conditions),
+        })
+    }
+
+    /// [`SpecSet::ingest_with`] without making the event: the caller puts
+    /// [`IngestedParts::json`] where it likes (a block shared by many events,
+    /// see [`JsonEvent::in_block`]).
+    pub fn ingest_parts<'a>(
+        &self,
+        line: &'a str,
+        scratch: &mut Vec<Value<'static>>,
+    ) -> Result<IngestedParts<'a>, LineError> {
         let mut values = recycle_values(std::mem::take(scratch));
         let result = self.ingest_values(line, &mut values);
         *scratch = recycle_values(values);
@@ -196,7 +226,7 @@ impl SpecSet {
         &self,
         line: &'a str,
         values: &mut Vec<Value<'a>>,
-    ) -> Result<IngestedRef<'a>, LineError> {
+    ) -> Result<IngestedParts<'a>, LineError> {
         let extracted = self.extractor.extract(line, values)?;
         // The extractor reports a missing key or time; these are only safety nets.
         let key = match (self.keyed, extracted.key) {
@@ -217,15 +247,15 @@ impl SpecSet {
                 })
             }
         };
-        let event = JsonEvent::from_results(
-            Arc::from(extracted.json),
+        let conditions = Conditions::from_results(
             self.conditions.len(),
             self.conditions.iter().map(|c| c.test(values)),
         );
-        Ok(IngestedRef {
+        Ok(IngestedParts {
             key,
             timestamp,
-            event,
+            json: extracted.json,
+            conditions,
         })
     }
 }
