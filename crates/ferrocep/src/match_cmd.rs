@@ -31,12 +31,13 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::spec::{JsonEvent, Spec, SpecSet};
+use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::Nfa;
 
@@ -249,6 +250,77 @@ pub(crate) struct Routed {
     pub event: JsonEvent,
 }
 
+/// The events of a chunk being read: their lines are copied one after the
+/// other into a text block per worker, which the events then share (one
+/// allocation per block and chunk instead of one per event; a block is freed
+/// with the last of its events, so it holds the lines of a chunk's events,
+/// and never the bad or blank lines).
+pub(crate) struct Blocks {
+    texts: Vec<String>,
+    pending: Vec<Pending>,
+}
+
+struct Pending {
+    key: Key,
+    ts: i64,
+    block: u32,
+    range: Range<usize>,
+    conditions: Conditions,
+}
+
+impl Blocks {
+    /// Room for `n` blocks.
+    pub fn new(n: usize) -> Blocks {
+        Blocks {
+            texts: vec![String::new(); n.max(1)],
+            pending: Vec::new(),
+        }
+    }
+
+    /// Number of events since the last [`Blocks::finish`].
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// An event of `block` (below `n`), its line `json`.
+    #[inline]
+    pub fn push(&mut self, block: usize, key: Key, ts: i64, json: &str, conditions: Conditions) {
+        let text = &mut self.texts[block];
+        let start = text.len();
+        text.push_str(json);
+        self.pending.push(Pending {
+            key,
+            ts,
+            block: block as u32,
+            range: start..text.len(),
+            conditions,
+        });
+    }
+
+    /// Makes the blocks and hands out their events in the order they came:
+    /// `(block, key, timestamp, event)`.
+    pub fn finish(&mut self, mut f: impl FnMut(usize, Key, i64, JsonEvent)) {
+        let shared: Vec<Option<Arc<str>>> = self
+            .texts
+            .iter_mut()
+            .map(|t| {
+                let block = (!t.is_empty()).then(|| Arc::from(t.as_str()));
+                t.clear();
+                block
+            })
+            .collect();
+        for p in self.pending.drain(..) {
+            let b = p.block as usize;
+            let event = shared[b]
+                .as_ref()
+                .and_then(|text| JsonEvent::in_block(text, p.range, p.conditions.clone()))
+                // Every range is a line just copied into its block.
+                .unwrap_or_else(|| JsonEvent::from_parts("", &[]));
+            f(b, p.key, p.ts, event);
+        }
+    }
+}
+
 /// One operator per spec over the keys of one partition, and the output
 /// they have produced and not yet handed on.
 ///
@@ -371,6 +443,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     let mut line_no: u64 = 0;
     let mut max: Option<i64> = None;
     let mut batch: Vec<Routed> = Vec::new();
+    let mut blocks = Blocks::new(1);
     let result = (|| {
         loop {
             match reader.next_chunk(&mut buf) {
@@ -383,20 +456,15 @@ fn run_sequential<R: Read, W: Write, D: Write>(
             for line in Lines::new(&buf) {
                 line_no += 1;
                 let text = decode(line, line_no == 1);
-                match set.ingest_with(&text, &mut scratch) {
-                    Ok(ing) => {
-                        let key = Key::from_opt(ing.key.as_deref());
+                match set.ingest_parts(&text, &mut scratch) {
+                    Ok(p) => {
+                        let key = Key::from_opt(p.key.as_deref());
                         if plan.event_time {
-                            let ts = ing.timestamp.unwrap_or(0);
-                            batch.push(Routed {
-                                key,
-                                ts,
-                                max_before: max,
-                                event: ing.event,
-                            });
-                            max = Some(max.map_or(ts, |m| m.max(ts)));
+                            let ts = p.timestamp.unwrap_or(0);
+                            blocks.push(0, key, ts, p.json, p.conditions);
                         } else {
-                            m.event_now(&key, ing.event, wall_clock_ms());
+                            let event = JsonEvent::own(Arc::from(p.json), p.conditions);
+                            m.event_now(&key, event, wall_clock_ms());
                         }
                     }
                     Err(e) if options.strict => {
@@ -408,6 +476,15 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                     }
                 }
             }
+            blocks.finish(|_, key, ts, event| {
+                batch.push(Routed {
+                    key,
+                    ts,
+                    max_before: max,
+                    event,
+                });
+                max = Some(max.map_or(ts, |m| m.max(ts)));
+            });
             if !batch.is_empty() {
                 m.events(&mut batch);
             }

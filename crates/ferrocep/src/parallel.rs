@@ -39,7 +39,7 @@ use ferrocep_core::spec::{JsonEvent, SpecSet};
 
 use crate::input::{decode, ChunkReader, Lines};
 use crate::key::Key;
-use crate::match_cmd::{EndOfInput, Matcher, Options, Plan, Routed, Stop, OUT_BLOCK};
+use crate::match_cmd::{Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop, OUT_BLOCK};
 
 /// An event ready for its worker.
 struct Parsed {
@@ -131,10 +131,11 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
             let parsed_tx = parsed_tx.clone();
             spawn(s, format!("ferrocep-parse-{i}"), move || {
                 let mut scratch = Vec::new();
+                let mut blocks = Blocks::new(n);
                 loop {
                     let next = chunk_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok((seq, raw)) = next else { break };
-                    let parsed = parse_chunk(set, seq, raw, n, &mut scratch);
+                    let parsed = parse_chunk(set, seq, raw, n, &mut scratch, &mut blocks);
                     if parsed_tx.send(parsed).is_err() {
                         break;
                     }
@@ -188,32 +189,38 @@ fn parse_chunk(
     raw: Vec<u8>,
     workers: usize,
     scratch: &mut Vec<Value<'static>>,
+    blocks: &mut Blocks,
 ) -> ParsedChunk {
-    let mut events = Vec::with_capacity(raw.len() / 64);
     let mut bad = Vec::new();
     let mut lines = 0;
     for line in Lines::new(&raw) {
         lines += 1;
         let text = decode(line, seq == 0 && lines == 1);
-        match set.ingest_with(&text, scratch) {
-            Ok(ing) => {
-                let key = Key::from_opt(ing.key.as_deref());
+        match set.ingest_parts(&text, scratch) {
+            Ok(p) => {
+                let key = Key::from_opt(p.key.as_deref());
                 // Multiply-shift: the high bits of the hash pick the worker.
-                let worker = ((u128::from(key.route_hash()) * workers as u128) >> 64) as u32;
-                events.push(Parsed {
-                    key,
-                    ts: ing.timestamp.unwrap_or(0),
-                    event: ing.event,
-                    worker,
-                });
+                let worker = ((u128::from(key.route_hash()) * workers as u128) >> 64) as usize;
+                let ts = p.timestamp.unwrap_or(0);
+                blocks.push(worker, key, ts, p.json, p.conditions);
             }
             Err(e) => bad.push(BadLine {
                 line: lines,
-                before: events.len(),
+                before: blocks.len(),
                 reason: e.reason,
             }),
         }
     }
+    // A block per worker: only that worker's thread touches its count.
+    let mut events = Vec::with_capacity(blocks.len());
+    blocks.finish(|worker, key, ts, event| {
+        events.push(Parsed {
+            key,
+            ts,
+            event,
+            worker: worker as u32,
+        })
+    });
     ParsedChunk {
         seq,
         lines,
