@@ -154,7 +154,15 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
             });
         }
         // The sequencer, on this thread.
-        let result = sequence(parsed_rx, &pool_tx, &to_workers, errors, options, &stop);
+        let result = sequence(
+            parsed_rx,
+            &pool_tx,
+            &to_workers,
+            errors,
+            options,
+            &stop,
+            &read_error,
+        );
         drop(pool_tx);
         drop(to_workers);
         result
@@ -238,6 +246,7 @@ fn sequence<D: Write>(
     errors: &mut D,
     options: &Options,
     stop: &AtomicBool,
+    read_error: &Mutex<Option<io::Error>>,
 ) -> Result<(), Stop> {
     let n = to_workers.len();
     let mut waiting: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
@@ -296,7 +305,14 @@ fn sequence<D: Write>(
             }
         }
     }
+    // The reader has ended when the parsed chunks have: a read error is
+    // known by now, and, as a stop, it does not flush.
+    let read_failed = read_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some();
     let flush = result.is_ok()
+        && !read_failed
         && !stop.load(Ordering::Relaxed)
         && options.end_of_input == EndOfInput::Flush;
     for tx in to_workers {

@@ -223,3 +223,16 @@ fn workers_must_be_positive() {
     let run = run_match(&spec, &input, &["--workers", "0"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
 }
+
+#[test]
+fn unreadable_input_exits_2_with_any_worker_count() {
+    let tmp = TempDir::new("workers-unreadable");
+    let spec = tmp.file("spec.json", SPEC);
+    // A directory opens but cannot be read.
+    for w in ["1", "4"] {
+        let run = run_match(&spec, tmp.path(), &["--workers", w]);
+        assert_eq!(run.code, Some(2), "--workers {w}: {}", run.stderr);
+        assert!(run.stderr.contains("reading input"), "{}", run.stderr);
+        assert_eq!(run.stdout, "");
+    }
+}
