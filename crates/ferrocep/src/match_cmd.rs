@@ -44,7 +44,7 @@ use ferrocep_core::Nfa;
 use crate::cli::Failure;
 use crate::input::{decode, ChunkReader, Lines};
 use crate::key::Key;
-use crate::output::{pattern_label, VecSink};
+use crate::output::{pattern_label, Spill, VecSink, WriterSpill, SPILL_AT};
 
 /// What happens when a bounded input ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -94,9 +94,6 @@ pub struct Options {
     /// Number of workers (1: everything on the calling thread).
     pub workers: usize,
 }
-
-/// Output is handed to the real writer in blocks of about this size.
-pub(crate) const OUT_BLOCK: usize = 1 << 20;
 
 /// Runs `ferrocep match`, writing outputs to stdout and bad lines to stderr.
 pub fn run(args: &MatchArgs) -> Result<(), Failure> {
@@ -335,7 +332,7 @@ pub(crate) struct Matcher {
     /// Per operator, the largest timestamp whose watermark it has.
     applied: Vec<Option<i64>>,
     /// Output lines not yet written.
-    pub out: Vec<u8>,
+    out: Vec<u8>,
 }
 
 impl Matcher {
@@ -354,47 +351,50 @@ impl Matcher {
             ooo: plan.ooo.clone(),
             labels: plan.labels.clone(),
             applied: vec![None; plan.nfas.len()],
-            out: Vec::with_capacity(OUT_BLOCK + (OUT_BLOCK >> 2)),
+            out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
         }
     }
 
     /// Event-time events, in input order (`batch` is left empty).
-    pub fn events(&mut self, batch: &mut Vec<Routed>) {
+    pub fn events(&mut self, batch: &mut Vec<Routed>, spill: &mut dyn Spill) {
         let n = self.ops.len();
-        for i in 0..n.saturating_sub(1) {
-            for r in batch.iter() {
-                self.event_at(i, &r.key, r.event.clone(), r.ts, r.max_before);
+        for i in 0..n {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+                spill: &mut *spill,
+            };
+            let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
+            // The watermark that preceded each event, then the event.
+            let mut feed = |key: &Key, ts: i64, max: Option<i64>, event: JsonEvent| {
+                if *applied != max {
+                    *applied = max;
+                    op.advance_time(watermark(max, ooo), &mut sink);
+                }
+                op.process_element_by(key, event, ts, &mut sink);
+            };
+            if i + 1 < n {
+                for r in batch.iter() {
+                    feed(&r.key, r.ts, r.max_before, r.event.clone());
+                }
+            } else {
+                // The last operator takes the events themselves.
+                for r in batch.drain(..) {
+                    feed(&r.key, r.ts, r.max_before, r.event);
+                }
             }
         }
-        // The last operator takes the events themselves.
-        for r in batch.drain(..) {
-            self.event_at(n - 1, &r.key, r.event, r.ts, r.max_before);
-        }
-    }
-
-    /// Operator `i`: the watermark that preceded the event, then the event.
-    #[inline]
-    fn event_at(&mut self, i: usize, key: &Key, event: JsonEvent, ts: i64, max: Option<i64>) {
-        let mut sink = VecSink {
-            out: &mut self.out,
-            label: &self.labels[i],
-        };
-        let op = &mut self.ops[i];
-        if self.applied[i] != max {
-            self.applied[i] = max;
-            op.advance_time(watermark(max, self.ooo[i]), &mut sink);
-        }
-        op.process_element_by(key, event, ts, &mut sink);
     }
 
     /// A processing-time event, arriving at `now`.
-    pub fn event_now(&mut self, key: &Key, event: JsonEvent, now: i64) {
+    pub fn event_now(&mut self, key: &Key, event: JsonEvent, now: i64, spill: &mut dyn Spill) {
         let n = self.ops.len();
         let mut event = Some(event);
         for (i, op) in self.ops.iter_mut().enumerate() {
             let mut sink = VecSink {
                 out: &mut self.out,
                 label: &self.labels[i],
+                spill: &mut *spill,
             };
             op.advance_time(now, &mut sink);
             let e = if i + 1 == n {
@@ -410,11 +410,12 @@ impl Matcher {
 
     /// The end of an event-time input whose largest timestamp is `max`: its
     /// last watermark, then +infinity when `flush`.
-    pub fn finish(&mut self, max: Option<i64>, flush: bool) {
+    pub fn finish(&mut self, max: Option<i64>, flush: bool, spill: &mut dyn Spill) {
         for (i, op) in self.ops.iter_mut().enumerate() {
             let mut sink = VecSink {
                 out: &mut self.out,
                 label: &self.labels[i],
+                spill: &mut *spill,
             };
             if self.applied[i] != max {
                 self.applied[i] = max;
@@ -425,6 +426,19 @@ impl Matcher {
             }
         }
     }
+
+    /// Hands the lines not yet written to `spill`.
+    pub fn flush_out(&mut self, spill: &mut dyn Spill) {
+        if !self.out.is_empty() {
+            spill.spill(&self.out);
+            self.out.clear();
+        }
+    }
+
+    /// Bytes of output not yet written.
+    pub fn pending_out(&self) -> usize {
+        self.out.len()
+    }
 }
 
 /// Everything on the calling thread, line after line.
@@ -432,11 +446,12 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     set: &SpecSet,
     plan: &Plan,
     input: R,
-    mut out: W,
+    out: W,
     errors: &mut D,
     options: &Options,
 ) -> Result<(), Stop> {
     let mut m = Matcher::new(plan);
+    let mut out = WriterSpill { out, error: None };
     let mut reader = ChunkReader::new(input);
     let mut buf = Vec::new();
     let mut scratch = Vec::new(); // field values, reused from line to line
@@ -464,7 +479,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                             blocks.push(0, key, ts, p.json, p.conditions);
                         } else {
                             let event = JsonEvent::own(Arc::from(p.json), p.conditions);
-                            m.event_now(&key, event, wall_clock_ms());
+                            m.event_now(&key, event, wall_clock_ms(), &mut out);
                         }
                     }
                     Err(e) if options.strict => {
@@ -486,29 +501,32 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                 max = Some(max.map_or(ts, |m| m.max(ts)));
             });
             if !batch.is_empty() {
-                m.events(&mut batch);
+                m.events(&mut batch, &mut out);
             }
             if let Some(stop) = bad {
                 return Err(stop);
             }
             // Once a chunk (a live source shows its outputs as they come).
-            if !m.out.is_empty() {
-                out.write_all(&m.out).map_err(Stop::Output)?;
-                m.out.clear();
+            m.flush_out(&mut out);
+            if let Some(e) = out.error.take() {
+                return Err(Stop::Output(e));
             }
         }
         Ok(())
     })();
+    if matches!(result, Err(Stop::Output(_))) {
+        return result;
+    }
     if plan.event_time {
         // The watermark of the last good event was due before anything stopped.
         let flush = result.is_ok() && options.end_of_input == EndOfInput::Flush;
-        m.finish(max, flush);
+        m.finish(max, flush, &mut out);
     }
-    if !matches!(result, Err(Stop::Output(_))) {
-        out.write_all(&m.out)
-            .and_then(|()| out.flush())
-            .map_err(Stop::Output)?;
+    m.flush_out(&mut out);
+    if let Some(e) = out.error.take() {
+        return Err(Stop::Output(e));
     }
+    out.out.flush().map_err(Stop::Output)?;
     result
 }
 

@@ -292,14 +292,38 @@ impl<W: Write, K: KeyJson, E: RawJson> OutputSink<K, E> for JsonLinesSink<W> {
     }
 }
 
+/// Where a [`VecSink`] hands its buffer once it holds [`SPILL_AT`] bytes: a
+/// block of whole lines for the real output. Write errors are the
+/// implementation's to keep.
+pub trait Spill {
+    /// Takes a block of whole output lines.
+    fn spill(&mut self, block: &[u8]);
+}
+
+/// A [`VecSink`] hands its buffer on at this size.
+pub const SPILL_AT: usize = 1 << 20;
+
 /// Writes the contract's JSON lines into a byte buffer, each line labelled
-/// with `label` (empty, or a [`pattern_label`]). Writing into memory cannot
-/// fail; the owner moves the buffer to the real output.
+/// with `label` (empty, or a [`pattern_label`]); a full buffer goes to
+/// `spill`, so that memory stays bounded whatever one call of the engine
+/// outputs. Writing into memory cannot fail.
 pub struct VecSink<'a> {
     /// Where lines go.
     pub out: &'a mut Vec<u8>,
     /// Written after `kind` in every line.
     pub label: &'a [u8],
+    /// Where a full buffer goes.
+    pub spill: &'a mut dyn Spill,
+}
+
+impl VecSink<'_> {
+    #[inline]
+    fn check(&mut self) {
+        if self.out.len() >= SPILL_AT {
+            self.spill.spill(self.out);
+            self.out.clear();
+        }
+    }
 }
 
 // Writes into a `Vec` cannot fail: their results are dropped.
@@ -307,16 +331,38 @@ impl<K: KeyJson, E: RawJson> OutputSink<K, E> for VecSink<'_> {
     #[inline]
     fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: i64) {
         let _ = write_match(self.out, self.label, key, m);
+        self.check();
     }
 
     #[inline]
     fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64) {
         let _ = write_timeout(self.out, self.label, key, m, timeout_at);
+        self.check();
     }
 
     #[inline]
     fn on_late(&mut self, key: &K, event: &E, _timestamp: i64) {
         let _ = write_late(self.out, self.label, key, event);
+        self.check();
+    }
+}
+
+/// A [`Spill`] into a writer, keeping the first write error (and dropping
+/// everything after it).
+pub struct WriterSpill<W> {
+    /// The real output.
+    pub out: W,
+    /// The first write error.
+    pub error: Option<io::Error>,
+}
+
+impl<W: Write> Spill for WriterSpill<W> {
+    fn spill(&mut self, block: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(block) {
+                self.error = Some(e);
+            }
+        }
     }
 }
 
@@ -385,6 +431,35 @@ mod tests {
             text,
             "{\"kind\":\"late\",\"key\":7,\"event\":{\"user\":7}}\n"
         );
+    }
+
+    #[test]
+    fn vec_sink_spills_whole_lines_when_full() {
+        struct Blocks(Vec<Vec<u8>>);
+        impl Spill for Blocks {
+            fn spill(&mut self, block: &[u8]) {
+                self.0.push(block.to_vec());
+            }
+        }
+        let e = "x".repeat(1000);
+        let mut blocks = Blocks(Vec::new());
+        let mut out = Vec::new();
+        let mut sink = VecSink {
+            out: &mut out,
+            label: b",\"pattern\":\"p\"",
+            spill: &mut blocks,
+        };
+        for _ in 0..3_000 {
+            OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, 1);
+        }
+        let line = format!("{{\"kind\":\"late\",\"pattern\":\"p\",\"event\":{e}}}\n");
+        let per_block = SPILL_AT.div_ceil(line.len());
+        assert_eq!(blocks.0.len(), 3_000 / per_block);
+        for b in &blocks.0 {
+            assert_eq!(b.len(), per_block * line.len());
+            assert!(b.starts_with(line.as_bytes()) && b.ends_with(b"\n"));
+        }
+        assert_eq!(out.len(), (3_000 % per_block) * line.len());
     }
 
     #[test]

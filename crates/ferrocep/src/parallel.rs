@@ -39,7 +39,8 @@ use ferrocep_core::spec::{JsonEvent, SpecSet};
 
 use crate::input::{decode, ChunkReader, Lines};
 use crate::key::Key;
-use crate::match_cmd::{Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop, OUT_BLOCK};
+use crate::match_cmd::{Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
+use crate::output::{Spill, SPILL_AT};
 
 /// An event ready for its worker.
 struct Parsed {
@@ -321,6 +322,27 @@ fn sequence<D: Write>(
     result
 }
 
+/// A worker's way to the shared output: a block at a time, under the lock;
+/// the first error stops the run.
+struct SharedSpill<'a, W> {
+    output: &'a Mutex<(W, Option<io::Error>)>,
+    stop: &'a AtomicBool,
+    failed: bool,
+}
+
+impl<W: Write> Spill for SharedSpill<'_, W> {
+    fn spill(&mut self, block: &[u8]) {
+        let mut o = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        if o.1.is_none() {
+            if let Err(e) = o.0.write_all(block) {
+                o.1 = Some(e);
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+        self.failed = o.1.is_some();
+    }
+}
+
 /// One worker: matches its events, writes its outputs in blocks.
 fn work<W: Write>(
     plan: &Plan,
@@ -329,32 +351,28 @@ fn work<W: Write>(
     stop: &AtomicBool,
 ) {
     let mut m = Matcher::new(plan);
-    let write = |m: &mut Matcher| -> bool {
-        let mut o = output.lock().unwrap_or_else(|p| p.into_inner());
-        if o.1.is_none() {
-            if let Err(e) = o.0.write_all(&m.out) {
-                o.1 = Some(e);
-                stop.store(true, Ordering::Relaxed);
-            }
-        }
-        m.out.clear();
-        o.1.is_none()
+    let mut out = SharedSpill {
+        output,
+        stop,
+        failed: false,
     };
     for msg in rx.iter() {
         match msg {
             ToWorker::Batch(mut batch) => {
-                m.events(&mut batch);
-                if m.out.len() >= OUT_BLOCK / 4 && !write(&mut m) {
+                m.events(&mut batch, &mut out);
+                if m.pending_out() >= SPILL_AT / 4 {
+                    m.flush_out(&mut out);
+                }
+                if out.failed {
+                    // Dropping the queue ends the sequencer too.
                     return;
                 }
             }
             ToWorker::End(max, flush) => {
-                m.finish(max, flush);
+                m.finish(max, flush, &mut out);
                 break;
             }
         }
     }
-    if !m.out.is_empty() {
-        write(&mut m);
-    }
+    m.flush_out(&mut out);
 }
