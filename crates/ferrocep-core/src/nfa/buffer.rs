@@ -10,6 +10,8 @@
 //! vanish when released), since that decides which paths a later extraction
 //! can still see.
 
+use std::num::NonZeroU32;
+
 use slab::Slab;
 use smallvec::SmallVec;
 
@@ -37,7 +39,8 @@ pub(crate) type EventIdx = u32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct NodeRef {
     idx: u32,
-    gen: u32,
+    // Never zero, so that `Option<NodeRef>` takes 8 bytes in every run.
+    gen: NonZeroU32,
 }
 
 pub(crate) struct EventEntry<E> {
@@ -53,7 +56,7 @@ struct Edge {
 }
 
 struct Node {
-    gen: u32,
+    gen: NonZeroU32,
     stage: u32,
     event: EventIdx,
     lock: u32,
@@ -64,7 +67,7 @@ struct Node {
 pub struct SharedBuffer<E> {
     events: Slab<EventEntry<E>>,
     nodes: Slab<Node>,
-    next_gen: u32,
+    next_gen: NonZeroU32,
     /// Nodes created for the event being processed: (stage, node).
     current_nodes: Vec<(u32, NodeRef)>,
     /// Spare run vectors, so that processing an event allocates nothing.
@@ -78,7 +81,7 @@ impl<E> Default for SharedBuffer<E> {
         SharedBuffer {
             events: Slab::new(),
             nodes: Slab::new(),
-            next_gen: 0,
+            next_gen: NonZeroU32::MIN,
             current_nodes: Vec::new(),
             run_pool: Vec::new(),
             scratch: Default::default(),
@@ -188,7 +191,8 @@ impl<E> SharedBuffer<E> {
             None => {
                 self.events[ev as usize].lock += 1;
                 let gen = self.next_gen;
-                self.next_gen = self.next_gen.wrapping_add(1);
+                self.next_gen =
+                    NonZeroU32::new(gen.get().wrapping_add(1)).unwrap_or(NonZeroU32::MIN);
                 let idx = self.nodes.insert(Node {
                     gen,
                     stage,
@@ -302,5 +306,17 @@ impl<E> SharedBuffer<E> {
             }
         }
         result
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Nodes and edges are held per pending partial match: keep them small.
+    #[test]
+    fn compact_nodes() {
+        assert_eq!(std::mem::size_of::<Option<NodeRef>>(), 8);
+        assert_eq!(std::mem::size_of::<Edge>(), 32);
+        assert_eq!(std::mem::size_of::<Node>(), 56);
     }
 }

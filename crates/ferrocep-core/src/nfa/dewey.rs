@@ -1,72 +1,165 @@
 //! Dewey numbers (Flink `DeweyNumber`): the version of a branch of a partial
 //! match. Shared-buffer edges carry the version of the run that made them, so
 //! that extraction follows only the edges of one branch.
-
-use smallvec::SmallVec;
+//!
+//! Every run and every edge holds one, so the representation is 16 bytes:
+//! up to six digits inline (the first, which counts the runs a key has
+//! started, up to `u32::MAX`; the others, which count branches and loop
+//! iterations, up to `u16::MAX`), a boxed slice otherwise. Equal versions
+//! always take the same form.
 
 /// A branch version such as `1.0.2`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DeweyNumber(SmallVec<[u32; 4]>);
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DeweyNumber(Repr);
 
-impl Clone for DeweyNumber {
-    fn clone(&self) -> Self {
-        DeweyNumber(SmallVec::from_slice(&self.0))
-    }
+const INLINE_REST: usize = 5;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Inline {
+        len: u8,
+        first: u32,
+        rest: [u16; INLINE_REST],
+    },
+    Heap(Box<Box<[u32]>>),
 }
 
 impl DeweyNumber {
+    fn from_digits(d: &[u32]) -> Self {
+        let fits = !d.is_empty()
+            && d.len() <= 1 + INLINE_REST
+            && d[1..].iter().all(|&x| x <= u16::MAX as u32);
+        if fits {
+            let mut rest = [0u16; INLINE_REST];
+            for (r, &x) in rest.iter_mut().zip(&d[1..]) {
+                *r = x as u16;
+            }
+            DeweyNumber(Repr::Inline {
+                len: d.len() as u8,
+                first: d[0],
+                rest,
+            })
+        } else {
+            DeweyNumber(Repr::Heap(Box::new(d.into())))
+        }
+    }
+
+    /// Digit `i` (`i < len`).
+    #[inline]
+    fn digit(&self, i: usize) -> u32 {
+        match &self.0 {
+            Repr::Inline { first, rest, .. } => {
+                if i == 0 {
+                    *first
+                } else {
+                    rest[i - 1] as u32
+                }
+            }
+            Repr::Heap(d) => d[i],
+        }
+    }
+
+    fn digits(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|i| self.digit(i))
+    }
+
+    /// Copies the digits into `buf`, returning the used prefix.
+    fn to_buf<'b>(&self, buf: &'b mut [u32; 1 + INLINE_REST + 1]) -> Option<&'b mut [u32]> {
+        let n = self.len();
+        if n > buf.len() {
+            return None;
+        }
+        for (i, b) in buf.iter_mut().enumerate().take(n) {
+            *b = self.digit(i);
+        }
+        Some(&mut buf[..n])
+    }
+
     /// A one-digit version.
     pub fn new(start: u32) -> Self {
-        let mut v = SmallVec::new();
-        v.push(start);
-        DeweyNumber(v)
+        DeweyNumber(Repr::Inline {
+            len: 1,
+            first: start,
+            rest: [0; INLINE_REST],
+        })
     }
 
     /// Adds `times` to the last digit.
     pub fn increase(&self, times: u32) -> Self {
-        let mut v: SmallVec<[u32; 4]> = SmallVec::from_slice(&self.0);
-        if let Some(last) = v.last_mut() {
-            *last = last.wrapping_add(times);
+        let mut buf = [0u32; 1 + INLINE_REST + 1];
+        match self.to_buf(&mut buf) {
+            Some(d) => {
+                if let Some(last) = d.last_mut() {
+                    *last = last.wrapping_add(times);
+                }
+                Self::from_digits(d)
+            }
+            None => {
+                let mut d: Vec<u32> = self.digits().collect();
+                if let Some(last) = d.last_mut() {
+                    *last = last.wrapping_add(times);
+                }
+                Self::from_digits(&d)
+            }
         }
-        DeweyNumber(v)
     }
 
     /// Appends a `0` digit.
     pub fn add_stage(&self) -> Self {
-        let mut v = SmallVec::with_capacity(self.0.len() + 1);
-        v.extend_from_slice(&self.0);
-        v.push(0);
-        DeweyNumber(v)
+        if let Repr::Inline { len, first, rest } = &self.0 {
+            if (*len as usize) <= INLINE_REST {
+                // The new digit is already 0 in `rest`.
+                return DeweyNumber(Repr::Inline {
+                    len: len + 1,
+                    first: *first,
+                    rest: *rest,
+                });
+            }
+        }
+        let mut d: Vec<u32> = self.digits().collect();
+        d.push(0);
+        Self::from_digits(&d)
     }
 
     /// Number of digits.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Inline { len, .. } => *len as usize,
+            Repr::Heap(d) => d.len(),
+        }
     }
 
     /// Whether there is no digit (never, for versions the NFA makes).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// Flink `isCompatibleWith`: `self` is a descendant of, or a later sibling
     /// of, `other`.
     pub fn is_compatible_with(&self, other: &DeweyNumber) -> bool {
-        let (a, b) = (&self.0, &other.0);
-        if a.len() > b.len() {
-            a[..b.len()] == b[..]
-        } else if a.len() == b.len() && !a.is_empty() {
-            let last = a.len() - 1;
-            a[..last] == b[..last] && a[last] >= b[last]
+        let (la, lb) = (self.len(), other.len());
+        let same = |n: usize| (0..n).all(|i| self.digit(i) == other.digit(i));
+        if la > lb {
+            same(lb)
+        } else if la == lb && la > 0 {
+            let last = la - 1;
+            same(last) && self.digit(last) >= other.digit(last)
         } else {
             false
         }
     }
 }
 
+impl std::fmt::Debug for DeweyNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeweyNumber({self})")
+    }
+}
+
 impl std::fmt::Display for DeweyNumber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.digits().enumerate() {
             if i > 0 {
                 f.write_str(".")?;
             }
@@ -91,5 +184,28 @@ mod tests {
         assert!(!a.is_compatible_with(&b));
         assert!(!DeweyNumber::new(2).add_stage().is_compatible_with(&b));
         assert_eq!(c.to_string(), "1.2");
+    }
+
+    #[test]
+    fn sixteen_bytes_and_one_form_per_value() {
+        assert_eq!(std::mem::size_of::<DeweyNumber>(), 16);
+        // Long and wide versions spill to the heap and back, equal by value.
+        let mut v = DeweyNumber::new(u32::MAX);
+        for _ in 0..8 {
+            v = v.add_stage();
+        }
+        assert_eq!(v.len(), 9);
+        assert_eq!(v.to_string(), format!("{}.0.0.0.0.0.0.0.0", u32::MAX));
+        let wide = DeweyNumber::new(3).add_stage().increase(70_000);
+        assert_eq!(wide.to_string(), "3.70000");
+        let narrow = DeweyNumber::new(3).add_stage().increase(5);
+        assert_eq!(narrow, DeweyNumber::from_digits(&[3, 5]));
+        assert_eq!(wide, DeweyNumber::from_digits(&[3, 70_000]));
+        assert!(wide.is_compatible_with(&narrow));
+        assert!(!narrow.is_compatible_with(&wide));
+        let six = DeweyNumber::from_digits(&[1, 2, 3, 4, 5, 6]);
+        assert_eq!(six.add_stage().to_string(), "1.2.3.4.5.6.0");
+        assert_eq!(six.add_stage().increase(1).to_string(), "1.2.3.4.5.6.1");
+        assert!(six.add_stage().is_compatible_with(&six));
     }
 }
