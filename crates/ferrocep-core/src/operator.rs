@@ -1,19 +1,24 @@
 //! The keyed CEP operator (Flink `CepOperator`): one [`NfaState`] per key,
 //! one shared buffer for all keys, and a timer service ordered by time.
 //!
-//! Event time: an event with `ts > watermark` is buffered and a timer is set at
-//! `ts`; otherwise it is late. When time advances to `t`, each key with a
-//! timer `<= t` processes its buffered events in (timestamp, arrival) order,
-//! calling `advance_time(ts)` before each timestamp, then `advance_time(t)`.
-//! A partial match that leaves the start state with a start timestamp > 0
-//! sets a timer at `start + window`, so timeouts fire without further events.
+//! Event time: an event with `ts > watermark` waits in one queue shared by
+//! all keys, ordered by (timestamp, arrival); otherwise it is late. When the
+//! watermark advances to `t`, the waiting events with timestamps `<= t` run
+//! in that order, each after `advance_time(ts)` of its key, and then every
+//! key that ran an event advances to `t`. Keys are independent, so this is
+//! what Flink's per-key timers at each buffered timestamp do (each key sees
+//! its events in order, then the watermark), without a timer or a buffer
+//! per key. A partial match that leaves the start state with a start
+//! timestamp > 0 sets a timer at `start + window`, so timeouts fire without
+//! further events.
 //!
 //! Processing time: each event is processed on arrival at the current time;
 //! window timers are at `start + window + 1` (Flink's processing-time timers).
 //!
-//! Advancing time costs O(expired timers + log n): timers live in a B-tree
-//! keyed by time; keys without due timers are not touched. A key whose state
-//! is back to the bare start run with nothing buffered is dropped.
+//! Advancing time costs O(due events and timers): in-order events and timers
+//! sit in deques (a heap takes those that arrive out of order); keys with
+//! nothing due are not touched. A key whose state is back to the bare start
+//! run with nothing waiting is dropped.
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
@@ -24,7 +29,6 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use slab::Slab;
-use smallvec::SmallVec;
 
 use crate::nfa::{Nfa, NfaOutput, NfaState, SharedBuffer};
 use crate::output::{MatchRef, OutputSink};
@@ -39,12 +43,13 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
-struct KeyEntry<K, E> {
+struct KeyEntry<K> {
     key: K,
     gen: u32,
+    /// Events of this key waiting in the operator's queue: the key is kept
+    /// while any wait.
+    queued: u32,
     state: NfaState,
-    /// Buffered events, sorted by timestamp then arrival.
-    buffered: SmallVec<[(i64, E); 1]>,
 }
 
 /// Flink's `CepOperator` over keys `K` and events `E`.
@@ -55,12 +60,14 @@ pub struct CepOperator<K, E> {
     /// Key -> slot; the key itself is stored once, in its slot.
     index: HashTable<u32>,
     hasher: FxBuildHasher,
-    keys: Slab<KeyEntry<K, E>>,
+    keys: Slab<KeyEntry<K>>,
     next_gen: u32,
-    /// Timers at buffered events' timestamps and at window ends, kept apart
-    /// because each kind mostly arrives in time order. A timer set twice
-    /// fires twice; the second firing finds nothing to do.
-    event_timers: TimerQueue,
+    /// Event time: events waiting for the watermark, all keys together.
+    waiting: EventQueue<E>,
+    /// Keys that ran events in the current `advance_time` (may repeat).
+    touched: Vec<(u32, u32)>,
+    /// Timers at window ends. A timer set twice fires twice; the second
+    /// firing finds nothing to do.
     window_timers: TimerQueue,
     current: i64,
 }
@@ -91,7 +98,8 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             hasher: FxBuildHasher,
             keys: Slab::new(),
             next_gen: 0,
-            event_timers: TimerQueue::default(),
+            waiting: EventQueue::default(),
+            touched: Vec::new(),
             window_timers: TimerQueue::default(),
             current: MIN_WATERMARK,
         }
@@ -110,9 +118,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// The earliest pending timer, if any: when [`Self::advance_time`] has
     /// work to do.
     pub fn next_timer(&self) -> Option<i64> {
-        match (self.event_timers.peek(), self.window_timers.peek()) {
-            (Some(a), Some(b)) => Some(a.0.min(b.0)),
-            (a, b) => a.or(b).map(|t| t.0),
+        match (self.waiting.peek_ts(), self.window_timers.peek()) {
+            (Some(a), Some(b)) => Some(a.min(b.0)),
+            (a, b) => a.or(b.map(|t| t.0)),
         }
     }
 
@@ -156,8 +164,8 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         let slot = self.keys.insert(KeyEntry {
             key,
             gen,
+            queued: 0,
             state: self.nfa.initial_state_pooled(&mut self.buf),
-            buffered: SmallVec::new(),
         }) as u32;
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.index
@@ -165,30 +173,14 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         slot
     }
 
-    fn register_timer(&mut self, slot: u32, at: i64) {
-        let gen = self.keys[slot as usize].gen;
-        self.event_timers.push((at, slot, gen));
-    }
-
     fn register_window_timer(&mut self, slot: u32, at: i64) {
         let gen = self.keys[slot as usize].gen;
         self.window_timers.push((at, slot, gen));
     }
 
-    fn pop_due_timer(&mut self, now: i64) -> Option<(i64, u32, u32)> {
-        let e = self.event_timers.peek().filter(|t| t.0 <= now);
-        let w = self.window_timers.peek().filter(|t| t.0 <= now);
-        match (e, w) {
-            (Some(a), Some(b)) if b < a => self.window_timers.pop(),
-            (Some(_), _) => self.event_timers.pop(),
-            (None, Some(_)) => self.window_timers.pop(),
-            (None, None) => None,
-        }
-    }
-
     fn drop_if_idle(&mut self, slot: u32) {
         let e = &self.keys[slot as usize];
-        if e.buffered.is_empty() && e.state.is_idle() {
+        if e.queued == 0 && e.state.is_idle() {
             let hash = self.hasher.hash_one(&e.key);
             if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
                 entry.remove();
@@ -252,13 +244,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     ) {
         match self.domain {
             TimeDomain::EventTime => {
-                let buffered = &mut self.keys[slot as usize].buffered;
-                let pos = buffered.partition_point(|(t, _)| *t <= timestamp);
-                let new_ts = pos == 0 || buffered[pos - 1].0 != timestamp;
-                buffered.insert(pos, (timestamp, event));
-                if new_ts {
-                    self.register_timer(slot, timestamp);
-                }
+                let entry = &mut self.keys[slot as usize];
+                entry.queued += 1;
+                self.waiting.push(timestamp, slot, entry.gen, event);
             }
             TimeDomain::ProcessingTime => {
                 if timestamp > self.current {
@@ -294,52 +282,65 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             self.current = time;
         }
         let now = self.current;
-        while let Some((_, slot, gen)) = self.pop_due_timer(now) {
-            let live = self.keys.get(slot as usize).is_some_and(|e| e.gen == gen);
-            if live {
-                self.on_timer(slot, now, sink);
+        if self.waiting.peek_ts().is_some_and(|t| t <= now) {
+            self.run_waiting(now, sink);
+        }
+        while let Some((_, slot, gen)) = self.window_timers.pop_due(now) {
+            if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
+                self.advance_key(slot, now, sink);
             }
         }
     }
 
-    fn on_timer<S: OutputSink<K, E>>(&mut self, slot: u32, now: i64, sink: &mut S) {
+    /// Runs the waiting events up to `now`, then advances their keys to `now`.
+    fn run_waiting<S: OutputSink<K, E>>(&mut self, now: i64, sink: &mut S) {
         let nfa = self.nfa.clone();
         let window = nfa.window();
-        let mut new_timers: SmallVec<[i64; 2]> = SmallVec::new();
-        {
-            let entry = &mut self.keys[slot as usize];
-            if self.domain == TimeDomain::EventTime {
-                let ready = entry.buffered.partition_point(|(t, _)| *t <= now);
-                let mut buffered = std::mem::take(&mut entry.buffered);
-                let mut last_ts = None;
-                for (ts, ev) in buffered.drain(..ready) {
-                    let mut out = KeyedOut {
-                        key: &entry.key,
-                        timestamp: ts,
-                        sink: &mut *sink,
-                    };
-                    if last_ts != Some(ts) {
-                        nfa.advance_time(&mut self.buf, &mut entry.state, ts, &mut out);
-                        last_ts = Some(ts);
-                    }
-                    if nfa.process(&mut self.buf, &mut entry.state, ev, ts, &mut out) {
-                        if let Some(w) = window {
-                            new_timers.push(ts.saturating_add(w));
-                        }
-                    }
-                }
-                entry.buffered = buffered;
-            }
+        let mut touched = std::mem::take(&mut self.touched);
+        while let Some(w) = self.waiting.pop_due(now) {
+            // A key with waiting events is never dropped, so the slot is live.
+            let entry = &mut self.keys[w.slot as usize];
+            debug_assert_eq!(entry.gen, w.gen);
+            entry.queued -= 1;
             let mut out = KeyedOut {
                 key: &entry.key,
-                timestamp: now,
+                timestamp: w.ts,
                 sink: &mut *sink,
             };
-            nfa.advance_time(&mut self.buf, &mut entry.state, now, &mut out);
+            // Time advances to each event's timestamp before it runs. For a
+            // second event of the same timestamp this finds nothing to do, as
+            // nothing started before it can expire at the same time.
+            nfa.advance_time(&mut self.buf, &mut entry.state, w.ts, &mut out);
+            let new_start = nfa.process(&mut self.buf, &mut entry.state, w.event, w.ts, &mut out);
+            if touched.last() != Some(&(w.slot, w.gen)) {
+                touched.push((w.slot, w.gen));
+            }
+            if new_start {
+                if let Some(win) = window {
+                    self.window_timers
+                        .push((w.ts.saturating_add(win), w.slot, w.gen));
+                }
+            }
         }
-        for t in new_timers {
-            self.register_window_timer(slot, t);
+        for &(slot, gen) in &touched {
+            if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
+                self.advance_key(slot, now, sink);
+            }
         }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    /// Advances one key to `now` (its window timer fired, or it ran events).
+    fn advance_key<S: OutputSink<K, E>>(&mut self, slot: u32, now: i64, sink: &mut S) {
+        let entry = &mut self.keys[slot as usize];
+        let mut out = KeyedOut {
+            key: &entry.key,
+            timestamp: now,
+            sink,
+        };
+        self.nfa
+            .advance_time(&mut self.buf, &mut entry.state, now, &mut out);
         self.drop_if_idle(slot);
     }
 }
@@ -371,12 +372,118 @@ impl TimerQueue {
         }
     }
 
+    fn pop_due(&mut self, now: i64) -> Option<Timer> {
+        if self.peek()?.0 <= now {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
     fn pop(&mut self) -> Option<Timer> {
         match (self.in_order.front(), self.out_of_order.peek()) {
             (Some(a), Some(Reverse(b))) if b < a => self.out_of_order.pop().map(|r| r.0),
             (Some(_), _) => self.in_order.pop_front(),
             (None, _) => self.out_of_order.pop().map(|r| r.0),
         }
+    }
+}
+
+/// An event waiting for the watermark.
+struct Waiting<E> {
+    ts: i64,
+    /// Arrival order, for events of equal timestamps.
+    seq: u64,
+    slot: u32,
+    gen: u32,
+    event: E,
+}
+
+impl<E> Waiting<E> {
+    fn order(&self) -> (i64, u64) {
+        (self.ts, self.seq)
+    }
+}
+
+/// Min-heap entry of [`EventQueue`].
+struct Late<E>(Waiting<E>);
+
+impl<E> PartialEq for Late<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.order() == other.0.order()
+    }
+}
+impl<E> Eq for Late<E> {}
+impl<E> PartialOrd for Late<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for Late<E> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.order().cmp(&self.0.order())
+    }
+}
+
+/// Events of all keys in (timestamp, arrival) order: O(1) for events that
+/// arrive in time order (a deque), a heap for those that do not.
+struct EventQueue<E> {
+    in_order: VecDeque<Waiting<E>>,
+    out_of_order: BinaryHeap<Late<E>>,
+    next_seq: u64,
+}
+
+impl<E> Default for EventQueue<E> {
+    fn default() -> Self {
+        EventQueue {
+            in_order: VecDeque::new(),
+            out_of_order: BinaryHeap::new(),
+            next_seq: 0,
+        }
+    }
+}
+
+impl<E> EventQueue<E> {
+    fn push(&mut self, ts: i64, slot: u32, gen: u32, event: E) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let w = Waiting {
+            ts,
+            seq,
+            slot,
+            gen,
+            event,
+        };
+        match self.in_order.back() {
+            Some(last) if ts < last.ts => self.out_of_order.push(Late(w)),
+            _ => self.in_order.push_back(w),
+        }
+    }
+
+    fn peek_ts(&self) -> Option<i64> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(b)) => Some(a.ts.min(b.0.ts)),
+            (Some(a), None) => Some(a.ts),
+            (None, Some(b)) => Some(b.0.ts),
+            (None, None) => None,
+        }
+    }
+
+    fn pop_due(&mut self, now: i64) -> Option<Waiting<E>> {
+        let from_heap = match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(b)) => b.0.order() < a.order(),
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (None, None) => return None,
+        };
+        if from_heap {
+            if self.out_of_order.peek()?.0.ts <= now {
+                return self.out_of_order.pop().map(|l| l.0);
+            }
+        } else if self.in_order.front()?.ts <= now {
+            return self.in_order.pop_front();
+        }
+        None
     }
 }
 
