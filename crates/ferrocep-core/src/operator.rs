@@ -165,7 +165,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             key,
             gen,
             queued: 0,
-            state: self.nfa.initial_state_pooled(&mut self.buf),
+            state: self.nfa.initial_state(),
         }) as u32;
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.index

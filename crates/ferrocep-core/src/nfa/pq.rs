@@ -41,6 +41,7 @@ impl<T> JavaPq<T> {
     }
 
     /// Elements in heap-array order (Java's iteration order).
+    #[cfg(test)]
     pub fn iter(&self) -> std::slice::Iter<'_, T> {
         self.items.iter()
     }

@@ -72,11 +72,17 @@ fn run_cmp(a: &Run, b: &Run) -> Ordering {
     a.sort_key().cmp(&b.sort_key())
 }
 
+/// Runs stored inline in a key's state.
+const INLINE_RUNS: usize = 2;
+type Runs = SmallVec<[Run; INLINE_RUNS]>;
+
 /// The matching state of one key (Flink `NFAState` plus the key's
 /// per-timestamp event counters of the shared buffer).
 #[derive(Clone, Debug)]
 pub struct NfaState {
-    partial: JavaPq<Run>,
+    /// The partial matches in heap order (a `JavaPq`'s array), inline up to
+    /// two: the start run and one pending match need no allocation.
+    partial: Runs,
     completed: JavaPq<Run>,
     counters: SmallVec<[(i64, u32); 1]>,
 }
@@ -92,7 +98,9 @@ impl NfaState {
 
     /// Returns the state's vectors to the buffer's pool.
     pub fn recycle<E>(self, buf: &mut SharedBuffer<E>) {
-        buf.give_runs(self.partial.into_vec());
+        if self.partial.spilled() {
+            buf.give_runs(self.partial.into_vec());
+        }
         buf.give_runs(self.completed.into_vec());
     }
 
@@ -107,6 +115,31 @@ impl NfaState {
     /// Number of completed matches held back by the skip strategy.
     pub fn num_held_matches(&self) -> usize {
         self.completed.len()
+    }
+
+    /// Takes the partial matches out as a queue (a pooled vector).
+    fn take_partial<E>(&mut self, buf: &mut SharedBuffer<E>) -> JavaPq<Run> {
+        let runs = std::mem::take(&mut self.partial);
+        let v = if runs.spilled() {
+            runs.into_vec()
+        } else {
+            let mut v = buf.take_runs();
+            v.extend(runs);
+            v
+        };
+        JavaPq::from_heap_vec(v)
+    }
+
+    /// Stores `q` as the partial matches, returning its vector to the pool
+    /// when they fit inline.
+    fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, q: JavaPq<Run>) {
+        let mut v = q.into_vec();
+        if v.len() <= INLINE_RUNS {
+            self.partial = v.drain(..).collect();
+            buf.give_runs(v);
+        } else {
+            self.partial = Runs::from_vec(v);
+        }
     }
 
     fn next_event_id(&mut self, ts: i64) -> EventId {
@@ -170,19 +203,10 @@ fn calculate_increasing_self_state(ignore: u32, take: u32) -> u32 {
 }
 
 impl<E> Nfa<E> {
-    /// A fresh key state: only the start run (version 1).
+    /// A fresh key state: only the start run (version 1), inline.
     pub fn initial_state(&self) -> NfaState {
-        self.initial_state_in(Vec::new())
-    }
-
-    /// A fresh key state whose run vector comes from the buffer's pool.
-    pub fn initial_state_pooled(&self, buf: &mut SharedBuffer<E>) -> NfaState {
-        self.initial_state_in(buf.take_runs())
-    }
-
-    fn initial_state_in(&self, v: Vec<Run>) -> NfaState {
-        let mut partial = JavaPq::from_heap_vec(v);
-        partial.offer(self.start_run(DeweyNumber::new(1)), run_cmp);
+        let mut partial = Runs::new();
+        partial.push(self.start_run(DeweyNumber::new(1)));
         NfaState {
             partial,
             completed: JavaPq::default(),
@@ -245,7 +269,7 @@ impl<E> Nfa<E> {
         let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
         let [mut next, mut retain, potential] = std::mem::take(&mut buf.scratch);
         let mut potential = JavaPq::from_heap_vec(potential);
-        let mut runs = std::mem::take(&mut st.partial).into_vec();
+        let mut runs = st.take_partial(buf).into_vec();
         for run in runs.drain(..) {
             let from_start = self.is_start(&run);
             self.compute_next_states(buf, st, run, ev, ts, &mut next);
@@ -292,7 +316,7 @@ impl<E> Nfa<E> {
             buf.scratch = [next, retain, Vec::new()];
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
-        st.partial = new_partial;
+        st.set_partial(buf, new_partial);
         buf.finish_event(ev);
         new_start
     }
@@ -315,13 +339,13 @@ impl<E> Nfa<E> {
             if st.completed.is_empty() {
                 return;
             }
-            let mut partial = std::mem::take(&mut st.partial);
+            let mut partial = st.take_partial(buf);
             self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
-            st.partial = partial;
+            st.set_partial(buf, partial);
             return;
         };
         if st.completed.is_empty() {
-            match st.partial.peek() {
+            match st.partial.first() {
                 Some(head) if self.is_start(head) => return,
                 Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
                     return
@@ -332,7 +356,7 @@ impl<E> Nfa<E> {
         }
         let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
         let mut potential: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
-        let mut runs = std::mem::take(&mut st.partial).into_vec();
+        let mut runs = st.take_partial(buf).into_vec();
         for run in runs.drain(..) {
             let timed_out = match self.window {
                 Some(w) => !self.is_start(&run) && w > 0 && ts.wrapping_sub(run.start_ts()) >= w,
@@ -356,7 +380,7 @@ impl<E> Nfa<E> {
         }
         buf.give_runs(runs);
         self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
-        st.partial = new_partial;
+        st.set_partial(buf, new_partial);
     }
 
     fn emit(
