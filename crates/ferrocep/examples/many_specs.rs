@@ -9,9 +9,10 @@
 //! Spec `i` of `n` (`orders-000` ... ) is the reference job (`create` then
 //! `pay` of the same order within 10 minutes, skip past last event) for orders
 //! whose amount is in its own band: `type == "create" && amount >= lo &&
-//! amount < hi`, the bands splitting 0..500 evenly (the amounts of
-//! `gen_orders.py`). With `--threshold`, spec `i` takes every order of at
-//! least `lo` instead (`amount >= lo`), so the specs overlap.
+//! amount < hi`, the bands splitting 5..500 evenly (`gen_orders.py` draws
+//! amounts from 5.00 to 499.99, so no band is empty on its workload and every
+//! order falls in exactly one band). With `--threshold`, spec `i` takes every
+//! order of at least `lo` instead (`amount >= lo`), so the specs overlap.
 
 use std::path::PathBuf;
 
@@ -24,10 +25,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => return Err("usage: many_specs [--threshold] COUNT DIR".into()),
     };
     std::fs::create_dir_all(&dir)?;
-    let width = 500.0 / n.max(1) as f64;
+    // The amounts of gen_orders.py: 5.00 ..= 499.99.
+    const LOW: f64 = 5.0;
+    const HIGH: f64 = 500.0;
+    let width = (HIGH - LOW) / n.max(1) as f64;
     for i in 0..n {
-        let lo = i as f64 * width;
-        let hi = lo + width;
+        // Both bounds from the same formula, so band i ends where band i+1
+        // starts, also after rounding to cents.
+        let lo = LOW + i as f64 * width;
+        let hi = LOW + (i + 1) as f64 * width;
         let filter = if threshold {
             format!("type == \\\"create\\\" && amount >= {lo:.2}")
         } else {
