@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# K patterns over one stream: one `ferrocep match` with K specs against K separate runs.
+#
+#   bench/many.sh                         # 200k events, 100 specs, 1 worker (~2 minutes)
+#   bench/many.sh --specs 10 --events 50000
+#   bench/many.sh --threshold --record    # overlapping specs; write bench/runs/<date>-<machine>-many/
+#
+# The specs: `cargo run --release -p ferrocep --example many_specs -- K DIR` writes K variants of
+# the order-timeout job (create then pay of the same order within 10m), spec i taking only the
+# orders whose amount lies in its own band (the bands split 5..500, gen_orders.py's amounts, so
+# each order falls in exactly one band; with --threshold spec i takes every amount >= its lower
+# bound, so the specs overlap and the outputs add up to about K/2 times the reference job's).
+# The workload: gen_orders.py --events N --seed 1 (cached in target/bench/data/, as compare.sh).
+# Then, each under /usr/bin/time -v and with --workers W:
+#   target/release/ferrocep match --spec DIR/*.json --input FILE     (combined: one process)
+#   target/release/ferrocep match --spec DIR/orders-NNN.json ...      (separate: K processes)
+#   target/release/ferrocep match --spec order-timeout.json ...       (reference: the unfiltered
+#                                                                      job, for scale)
+# bench/lib/many_report.py checks that the combined output, with its "pattern" labels
+# (`{"kind":"match","pattern":"orders-042",...}`) taken out, equals the union of the separate
+# outputs as a multiset, each line attributed to the spec that produced it, and that the
+# specs' outputs differ; then prints wall time, CPU time (user+sys) and peak RSS of the combined
+# run, of the K separate runs summed (peak RSS: the largest), of one single-spec run (the median
+# separate run) and the ratios: separate/combined (what running them together saves) and
+# combined/single (what K patterns cost relative to one).
+# Exit status 1 if the cross-check fails.
+#
+# Options:
+#   --events N      workload size (default 200000)
+#   --specs K       number of specs (default 100)
+#   --workers W     `ferrocep match --workers W` for every run (default 1: ratios per core)
+#   --threshold     overlapping specs (amount >= lo) instead of disjoint bands
+#   --record [DIR]  also write the run to DIR (default bench/runs/<date>-<machine>-many/):
+#                   README.md (command, machine, versions, table), raw.csv, raw/*.time
+#   --machine NAME  machine name for --record (default: hostname)
+# Environment: FERROCEP_ORACLE_DIR (default ../shared/oracle/flink: gen_orders.py and
+# order-timeout.json). Needs Python 3 and GNU time (/usr/bin/time).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORACLE="${FERROCEP_ORACLE_DIR:-$ROOT/../shared/oracle/flink}"
+ORACLE="$(cd "$ORACLE" && pwd)"
+REF_SPEC="$ORACLE/order-timeout.json"
+
+orig_args="$*"
+events=200000
+nspecs=100
+workers=1
+threshold=""
+record=""
+machine="$(hostname -s 2>/dev/null || echo unknown)"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --events) events="$2"; shift 2 ;;
+        --specs) nspecs="$2"; shift 2 ;;
+        --workers) workers="$2"; shift 2 ;;
+        --threshold) threshold="--threshold"; shift ;;
+        --record)
+            if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then record="$2"; shift 2; else record=auto; shift; fi ;;
+        --machine) machine="$2"; shift 2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "many.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ "$nspecs" -ge 2 ] || { echo "many.sh: --specs must be at least 2" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "many.sh: /usr/bin/time (GNU time) is required (apt-get install time)" >&2; exit 2; }
+
+step() { printf '== %s\n' "$*" >&2; }
+
+step "cargo build --release -p ferrocep --bin ferrocep --example many_specs"
+(cd "$ROOT" && cargo build --release -p ferrocep --bin ferrocep --example many_specs)
+# CARGO_TARGET_DIR, when set, moves the binaries out of target/.
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+BIN="$target/release"
+FERROCEP="$BIN/ferrocep"
+
+DATA="$ROOT/target/bench/data"
+RUN="$ROOT/target/bench/many-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$DATA" "$RUN/specs" "$RUN/separate"
+step "results in $RUN"
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $machine"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "kernel: $(uname -sr)"
+    echo "ferrocep: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (with uncommitted changes)' || true)"
+    echo "rustc: $(rustc --version)"
+    echo "python: $(python3 --version 2>&1)"
+    echo "events: $events"
+    echo "specs: $nspecs${threshold:+ (threshold: overlapping)}"
+    echo "workers: $workers"
+    echo "command: bench/many.sh${orig_args:+ $orig_args}"
+} > "$RUN/machine.txt"
+
+input="$DATA/orders-$events-seed1.jsonl"
+if [ ! -s "$input" ] || [ "$ORACLE/gen_orders.py" -nt "$input" ]; then
+    step "gen_orders.py --events $events --seed 1"
+    python3 "$ORACLE/gen_orders.py" --events "$events" --seed 1 -o "$input.tmp"
+    mv "$input.tmp" "$input"
+fi
+
+step "many_specs $threshold $nspecs"
+"$BIN/examples/many_specs" $threshold "$nspecs" "$RUN/specs" >&2
+specs=("$RUN"/specs/*.json)
+[ ${#specs[@]} -eq "$nspecs" ] || { echo "many.sh: expected $nspecs specs in $RUN/specs, found ${#specs[@]}" >&2; exit 2; }
+
+timed() { # timed NAME CMD...   (stdout of CMD is redirected by the caller)
+    local name="$1"; shift
+    cut -d' ' -f1-3 /proc/loadavg > "$RUN/$name.load"
+    /usr/bin/time -v -o "$RUN/$name.time" "$@"
+}
+
+step "combined: one ferrocep match --workers $workers with $nspecs specs"
+timed combined "$FERROCEP" match --workers "$workers" --spec "${specs[@]}" --input "$input" > "$RUN/combined.out"
+
+step "separate: $nspecs runs of ferrocep match --workers $workers with one spec each"
+for spec in "${specs[@]}"; do
+    name="$(basename "$spec" .json)"
+    timed "separate/$name" "$FERROCEP" match --workers "$workers" --spec "$spec" --input "$input" > "$RUN/separate/$name.out"
+done
+
+step "reference: the unfiltered order-timeout job"
+timed reference "$FERROCEP" match --workers "$workers" --spec "$REF_SPEC" --input "$input" > "$RUN/reference.out"
+
+step "report"
+status=0
+python3 "$ROOT/bench/lib/many_report.py" "$RUN" || status=$?
+
+if [ -n "$record" ]; then
+    [ "$record" = auto ] && record="$ROOT/bench/runs/$(date +%Y-%m-%d)-$machine-many"
+    mkdir -p "$record/raw/separate"
+    cp "$RUN"/raw.csv "$RUN"/machine.txt "$record/"
+    cp "$RUN"/*.time "$RUN"/*.load "$record/raw/"
+    cp "$RUN"/separate/*.time "$RUN"/separate/*.load "$record/raw/separate/"
+    python3 "$ROOT/bench/lib/many_report.py" --readme "$RUN" > "$record/README.md"
+    step "recorded in $record"
+fi
+exit "$status"
