@@ -70,6 +70,10 @@ pub struct CepOperator<K, E> {
     /// firing finds nothing to do.
     window_timers: TimerQueue,
     current: i64,
+    /// Event time: the largest timestamp received, and the caller's promise
+    /// (see [`Self::set_bounded_out_of_orderness`]).
+    max_ts: i64,
+    out_of_orderness: Option<i64>,
 }
 
 struct KeyedOut<'a, K, S> {
@@ -102,7 +106,22 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             touched: Vec::new(),
             window_timers: TimerQueue::default(),
             current: MIN_WATERMARK,
+            max_ts: i64::MIN,
+            out_of_orderness: None,
         }
+    }
+
+    /// A promise from the caller that its watermarks follow Flink's bounded
+    /// out-of-orderness: once an event of timestamp `t` was received, the
+    /// watermark is at least `t - out_of_orderness - 1` before the next event.
+    /// Then no event older than `max(t) - out_of_orderness` can still arrive
+    /// in time, and an event at or before that which no transition out of the
+    /// start state accepts, for a key without state, changes nothing: it is
+    /// skipped without creating the key (most events of a pattern with a
+    /// selective first stage, and most of each pattern's events when many
+    /// patterns read one stream).
+    pub fn set_bounded_out_of_orderness(&mut self, out_of_orderness: i64) {
+        self.out_of_orderness = Some(out_of_orderness.max(0));
     }
 
     /// The compiled pattern.
@@ -142,7 +161,8 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         (self.buf.num_events(), self.buf.num_nodes())
     }
 
-    fn slot_for<Q>(&mut self, key: &Q) -> u32
+    /// The key's slot; `None` (and no new key) when `event` can be skipped.
+    fn slot_or_skip<Q>(&mut self, key: &Q, event: &E, timestamp: i64) -> Option<u32>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -153,9 +173,24 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             .index
             .find(hash, |&s| keys[s as usize].key.borrow() == key)
         {
-            return s;
+            return Some(s);
         }
-        self.insert_key(hash, key.to_owned())
+        if self.skippable(event, timestamp) {
+            return None;
+        }
+        Some(self.insert_key(hash, key.to_owned()))
+    }
+
+    /// Whether an event for a key without state changes nothing (see
+    /// [`Self::set_bounded_out_of_orderness`]).
+    fn skippable(&self, event: &E, timestamp: i64) -> bool {
+        let in_order = match self.domain {
+            TimeDomain::ProcessingTime => true,
+            TimeDomain::EventTime => self
+                .out_of_orderness
+                .is_some_and(|d| timestamp <= self.max_ts.saturating_sub(d)),
+        };
+        in_order && !self.nfa.may_start(event)
     }
 
     fn insert_key(&mut self, hash: u64, key: K) -> u32 {
@@ -202,12 +237,16 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         timestamp: i64,
         sink: &mut S,
     ) {
-        if self.domain == TimeDomain::EventTime && timestamp <= self.current {
-            sink.on_late(&key, &event, timestamp);
-            return;
+        if self.domain == TimeDomain::EventTime {
+            if timestamp <= self.current {
+                sink.on_late(&key, &event, timestamp);
+                return;
+            }
+            self.max_ts = self.max_ts.max(timestamp);
         }
-        let slot = self.slot_for_owned(key);
-        self.process_in_slot(slot, event, timestamp, sink);
+        if let Some(slot) = self.slot_or_skip(&key, &event, timestamp) {
+            self.process_in_slot(slot, event, timestamp, sink);
+        }
     }
 
     /// [`Self::process_element`] with a borrowed key, cloned only when the
@@ -218,21 +257,16 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         S: OutputSink<K, E>,
     {
-        if self.domain == TimeDomain::EventTime && timestamp <= self.current {
-            sink.on_late(&key.to_owned(), &event, timestamp);
-            return;
+        if self.domain == TimeDomain::EventTime {
+            if timestamp <= self.current {
+                sink.on_late(&key.to_owned(), &event, timestamp);
+                return;
+            }
+            self.max_ts = self.max_ts.max(timestamp);
         }
-        let slot = self.slot_for(key);
-        self.process_in_slot(slot, event, timestamp, sink);
-    }
-
-    fn slot_for_owned(&mut self, key: K) -> u32 {
-        let hash = self.hasher.hash_one(&key);
-        let keys = &self.keys;
-        if let Some(&s) = self.index.find(hash, |&s| keys[s as usize].key == key) {
-            return s;
+        if let Some(slot) = self.slot_or_skip(key, &event, timestamp) {
+            self.process_in_slot(slot, event, timestamp, sink);
         }
-        self.insert_key(hash, key)
     }
 
     fn process_in_slot<S: OutputSink<K, E>>(
@@ -548,6 +582,39 @@ mod tests {
         assert_eq!(out.timeouts()[0].1, 2_500);
         op.process_element("u2", ("pay", 0), 3_000, &mut out);
         assert_eq!(out.matches().len(), 1);
+    }
+
+    #[test]
+    fn events_that_cannot_start_skip_keys_without_state() {
+        let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
+        op.set_bounded_out_of_orderness(5);
+        let mut out = Collector::default();
+        // pay@20 is not 5 ms behind the newest timestamp: create@16 may still
+        // come, so the key is kept.
+        op.process_element("o1", ("pay", 20), 20, &mut out);
+        op.process_element("o1", ("create", 16), 16, &mut out);
+        // pay@14 is 6 ms behind: nothing older can come for o2, and a pay
+        // cannot start a match, so o2 is not created.
+        op.process_element("o2", ("pay", 14), 14, &mut out);
+        assert_eq!(op.num_keys(), 1);
+        // A key with state still takes every event.
+        op.process_element("o1", ("pay", 15), 15, &mut out);
+        op.advance_time(i64::MAX, &mut out);
+        // Flink runs o1 in timestamp order: pay@15 (ignored), create@16, pay@20.
+        assert_eq!(
+            out.matches(),
+            vec![vec![
+                ("create".to_string(), vec![("create", 16)]),
+                ("pay".to_string(), vec![("pay", 20)]),
+            ]]
+        );
+        assert_eq!(op.num_keys(), 0);
+
+        let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::ProcessingTime);
+        op.process_element("o3", ("pay", 0), 1, &mut out);
+        assert_eq!(op.num_keys(), 0);
+        op.process_element("o3", ("create", 0), 2, &mut out);
+        assert_eq!(op.num_keys(), 1);
     }
 
     #[test]

@@ -346,7 +346,14 @@ impl Matcher {
             ops: plan
                 .nfas
                 .iter()
-                .map(|n| CepOperator::new(n.clone(), domain))
+                .zip(&plan.ooo)
+                .map(|(n, &ooo)| {
+                    let mut op = CepOperator::new(n.clone(), domain);
+                    // `events` applies the watermark `max - ooo - 1` before
+                    // each event, as the promise requires.
+                    op.set_bounded_out_of_orderness(ooo);
+                    op
+                })
                 .collect(),
             ooo: plan.ooo.clone(),
             labels: plan.labels.clone(),

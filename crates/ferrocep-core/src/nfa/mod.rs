@@ -62,6 +62,21 @@ pub struct Nfa<E> {
     pub(crate) window: Option<i64>,
     pub(crate) skip: SkipStrategy,
     pub(crate) skip_stage: Option<u32>,
+    /// Whether every transition out of the start state looks at the event
+    /// alone, so [`Nfa::may_start`] can decide without a partial match.
+    start_is_simple: bool,
+}
+
+/// The context of a condition that does not read it.
+struct NoContext;
+
+impl<E> crate::pattern::Context<E> for NoContext {
+    fn events_for_pattern(&self, _: &str) -> Vec<&E> {
+        Vec::new()
+    }
+    fn timestamp(&self) -> i64 {
+        0
+    }
 }
 
 impl<E> Nfa<E> {
@@ -73,6 +88,10 @@ impl<E> Nfa<E> {
         skip: SkipStrategy,
         skip_stage: Option<u32>,
     ) -> Self {
+        let start_is_simple = states[start as usize]
+            .transitions
+            .iter()
+            .all(|t| !t.condition.is_iterative());
         Nfa {
             states,
             start,
@@ -80,7 +99,22 @@ impl<E> Nfa<E> {
             window,
             skip,
             skip_stage,
+            start_is_simple,
         }
+    }
+
+    /// Whether `event` can change a key's fresh state (only the start run):
+    /// some transition out of the start state accepts it. When none does,
+    /// Flink re-creates the start run unchanged (its version grows by the
+    /// number of branches taken, zero here), registers nothing in the shared
+    /// buffer and sets no timer, so a key without state may skip the event.
+    /// Iterative conditions are assumed to accept.
+    pub fn may_start(&self, event: &E) -> bool {
+        !self.start_is_simple
+            || self.states[self.start as usize]
+                .transitions
+                .iter()
+                .any(|t| t.condition.eval(event, &NoContext))
     }
 
     /// The whole-pattern window in milliseconds (the smallest `within`), if any.
