@@ -278,30 +278,42 @@ impl<E> SharedBuffer<E> {
         });
         while let Some(st) = stack.pop() {
             let St {
-                entry,
-                version,
+                mut entry,
+                mut version,
                 mut path,
             } = st;
-            match entry {
-                None => {
+            // Follow the branch; only forks go through the stack. The last
+            // compatible edge is followed at once, which is where popping it
+            // would resume, so the order of paths is Flink's.
+            loop {
+                let Some(nr) = entry else {
                     path.reverse();
                     result.push(path);
                     if first_only {
                         return result;
                     }
-                }
-                Some(nr) => {
-                    let Some(n) = self.node(nr) else { continue };
-                    path.push((n.stage, n.event));
-                    for e in n.edges.iter() {
-                        if version.is_compatible_with(&e.version) {
+                    break;
+                };
+                let Some(n) = self.node(nr) else { break };
+                path.push((n.stage, n.event));
+                let mut next: Option<&Edge> = None;
+                for e in n.edges.iter() {
+                    if version.is_compatible_with(&e.version) {
+                        if let Some(prev) = next.replace(e) {
                             stack.push(St {
-                                entry: e.target,
-                                version: &e.version,
+                                entry: prev.target,
+                                version: &prev.version,
                                 path: path.clone(),
                             });
                         }
                     }
+                }
+                match next {
+                    Some(e) => {
+                        entry = e.target;
+                        version = &e.version;
+                    }
+                    None => break,
                 }
             }
         }

@@ -137,7 +137,35 @@ impl DeweyNumber {
 
     /// Flink `isCompatibleWith`: `self` is a descendant of, or a later sibling
     /// of, `other`.
+    #[inline]
     pub fn is_compatible_with(&self, other: &DeweyNumber) -> bool {
+        if let (
+            Repr::Inline {
+                len: la,
+                first: fa,
+                rest: ra,
+            },
+            Repr::Inline {
+                len: lb,
+                first: fb,
+                rest: rb,
+            },
+        ) = (&self.0, &other.0)
+        {
+            let (la, lb) = (*la as usize, *lb as usize);
+            let same_rest = |n: usize| ra[..n].iter().zip(&rb[..n]).all(|(x, y)| x == y);
+            return if la > lb {
+                fa == fb && same_rest(lb - 1)
+            } else if la == lb && la > 0 {
+                if la == 1 {
+                    fa >= fb
+                } else {
+                    fa == fb && same_rest(la - 2) && ra[la - 2] >= rb[la - 2]
+                }
+            } else {
+                false
+            };
+        }
         let (la, lb) = (self.len(), other.len());
         let same = |n: usize| (0..n).all(|i| self.digit(i) == other.digit(i));
         if la > lb {
@@ -184,6 +212,40 @@ mod tests {
         assert!(!a.is_compatible_with(&b));
         assert!(!DeweyNumber::new(2).add_stage().is_compatible_with(&b));
         assert_eq!(c.to_string(), "1.2");
+    }
+
+    /// The inline comparison agrees with the digit-by-digit one.
+    #[test]
+    fn compatibility_inline_equals_general() {
+        let mut all = Vec::new();
+        for first in [0u32, 1, 7] {
+            let base = DeweyNumber::new(first);
+            all.push(base.clone());
+            for a in 0..3 {
+                let v1 = base.add_stage().increase(a);
+                all.push(v1.clone());
+                for b in 0..3 {
+                    let v2 = v1.add_stage().increase(b);
+                    all.push(v2.clone());
+                    all.push(v2.add_stage().add_stage().increase(b));
+                }
+            }
+        }
+        for x in &all {
+            for y in &all {
+                let digits = |d: &DeweyNumber| d.digits().collect::<Vec<_>>();
+                let (a, b) = (digits(x), digits(y));
+                let want = if a.len() > b.len() {
+                    a[..b.len()] == b[..]
+                } else if a.len() == b.len() && !a.is_empty() {
+                    let l = a.len() - 1;
+                    a[..l] == b[..l] && a[l] >= b[l]
+                } else {
+                    false
+                };
+                assert_eq!(x.is_compatible_with(y), want, "{x} vs {y}");
+            }
+        }
     }
 
     #[test]

@@ -429,8 +429,10 @@ impl<E> Nfa<E> {
                 Some(p) => buf.extract(p, &m.version, false),
                 None => Default::default(),
             };
-            self.prune(buf, partial, &paths);
-            self.prune(buf, &mut st.completed, &paths);
+            if let Some(pid) = self.pruning_id(buf, &paths) {
+                self.prune(buf, partial, pid);
+                self.prune(buf, &mut st.completed, pid);
+            }
             if let Some(first) = paths.first() {
                 self.emit(buf, first, out, None);
             }
@@ -480,10 +482,10 @@ impl<E> Nfa<E> {
         pruning
     }
 
-    fn prune(&self, buf: &mut SharedBuffer<E>, queue: &mut JavaPq<Run>, paths: &[Path]) {
-        let Some(pid) = self.pruning_id(buf, paths) else {
+    fn prune(&self, buf: &mut SharedBuffer<E>, queue: &mut JavaPq<Run>, pid: EventId) {
+        if queue.is_empty() {
             return;
-        };
+        }
         let strict = matches!(
             self.skip,
             SkipStrategy::SkipToFirst(_) | SkipStrategy::SkipToLast(_)
