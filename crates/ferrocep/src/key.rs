@@ -6,11 +6,19 @@
 //! usual id) is kept in the value itself and compared and hashed as three
 //! machine words; only longer texts are boxed. Equal texts always take the
 //! same form, so equality and hashing are those of the text.
+//!
+//! A key is three words (24 bytes): the inline text leaves one byte for the
+//! variant's tag.
 
 use std::hash::{Hash, Hasher};
 
 /// Longest key text stored inline.
-pub const INLINE: usize = 23;
+pub const INLINE: usize = 22;
+
+/// Longest text hashed as three words (its bytes, zero-padded, and its
+/// length): the inline texts and those one byte longer, so that hashes are
+/// those of keys before [`INLINE`] went from 23 to 22.
+const WORDS: usize = 23;
 
 /// A partition key (see the module docs); [`Key::None`] is the one partition
 /// of a spec without `key` (no `key` in the output).
@@ -81,24 +89,45 @@ impl Key {
                 let [a, b, c] = words(*len, bytes);
                 mix(mix(mix(0, a), b), c)
             }
-            Key::Heap(s) => s.as_bytes().chunks(8).fold(s.len() as u64, |h, c| {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                mix(h, u64::from_le_bytes(w))
-            }),
+            Key::Heap(s) => match short_words(s) {
+                Some([a, b, c]) => mix(mix(mix(0, a), b), c),
+                None => s.as_bytes().chunks(8).fold(s.len() as u64, |h, c| {
+                    let mut w = [0u8; 8];
+                    w[..c.len()].copy_from_slice(c);
+                    mix(h, u64::from_le_bytes(w))
+                }),
+            },
         }
     }
 }
 
-/// The inline text and its length as three words.
+/// The inline text and its length as three words: the text zero-padded to
+/// [`WORDS`] bytes, then the length.
 #[inline(always)]
 fn words(len: u8, bytes: &[u8; INLINE]) -> [u64; 3] {
     let mut w = [[0u8; 8]; 3];
     w[0].copy_from_slice(&bytes[0..8]);
     w[1].copy_from_slice(&bytes[8..16]);
-    w[2][..7].copy_from_slice(&bytes[16..23]);
+    w[2][..INLINE - 16].copy_from_slice(&bytes[16..INLINE]);
     w[2][7] = len;
     w.map(u64::from_le_bytes)
+}
+
+/// A boxed text of at most [`WORDS`] bytes as three words, as [`words`]
+/// makes them.
+#[inline]
+fn short_words(s: &str) -> Option<[u64; 3]> {
+    let b = s.as_bytes();
+    (b.len() <= WORDS).then(|| {
+        let mut padded = [0u8; 24];
+        padded[..b.len()].copy_from_slice(b);
+        padded[WORDS] = b.len() as u8;
+        let mut w = [[0u8; 8]; 3];
+        for (i, chunk) in padded.chunks_exact(8).enumerate() {
+            w[i].copy_from_slice(chunk);
+        }
+        w.map(u64::from_le_bytes)
+    })
 }
 
 impl Hash for Key {
@@ -112,7 +141,14 @@ impl Hash for Key {
                 state.write_u64(b);
                 state.write_u64(c);
             }
-            Key::Heap(s) => s.hash(state),
+            Key::Heap(s) => match short_words(s) {
+                Some([a, b, c]) => {
+                    state.write_u64(a);
+                    state.write_u64(b);
+                    state.write_u64(c);
+                }
+                None => s.hash(state),
+            },
         }
     }
 }
@@ -137,6 +173,7 @@ mod tests {
             "",
             "7",
             "\"o-1\"",
+            "\"1234567890123456789\"",
             "\"12345678901234567890\"",
             "\"123456789012345678901\"",
             "\"a much longer key that is boxed\"",
@@ -147,6 +184,62 @@ mod tests {
             assert_eq!(k, Key::new(t));
         }
         assert_eq!(Key::from_opt(None).text(), None);
+    }
+
+    #[test]
+    fn a_key_is_three_words() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+    }
+
+    /// `route_hash` and `Hash` as they were with 23 inline bytes.
+    #[test]
+    fn hashes_are_those_of_23_inline_bytes() {
+        fn old_words(t: &str) -> [u64; 3] {
+            let mut bytes = [0u8; 23];
+            bytes[..t.len()].copy_from_slice(t.as_bytes());
+            let mut w = [[0u8; 8]; 3];
+            w[0].copy_from_slice(&bytes[0..8]);
+            w[1].copy_from_slice(&bytes[8..16]);
+            w[2][..7].copy_from_slice(&bytes[16..23]);
+            w[2][7] = t.len() as u8;
+            w.map(u64::from_le_bytes)
+        }
+        fn hash_of(k: &Key) -> u64 {
+            let mut h = std::hash::DefaultHasher::new();
+            k.hash(&mut h);
+            h.finish()
+        }
+        fn hash_words([a, b, c]: [u64; 3]) -> u64 {
+            let mut h = std::hash::DefaultHasher::new();
+            h.write_u64(a);
+            h.write_u64(b);
+            h.write_u64(c);
+            h.finish()
+        }
+        let mix = |h: u64, w: u64| {
+            let mut z = h.wrapping_add(w).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let long = "x".repeat(40);
+        for t in [
+            "",
+            "7",
+            "\"1234567890123456789\"",   // 21 bytes
+            "\"12345678901234567890\"",  // 22: the longest inline
+            "\"123456789012345678901\"", // 23: boxed now
+        ] {
+            let k = Key::new(t);
+            let [a, b, c] = old_words(t);
+            assert_eq!(k.route_hash(), mix(mix(mix(0, a), b), c), "{t}");
+            assert_eq!(hash_of(&k), hash_words(old_words(t)), "{t}");
+        }
+        let k = Key::new(&long);
+        assert!(matches!(k, Key::Heap(_)));
+        let mut h = std::hash::DefaultHasher::new();
+        long.as_str().hash(&mut h);
+        assert_eq!(hash_of(&k), h.finish());
     }
 
     #[test]
