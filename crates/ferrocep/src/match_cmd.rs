@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet};
+use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::Nfa;
 
@@ -297,11 +297,11 @@ impl Blocks {
     /// Makes the blocks and hands out their events in the order they came:
     /// `(block, key, timestamp, event)`.
     pub fn finish(&mut self, mut f: impl FnMut(usize, Key, i64, JsonEvent)) {
-        let shared: Vec<Option<Arc<str>>> = self
+        let shared: Vec<Option<TextBlock>> = self
             .texts
             .iter_mut()
             .map(|t| {
-                let block = (!t.is_empty()).then(|| Arc::from(t.as_str()));
+                let block = (!t.is_empty()).then(|| TextBlock::from(t.as_str()));
                 t.clear();
                 block
             })
@@ -310,7 +310,7 @@ impl Blocks {
             let b = p.block as usize;
             let event = shared[b]
                 .as_ref()
-                .and_then(|text| JsonEvent::in_block(text, p.range, p.conditions.clone()))
+                .and_then(|text| JsonEvent::in_block(text, p.range, p.conditions))
                 // Every range is a line just copied into its block.
                 .unwrap_or_else(|| JsonEvent::from_parts("", &[]));
             f(b, p.key, p.ts, event);
@@ -485,7 +485,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                             let ts = p.timestamp.unwrap_or(0);
                             blocks.push(0, key, ts, p.json, p.conditions);
                         } else {
-                            let event = JsonEvent::own(Arc::from(p.json), p.conditions);
+                            let event = JsonEvent::own(p.json, p.conditions);
                             m.event_now(&key, event, wall_clock_ms(), &mut out);
                         }
                     }

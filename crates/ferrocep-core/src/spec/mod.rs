@@ -48,10 +48,9 @@ mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use error::{Location, SpecError, SpecErrorKind, Syntax};
-pub use event::{Conditions, JsonEvent};
+pub use event::{Conditions, JsonEvent, TextBlock};
 pub use set::{IngestedParts, IngestedRef, SetError, SpecSet};
 
 use crate::event::{recycle_values, Extractor, LineError, Value};
@@ -331,7 +330,7 @@ impl Spec {
             }
         };
         let event = JsonEvent::own(
-            Arc::from(extracted.json),
+            extracted.json,
             Conditions::from_results(
                 self.conditions.len(),
                 self.conditions.iter().map(|c| c.test(values)),

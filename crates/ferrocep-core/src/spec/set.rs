@@ -14,7 +14,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::event::{recycle_values, Extractor, LineError, Value};
 use crate::expr::{Expr, Fields};
@@ -204,7 +203,7 @@ impl SpecSet {
         Ok(IngestedRef {
             key: p.key,
             timestamp: p.timestamp,
-            event: JsonEvent::own(Arc::from(p.json), p.conditions),
+            event: JsonEvent::own(p.json, p.conditions),
         })
     }
 
