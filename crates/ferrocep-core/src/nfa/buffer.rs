@@ -43,9 +43,23 @@ pub(crate) struct NodeRef {
     gen: NonZeroU32,
 }
 
+impl<E> EventEntry<E> {
+    /// The id (`seq` is `u32::MAX` until the event is first taken).
+    #[inline]
+    pub(crate) fn id(&self) -> EventId {
+        EventId {
+            ts: self.ts,
+            seq: self.seq,
+        }
+    }
+}
+
 pub(crate) struct EventEntry<E> {
     pub(crate) event: E,
-    pub(crate) id: EventId,
+    // The event's id as two fields, so that the entry packs in 16 bytes
+    // beside the event.
+    ts: i64,
+    seq: u32,
     lock: u32,
 }
 
@@ -127,7 +141,8 @@ impl<E> SharedBuffer<E> {
         self.current_nodes.clear();
         self.events.insert(EventEntry {
             event,
-            id: EventId { ts, seq: u32::MAX },
+            ts,
+            seq: u32::MAX,
             lock: 1,
         }) as EventIdx
     }
@@ -147,7 +162,9 @@ impl<E> SharedBuffer<E> {
     }
 
     pub(crate) fn set_event_id(&mut self, ev: EventIdx, id: EventId) {
-        self.events[ev as usize].id = id;
+        let e = &mut self.events[ev as usize];
+        e.ts = id.ts;
+        e.seq = id.seq;
     }
 
     fn release_event(&mut self, ev: EventIdx) {
@@ -330,5 +347,9 @@ mod size_tests {
         assert_eq!(std::mem::size_of::<Option<NodeRef>>(), 8);
         assert_eq!(std::mem::size_of::<Edge>(), 32);
         assert_eq!(std::mem::size_of::<Node>(), 56);
+        assert_eq!(
+            std::mem::size_of::<EventEntry<crate::spec::JsonEvent>>(),
+            40
+        );
     }
 }

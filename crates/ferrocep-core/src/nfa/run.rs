@@ -83,7 +83,9 @@ pub struct NfaState {
     /// The partial matches in heap order (a `JavaPq`'s array), inline up to
     /// two: the start run and one pending match need no allocation.
     partial: Runs,
-    completed: JavaPq<Run>,
+    /// Matches held back by the skip strategy (rare: boxed, `None` when
+    /// there are none).
+    completed: Option<Box<JavaPq<Run>>>,
     counters: SmallVec<[(i64, u32); 1]>,
 }
 
@@ -91,7 +93,7 @@ impl NfaState {
     /// Whether only the start run is left and no match is held back: the
     /// key's state can be dropped.
     pub fn is_idle(&self) -> bool {
-        self.completed.is_empty()
+        self.completed.is_none()
             && self.partial.len() == 1
             && self.partial.iter().all(|r| r.start_event().is_none())
     }
@@ -101,7 +103,9 @@ impl NfaState {
         if self.partial.spilled() {
             buf.give_runs(self.partial.into_vec());
         }
-        buf.give_runs(self.completed.into_vec());
+        if let Some(c) = self.completed {
+            buf.give_runs(c.into_vec());
+        }
     }
 
     /// Number of partial matches, the start run excluded.
@@ -114,7 +118,7 @@ impl NfaState {
 
     /// Number of completed matches held back by the skip strategy.
     pub fn num_held_matches(&self) -> usize {
-        self.completed.len()
+        self.completed.as_ref().map_or(0, |c| c.len())
     }
 
     /// Takes the partial matches out as a queue (a pooled vector).
@@ -209,7 +213,7 @@ impl<E> Nfa<E> {
         partial.push(self.start_run(DeweyNumber::new(1)));
         NfaState {
             partial,
-            completed: JavaPq::default(),
+            completed: None,
             counters: SmallVec::new(),
         }
     }
@@ -336,7 +340,7 @@ impl<E> Nfa<E> {
         // earliest start (the start run sorts last), so if it has not expired
         // none has; and with no expiry and no held match nothing changes.
         let Some(window) = self.window.filter(|w| *w > 0) else {
-            if st.completed.is_empty() {
+            if st.completed.is_none() {
                 return;
             }
             let mut partial = st.take_partial(buf);
@@ -344,7 +348,7 @@ impl<E> Nfa<E> {
             st.set_partial(buf, partial);
             return;
         };
-        if st.completed.is_empty() {
+        if st.completed.is_none() {
             match st.partial.first() {
                 Some(head) if self.is_start(head) => return,
                 Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
@@ -408,42 +412,87 @@ impl<E> Nfa<E> {
         out: &mut impl NfaOutput<E>,
     ) {
         let mut potential = potential;
+        if st.completed.is_none() && potential.len() <= 1 {
+            // Flink adds the match to the empty completed queue and takes it
+            // straight out again unless a partial match started before it.
+            if let Some(m) = potential.poll(run_cmp) {
+                let held = partial
+                    .peek()
+                    .is_some_and(|p| run_cmp(&m, p) == Ordering::Greater);
+                if held {
+                    let mut c = Box::new(JavaPq::from_heap_vec(buf.take_runs()));
+                    c.offer(m, run_cmp);
+                    st.completed = Some(c);
+                } else {
+                    self.complete(buf, partial, None, m, out);
+                }
+            }
+            self.recycle_potential(buf, potential);
+            return;
+        }
+        let mut completed = st
+            .completed
+            .take()
+            .unwrap_or_else(|| Box::new(JavaPq::from_heap_vec(buf.take_runs())));
         for m in potential.drain() {
-            st.completed.offer(m, run_cmp);
+            completed.offer(m, run_cmp);
         }
-        if buf.scratch[2].capacity() == 0 {
-            buf.scratch[2] = potential.into_vec();
-        } else {
-            buf.give_runs(potential.into_vec());
-        }
-        while let Some(earliest) = st.completed.peek() {
+        self.recycle_potential(buf, potential);
+        while let Some(earliest) = completed.peek() {
             if let Some(p) = partial.peek() {
                 if run_cmp(earliest, p) == Ordering::Greater {
                     break;
                 }
             }
-            let Some(m) = st.completed.poll(run_cmp) else {
+            let Some(m) = completed.poll(run_cmp) else {
                 break;
             };
-            let paths = match m.prev {
-                Some(p) => buf.extract(p, &m.version, false),
-                None => Default::default(),
-            };
-            if let Some(pid) = self.pruning_id(buf, &paths) {
-                self.prune(buf, partial, pid);
-                self.prune(buf, &mut st.completed, pid);
+            self.complete(buf, partial, Some(&mut completed), m, out);
+        }
+        if completed.is_empty() {
+            buf.give_runs(completed.into_vec());
+        } else {
+            st.completed = Some(completed);
+        }
+    }
+
+    fn recycle_potential(&self, buf: &mut SharedBuffer<E>, potential: JavaPq<Run>) {
+        if buf.scratch[2].capacity() == 0 {
+            buf.scratch[2] = potential.into_vec();
+        } else {
+            buf.give_runs(potential.into_vec());
+        }
+    }
+
+    /// Emits completed match `m` and prunes what the skip strategy says.
+    fn complete(
+        &self,
+        buf: &mut SharedBuffer<E>,
+        partial: &mut JavaPq<Run>,
+        completed: Option<&mut JavaPq<Run>>,
+        m: Run,
+        out: &mut impl NfaOutput<E>,
+    ) {
+        let paths = match m.prev {
+            Some(p) => buf.extract(p, &m.version, false),
+            None => Default::default(),
+        };
+        if let Some(pid) = self.pruning_id(buf, &paths) {
+            self.prune(buf, partial, pid);
+            if let Some(c) = completed {
+                self.prune(buf, c, pid);
             }
-            if let Some(first) = paths.first() {
-                self.emit(buf, first, out, None);
-            }
-            if let Some(p) = m.prev {
-                buf.release_node(p, &m.version);
-            }
+        }
+        if let Some(first) = paths.first() {
+            self.emit(buf, first, out, None);
+        }
+        if let Some(p) = m.prev {
+            buf.release_node(p, &m.version);
         }
     }
 
     fn pruning_id(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<EventId> {
-        let id = |e: EventIdx| buf.event_entry(e).id;
+        let id = |e: EventIdx| buf.event_entry(e).id();
         let mut pruning: Option<EventId> = None;
         for path in paths {
             match &self.skip {
@@ -586,11 +635,11 @@ impl<E> Nfa<E> {
                     let current_version = run.version.increase(take_to_visit.max(0) as u32);
                     let next_version = current_version.add_stage();
                     take_to_visit -= 1;
-                    if buf.event_entry(ev).id.seq == u32::MAX {
+                    if buf.event_entry(ev).id().seq == u32::MAX {
                         let id = st.next_event_id(ts);
                         buf.set_event_id(ev, id);
                     }
-                    let event_id = buf.event_entry(ev).id;
+                    let event_id = buf.event_entry(ev).id();
                     let stage = self.states[source as usize].stage;
                     let entry = buf.put(stage, ev, run.prev, &current_version);
                     let start = if is_start { event_id } else { run.start() };
@@ -753,5 +802,6 @@ mod size_tests {
     #[test]
     fn compact_runs() {
         assert_eq!(std::mem::size_of::<super::Run>(), 40);
+        assert_eq!(std::mem::size_of::<super::NfaState>(), 120);
     }
 }
