@@ -119,7 +119,9 @@ impl<E> SharedBuffer<E> {
     }
 
     pub(crate) fn give_runs(&mut self, mut v: Vec<super::run::Run>) {
-        if self.run_pool.len() < 4096 && v.capacity() <= 4 {
+        // Small vectors are not worth keeping (queues of up to two runs are
+        // inline), large ones would hold memory.
+        if self.run_pool.len() < 4096 && (3..=64).contains(&v.capacity()) {
             v.clear();
             self.run_pool.push(v);
         }

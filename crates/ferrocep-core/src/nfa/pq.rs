@@ -7,27 +7,53 @@ use std::cmp::Ordering;
 
 use smallvec::SmallVec;
 
-/// `java.util.PriorityQueue` with a comparator given per call.
+/// `java.util.PriorityQueue` with a comparator given per call; up to `N`
+/// elements are stored inline (`N = 0`: a vector).
 #[derive(Clone, Debug)]
-pub struct JavaPq<T> {
-    items: Vec<T>,
+pub struct JavaPq<T, const N: usize = 0> {
+    items: SmallVec<[T; N]>,
 }
 
-impl<T> Default for JavaPq<T> {
+impl<T, const N: usize> Default for JavaPq<T, N> {
     fn default() -> Self {
-        JavaPq { items: Vec::new() }
+        JavaPq {
+            items: SmallVec::new(),
+        }
     }
 }
 
-impl<T> JavaPq<T> {
+impl<T, const N: usize> JavaPq<T, N> {
     /// A queue over `items`, which must already be in heap order (or empty).
+    /// The vector's buffer is kept when it is larger than `N`.
     pub fn from_heap_vec(items: Vec<T>) -> Self {
-        JavaPq { items }
+        JavaPq {
+            items: SmallVec::from_vec(items),
+        }
     }
 
     /// The backing array, in heap order.
     pub fn into_vec(self) -> Vec<T> {
+        self.items.into_vec()
+    }
+
+    /// The backing storage, in heap order.
+    pub fn into_items(self) -> SmallVec<[T; N]> {
         self.items
+    }
+
+    /// Whether the elements live outside the queue.
+    pub fn spilled(&self) -> bool {
+        self.items.spilled()
+    }
+
+    /// Moves the elements inline if they fit, returning the heap buffer.
+    pub fn settle(&mut self) -> Option<Vec<T>> {
+        if !self.items.spilled() || self.items.len() > N {
+            return None;
+        }
+        let mut v = std::mem::take(&mut self.items).into_vec();
+        self.items.extend(v.drain(..));
+        Some(v)
     }
 
     /// Number of elements.
@@ -41,7 +67,6 @@ impl<T> JavaPq<T> {
     }
 
     /// Elements in heap-array order (Java's iteration order).
-    #[cfg(test)]
     pub fn iter(&self) -> std::slice::Iter<'_, T> {
         self.items.iter()
     }
@@ -52,7 +77,7 @@ impl<T> JavaPq<T> {
     }
 
     /// Removes all elements, returning them in array order.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, T> {
+    pub fn drain(&mut self) -> smallvec::Drain<'_, [T; N]> {
         self.items.drain(..)
     }
 
@@ -109,10 +134,20 @@ impl<T> JavaPq<T> {
         mut remove: impl FnMut(&T) -> bool,
         cmp: impl Fn(&T, &T) -> Ordering,
     ) -> SmallVec<[T; 2]> {
-        let removed: SmallVec<[T; 2]> = self.items.extract_if(.., |x| remove(x)).collect();
-        if removed.is_empty() {
-            return removed;
+        let mut marked: SmallVec<[u32; 8]> = SmallVec::new();
+        for (i, x) in self.items.iter().enumerate() {
+            if remove(x) {
+                marked.push(i as u32);
+            }
         }
+        if marked.is_empty() {
+            return SmallVec::new();
+        }
+        let mut removed: SmallVec<[T; 2]> = SmallVec::with_capacity(marked.len());
+        for &i in marked.iter().rev() {
+            removed.push(self.items.remove(i as usize));
+        }
+        removed.reverse();
         let n = self.items.len();
         for i in (0..n / 2).rev() {
             self.sift_down(i, &cmp);
@@ -127,7 +162,7 @@ mod tests {
 
     #[test]
     fn behaves_like_a_min_heap() {
-        let mut q = JavaPq::default();
+        let mut q: JavaPq<i32> = JavaPq::default();
         for x in [5, 3, 8, 1, 9, 2] {
             q.offer(x, i32::cmp);
         }
@@ -145,12 +180,34 @@ mod tests {
 
     #[test]
     fn bulk_remove_reheapifies() {
-        let mut q = JavaPq::default();
+        let mut q: JavaPq<i32> = JavaPq::default();
         for x in [5, 3, 8, 1, 9, 2] {
             q.offer(x, i32::cmp);
         }
         let removed = q.bulk_remove(|x| *x < 3, i32::cmp);
         assert_eq!(removed.to_vec(), vec![1, 2]);
         assert_eq!(q.peek(), Some(&3));
+    }
+
+    /// Inline storage behaves exactly as a vector, also when it spills and
+    /// settles back.
+    #[test]
+    fn inline_storage_is_the_same_queue() {
+        let mut a: JavaPq<i32> = JavaPq::default();
+        let mut b: JavaPq<i32, 2> = JavaPq::default();
+        for x in [5, 3, 8, 1, 9, 2, 7] {
+            a.offer(x, i32::cmp);
+            b.offer(x, i32::cmp);
+        }
+        assert!(b.spilled());
+        let ra = a.bulk_remove(|x| x % 3 == 0 || *x == 1, i32::cmp);
+        let rb = b.bulk_remove(|x| x % 3 == 0 || *x == 1, i32::cmp);
+        assert_eq!(ra, rb);
+        assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+        while b.len() > 2 {
+            assert_eq!(a.poll(i32::cmp), b.poll(i32::cmp));
+        }
+        assert!(b.settle().is_some() && !b.spilled());
+        assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
     }
 }

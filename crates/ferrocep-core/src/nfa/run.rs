@@ -74,7 +74,8 @@ fn run_cmp(a: &Run, b: &Run) -> Ordering {
 
 /// Runs stored inline in a key's state.
 const INLINE_RUNS: usize = 2;
-type Runs = SmallVec<[Run; INLINE_RUNS]>;
+/// A key's partial matches.
+type Partial = JavaPq<Run, INLINE_RUNS>;
 
 /// The matching state of one key (Flink `NFAState` plus the key's
 /// per-timestamp event counters of the shared buffer).
@@ -82,7 +83,7 @@ type Runs = SmallVec<[Run; INLINE_RUNS]>;
 pub struct NfaState {
     /// The partial matches in heap order (a `JavaPq`'s array), inline up to
     /// two: the start run and one pending match need no allocation.
-    partial: Runs,
+    partial: JavaPq<Run, INLINE_RUNS>,
     /// Matches held back by the skip strategy (rare: boxed, `None` when
     /// there are none).
     completed: Option<Box<JavaPq<Run>>>,
@@ -121,29 +122,22 @@ impl NfaState {
         self.completed.as_ref().map_or(0, |c| c.len())
     }
 
-    /// Takes the partial matches out as a queue (a pooled vector).
-    fn take_partial<E>(&mut self, buf: &mut SharedBuffer<E>) -> JavaPq<Run> {
-        let runs = std::mem::take(&mut self.partial);
-        let v = if runs.spilled() {
-            runs.into_vec()
+    /// An empty queue for the partial matches that replace `old`: inline
+    /// when `old` was, else on a pooled vector.
+    fn new_partial<E>(old: &Partial, buf: &mut SharedBuffer<E>) -> Partial {
+        if old.spilled() {
+            JavaPq::from_heap_vec(buf.take_runs())
         } else {
-            let mut v = buf.take_runs();
-            v.extend(runs);
-            v
-        };
-        JavaPq::from_heap_vec(v)
+            JavaPq::default()
+        }
     }
 
-    /// Stores `q` as the partial matches, returning its vector to the pool
-    /// when they fit inline.
-    fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, q: JavaPq<Run>) {
-        let mut v = q.into_vec();
-        if v.len() <= INLINE_RUNS {
-            self.partial = v.drain(..).collect();
+    /// Stores `q` as the partial matches (inline if they fit).
+    fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, mut q: Partial) {
+        if let Some(v) = q.settle() {
             buf.give_runs(v);
-        } else {
-            self.partial = Runs::from_vec(v);
         }
+        self.partial = q;
     }
 
     fn next_event_id(&mut self, ts: i64) -> EventId {
@@ -209,8 +203,8 @@ fn calculate_increasing_self_state(ignore: u32, take: u32) -> u32 {
 impl<E> Nfa<E> {
     /// A fresh key state: only the start run (version 1), inline.
     pub fn initial_state(&self) -> NfaState {
-        let mut partial = Runs::new();
-        partial.push(self.start_run(DeweyNumber::new(1)));
+        let mut partial = Partial::default();
+        partial.offer(self.start_run(DeweyNumber::new(1)), run_cmp);
         NfaState {
             partial,
             completed: None,
@@ -270,10 +264,11 @@ impl<E> Nfa<E> {
     ) -> bool {
         let ev = buf.begin_event(event, ts);
         let mut new_start = false;
-        let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
+        let old = std::mem::take(&mut st.partial);
+        let mut new_partial = NfaState::new_partial(&old, buf);
         let [mut next, mut retain, potential] = std::mem::take(&mut buf.scratch);
         let mut potential = JavaPq::from_heap_vec(potential);
-        let mut runs = st.take_partial(buf).into_vec();
+        let mut runs = old.into_items();
         for run in runs.drain(..) {
             let from_start = self.is_start(&run);
             self.compute_next_states(buf, st, run, ev, ts, &mut next);
@@ -305,7 +300,9 @@ impl<E> Nfa<E> {
                 }
             }
         }
-        buf.give_runs(runs);
+        if runs.spilled() {
+            buf.give_runs(runs.into_vec());
+        }
         if self.skip == SkipStrategy::NoSkip {
             for m in potential.drain() {
                 if let Some(p) = m.prev {
@@ -343,13 +340,13 @@ impl<E> Nfa<E> {
             if st.completed.is_none() {
                 return;
             }
-            let mut partial = st.take_partial(buf);
+            let mut partial = std::mem::take(&mut st.partial);
             self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
             st.set_partial(buf, partial);
             return;
         };
         if st.completed.is_none() {
-            match st.partial.first() {
+            match st.partial.peek() {
                 Some(head) if self.is_start(head) => return,
                 Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
                     return
@@ -358,9 +355,10 @@ impl<E> Nfa<E> {
                 _ => {}
             }
         }
-        let mut new_partial: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
-        let mut potential: JavaPq<Run> = JavaPq::from_heap_vec(buf.take_runs());
-        let mut runs = st.take_partial(buf).into_vec();
+        let old = std::mem::take(&mut st.partial);
+        let mut new_partial = NfaState::new_partial(&old, buf);
+        let mut potential: JavaPq<Run> = JavaPq::default();
+        let mut runs = old.into_items();
         for run in runs.drain(..) {
             let timed_out = match self.window {
                 Some(w) => !self.is_start(&run) && w > 0 && ts.wrapping_sub(run.start_ts()) >= w,
@@ -382,7 +380,9 @@ impl<E> Nfa<E> {
                 buf.release_node(p, &run.version);
             }
         }
-        buf.give_runs(runs);
+        if runs.spilled() {
+            buf.give_runs(runs.into_vec());
+        }
         self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         st.set_partial(buf, new_partial);
     }
@@ -408,7 +408,7 @@ impl<E> Nfa<E> {
         buf: &mut SharedBuffer<E>,
         st: &mut NfaState,
         potential: JavaPq<Run>,
-        partial: &mut JavaPq<Run>,
+        partial: &mut Partial,
         out: &mut impl NfaOutput<E>,
     ) {
         let mut potential = potential;
@@ -468,7 +468,7 @@ impl<E> Nfa<E> {
     fn complete(
         &self,
         buf: &mut SharedBuffer<E>,
-        partial: &mut JavaPq<Run>,
+        partial: &mut Partial,
         completed: Option<&mut JavaPq<Run>>,
         m: Run,
         out: &mut impl NfaOutput<E>,
@@ -531,7 +531,12 @@ impl<E> Nfa<E> {
         pruning
     }
 
-    fn prune(&self, buf: &mut SharedBuffer<E>, queue: &mut JavaPq<Run>, pid: EventId) {
+    fn prune<const N: usize>(
+        &self,
+        buf: &mut SharedBuffer<E>,
+        queue: &mut JavaPq<Run, N>,
+        pid: EventId,
+    ) {
         if queue.is_empty() {
             return;
         }
