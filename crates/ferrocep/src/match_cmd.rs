@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferrocep_core::operator::{CepOperator, TimeDomain};
+use ferrocep_core::operator::{CepOperator, Prefetch, TimeDomain};
 use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::Nfa;
@@ -318,6 +318,11 @@ impl Blocks {
     }
 }
 
+/// How many events ahead [`Matcher::events`] prefetches where a key is in the
+/// index, and then the key's state.
+const PREFETCH_INDEX_AHEAD: usize = 6;
+const PREFETCH_STATE_AHEAD: usize = 3;
+
 /// One operator per spec over the keys of one partition, and the output
 /// they have produced and not yet handed on.
 ///
@@ -372,23 +377,32 @@ impl Matcher {
                 spill: &mut *spill,
             };
             let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
-            // The watermark that preceded each event, then the event.
-            let mut feed = |key: &Key, ts: i64, max: Option<i64>, event: JsonEvent| {
-                if *applied != max {
-                    *applied = max;
-                    op.advance_time(watermark(max, ooo), &mut sink);
+            let last = i + 1 == n;
+            for j in 0..batch.len() {
+                // Keys are looked up a few events ahead, so that their memory
+                // loads while the events before them run.
+                if let Some(r) = batch.get(j + PREFETCH_INDEX_AHEAD) {
+                    op.prefetch(&r.key, Prefetch::Index);
                 }
-                op.process_element_by(key, event, ts, &mut sink);
-            };
-            if i + 1 < n {
-                for r in batch.iter() {
-                    feed(&r.key, r.ts, r.max_before, r.event.clone());
+                if let Some(r) = batch.get(j + PREFETCH_STATE_AHEAD) {
+                    op.prefetch(&r.key, Prefetch::State);
                 }
-            } else {
+                let r = &mut batch[j];
+                // The watermark that preceded the event, then the event.
+                if *applied != r.max_before {
+                    *applied = r.max_before;
+                    op.advance_time(watermark(r.max_before, ooo), &mut sink);
+                }
                 // The last operator takes the events themselves.
-                for r in batch.drain(..) {
-                    feed(&r.key, r.ts, r.max_before, r.event);
-                }
+                let event = if last {
+                    std::mem::take(&mut r.event)
+                } else {
+                    r.event.clone()
+                };
+                op.process_element_by(&r.key, event, r.ts, &mut sink);
+            }
+            if last {
+                batch.clear();
             }
         }
     }

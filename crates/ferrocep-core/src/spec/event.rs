@@ -249,6 +249,17 @@ impl fmt::Debug for BitString<'_> {
     }
 }
 
+impl Default for JsonEvent {
+    /// The empty line with no condition holding; no allocation (a
+    /// placeholder for an event moved out).
+    fn default() -> Self {
+        JsonEvent(Repr::Narrow {
+            line: Line::NONE,
+            bits: 0,
+        })
+    }
+}
+
 impl JsonEvent {
     /// An event for `raw` whose condition `i` holds iff `conds[i]`.
     ///

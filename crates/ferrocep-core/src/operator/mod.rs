@@ -20,19 +20,22 @@
 //! nothing due are not touched. A key whose state is back to the bare start
 //! run with nothing waiting is dropped.
 
+mod index;
+mod slots;
+
 use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
-use slab::Slab;
 
 use crate::nfa::{Nfa, NfaOutput, NfaState, SharedBuffer};
 use crate::output::{MatchRef, OutputSink};
 use crate::time::MIN_WATERMARK;
+use index::KeyIndex;
+use slots::{prefetch, Slots};
 
 /// Which clock drives the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,15 +55,25 @@ struct KeyEntry<K> {
     state: NfaState,
 }
 
+/// What [`CepOperator::prefetch`] brings into the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefetch {
+    /// Where the key index keeps the key: issue this a few events ahead.
+    Index,
+    /// The key's state: issue this after [`Prefetch::Index`], when the index
+    /// line has arrived (a couple of events ahead).
+    State,
+}
+
 /// Flink's `CepOperator` over keys `K` and events `E`.
 pub struct CepOperator<K, E> {
     nfa: Arc<Nfa<E>>,
     domain: TimeDomain,
     buf: SharedBuffer<E>,
     /// Key -> slot; the key itself is stored once, in its slot.
-    index: HashTable<u32>,
+    index: KeyIndex,
     hasher: FxBuildHasher,
-    keys: Slab<KeyEntry<K>>,
+    keys: Slots<KeyEntry<K>>,
     next_gen: u32,
     /// Event time: events waiting for the watermark, all keys together.
     waiting: EventQueue<E>,
@@ -98,9 +111,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             nfa,
             domain,
             buf: SharedBuffer::default(),
-            index: HashTable::new(),
+            index: KeyIndex::default(),
             hasher: FxBuildHasher,
-            keys: Slab::new(),
+            keys: Slots::default(),
             next_gen: 0,
             waiting: EventQueue::default(),
             touched: Vec::new(),
@@ -122,6 +135,31 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// patterns read one stream).
     pub fn set_bounded_out_of_orderness(&mut self, out_of_orderness: i64) {
         self.out_of_orderness = Some(out_of_orderness.max(0));
+    }
+
+    /// A hint that an event of `key` comes soon: starts loading what
+    /// processing it will read, so that the memory latency of the key's
+    /// lookup overlaps with the events before it. Changes nothing else; keys
+    /// without state cost a lookup of the index.
+    #[inline]
+    pub fn prefetch<Q>(&self, key: &Q, what: Prefetch)
+    where
+        K: Borrow<Q>,
+        Q: Hash + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        match what {
+            Prefetch::Index => prefetch(self.index.bucket_ptr(hash).cast()),
+            Prefetch::State => {
+                if let Some(slot) = self.index.candidate(hash) {
+                    let at = self.keys.addr(slot as usize);
+                    // The key and the runs: an entry spans up to three lines.
+                    prefetch(at);
+                    prefetch(at.wrapping_add(64));
+                    prefetch(at.wrapping_add(128));
+                }
+            }
+        }
     }
 
     /// The compiled pattern.
@@ -169,9 +207,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     {
         let hash = self.hasher.hash_one(key);
         let keys = &self.keys;
-        if let Some(&s) = self
+        if let Some(s) = self
             .index
-            .find(hash, |&s| keys[s as usize].key.borrow() == key)
+            .find(hash, |s| keys[s as usize].key.borrow() == key)
         {
             return Some(s);
         }
@@ -204,7 +242,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }) as u32;
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.index
-            .insert_unique(hash, slot, |&s| hasher.hash_one(&keys[s as usize].key));
+            .insert(hash, slot, |s| hasher.hash_one(&keys[s as usize].key));
         slot
     }
 
@@ -217,9 +255,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         let e = &self.keys[slot as usize];
         if e.queued == 0 && e.state.is_idle() {
             let hash = self.hasher.hash_one(&e.key);
-            if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
-                entry.remove();
-            }
+            self.index.remove(hash, slot);
             let e = self.keys.remove(slot as usize);
             // Keep the run vector for the next key instead of freeing it.
             e.state.recycle(&mut self.buf);
@@ -320,6 +356,15 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             self.run_waiting(now, sink);
         }
         while let Some((_, slot, gen)) = self.window_timers.pop_due(now) {
+            // The keys of the next timers load while this one fires.
+            if let Some(&(at, ahead, _)) = self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD) {
+                if at <= now {
+                    let p = self.keys.addr(ahead as usize);
+                    prefetch(p);
+                    prefetch(p.wrapping_add(64));
+                    prefetch(p.wrapping_add(128));
+                }
+            }
             if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
                 self.advance_key(slot, now, sink);
             }
@@ -380,6 +425,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
 }
 
 type Timer = (i64, u32, u32);
+
+/// How many timers ahead the keys of due timers are prefetched.
+const TIMER_PREFETCH_AHEAD: usize = 4;
 
 /// A min-queue of timers that is O(1) while timers arrive in time order (a
 /// deque) and falls back to a heap for those that do not.
