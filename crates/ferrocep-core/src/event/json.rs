@@ -19,8 +19,8 @@ use super::value::{dedup_last_wins, push_surrogate, wtf8_lossy, Dec, DecParts, M
 /// Jackson's `StreamReadConstraints` defaults.
 pub(crate) const MAX_DEPTH: usize = 1000;
 const MAX_NUMBER_LEN: i64 = 1000;
-const MAX_NAME_LEN: usize = 50_000;
-const MAX_STRING_LEN: usize = 20_000_000;
+pub(crate) const MAX_NAME_LEN: usize = 50_000;
+pub(crate) const MAX_STRING_LEN: usize = 20_000_000;
 
 /// What a scanned value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub(crate) enum Kind {
 }
 
 /// Where a value is in the line: `b[start..end]` is its JSON text.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Span {
     pub start: usize,
     pub end: usize,
@@ -159,13 +159,13 @@ static STR_STOP: [bool; 256] = {
     t
 };
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
+pub(crate) const LO: u64 = 0x0101_0101_0101_0101;
+pub(crate) const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Bit 7 of each byte of `v` that is `"`, `\` or a control character (exact for the lowest
 /// such byte, which is all that is used).
 #[inline(always)]
-fn special_bytes(v: u64) -> u64 {
+pub(crate) fn special_bytes(v: u64) -> u64 {
     let q = v ^ (LO * u64::from(b'"'));
     let s = v ^ (LO * u64::from(b'\\'));
     let quote = q.wrapping_sub(LO) & !q;
@@ -176,7 +176,7 @@ fn special_bytes(v: u64) -> u64 {
 
 /// Position of the first `"`, `\` or control character at or after `i` (or `b.len()`).
 #[inline(always)]
-fn find_special(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn find_special(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
@@ -681,6 +681,7 @@ fn push_char(out: &mut Vec<u8>, c: char) {
 
 /// The string value of a validated JSON string span (quotes included), borrowed when it has
 /// no escapes.
+#[inline]
 pub(crate) fn string_value<'a>(b: &'a [u8], span: Span, esc: bool) -> Str<'a> {
     let raw = &b[span.start + 1..span.end - 1];
     if esc {
@@ -690,19 +691,42 @@ pub(crate) fn string_value<'a>(b: &'a [u8], span: Span, esc: bool) -> Str<'a> {
     }
 }
 
+/// The value of 8 ASCII digits read as a little-endian word (the first digit in the low byte).
+#[inline(always)]
+fn eight_digits(w: u64) -> u64 {
+    const LOW: u64 = 0x0000_00FF_0000_00FF;
+    let w = w.wrapping_sub(LO * u64::from(b'0'));
+    // Each byte pair becomes its two-digit value (in the low byte of the pair) ...
+    let w = w.wrapping_mul(10).wrapping_add(w >> 8);
+    // ... and the four pairs their eight-digit value.
+    let hi_pairs = (w & LOW).wrapping_mul(100 + (1_000_000 << 32));
+    let lo_pairs = ((w >> 16) & LOW).wrapping_mul(1 + (10_000 << 32));
+    hi_pairs.wrapping_add(lo_pairs) >> 32
+}
+
 /// The value of a validated JSON integer if it fits `i64`.
 #[inline]
 pub(crate) fn parse_int(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    let (neg, digits) = match b.first() {
+    let (neg, mut digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         _ => (false, b),
     };
     if digits.len() <= 18 {
-        let mut v: i64 = 0;
-        for &c in digits {
-            v = v * 10 + i64::from(c.wrapping_sub(b'0'));
+        let mut v: u64 = 0;
+        while let Some((chunk, rest)) = digits.split_first_chunk::<8>() {
+            v = v
+                .wrapping_mul(100_000_000)
+                .wrapping_add(eight_digits(u64::from_le_bytes(*chunk)));
+            digits = rest;
         }
+        for &c in digits {
+            v = v
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(c.wrapping_sub(b'0')));
+        }
+        // At most 18 digits: below 10^18, so it fits.
+        let v = v as i64;
         return Some(if neg { -v } else { v });
     }
     text.parse::<i64>().ok()
@@ -720,7 +744,22 @@ pub(crate) fn number_value(text: &str, kind: Kind) -> Value<'_> {
 }
 
 /// The expression value of a validated span of `line`.
+#[inline]
 pub(crate) fn span_value<'a>(line: &'a str, span: Span) -> Value<'a> {
+    let b = line.as_bytes();
+    match span.kind {
+        Kind::None | Kind::Null => Value::Null,
+        Kind::Str { esc: false } => Value::Str(string_value(b, span, false)),
+        Kind::Int => match line.get(span.start..span.end).map(parse_int) {
+            Some(Some(v)) => Value::Int(v),
+            _ => other_span_value(line, span),
+        },
+        _ => other_span_value(line, span),
+    }
+}
+
+/// [`span_value`] of the less common kinds.
+fn other_span_value<'a>(line: &'a str, span: Span) -> Value<'a> {
     let b = line.as_bytes();
     match span.kind {
         Kind::None | Kind::Null => Value::Null,
@@ -855,7 +894,16 @@ fn wtf8_lossy_cow(s: &[u8]) -> Cow<'_, str> {
 /// The text Jackson's `JsonNode.toString()` gives for a validated span: compact, strings
 /// re-escaped, floats as `BigDecimal.toString()`, `-0` as `0`, duplicate names merged (first
 /// position, last value).
+#[inline]
 pub(crate) fn jackson_text<'a>(line: &'a str, span: Span) -> Cow<'a, str> {
+    match (span.kind, line.get(span.start..span.end)) {
+        (Kind::Str { esc: false }, Some(raw)) => Cow::Borrowed(raw),
+        _ => other_jackson_text(line, span),
+    }
+}
+
+/// [`jackson_text`] of anything but a string without escapes.
+fn other_jackson_text<'a>(line: &'a str, span: Span) -> Cow<'a, str> {
     let b = line.as_bytes();
     let raw = line.get(span.start..span.end).unwrap_or("");
     match span.kind {
@@ -1080,6 +1128,35 @@ mod tests {
         assert!(!valid(&format!("{{\"{}\":1}}", "k".repeat(50_001))));
         // counted in UTF-16 units after decoding escapes
         assert!(valid(&format!("{{\"{}\":1}}", "\\u0041".repeat(50_000))));
+    }
+
+    #[test]
+    fn integers() {
+        for v in [
+            0i64,
+            7,
+            -7,
+            12345678,
+            -87654321,
+            123456789,
+            1700000000000,
+            -1700000000123,
+            999999999999999999,
+            -999999999999999999,
+            1000000000000000000,
+            i64::MAX,
+            i64::MIN,
+            10000001,
+            90000009,
+        ] {
+            assert_eq!(parse_int(&v.to_string()), Some(v), "{v}");
+        }
+        assert_eq!(parse_int("-0"), Some(0));
+        assert_eq!(parse_int("9223372036854775808"), None);
+        for n in 1..=18 {
+            let t: String = (0..n).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
+            assert_eq!(parse_int(&t), t.parse().ok(), "{t}");
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@
 //! The caller strips a UTF-8 BOM from the first line (the oracle does, only there) and splits
 //! lines as Java's `readLine` does.
 
+mod fast;
 mod json;
 mod time;
 mod value;
@@ -70,6 +71,59 @@ impl LineError {
     }
 }
 
+/// Where [`Extractor::extract_into`] puts a line's values: a `Vec`, or [`InlineValues`] on
+/// the stack (no vector to recycle across lines of different lifetimes).
+pub(crate) trait ValueSlots<'a> {
+    fn clear_slots(&mut self);
+    fn reserve_slots(&mut self, n: usize);
+    fn push_slot(&mut self, v: Value<'a>);
+    fn as_slots(&self) -> &[Value<'a>];
+}
+
+impl<'a> ValueSlots<'a> for Vec<Value<'a>> {
+    #[inline]
+    fn clear_slots(&mut self) {
+        self.clear();
+    }
+    #[inline]
+    fn reserve_slots(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    #[inline]
+    fn push_slot(&mut self, v: Value<'a>) {
+        self.push(v);
+    }
+    #[inline]
+    fn as_slots(&self) -> &[Value<'a>] {
+        self
+    }
+}
+
+/// Values of up to [`INLINE_SLOTS`] slots, on the stack.
+pub(crate) type InlineValues<'a> = smallvec::SmallVec<[Value<'a>; INLINE_SLOTS]>;
+
+/// Slots that [`InlineValues`] holds without allocating.
+pub(crate) const INLINE_SLOTS: usize = 8;
+
+impl<'a> ValueSlots<'a> for InlineValues<'a> {
+    #[inline]
+    fn clear_slots(&mut self) {
+        self.clear();
+    }
+    #[inline]
+    fn reserve_slots(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    #[inline]
+    fn push_slot(&mut self, v: Value<'a>) {
+        self.push(v);
+    }
+    #[inline]
+    fn as_slots(&self) -> &[Value<'a>] {
+        self
+    }
+}
+
 /// Key and timestamp of a line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extracted<'a> {
@@ -90,6 +144,8 @@ struct Node {
     prefix: u64,
     children: Vec<usize>,
     end: usize,
+    /// The children as the fast path matches them.
+    kids: Box<[fast::Kid]>,
 }
 
 /// The first `min(n, 8)` bytes of `b[at..at + n]` as a little-endian word, zero-padded.
@@ -183,6 +239,7 @@ impl Extractor {
                 name,
                 children: Vec::new(),
                 end: 0,
+                kids: Box::default(),
             });
             if let Some(p) = parent {
                 nodes[p].children.push(id);
@@ -200,6 +257,14 @@ impl Extractor {
                 .max()
                 .unwrap_or(id + 1);
             nodes[id].end = end.max(id + 1);
+        }
+        for id in 0..nodes.len() {
+            let kids = nodes[id]
+                .children
+                .iter()
+                .map(|&c| fast::Kid::new(&nodes[c].name, c, nodes[c].end))
+                .collect();
+            nodes[id].kids = kids;
         }
         Extractor {
             nodes,
@@ -226,7 +291,29 @@ impl Extractor {
         line: &'a str,
         values: &mut Vec<Value<'a>>,
     ) -> Result<Extracted<'a>, LineError> {
-        values.clear();
+        self.extract_impl(line, values, true)
+    }
+
+    /// [`Self::extract`] into any [`ValueSlots`].
+    #[inline]
+    pub(crate) fn extract_into<'a, S: ValueSlots<'a>>(
+        &self,
+        line: &'a str,
+        values: &mut S,
+    ) -> Result<Extracted<'a>, LineError> {
+        self.extract_impl(line, values, true)
+    }
+
+    /// [`Self::extract`], with or without its fast path (`fast: false` only in tests, which
+    /// check that both ways give the same).
+    #[inline(always)]
+    fn extract_impl<'a, S: ValueSlots<'a>>(
+        &self,
+        line: &'a str,
+        values: &mut S,
+        fast: bool,
+    ) -> Result<Extracted<'a>, LineError> {
+        values.clear_slots();
         let text = java_trim(line);
         if text.is_empty() {
             return Err(LineError::new("empty line"));
@@ -234,36 +321,30 @@ impl Extractor {
         // The span table, sized to the trie: on the stack unless it is large.
         let n = self.nodes.len();
         if n <= 8 {
-            self.extract_with(text, values, &mut [Span::NONE; 8][..n])
+            self.extract_with(text, values, &mut [Span::NONE; 8][..n], fast)
         } else if n <= STACK_SPANS {
-            self.extract_with(text, values, &mut [Span::NONE; STACK_SPANS][..n])
+            self.extract_with(text, values, &mut [Span::NONE; STACK_SPANS][..n], fast)
         } else {
-            self.extract_with(text, values, &mut vec![Span::NONE; n])
+            self.extract_with(text, values, &mut vec![Span::NONE; n], fast)
         }
     }
 
     #[inline(always)]
-    fn extract_with<'a>(
+    fn extract_with<'a, S: ValueSlots<'a>>(
         &self,
         text: &'a str,
-        values: &mut Vec<Value<'a>>,
+        values: &mut S,
         spans: &mut [Span],
+        fast: bool,
     ) -> Result<Extracted<'a>, LineError> {
-        let mut sc = Scanner::new(text.as_bytes());
-        let invalid = |e: json::JsonError| {
-            let column = text.get(..e.pos).map_or(e.pos, |p| p.chars().count()) + 1;
-            LineError::new(format!(
-                "invalid JSON: {} (column {column})",
-                e.message(text.as_bytes())
-            ))
-        };
-        if sc.peek() != Some(b'{') {
-            sc.skip_value(0).map_err(invalid)?;
-            sc.expect_end().map_err(invalid)?;
-            return Err(LineError::new("not a JSON object"));
+        let b = text.as_bytes();
+        let fast = fast
+            && b.first() == Some(&b'{')
+            && self.fast_object(b, 0, 0, 1, spans) == Some(b.len());
+        if !fast {
+            spans.fill(Span::NONE);
+            self.scan_validating(text, spans)?;
         }
-        self.parse_object(&mut sc, 0, 1, spans).map_err(invalid)?;
-        sc.expect_end().map_err(invalid)?;
         spans[0] = Span {
             start: 0,
             end: text.len(),
@@ -302,15 +383,37 @@ impl Extractor {
                 }
             }
         }
-        values.reserve(self.slot_nodes.len());
+        values.reserve_slots(self.slot_nodes.len());
         for &n in &self.slot_nodes {
-            values.push(span_value(text, spans[n]));
+            values.push_slot(span_value(text, spans[n]));
         }
         Ok(Extracted {
             key,
             timestamp,
             json: text,
         })
+    }
+
+    /// Reads `text` with the validating scanner, recording spans as [`Self::fast_object`] does
+    /// (what decides acceptance and every error message).
+    #[cold]
+    fn scan_validating(&self, text: &str, spans: &mut [Span]) -> Result<(), LineError> {
+        let mut sc = Scanner::new(text.as_bytes());
+        let invalid = |e: json::JsonError| {
+            let column = text.get(..e.pos).map_or(e.pos, |p| p.chars().count()) + 1;
+            LineError::new(format!(
+                "invalid JSON: {} (column {column})",
+                e.message(text.as_bytes())
+            ))
+        };
+        if sc.peek() != Some(b'{') {
+            sc.skip_value(0).map_err(invalid)?;
+            sc.expect_end().map_err(invalid)?;
+            return Err(LineError::new("not a JSON object"));
+        }
+        self.parse_object(&mut sc, 0, 1, spans).map_err(invalid)?;
+        sc.expect_end().map_err(invalid)?;
+        Ok(())
     }
 
     /// The child of `node` named by the JSON name `b[s..e]` (`esc`: it has escapes).
@@ -417,7 +520,17 @@ fn java_trim(line: &str) -> &str {
 }
 
 /// The oracle's `JsonLineSource.timestamp` on a validated span.
+#[inline]
 fn span_timestamp(text: &str, sp: Span) -> Option<i64> {
+    match sp.kind {
+        Kind::Int => json::parse_int(text.get(sp.start..sp.end)?),
+        _ => other_timestamp(text, sp),
+    }
+}
+
+/// [`span_timestamp`] of anything but a plain integer.
+#[cold]
+fn other_timestamp(text: &str, sp: Span) -> Option<i64> {
     let raw = text.get(sp.start..sp.end)?;
     match sp.kind {
         Kind::Int => json::parse_int(raw),
