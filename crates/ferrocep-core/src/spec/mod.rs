@@ -53,7 +53,9 @@ pub use error::{Location, SpecError, SpecErrorKind, Syntax};
 pub use event::{Conditions, JsonEvent, TextBlock};
 pub use set::{IngestedParts, IngestedRef, SetError, SpecSet};
 
-use crate::event::{recycle_values, Extractor, LineError, Value};
+use crate::event::{
+    recycle_values, Extractor, InlineValues, LineError, Value, ValueSlots, INLINE_SLOTS,
+};
 use crate::expr::Expr;
 use crate::pattern::{Contiguity, Pattern, SkipStrategy};
 
@@ -298,18 +300,21 @@ impl Spec {
         line: &str,
         scratch: &mut Vec<Value<'static>>,
     ) -> Result<Ingested, LineError> {
+        if self.extractor.slots() <= INLINE_SLOTS {
+            return self.ingest_values(line, &mut InlineValues::new());
+        }
         let mut values = recycle_values(std::mem::take(scratch));
         let result = self.ingest_values(line, &mut values);
         *scratch = recycle_values(values);
         result
     }
 
-    fn ingest_values<'a>(
+    fn ingest_values<'a, S: ValueSlots<'a>>(
         &self,
         line: &'a str,
-        values: &mut Vec<Value<'a>>,
+        values: &mut S,
     ) -> Result<Ingested, LineError> {
-        let extracted = self.extractor.extract(line, values)?;
+        let extracted = self.extractor.extract_into(line, values)?;
         // The extractor reports a missing key or time; these are only safety nets.
         let key = match (&self.key, extracted.key) {
             (None, _) => None,
@@ -333,7 +338,7 @@ impl Spec {
             extracted.json,
             Conditions::from_results(
                 self.conditions.len(),
-                self.conditions.iter().map(|c| c.test(values)),
+                self.conditions.iter().map(|c| c.test(values.as_slots())),
             ),
         );
         Ok(Ingested {

@@ -15,7 +15,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::event::{recycle_values, Extractor, LineError, Value};
+use crate::event::{
+    recycle_values, Extractor, InlineValues, LineError, Value, ValueSlots, INLINE_SLOTS,
+};
 use crate::expr::{Expr, Fields};
 
 use super::{Conditions, JsonEvent, Spec};
@@ -215,18 +217,21 @@ impl SpecSet {
         line: &'a str,
         scratch: &mut Vec<Value<'static>>,
     ) -> Result<IngestedParts<'a>, LineError> {
+        if self.extractor.slots() <= INLINE_SLOTS {
+            return self.ingest_values(line, &mut InlineValues::new());
+        }
         let mut values = recycle_values(std::mem::take(scratch));
         let result = self.ingest_values(line, &mut values);
         *scratch = recycle_values(values);
         result
     }
 
-    fn ingest_values<'a>(
+    fn ingest_values<'a, S: ValueSlots<'a>>(
         &self,
         line: &'a str,
-        values: &mut Vec<Value<'a>>,
+        values: &mut S,
     ) -> Result<IngestedParts<'a>, LineError> {
-        let extracted = self.extractor.extract(line, values)?;
+        let extracted = self.extractor.extract_into(line, values)?;
         // The extractor reports a missing key or time; these are only safety nets.
         let key = match (self.keyed, extracted.key) {
             (false, _) => None,
@@ -248,7 +253,7 @@ impl SpecSet {
         };
         let conditions = Conditions::from_results(
             self.conditions.len(),
-            self.conditions.iter().map(|c| c.test(values)),
+            self.conditions.iter().map(|c| c.test(values.as_slots())),
         );
         Ok(IngestedParts {
             key,
