@@ -249,7 +249,8 @@ fn write_timeout<W: Write, K: KeyJson, E: RawJson>(
     timeout_at: i64,
 ) -> io::Result<()> {
     write_head(w, b"timeout", label, key)?;
-    write!(w, ",\"timeout_at\":{timeout_at}")?;
+    w.write_all(b",\"timeout_at\":")?;
+    w.write_all(itoa::Buffer::new().format(timeout_at).as_bytes())?;
     write_events(w, m)?;
     w.write_all(b"}\n")
 }

@@ -86,6 +86,20 @@ impl DeweyNumber {
 
     /// Adds `times` to the last digit.
     pub fn increase(&self, times: u32) -> Self {
+        if let Repr::Inline { len, first, rest } = &self.0 {
+            let (len, mut first, mut rest) = (*len, *first, *rest);
+            if len == 1 {
+                first = first.wrapping_add(times);
+                return DeweyNumber(Repr::Inline { len, first, rest });
+            }
+            if len >= 2 && times <= u16::MAX as u32 {
+                let last = rest[len as usize - 2] as u32 + times;
+                if last <= u16::MAX as u32 {
+                    rest[len as usize - 2] = last as u16;
+                    return DeweyNumber(Repr::Inline { len, first, rest });
+                }
+            }
+        }
         let mut buf = [0u32; 1 + INLINE_REST + 1];
         match self.to_buf(&mut buf) {
             Some(d) => {
@@ -259,6 +273,17 @@ mod tests {
         assert_eq!(v.len(), 9);
         assert_eq!(v.to_string(), format!("{}.0.0.0.0.0.0.0.0", u32::MAX));
         let wide = DeweyNumber::new(3).add_stage().increase(70_000);
+        assert_eq!(
+            DeweyNumber::new(3).add_stage().increase(65_535).increase(1),
+            DeweyNumber::from_digits(&[3, 65_536])
+        );
+        assert_eq!(
+            DeweyNumber::new(3)
+                .add_stage()
+                .increase(u32::MAX)
+                .to_string(),
+            format!("3.{}", u32::MAX)
+        );
         assert_eq!(wide.to_string(), "3.70000");
         let narrow = DeweyNumber::new(3).add_stage().increase(5);
         assert_eq!(narrow, DeweyNumber::from_digits(&[3, 5]));
