@@ -378,14 +378,17 @@ impl Matcher {
             };
             let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
             let last = i + 1 == n;
+            let prefetch = op.prefetch_pays();
             for j in 0..batch.len() {
                 // Keys are looked up a few events ahead, so that their memory
                 // loads while the events before them run.
-                if let Some(r) = batch.get(j + PREFETCH_INDEX_AHEAD) {
-                    op.prefetch(&r.key, Prefetch::Index);
-                }
-                if let Some(r) = batch.get(j + PREFETCH_STATE_AHEAD) {
-                    op.prefetch(&r.key, Prefetch::State);
+                if prefetch {
+                    if let Some(r) = batch.get(j + PREFETCH_INDEX_AHEAD) {
+                        op.prefetch(&r.key, Prefetch::Index);
+                    }
+                    if let Some(r) = batch.get(j + PREFETCH_STATE_AHEAD) {
+                        op.prefetch(&r.key, Prefetch::State);
+                    }
                 }
                 let r = &mut batch[j];
                 // The watermark that preceded the event, then the event.
@@ -393,13 +396,13 @@ impl Matcher {
                     *applied = r.max_before;
                     op.advance_time(watermark(r.max_before, ooo), &mut sink);
                 }
-                // The last operator takes the events themselves.
-                let event = if last {
-                    std::mem::take(&mut r.event)
+                if last {
+                    // The last operator takes the events themselves.
+                    let event = std::mem::take(&mut r.event);
+                    op.process_element_by(&r.key, event, r.ts, &mut sink);
                 } else {
-                    r.event.clone()
-                };
-                op.process_element_by(&r.key, event, r.ts, &mut sink);
+                    op.process_element_ref(&r.key, &r.event, r.ts, &mut sink);
+                }
             }
             if last {
                 batch.clear();

@@ -305,6 +305,34 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }
     }
 
+    /// [`Self::process_element_by`] with a borrowed event, cloned only when
+    /// the operator keeps it (an event that a key without state can skip is
+    /// not: when many patterns read one stream, most are not).
+    pub fn process_element_ref<Q, S>(&mut self, key: &Q, event: &E, timestamp: i64, sink: &mut S)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        S: OutputSink<K, E>,
+        E: Clone,
+    {
+        if self.domain == TimeDomain::EventTime {
+            if timestamp <= self.current {
+                sink.on_late(&key.to_owned(), event, timestamp);
+                return;
+            }
+            self.max_ts = self.max_ts.max(timestamp);
+        }
+        if let Some(slot) = self.slot_or_skip(key, event, timestamp) {
+            self.process_in_slot(slot, event.clone(), timestamp, sink);
+        }
+    }
+
+    /// Whether [`Self::prefetch`] is worth its cost: the keys' state is
+    /// larger than the caches.
+    pub fn prefetch_pays(&self) -> bool {
+        self.keys.len() >= PREFETCH_MIN_KEYS
+    }
+
     fn process_in_slot<S: OutputSink<K, E>>(
         &mut self,
         slot: u32,
@@ -425,6 +453,10 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
 }
 
 type Timer = (i64, u32, u32);
+
+/// Keys from which [`CepOperator::prefetch_pays`]: ~2 MB of key state, more
+/// than the L2 caches of most machines.
+const PREFETCH_MIN_KEYS: usize = 12_000;
 
 /// How many timers ahead the keys of due timers are prefetched.
 const TIMER_PREFETCH_AHEAD: usize = 4;
