@@ -18,6 +18,7 @@ pub mod nfa;
 pub mod operator;
 pub mod output;
 pub mod pattern;
+mod slots;
 pub mod spec;
 pub mod time;
 

@@ -12,7 +12,7 @@
 
 use std::num::NonZeroU32;
 
-use slab::Slab;
+use crate::slots::{prefetch, Slots};
 use smallvec::SmallVec;
 
 use super::dewey::DeweyNumber;
@@ -79,8 +79,8 @@ struct Node {
 
 /// Events and nodes of all partial matches of one operator.
 pub struct SharedBuffer<E> {
-    events: Slab<EventEntry<E>>,
-    nodes: Slab<Node>,
+    events: Slots<EventEntry<E>>,
+    nodes: Slots<Node>,
     next_gen: NonZeroU32,
     /// Nodes created for the event being processed: (stage, node).
     current_nodes: Vec<(u32, NodeRef)>,
@@ -93,8 +93,8 @@ pub struct SharedBuffer<E> {
 impl<E> Default for SharedBuffer<E> {
     fn default() -> Self {
         SharedBuffer {
-            events: Slab::new(),
-            nodes: Slab::new(),
+            events: Slots::default(),
+            nodes: Slots::default(),
             next_gen: NonZeroU32::MIN,
             current_nodes: Vec::new(),
             run_pool: Vec::new(),
@@ -157,6 +157,22 @@ impl<E> SharedBuffer<E> {
 
     pub(crate) fn event(&self, ev: EventIdx) -> &E {
         &self.events[ev as usize].event
+    }
+
+    /// Starts loading node `r` (a run's last node), which the key's next
+    /// event will read.
+    #[inline]
+    pub(crate) fn prefetch_node(&self, r: NodeRef) {
+        prefetch(self.nodes.addr(r.idx as usize));
+    }
+
+    /// Starts loading the event entry of node `r`, if the node is there (it
+    /// is read: prefetch it first).
+    #[inline]
+    pub(crate) fn prefetch_node_event(&self, r: NodeRef) {
+        if let Some(n) = self.node(r) {
+            prefetch(self.events.addr(n.event as usize));
+        }
     }
 
     pub(crate) fn event_entry(&self, ev: EventIdx) -> &EventEntry<E> {

@@ -122,6 +122,25 @@ impl NfaState {
         self.completed.as_ref().map_or(0, |c| c.len())
     }
 
+    /// Starts loading the last node of each partial match, which the key's
+    /// next event reads.
+    pub(crate) fn prefetch_nodes<E>(&self, buf: &SharedBuffer<E>) {
+        for r in self.partial.iter() {
+            if let Some(p) = r.prev {
+                buf.prefetch_node(p);
+            }
+        }
+    }
+
+    /// Starts loading the events of those nodes (which must be loaded).
+    pub(crate) fn prefetch_events<E>(&self, buf: &SharedBuffer<E>) {
+        for r in self.partial.iter() {
+            if let Some(p) = r.prev {
+                buf.prefetch_node_event(p);
+            }
+        }
+    }
+
     /// An empty queue for the partial matches that replace `old`: inline
     /// when `old` was, else on a pooled vector.
     fn new_partial<E>(old: &Partial, buf: &mut SharedBuffer<E>) -> Partial {

@@ -21,7 +21,6 @@
 //! run with nothing waiting is dropped.
 
 mod index;
-mod slots;
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
@@ -33,9 +32,9 @@ use rustc_hash::FxBuildHasher;
 
 use crate::nfa::{Nfa, NfaOutput, NfaState, SharedBuffer};
 use crate::output::{MatchRef, OutputSink};
+use crate::slots::{prefetch, Slots};
 use crate::time::MIN_WATERMARK;
 use index::KeyIndex;
-use slots::{prefetch, Slots};
 
 /// Which clock drives the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,6 +344,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                 let entry = &mut self.keys[slot as usize];
                 entry.queued += 1;
                 self.waiting.push(timestamp, slot, entry.gen, event);
+                // The event runs when the watermark passes it, usually after
+                // the next event: its partial matches' nodes load meanwhile.
+                entry.state.prefetch_nodes(&self.buf);
             }
             TimeDomain::ProcessingTime => {
                 if timestamp > self.current {
@@ -406,6 +408,11 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         let mut touched = std::mem::take(&mut self.touched);
         while let Some(w) = self.waiting.pop_due(now) {
             // A key with waiting events is never dropped, so the slot is live.
+            if let Some(next) = self.waiting.front_slot() {
+                if let Some(e) = self.keys.get(next as usize) {
+                    e.state.prefetch_events(&self.buf);
+                }
+            }
             let entry = &mut self.keys[w.slot as usize];
             debug_assert_eq!(entry.gen, w.gen);
             entry.queued -= 1;
@@ -572,6 +579,11 @@ impl<E> EventQueue<E> {
             Some(last) if ts < last.ts => self.out_of_order.push(Late(w)),
             _ => self.in_order.push_back(w),
         }
+    }
+
+    /// The slot of the next in-order event, if any (for prefetching).
+    fn front_slot(&self) -> Option<u32> {
+        self.in_order.front().map(|w| w.slot)
     }
 
     fn peek_ts(&self) -> Option<i64> {

@@ -1,6 +1,7 @@
-//! Key entries by slot number: a vector with a free list (like the `slab`
-//! crate), which also gives the address of a slot without reading it, so
-//! that the operator can prefetch the entry of a key it will see shortly.
+//! Entries by slot number (the operator's keys, the shared buffer's nodes
+//! and events): a vector with a free list, like the `slab` crate, which also
+//! gives the address of a slot without reading it, so that what an event
+//! will touch can be prefetched while earlier events run.
 
 use std::ops::{Index, IndexMut};
 
@@ -64,6 +65,14 @@ impl<T> Slots<T> {
     }
 
     #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        match self.slots.get_mut(i) {
+            Some(Slot::Used(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    #[inline]
     pub(crate) fn get(&self, i: usize) -> Option<&T> {
         match self.slots.get(i) {
             Some(Slot::Used(v)) => Some(v),
@@ -77,6 +86,7 @@ impl<T> Slots<T> {
         self.slots.as_ptr().wrapping_add(i).cast()
     }
 
+    #[allow(dead_code)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| match s {
             Slot::Used(v) => Some((i, v)),
