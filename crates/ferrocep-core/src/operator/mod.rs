@@ -395,6 +395,19 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                     prefetch(p.wrapping_add(128));
                 }
             }
+            // A key whose timer fires is usually dropped: its index line,
+            // found from the key prefetched above.
+            if let Some(&(at, ahead, gen)) =
+                self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD / 2)
+            {
+                if at <= now {
+                    if let Some(e) = self.keys.get(ahead as usize).filter(|e| e.gen == gen) {
+                        let hash = self.hasher.hash_one(&e.key);
+                        prefetch(self.index.bucket_ptr(hash).cast());
+                        e.state.prefetch_nodes(&self.buf);
+                    }
+                }
+            }
             if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
                 self.advance_key(slot, now, sink);
             }
