@@ -80,24 +80,31 @@ pub(crate) trait ValueSlots<'a> {
     fn as_slots(&self) -> &[Value<'a>];
 }
 
-impl<'a> ValueSlots<'a> for Vec<Value<'a>> {
-    #[inline]
-    fn clear_slots(&mut self) {
-        self.clear();
-    }
-    #[inline]
-    fn reserve_slots(&mut self, n: usize) {
-        self.reserve(n);
-    }
-    #[inline]
-    fn push_slot(&mut self, v: Value<'a>) {
-        self.push(v);
-    }
-    #[inline]
-    fn as_slots(&self) -> &[Value<'a>] {
-        self
-    }
+/// Both are vectors of values; only where they keep them differs.
+macro_rules! value_slots {
+    ($t:ty) => {
+        impl<'a> ValueSlots<'a> for $t {
+            #[inline]
+            fn clear_slots(&mut self) {
+                self.clear();
+            }
+            #[inline]
+            fn reserve_slots(&mut self, n: usize) {
+                self.reserve(n);
+            }
+            #[inline]
+            fn push_slot(&mut self, v: Value<'a>) {
+                self.push(v);
+            }
+            #[inline]
+            fn as_slots(&self) -> &[Value<'a>] {
+                self
+            }
+        }
+    };
 }
+
+value_slots!(Vec<Value<'a>>);
 
 /// Values of up to [`INLINE_SLOTS`] slots, on the stack.
 pub(crate) type InlineValues<'a> = smallvec::SmallVec<[Value<'a>; INLINE_SLOTS]>;
@@ -105,24 +112,7 @@ pub(crate) type InlineValues<'a> = smallvec::SmallVec<[Value<'a>; INLINE_SLOTS]>
 /// Slots that [`InlineValues`] holds without allocating.
 pub(crate) const INLINE_SLOTS: usize = 8;
 
-impl<'a> ValueSlots<'a> for InlineValues<'a> {
-    #[inline]
-    fn clear_slots(&mut self) {
-        self.clear();
-    }
-    #[inline]
-    fn reserve_slots(&mut self, n: usize) {
-        self.reserve(n);
-    }
-    #[inline]
-    fn push_slot(&mut self, v: Value<'a>) {
-        self.push(v);
-    }
-    #[inline]
-    fn as_slots(&self) -> &[Value<'a>] {
-        self
-    }
-}
+value_slots!(InlineValues<'a>);
 
 /// Key and timestamp of a line.
 #[derive(Clone, Debug, PartialEq, Eq)]
