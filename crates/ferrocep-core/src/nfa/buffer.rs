@@ -4,7 +4,7 @@
 //! matches that share a prefix share its nodes, so nothing is copied per
 //! partial match.
 //!
-//! One buffer serves every key of an operator: nodes and events live in slabs
+//! One buffer serves every key of an operator: nodes and events live in slot vectors
 //! and are addressed by index, so a key costs no map of its own. Locking and
 //! release follow Flink's counting exactly (edges have their own counts and
 //! vanish when released), since that decides which paths a later extraction
