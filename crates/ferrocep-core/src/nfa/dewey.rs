@@ -5,8 +5,10 @@
 //! Every run and every edge holds one, so the representation is 16 bytes:
 //! up to six digits inline (the first, which counts the runs a key has
 //! started, up to `u32::MAX`; the others, which count branches and loop
-//! iterations, up to `u16::MAX`), a boxed slice otherwise. Equal versions
+//! iterations, up to `u16::MAX`), a shared slice otherwise. Equal versions
 //! always take the same form.
+
+use triomphe::ThinArc;
 
 /// A branch version such as `1.0.2`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -21,7 +23,9 @@ enum Repr {
         first: u32,
         rest: [u16; INLINE_REST],
     },
-    Heap(Box<Box<[u32]>>),
+    /// Shared, so that cloning a long version (every run and edge of a
+    /// long pattern has one) is a count increment, not an allocation.
+    Heap(ThinArc<(), u32>),
 }
 
 impl DeweyNumber {
@@ -40,7 +44,7 @@ impl DeweyNumber {
                 rest,
             })
         } else {
-            DeweyNumber(Repr::Heap(Box::new(d.into())))
+            DeweyNumber(Repr::Heap(ThinArc::from_header_and_slice((), d)))
         }
     }
 
@@ -55,7 +59,7 @@ impl DeweyNumber {
                     rest[i - 1] as u32
                 }
             }
-            Repr::Heap(d) => d[i],
+            Repr::Heap(d) => d.slice[i],
         }
     }
 
@@ -109,7 +113,7 @@ impl DeweyNumber {
                 Self::from_digits(d)
             }
             None => {
-                let mut d: Vec<u32> = self.digits().collect();
+                let mut d: smallvec::SmallVec<[u32; 16]> = self.digits().collect();
                 if let Some(last) = d.last_mut() {
                     *last = last.wrapping_add(times);
                 }
@@ -130,7 +134,7 @@ impl DeweyNumber {
                 });
             }
         }
-        let mut d: Vec<u32> = self.digits().collect();
+        let mut d: smallvec::SmallVec<[u32; 16]> = self.digits().collect();
         d.push(0);
         Self::from_digits(&d)
     }
@@ -140,7 +144,7 @@ impl DeweyNumber {
     pub fn len(&self) -> usize {
         match &self.0 {
             Repr::Inline { len, .. } => *len as usize,
-            Repr::Heap(d) => d.len(),
+            Repr::Heap(d) => d.slice.len(),
         }
     }
 
