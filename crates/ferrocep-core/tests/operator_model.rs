@@ -73,11 +73,14 @@ impl NfaOutput<Ev> for Gather<'_> {
     }
 }
 
+/// A buffered event: timestamp, arrival, event.
+type Queued = (i64, u64, Ev);
+
 /// Flink's operator, key by key.
 struct Model {
     nfa: Arc<Nfa<Ev>>,
     buf: SharedBuffer<Ev>,
-    keys: BTreeMap<u8, (NfaState, Vec<(i64, u64, Ev)>)>,
+    keys: BTreeMap<u8, (NfaState, Vec<Queued>)>,
     watermark: i64,
     arrivals: u64,
     out: Vec<String>,
