@@ -110,8 +110,9 @@ impl KeyIndex {
 
     /// Removes `slot`, the slot of a key of `hash`.
     pub(crate) fn remove(&mut self, hash: u64, slot: u32) -> bool {
-        let target = pack(short(hash), slot);
-        let mut i = self.home(short(hash));
+        let h = short(hash);
+        let target = pack(h, slot);
+        let mut i = self.home(h);
         loop {
             let b = self.buckets[i];
             if b == EMPTY {

@@ -198,24 +198,44 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         (self.buf.num_events(), self.buf.num_nodes())
     }
 
+    /// Event time: whether `timestamp` is at or behind the watermark (late);
+    /// otherwise it counts as received.
+    fn is_late(&mut self, timestamp: i64) -> bool {
+        if self.domain != TimeDomain::EventTime {
+            return false;
+        }
+        if timestamp <= self.current {
+            return true;
+        }
+        self.max_ts = self.max_ts.max(timestamp);
+        false
+    }
+
+    /// The key's hash, and its slot if it has one.
+    fn lookup<Q>(&self, key: &Q) -> (u64, Option<u32>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let keys = &self.keys;
+        let found = self
+            .index
+            .find(hash, |s| keys[s as usize].key.borrow() == key);
+        (hash, found)
+    }
+
     /// The key's slot; `None` (and no new key) when `event` can be skipped.
     fn slot_or_skip<Q>(&mut self, key: &Q, event: &E, timestamp: i64) -> Option<u32>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
-        let keys = &self.keys;
-        if let Some(s) = self
-            .index
-            .find(hash, |s| keys[s as usize].key.borrow() == key)
-        {
-            return Some(s);
+        match self.lookup(key) {
+            (_, Some(slot)) => Some(slot),
+            _ if self.skippable(event, timestamp) => None,
+            (hash, None) => Some(self.insert_key(hash, key.to_owned())),
         }
-        if self.skippable(event, timestamp) {
-            return None;
-        }
-        Some(self.insert_key(hash, key.to_owned()))
     }
 
     /// Whether an event for a key without state changes nothing (see
@@ -272,16 +292,18 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         timestamp: i64,
         sink: &mut S,
     ) {
-        if self.domain == TimeDomain::EventTime {
-            if timestamp <= self.current {
-                sink.on_late(&key, &event, timestamp);
-                return;
-            }
-            self.max_ts = self.max_ts.max(timestamp);
+        if self.is_late(timestamp) {
+            sink.on_late(&key, &event, timestamp);
+            return;
         }
-        if let Some(slot) = self.slot_or_skip(&key, &event, timestamp) {
-            self.process_in_slot(slot, event, timestamp, sink);
-        }
+        // As `slot_or_skip`, moving the key in when it is new.
+        let (hash, found) = self.lookup(&key);
+        let slot = match found {
+            Some(slot) => slot,
+            None if self.skippable(&event, timestamp) => return,
+            None => self.insert_key(hash, key),
+        };
+        self.process_in_slot(slot, event, timestamp, sink);
     }
 
     /// [`Self::process_element`] with a borrowed key, cloned only when the
@@ -292,12 +314,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         S: OutputSink<K, E>,
     {
-        if self.domain == TimeDomain::EventTime {
-            if timestamp <= self.current {
-                sink.on_late(&key.to_owned(), &event, timestamp);
-                return;
-            }
-            self.max_ts = self.max_ts.max(timestamp);
+        if self.is_late(timestamp) {
+            sink.on_late(&key.to_owned(), &event, timestamp);
+            return;
         }
         if let Some(slot) = self.slot_or_skip(key, &event, timestamp) {
             self.process_in_slot(slot, event, timestamp, sink);
@@ -314,12 +333,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         S: OutputSink<K, E>,
         E: Clone,
     {
-        if self.domain == TimeDomain::EventTime {
-            if timestamp <= self.current {
-                sink.on_late(&key.to_owned(), event, timestamp);
-                return;
-            }
-            self.max_ts = self.max_ts.max(timestamp);
+        if self.is_late(timestamp) {
+            sink.on_late(&key.to_owned(), event, timestamp);
+            return;
         }
         if let Some(slot) = self.slot_or_skip(key, event, timestamp) {
             self.process_in_slot(slot, event.clone(), timestamp, sink);
