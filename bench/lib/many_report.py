@@ -27,31 +27,17 @@ import statistics
 import sys
 from collections import Counter
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report as report_lib  # noqa: E402  (compare.sh's report: the time -v reader)
+
 LABEL = re.compile(rb'^(\{"kind":"[a-z]+")(,"pattern":("(?:[^"\\]|\\.)*"))')
 
 
 def parse_time_v(path):
-    """GNU time -v: wall s, user s, sys s, max RSS bytes, exit status."""
-    text = open(path).read()
-
-    def field(label):
-        m = re.search(r"^\s*" + re.escape(label) + r":\s*(.+)$", text, re.M)
-        if not m:
-            raise ValueError(f"{path}: no '{label}'")
-        return m.group(1).strip()
-
-    wall = 0.0
-    for part in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":"):
-        wall = wall * 60 + float(part)
-    user, sys_ = float(field("User time (seconds)")), float(field("System time (seconds)"))
-    return {
-        "wall_s": wall,
-        "user_s": user,
-        "sys_s": sys_,
-        "cpu_s": user + sys_,
-        "rss_bytes": int(field("Maximum resident set size (kbytes)")) * 1024,
-        "exit": int(field("Exit status")),
-    }
+    """GNU time -v (report.py's reader), plus cpu_s = user + sys."""
+    t = report_lib.parse_time_v(path)
+    t["cpu_s"] = t["user_s"] + t["sys_s"]
+    return t
 
 
 def digest(line):
