@@ -57,7 +57,7 @@ done
 [ ${#sizes[@]} -gt 0 ] || sizes=(200000)
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time (GNU time) is required (apt-get install time)" >&2; exit 2; }
 
-step() { printf '== %s\n' "$*" >&2; }
+. "$ROOT/bench/lib/common.sh"
 
 step "Flink oracle setup ($ORACLE/setup.sh)"
 "$ORACLE/setup.sh"
@@ -77,14 +77,8 @@ step "results in $RUN"
 
 # Machine and versions, for the report.
 {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "machine: $machine"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "kernel: $(uname -sr)"
+    machine_lines "$machine"
     echo "ferrocep_variants: $(printf '%s;' "${variants[@]}")"
-    echo "ferrocep: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (with uncommitted changes)' || true)"
     echo "rustc: $(rustc --version)"
     echo "flink: $(ls "${CEP_ORACLE_CACHE:-$HOME/.cache/cep-oracle}" | sed -n 's/^flink-//p' | head -n1) (oracle, parallelism 1, heap ${CEP_ORACLE_HEAP:-4g}, ${CEP_ORACLE_GC:--XX:+UseParallelGC})"
     echo "java: $(java -version 2>&1 | head -n1)"
@@ -93,19 +87,9 @@ step "results in $RUN"
 } > "$RUN/machine.txt"
 printf '%s ' "${sizes[@]}" > "$RUN/sizes.txt"
 
-timed() { # timed NAME CMD...   (stdout of CMD is redirected by the caller)
-    local name="$1"; shift
-    echo "$(cut -d' ' -f1-3 /proc/loadavg)" > "$RUN/$name.load"
-    /usr/bin/time -v -o "$RUN/$name.time" "$@"
-}
 
 for n in "${sizes[@]}"; do
-    input="$DATA/orders-$n-seed1.jsonl"
-    if [ ! -s "$input" ] || [ "$ORACLE/gen_orders.py" -nt "$input" ]; then
-        step "gen_orders.py --events $n --seed 1"
-        python3 "$ORACLE/gen_orders.py" --events "$n" --seed 1 -o "$input.tmp"
-        mv "$input.tmp" "$input"
-    fi
+    input="$(workload "$n")"
     for r in $(seq 1 "$repeat"); do
         for v in "${variants[@]}"; do
             name="${v%%|*}"

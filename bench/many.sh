@@ -64,7 +64,7 @@ done
 [ "$nspecs" -ge 2 ] || { echo "many.sh: --specs must be at least 2" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "many.sh: /usr/bin/time (GNU time) is required (apt-get install time)" >&2; exit 2; }
 
-step() { printf '== %s\n' "$*" >&2; }
+. "$ROOT/bench/lib/common.sh"
 
 step "cargo build --release -p ferrocep --bin ferrocep --example many_specs"
 (cd "$ROOT" && cargo build --release -p ferrocep --bin ferrocep --example many_specs)
@@ -80,13 +80,7 @@ mkdir -p "$DATA" "$RUN/specs" "$RUN/separate"
 step "results in $RUN"
 
 {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "machine: $machine"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "kernel: $(uname -sr)"
-    echo "ferrocep: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (with uncommitted changes)' || true)"
+    machine_lines "$machine"
     echo "rustc: $(rustc --version)"
     echo "python: $(python3 --version 2>&1)"
     echo "events: $events"
@@ -95,23 +89,13 @@ step "results in $RUN"
     echo "command: bench/many.sh${orig_args:+ $orig_args}"
 } > "$RUN/machine.txt"
 
-input="$DATA/orders-$events-seed1.jsonl"
-if [ ! -s "$input" ] || [ "$ORACLE/gen_orders.py" -nt "$input" ]; then
-    step "gen_orders.py --events $events --seed 1"
-    python3 "$ORACLE/gen_orders.py" --events "$events" --seed 1 -o "$input.tmp"
-    mv "$input.tmp" "$input"
-fi
+input="$(workload "$events")"
 
 step "many_specs $threshold $nspecs"
 "$BIN/examples/many_specs" $threshold "$nspecs" "$RUN/specs" >&2
 specs=("$RUN"/specs/*.json)
 [ ${#specs[@]} -eq "$nspecs" ] || { echo "many.sh: expected $nspecs specs in $RUN/specs, found ${#specs[@]}" >&2; exit 2; }
 
-timed() { # timed NAME CMD...   (stdout of CMD is redirected by the caller)
-    local name="$1"; shift
-    cut -d' ' -f1-3 /proc/loadavg > "$RUN/$name.load"
-    /usr/bin/time -v -o "$RUN/$name.time" "$@"
-}
 
 step "combined: one ferrocep match --workers $workers with $nspecs specs"
 timed combined "$FERROCEP" match --workers "$workers" --spec "${specs[@]}" --input "$input" > "$RUN/combined.out"
