@@ -623,17 +623,7 @@ mod tests {
                     .map(|(a, n, b, c, v, d)| format!("{a}\"{n}\"{b}:{c}{v}{d}"))
                     .collect();
                 let mut s = format!("{{{}}}", body.join(","));
-                for (at, ins, del) in edits {
-                    let mut i = at.index(s.len() + 1);
-                    while !s.is_char_boundary(i) {
-                        i -= 1;
-                    }
-                    let mut j = (i + del).min(s.len());
-                    while !s.is_char_boundary(j) {
-                        j += 1;
-                    }
-                    s.replace_range(i..j, &ins);
-                }
+                crate::event::tests::apply_edits(&mut s, edits);
                 s
             })
     }

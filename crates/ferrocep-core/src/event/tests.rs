@@ -436,19 +436,25 @@ fn mutated_json() -> impl Strategy<Value = String> {
         ),
     )
         .prop_map(|(mut s, edits)| {
-            for (at, ins, del) in edits {
-                let mut i = at.index(s.len() + 1);
-                while !s.is_char_boundary(i) {
-                    i -= 1;
-                }
-                let mut j = (i + del).min(s.len());
-                while !s.is_char_boundary(j) {
-                    j += 1;
-                }
-                s.replace_range(i..j, &ins);
-            }
+            apply_edits(&mut s, edits);
             s
         })
+}
+
+/// Replaces, for each (position, text, length) edit, `length` bytes at the
+/// position (both moved to character boundaries) with the text.
+pub(crate) fn apply_edits(s: &mut String, edits: Vec<(proptest::sample::Index, String, usize)>) {
+    for (at, ins, del) in edits {
+        let mut i = at.index(s.len() + 1);
+        while !s.is_char_boundary(i) {
+            i -= 1;
+        }
+        let mut j = (i + del).min(s.len());
+        while !s.is_char_boundary(j) {
+            j += 1;
+        }
+        s.replace_range(i..j, &ins);
+    }
 }
 
 proptest! {
