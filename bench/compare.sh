@@ -10,12 +10,15 @@
 #   target/release/ferrocep match --spec order-timeout.json --input FILE > out
 #   target/release/ferrocep match --workers 1 ...   (one thread parses and matches; when the
 #                                                    binary has --workers)
+#   target/release/ceiling FILE out   (the hand-specialised single-job program, one
+#                                      thread: crates/ferrocep-bench/src/bin/ceiling.rs)
 #   ../shared/oracle/flink/run.sh bench --spec order-timeout.json --input FILE   (counts only)
 #   ../shared/oracle/flink/run.sh match ...   (full output; sizes <= --flink-match-max)
 # and bench/lib/report.py prints the table: events/s (ferrocep: events / process wall time;
 # Flink: events / its net job runtime, and events / process wall time), events per CPU-second
-# (user+sys of the whole process), peak RSS, and the ratios. It checks that ferrocep's match /
-# timeout / late counts equal Flink bench's, and, where Flink's match output exists, that the
+# (user+sys of the whole process), peak RSS, the ratios to Flink and ferrocep's share of the
+# ceiling. It checks that ferrocep's match /
+# timeout / late counts (and the ceiling's) equal Flink bench's, and, where Flink's match output exists, that the
 # two outputs are equal as multisets (compared as shared/conformance/check.py does).
 # Exit status 1 if a cross-check fails.
 #
@@ -61,9 +64,10 @@ done
 
 step "Flink oracle setup ($ORACLE/setup.sh)"
 "$ORACLE/setup.sh"
-step "cargo build --release -p ferrocep"
-(cd "$ROOT" && cargo build --release -p ferrocep)
+step "cargo build --release -p ferrocep -p ferrocep-bench --bin ferrocep --bin ceiling"
+(cd "$ROOT" && cargo build --release -p ferrocep -p ferrocep-bench --bin ferrocep --bin ceiling)
 FERROCEP="$ROOT/target/release/ferrocep"
+CEILING="$ROOT/target/release/ceiling"
 # Variants: name and extra arguments. The default uses as many workers as cores.
 variants=("ferrocep|")
 if "$FERROCEP" match --help 2>/dev/null | grep -q -- '--workers'; then
@@ -97,6 +101,8 @@ for n in "${sizes[@]}"; do
             step "[$n events, run $r/$repeat] ferrocep match ${extra[*]}"
             timed "$n-$name-$r" "$FERROCEP" match "${extra[@]}" --spec "$SPEC" --input "$input" > "$RUN/$n-$name.out"
         done
+        step "[$n events, run $r/$repeat] hand-specialised ceiling"
+        timed "$n-ceiling-$r" "$CEILING" "$input" "$RUN/$n-ceiling.out" 2> /dev/null
         step "[$n events, run $r/$repeat] Flink bench"
         timed "$n-flink-bench-$r" "$ORACLE/run.sh" bench --spec "$SPEC" --input "$input" > "$RUN/$n-flink-bench-$r.txt"
     done

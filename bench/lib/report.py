@@ -5,7 +5,7 @@
   report.py --readme RUN_DIR   print a README.md for bench/runs/<date>-<machine>/
 
 RUN_DIR holds, per size N and repeat r: N-VARIANT-r.time (VARIANT: ferrocep, ferrocep-w1 =
-`--workers 1`), N-flink-bench-r.{time,txt} (GNU `/usr/bin/time -v` output and the oracle's
+`--workers 1`, ceiling = the hand-specialised program), N-flink-bench-r.{time,txt} (GNU `/usr/bin/time -v` output and the oracle's
 `bench` report), N-VARIANT.out (ferrocep's output of the last repeat), N-*.load (load average
 before each run), and optionally N-flink-match.time / N-flink.out (Flink's `match` output).
 Exit status 1 if a cross-check fails.
@@ -114,12 +114,20 @@ def ratio(a, b):
     return None if not a or not b else a / b
 
 
+def fmt_pct(x):
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
 def fmt_x(x):
     return "-" if x is None else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
 
 
-# ferrocep variants: file name part -> label in the tables.
-VARIANTS = [("ferrocep", "ferrocep"), ("ferrocep-w1", "ferrocep --workers 1")]
+# ferrocep variants: file name part -> label in the tables. The ceiling is the issue's
+# hand-specialised single-job program (crates/ferrocep-bench/src/bin/ceiling.rs), run and
+# checked like a ferrocep variant.
+VARIANTS = [("ferrocep", "ferrocep"), ("ferrocep-w1", "ferrocep --workers 1"),
+            ("ceiling", "hand-specialised ceiling")]
+CEILING = "ceiling"
 
 
 def read_runs(run, n, name):
@@ -213,6 +221,10 @@ def summarize(run, res):
                               f"lines missing (e.g. {list(missing)[:2]}), "
                               f"{sum(extra.values())} extra (e.g. {list(extra)[:2]})")
         s["variants"].append(v)
+    ceiling = next((v for v in s["variants"] if v["name"] == CEILING), None)
+    for v in s["variants"]:
+        v["of_ceiling"] = ratio(v["eps"], ceiling and ceiling["eps"])
+        v["of_ceiling_cpu"] = ratio(v["epcpu"], ceiling and ceiling["epcpu"])
     if flink_set is None:
         checks.append("--   full outputs not compared (no Flink match run at this size)")
     else:
@@ -238,13 +250,17 @@ def table(rows):
     out += [
         "",
         "| events | engine | ÷ Flink: events/s vs Flink job runtime | vs Flink process wall | "
-        "events per CPU-s | peak RSS (Flink ÷ ferrocep) |",
-        "|---:|---|---:|---:|---:|---:|",
+        "events per CPU-s | peak RSS (Flink ÷ ferrocep) | share of the ceiling: events/s | "
+        "events per CPU-s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in rows:
         for v in s["variants"]:
+            if v["name"] == CEILING:
+                continue
             out.append(f"| {s['events']:,} | {v['label']} | {fmt_x(v['x_job'])} | "
-                       f"{fmt_x(v['x_wall'])} | {fmt_x(v['x_cpu'])} | {fmt_x(v['x_rss'])} |")
+                       f"{fmt_x(v['x_wall'])} | {fmt_x(v['x_cpu'])} | {fmt_x(v['x_rss'])} | "
+                       f"{fmt_pct(v['of_ceiling'])} | {fmt_pct(v['of_ceiling_cpu'])} |")
     return "\n".join(out)
 
 
@@ -254,6 +270,10 @@ NOTES = """\
   matches on one thread); Flink's `bench` only counts outputs. Flink events/s (job) = events /
   the net job runtime Flink reports (no JVM or mini-cluster start-up); (wall) = events / wall
   time of the whole process. CPU = user + sys of the whole process (all threads, GC, JIT).
+- The hand-specialised ceiling is the issue's single-job program (serde_json into a borrowed
+  struct, an Fx hash map of pending orders, a FIFO deadline queue, buffered output in ferrocep's
+  format; in-order input only): `crates/ferrocep-bench/src/bin/ceiling.rs`. Its output is
+  checked against Flink like ferrocep's; "share of the ceiling" = ferrocep ÷ ceiling.
 - Peak RSS = `Maximum resident set size` of `/usr/bin/time -v` (Flink: `-Xmx4g`, ParallelGC).
 - Flink at small sizes is still warming up (JIT, first GCs); compare steady-state throughput
   on 1M+ events.
