@@ -74,7 +74,60 @@ struct Node {
     stage: u32,
     event: EventIdx,
     lock: u32,
-    edges: SmallVec<[Edge; 1]>,
+    edges: Edges,
+}
+
+/// A node's edges. Nearly every node has one: it is kept in the node, in
+/// the space a vector would take (the enum's tag lives in the niche of the
+/// edge's version), so that a node takes 48 bytes.
+enum Edges {
+    None,
+    One(Edge),
+    Many(Vec<Edge>),
+}
+
+impl Edges {
+    #[inline]
+    fn as_slice(&self) -> &[Edge] {
+        match self {
+            Edges::None => &[],
+            Edges::One(e) => std::slice::from_ref(e),
+            Edges::Many(v) => v,
+        }
+    }
+
+    #[inline]
+    fn as_mut_slice(&mut self) -> &mut [Edge] {
+        match self {
+            Edges::None => &mut [],
+            Edges::One(e) => std::slice::from_mut(e),
+            Edges::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, e: Edge) {
+        *self = match std::mem::replace(self, Edges::None) {
+            Edges::None => Edges::One(e),
+            Edges::One(first) => Edges::Many(vec![first, e]),
+            Edges::Many(mut v) => {
+                v.push(e);
+                Edges::Many(v)
+            }
+        };
+    }
+
+    /// Removes and returns edge `i` (`i < len`), keeping the order.
+    fn remove(&mut self, i: usize) -> Edge {
+        match std::mem::replace(self, Edges::None) {
+            Edges::One(e) => e,
+            Edges::Many(mut v) => {
+                let e = v.remove(i);
+                *self = Edges::Many(v);
+                e
+            }
+            Edges::None => unreachable!("remove from a node without edges"),
+        }
+    }
 }
 
 /// Events and nodes of all partial matches of one operator.
@@ -233,7 +286,7 @@ impl<E> SharedBuffer<E> {
                     stage,
                     event: ev,
                     lock: 0,
-                    edges: SmallVec::new(),
+                    edges: Edges::None,
                 }) as u32;
                 let r = NodeRef { idx, gen };
                 self.current_nodes.push((stage, r));
@@ -254,7 +307,7 @@ impl<E> SharedBuffer<E> {
     pub(crate) fn lock_node(&mut self, r: NodeRef, version: &DeweyNumber) {
         if let Some(n) = self.node_mut(r) {
             n.lock += 1;
-            for e in n.edges.iter_mut() {
+            for e in n.edges.as_mut_slice() {
                 if version.is_compatible_with(&e.version) {
                     e.lock += 1;
                 }
@@ -273,8 +326,8 @@ impl<E> SharedBuffer<E> {
                 break;
             };
             let mut i = 0;
-            while i < n.edges.len() {
-                let e = &mut n.edges[i];
+            while i < n.edges.as_slice().len() {
+                let e = &mut n.edges.as_mut_slice()[i];
                 if v.is_compatible_with(&e.version) && release_count(&mut e.lock) {
                     let e = n.edges.remove(i);
                     if let Some(t) = e.target {
@@ -332,7 +385,7 @@ impl<E> SharedBuffer<E> {
                 let Some(n) = self.node(nr) else { break };
                 path.push((n.stage, n.event));
                 let mut next: Option<&Edge> = None;
-                for e in n.edges.iter() {
+                for e in n.edges.as_slice() {
                     if version.is_compatible_with(&e.version) {
                         if let Some(prev) = next.replace(e) {
                             stack.push(St {
@@ -364,7 +417,8 @@ mod size_tests {
     fn compact_nodes() {
         assert_eq!(std::mem::size_of::<Option<NodeRef>>(), 8);
         assert_eq!(std::mem::size_of::<Edge>(), 32);
-        assert_eq!(std::mem::size_of::<Node>(), 56);
+        assert_eq!(std::mem::size_of::<Edges>(), 32);
+        assert_eq!(std::mem::size_of::<Node>(), 48);
         assert_eq!(
             std::mem::size_of::<EventEntry<crate::spec::JsonEvent>>(),
             40

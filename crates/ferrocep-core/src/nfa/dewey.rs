@@ -139,6 +139,14 @@ impl DeweyNumber {
         Self::from_digits(&d)
     }
 
+    /// The digit of a one-digit version.
+    pub(crate) fn single(&self) -> Option<u32> {
+        match &self.0 {
+            Repr::Inline { len: 1, first, .. } => Some(*first),
+            _ => None,
+        }
+    }
+
     /// Number of digits.
     #[inline]
     pub fn len(&self) -> usize {

@@ -31,6 +31,11 @@ impl<T, const N: usize> JavaPq<T, N> {
         }
     }
 
+    /// A queue over `items`, which must already be in heap order.
+    pub fn from_heap_items(items: SmallVec<[T; N]>) -> Self {
+        JavaPq { items }
+    }
+
     /// The backing array, in heap order.
     pub fn into_vec(self) -> Vec<T> {
         self.items.into_vec()
@@ -44,16 +49,6 @@ impl<T, const N: usize> JavaPq<T, N> {
     /// Whether the elements live outside the queue.
     pub fn spilled(&self) -> bool {
         self.items.spilled()
-    }
-
-    /// Moves the elements inline if they fit, returning the heap buffer.
-    pub fn settle(&mut self) -> Option<Vec<T>> {
-        if !self.items.spilled() || self.items.len() > N {
-            return None;
-        }
-        let mut v = std::mem::take(&mut self.items).into_vec();
-        self.items.extend(v.drain(..));
-        Some(v)
     }
 
     /// Number of elements.
@@ -189,8 +184,7 @@ mod tests {
         assert_eq!(q.peek(), Some(&3));
     }
 
-    /// Inline storage behaves exactly as a vector, also when it spills and
-    /// settles back.
+    /// Inline storage behaves exactly as a vector, also when it spills.
     #[test]
     fn inline_storage_is_the_same_queue() {
         let mut a: JavaPq<i32> = JavaPq::default();
@@ -207,7 +201,6 @@ mod tests {
         while b.len() > 2 {
             assert_eq!(a.poll(i32::cmp), b.poll(i32::cmp));
         }
-        assert!(b.settle().is_some() && !b.spilled());
         assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
     }
 }

@@ -40,6 +40,27 @@ const NO_START: EventId = EventId {
 };
 
 impl Run {
+    /// A start run: in state `start`, no event taken.
+    fn new_start(start: u32, version: DeweyNumber) -> Run {
+        Run {
+            state: start,
+            prev: None,
+            version,
+            start_ts: NO_START.ts,
+            start_seq: NO_START.seq,
+        }
+    }
+
+    /// The version digit, if this is a start run in state `start` with a
+    /// one-digit version (what [`Stored::Start`] keeps of it).
+    fn start_version(&self, start: u32) -> Option<u32> {
+        let is_start = self.state == start
+            && self.prev.is_none()
+            && self.start_seq == NO_START.seq
+            && self.start_ts == NO_START.ts;
+        is_start.then(|| self.version.single()).flatten()
+    }
+
     fn sort_key(&self) -> (i64, i64) {
         match self.start_event() {
             Some(e) => (e.ts, e.seq as i64),
@@ -77,17 +98,124 @@ const INLINE_RUNS: usize = 2;
 /// A key's partial matches.
 type Partial = JavaPq<Run, INLINE_RUNS>;
 
+/// A key's partial matches between two events. Nearly every key holds the
+/// start run alone or behind one partial match: `[start]` or `[other,
+/// start]` in heap order (the start run sorts last, so that is the only heap
+/// of two that holds it). That shape keeps the start run as its version
+/// digit, 40 bytes less per key than the run itself; the runs are rebuilt,
+/// inline, when the key's next event or timer comes.
+#[derive(Clone, Debug)]
+enum Stored {
+    /// Heap array `[other, start run]`, or `[start run]` when `other` is
+    /// `None`: the start run is in the start state, has taken no event and
+    /// has the one-digit version `[version]`.
+    Start { version: u32, other: Option<Run> },
+    /// Any other heap array (on a pooled vector).
+    Heap(JavaPq<Run>),
+}
+
+impl Stored {
+    /// The runs kept as runs, in heap order (the start run of
+    /// [`Stored::Start`] is not one).
+    fn runs(&self) -> impl Iterator<Item = &Run> {
+        let (one, rest) = match self {
+            Stored::Start { other, .. } => (other.as_ref(), [].as_slice()),
+            Stored::Heap(q) => (None, q.iter().as_slice()),
+        };
+        one.into_iter().chain(rest)
+    }
+
+    /// The heap head, `None` when it is the start run of
+    /// [`Stored::Start`] (or there is none).
+    fn head(&self) -> Option<&Run> {
+        match self {
+            Stored::Start { other, .. } => other.as_ref(),
+            Stored::Heap(q) => q.peek(),
+        }
+    }
+}
+
+/// A key's count of stored events per timestamp (Flink's `eventsCount` of
+/// the shared buffer), which numbers the events of one timestamp. Events
+/// reach the NFA in time order, so nearly always one timestamp is counted:
+/// 16 bytes in the key's state, more on the heap only when time goes back.
+#[derive(Clone, Debug)]
+enum Counters {
+    /// Count `count` at `ts`; nothing is counted when `count` is 0.
+    One {
+        ts: i64,
+        count: u32,
+    },
+    // Boxed so that the enum takes 16 bytes: this is the rare case.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<(i64, u32)>>),
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::One { ts: 0, count: 0 }
+    }
+}
+
+impl Counters {
+    /// Counts an event at `ts`, returning its number among them (from 0).
+    fn next(&mut self, at: i64) -> u32 {
+        match self {
+            Counters::One { ts, count } if *count == 0 || *ts == at => {
+                if *ts != at {
+                    *ts = at;
+                }
+                *count += 1;
+                *count - 1
+            }
+            Counters::One { ts, count } => {
+                *self = Counters::Many(Box::new(vec![(*ts, *count), (at, 1)]));
+                0
+            }
+            Counters::Many(v) => match v.iter_mut().find(|(t, _)| *t == at) {
+                Some((_, c)) => {
+                    *c += 1;
+                    *c - 1
+                }
+                None => {
+                    v.push((at, 1));
+                    0
+                }
+            },
+        }
+    }
+
+    /// Forgets the counts of timestamps before `at` (Flink's
+    /// `SharedBuffer.advanceTime`).
+    fn forget_before(&mut self, at: i64) {
+        match self {
+            Counters::One { ts, count } => {
+                if *ts < at {
+                    *count = 0;
+                }
+            }
+            Counters::Many(v) => {
+                v.retain(|(t, _)| *t >= at);
+                match v[..] {
+                    [] => *self = Counters::default(),
+                    [(ts, count)] => *self = Counters::One { ts, count },
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 /// The matching state of one key (Flink `NFAState` plus the key's
 /// per-timestamp event counters of the shared buffer).
 #[derive(Clone, Debug)]
 pub struct NfaState {
-    /// The partial matches in heap order (a `JavaPq`'s array), inline up to
-    /// two: the start run and one pending match need no allocation.
-    partial: JavaPq<Run, INLINE_RUNS>,
+    /// The partial matches in heap order (a `JavaPq`'s array).
+    partial: Stored,
     /// Matches held back by the skip strategy (rare: boxed, `None` when
     /// there are none).
     completed: Option<Box<JavaPq<Run>>>,
-    counters: SmallVec<[(i64, u32); 1]>,
+    counters: Counters,
 }
 
 impl NfaState {
@@ -95,14 +223,16 @@ impl NfaState {
     /// key's state can be dropped.
     pub fn is_idle(&self) -> bool {
         self.completed.is_none()
-            && self.partial.len() == 1
-            && self.partial.iter().all(|r| r.start_event().is_none())
+            && match &self.partial {
+                Stored::Start { other, .. } => other.is_none(),
+                Stored::Heap(q) => q.len() == 1 && q.iter().all(|r| r.start_event().is_none()),
+            }
     }
 
     /// Returns the state's vectors to the buffer's pool.
     pub fn recycle<E>(self, buf: &mut SharedBuffer<E>) {
-        if self.partial.spilled() {
-            buf.give_runs(self.partial.into_vec());
+        if let Stored::Heap(q) = self.partial {
+            buf.give_runs(q.into_vec());
         }
         if let Some(c) = self.completed {
             buf.give_runs(c.into_vec());
@@ -112,7 +242,7 @@ impl NfaState {
     /// Number of partial matches, the start run excluded.
     pub fn num_partial_matches(&self) -> usize {
         self.partial
-            .iter()
+            .runs()
             .filter(|r| r.start_event().is_some())
             .count()
     }
@@ -125,7 +255,7 @@ impl NfaState {
     /// Starts loading the last node of each partial match, which the key's
     /// next event reads.
     pub(crate) fn prefetch_nodes<E>(&self, buf: &SharedBuffer<E>) {
-        for r in self.partial.iter() {
+        for r in self.partial.runs() {
             if let Some(p) = r.prev {
                 buf.prefetch_node(p);
             }
@@ -134,7 +264,7 @@ impl NfaState {
 
     /// Starts loading the events of those nodes (which must be loaded).
     pub(crate) fn prefetch_events<E>(&self, buf: &SharedBuffer<E>) {
-        for r in self.partial.iter() {
+        for r in self.partial.runs() {
             if let Some(p) = r.prev {
                 buf.prefetch_node_event(p);
             }
@@ -151,24 +281,51 @@ impl NfaState {
         }
     }
 
-    /// Stores `q` as the partial matches (inline if they fit).
-    fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, mut q: Partial) {
-        if let Some(v) = q.settle() {
-            buf.give_runs(v);
+    /// Takes the partial matches out as runs (inline up to two), leaving
+    /// none; `start` is the NFA's start state.
+    fn take_partial(&mut self, start: u32) -> Partial {
+        match std::mem::replace(&mut self.partial, Stored::Heap(JavaPq::default())) {
+            Stored::Start { version, other } => {
+                let mut items = SmallVec::new();
+                items.extend(other);
+                items.push(Run::new_start(start, DeweyNumber::new(version)));
+                JavaPq::from_heap_items(items)
+            }
+            Stored::Heap(q) => JavaPq::from_heap_vec(q.into_vec()),
         }
-        self.partial = q;
+    }
+
+    /// Stores `q` as the partial matches, in the compact shape if it has it.
+    fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, start: u32, q: Partial) {
+        let mut items = q.into_items();
+        let version = match items.as_slice() {
+            [s] => s.start_version(start),
+            [o, s] if o.start_event().is_some() => s.start_version(start),
+            _ => None,
+        };
+        self.partial = match version {
+            Some(version) => {
+                items.pop();
+                let other = items.pop();
+                if items.spilled() {
+                    buf.give_runs(items.into_vec());
+                }
+                Stored::Start { version, other }
+            }
+            None if items.spilled() => Stored::Heap(JavaPq::from_heap_vec(items.into_vec())),
+            None => {
+                let mut v = buf.take_runs();
+                v.extend(items);
+                Stored::Heap(JavaPq::from_heap_vec(v))
+            }
+        };
     }
 
     fn next_event_id(&mut self, ts: i64) -> EventId {
-        for (t, c) in self.counters.iter_mut() {
-            if *t == ts {
-                let seq = *c;
-                *c += 1;
-                return EventId { ts, seq };
-            }
+        EventId {
+            ts,
+            seq: self.counters.next(ts),
         }
-        self.counters.push((ts, 1));
-        EventId { ts, seq: 0 }
     }
 }
 
@@ -222,23 +379,18 @@ fn calculate_increasing_self_state(ignore: u32, take: u32) -> u32 {
 impl<E> Nfa<E> {
     /// A fresh key state: only the start run (version 1), inline.
     pub fn initial_state(&self) -> NfaState {
-        let mut partial = Partial::default();
-        partial.offer(self.start_run(DeweyNumber::new(1)), run_cmp);
         NfaState {
-            partial,
+            partial: Stored::Start {
+                version: 1,
+                other: None,
+            },
             completed: None,
-            counters: SmallVec::new(),
+            counters: Counters::default(),
         }
     }
 
     fn start_run(&self, version: DeweyNumber) -> Run {
-        Run {
-            state: self.start,
-            prev: None,
-            version,
-            start_ts: NO_START.ts,
-            start_seq: NO_START.seq,
-        }
+        Run::new_start(self.start, version)
     }
 
     fn is_start(&self, r: &Run) -> bool {
@@ -283,7 +435,7 @@ impl<E> Nfa<E> {
     ) -> bool {
         let ev = buf.begin_event(event, ts);
         let mut new_start = false;
-        let old = std::mem::take(&mut st.partial);
+        let old = st.take_partial(self.start);
         let mut new_partial = NfaState::new_partial(&old, buf);
         let [mut next, mut retain, potential] = std::mem::take(&mut buf.scratch);
         let mut potential = JavaPq::from_heap_vec(potential);
@@ -336,7 +488,7 @@ impl<E> Nfa<E> {
             buf.scratch = [next, retain, Vec::new()];
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
-        st.set_partial(buf, new_partial);
+        st.set_partial(buf, self.start, new_partial);
         buf.finish_event(ev);
         new_start
     }
@@ -351,7 +503,7 @@ impl<E> Nfa<E> {
         ts: i64,
         out: &mut impl NfaOutput<E>,
     ) {
-        st.counters.retain(|(t, _)| *t >= ts);
+        st.counters.forget_before(ts);
         // Fast path: nothing can expire. The heap head is the run with the
         // earliest start (the start run sorts last), so if it has not expired
         // none has; and with no expiry and no held match nothing changes.
@@ -359,13 +511,13 @@ impl<E> Nfa<E> {
             if st.completed.is_none() {
                 return;
             }
-            let mut partial = std::mem::take(&mut st.partial);
+            let mut partial = st.take_partial(self.start);
             self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
-            st.set_partial(buf, partial);
+            st.set_partial(buf, self.start, partial);
             return;
         };
         if st.completed.is_none() {
-            match st.partial.peek() {
+            match st.partial.head() {
                 Some(head) if self.is_start(head) => return,
                 Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
                     return
@@ -374,7 +526,7 @@ impl<E> Nfa<E> {
                 _ => {}
             }
         }
-        let old = std::mem::take(&mut st.partial);
+        let old = st.take_partial(self.start);
         let mut new_partial = NfaState::new_partial(&old, buf);
         let mut potential: JavaPq<Run> = JavaPq::default();
         let mut runs = old.into_items();
@@ -403,7 +555,7 @@ impl<E> Nfa<E> {
             buf.give_runs(runs.into_vec());
         }
         self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
-        st.set_partial(buf, new_partial);
+        st.set_partial(buf, self.start, new_partial);
     }
 
     fn emit(
@@ -822,10 +974,77 @@ impl<E: Clone> NfaRunner<E> {
 
 #[cfg(test)]
 mod size_tests {
+    use super::*;
+    use crate::pattern::Pattern;
+
     /// Every key holds its runs inline: keep them small.
     #[test]
     fn compact_runs() {
-        assert_eq!(std::mem::size_of::<super::Run>(), 40);
-        assert_eq!(std::mem::size_of::<super::NfaState>(), 120);
+        assert_eq!(std::mem::size_of::<Run>(), 40);
+        assert_eq!(std::mem::size_of::<Stored>(), 48);
+        assert_eq!(std::mem::size_of::<Counters>(), 16);
+        assert_eq!(std::mem::size_of::<NfaState>(), 72);
+    }
+
+    proptest::proptest! {
+        /// The compact counters number events as Flink's map of counts per
+        /// timestamp does, also when time goes back.
+        #[test]
+        fn counters_number_events_as_a_map_of_counts(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0i64..4), 0..40)
+        ) {
+            let mut c = Counters::default();
+            let mut model: std::collections::BTreeMap<i64, u32> = Default::default();
+            for (count, ts) in ops {
+                if count {
+                    let want = *model.get(&ts).unwrap_or(&0);
+                    model.insert(ts, want + 1);
+                    proptest::prop_assert_eq!(c.next(ts), want);
+                } else {
+                    model.retain(|t, _| *t >= ts);
+                    c.forget_before(ts);
+                }
+            }
+        }
+    }
+
+    struct Count(usize);
+    impl NfaOutput<i32> for Count {
+        fn on_match(&mut self, _: &MatchRef<'_, i32>) {
+            self.0 += 1;
+        }
+        fn on_timeout(&mut self, _: &MatchRef<'_, i32>, _: i64) {
+            self.0 += 1;
+        }
+    }
+
+    /// The start run alone or behind one partial match is kept compact;
+    /// more runs go to a vector and come back to the compact shape.
+    #[test]
+    fn start_run_is_kept_compact_while_it_fits() {
+        let p = Pattern::begin("a")
+            .where_(|x: &i32| *x == 1)
+            .followed_by("b")
+            .where_(|x: &i32| *x == 2);
+        let nfa = p.compile().expect("compiles");
+        let mut buf = SharedBuffer::default();
+        let mut st = nfa.initial_state();
+        let mut out = Count(0);
+        assert!(matches!(
+            st.partial,
+            Stored::Start {
+                other: None,
+                version: 1
+            }
+        ));
+        nfa.process(&mut buf, &mut st, 1, 1, &mut out);
+        assert!(matches!(st.partial, Stored::Start { other: Some(_), .. }));
+        assert_eq!(st.num_partial_matches(), 1);
+        nfa.process(&mut buf, &mut st, 1, 2, &mut out);
+        assert!(matches!(&st.partial, Stored::Heap(q) if q.len() == 3));
+        assert_eq!(st.num_partial_matches(), 2);
+        nfa.process(&mut buf, &mut st, 2, 3, &mut out);
+        assert_eq!(out.0, 2);
+        assert!(st.is_idle() && matches!(st.partial, Stored::Start { other: None, .. }));
     }
 }
