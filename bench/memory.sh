@@ -9,6 +9,8 @@
 #    in event time, never paid, through Spec::ingest_with -> CepOperator (the path of
 #    `ferrocep match`), the watermark after every event but never reaching the 10m window.
 #    Bytes per pending order = (VmRSS after - VmRSS before - bytes of the stored event text) / N.
+#    `pending --events-only` holds the N events alone, as the engine stores them (handle and
+#    text allocation): "the stored event itself"; the bytes beyond it are reported too.
 # 2. The same N create lines through the `ferrocep match --end-of-input stop` binary under
 #    /usr/bin/time -v: (max RSS - max RSS on an empty input - line bytes) / N.
 # 3. steady (bench/lib/steady.py): gen_orders.py --events M --seed 1 piped into
@@ -36,8 +38,13 @@ BIN="$ROOT/target/release"
 WORK="$ROOT/target/bench/memory"
 mkdir -p "$WORK"
 
+step "pending: $orders stored events alone (the stored event itself)"
+"$BIN/pending" --orders "$orders" --spec "$SPEC" --events-only | tee "$WORK/events-only.txt"
+stored="$(sed -n 's/^stored_event_bytes_per_order: //p' "$WORK/events-only.txt")"
+
 step "pending: $orders pending orders, in process"
-"$BIN/pending" --orders "$orders" --spec "$SPEC"
+"$BIN/pending" --orders "$orders" --spec "$SPEC" | tee "$WORK/pending.txt"
+awk -v s="$stored" '/^bytes_per_order_total:/ {printf "in process: %.0f B/order beyond the stored event (%.0f B)\n", $2 - s, s}' "$WORK/pending.txt"
 
 step "pending: the same $orders creates through ferrocep match --end-of-input stop"
 lines="$WORK/creates-$orders.jsonl"
@@ -45,7 +52,7 @@ lines="$WORK/creates-$orders.jsonl"
 : > "$WORK/empty.jsonl"
 /usr/bin/time -v -o "$WORK/empty.time" "$BIN/ferrocep" match --spec "$SPEC" --input "$WORK/empty.jsonl" --end-of-input stop > /dev/null
 /usr/bin/time -v -o "$WORK/pending.time" "$BIN/ferrocep" match --spec "$SPEC" --input "$lines" --end-of-input stop > /dev/null
-python3 - "$WORK/empty.time" "$WORK/pending.time" "$lines" "$orders" <<'PY'
+python3 - "$WORK/empty.time" "$WORK/pending.time" "$lines" "$orders" "$stored" <<'PY'
 import os, re, sys
 def rss(p): return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(p).read()).group(1)) * 1024
 def wall(p):
@@ -57,7 +64,9 @@ base, full, n = rss(sys.argv[1]), rss(sys.argv[2]), int(sys.argv[4])
 text = os.path.getsize(sys.argv[3]) - n  # without the newlines
 print(f"cli: max RSS {full / 2**20:.1f} MiB (empty input {base / 2**20:.1f} MiB), {wall(sys.argv[2]):.2f} s; "
       f"event text {text / n:.1f} B/order; {(full - base) / n:.0f} B/order, "
-      f"{(full - base - text) / n:.0f} B/order beyond the event text")
+      f"{(full - base - text) / n:.0f} B/order beyond the event text, "
+      f"{(full - base) / n - float(sys.argv[5]):.0f} B/order beyond the stored event "
+      f"({float(sys.argv[5]):.0f} B)")
 PY
 
 if [ "$steady" -gt 0 ]; then

@@ -15,6 +15,11 @@
 //!   spread evenly over this span, which must be shorter than the window.
 //! - `--write FILE`: only write the N create lines to FILE (for measuring
 //!   `ferrocep match --end-of-input stop` on the same events) and exit.
+//! - `--events-only`: only ingest the N create lines into a vector of
+//!   events, as the engine stores them (each a `JsonEvent` and the
+//!   allocation holding its text), and report `stored_event_bytes_per_order`:
+//!   what "the stored event itself" costs, for reporting the engine's bytes
+//!   per pending order beyond it.
 //!
 //! Reports `VmRSS` before the first event (after the spec is compiled) and
 //! after the last, the bytes of the events' text the engine keeps, and
@@ -39,6 +44,7 @@ struct Args {
     spec: Option<PathBuf>,
     span_ms: i64,
     write: Option<PathBuf>,
+    events_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         spec: None,
         span_ms: 540_000,
         write: None,
+        events_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,9 +68,10 @@ fn parse_args() -> Result<Args, String> {
             "--spec" => a.spec = Some(PathBuf::from(value()?)),
             "--span-ms" => a.span_ms = value()?.parse().map_err(|e| format!("--span-ms: {e}"))?,
             "--write" => a.write = Some(PathBuf::from(value()?)),
+            "--events-only" => a.events_only = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: pending [--orders N] [--spec FILE] [--span-ms MS] [--write FILE]"
+                    "usage: pending [--orders N] [--spec FILE] [--span-ms MS] [--write FILE] [--events-only]"
                         .into(),
                 )
             }
@@ -127,6 +135,9 @@ fn run() -> Result<(), String> {
             "--span-ms {} must be shorter than the window ({within} ms)",
             a.span_ms
         ));
+    }
+    if a.events_only {
+        return stored_events(&spec, &a);
     }
     let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
     let nfa = Arc::new(spec.compile().map_err(|e| e.to_string())?);
@@ -201,5 +212,41 @@ fn run() -> Result<(), String> {
     }
     // Keep the state alive until after the measurement.
     drop(op);
+    Ok(())
+}
+
+/// `--events-only`: RSS of the N events alone, as the engine stores them.
+fn stored_events(spec: &Spec, a: &Args) -> Result<(), String> {
+    let n = a.orders;
+    let mut line = String::with_capacity(160);
+    let mut scratch = Vec::new();
+    let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
+    let mut events: Vec<JsonEvent> = Vec::with_capacity(n as usize);
+    let mut text_bytes: u64 = 0;
+    for i in 0..n {
+        line.clear();
+        order_create_line(&mut line, i + 1, ts_of(i, n, a.span_ms));
+        let ing = spec
+            .ingest_with(&line, &mut scratch)
+            .map_err(|e| format!("generated line {}: {e}", i + 1))?;
+        text_bytes += ing.event.raw().len() as u64;
+        events.push(ing.event);
+    }
+    // Touch the whole vector, as the engine's slots are.
+    let rss_after = rss_bytes().unwrap_or(0);
+    let per_event = rss_after.saturating_sub(rss_before) as f64 / n as f64;
+    println!("orders: {n}");
+    println!(
+        "event_text_bytes_per_order: {:.1}",
+        text_bytes as f64 / n as f64
+    );
+    println!("stored_event_bytes_per_order: {per_event:.1}");
+    println!(
+        "summary: {n} stored events alone: {per_event:.0} B each ({} B handle + the allocation \
+         of its {:.0} B of text)",
+        std::mem::size_of::<JsonEvent>(),
+        text_bytes as f64 / n as f64
+    );
+    drop(events);
     Ok(())
 }

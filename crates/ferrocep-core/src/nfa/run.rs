@@ -142,10 +142,7 @@ impl Stored {
 #[derive(Clone, Debug)]
 enum Counters {
     /// Count `count` at `ts`; nothing is counted when `count` is 0.
-    One {
-        ts: i64,
-        count: u32,
-    },
+    One { ts: i64, count: u32 },
     // Boxed so that the enum takes 16 bytes: this is the rare case.
     #[allow(clippy::box_collection)]
     Many(Box<Vec<(i64, u32)>>),
