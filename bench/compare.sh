@@ -34,33 +34,23 @@
 # CEP_ORACLE_HEAP / CEP_ORACLE_GC (defaults 4g / ParallelGC, see its README).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ORACLE="${FERROCEP_ORACLE_DIR:-$ROOT/../shared/oracle/flink}"
-ORACLE="$(cd "$ORACLE" && pwd)"
+. "$ROOT/bench/lib/common.sh"
 SPEC="$ORACLE/order-timeout.json"
 
-orig_args="$*"
 sizes=()
 repeat=1
 match_max=1000000
-record=""
-machine="$(hostname -s 2>/dev/null || echo unknown)"
 while [ $# -gt 0 ]; do
     case "$1" in
         --events) sizes+=("$2"); shift 2 ;;
         --full) sizes+=(1000000 5000000); shift ;;
         --repeat) repeat="$2"; shift 2 ;;
         --flink-match-max) match_max="$2"; shift 2 ;;
-        --record)
-            if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then record="$2"; shift 2; else record=auto; shift; fi ;;
-        --machine) machine="$2"; shift 2 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+        *) common_option "$@" || { echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2; }; shift "$SHIFT_BY" ;;
     esac
 done
 [ ${#sizes[@]} -gt 0 ] || sizes=(200000)
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time (GNU time) is required (apt-get install time)" >&2; exit 2; }
-
-. "$ROOT/bench/lib/common.sh"
 
 step "Flink oracle setup ($ORACLE/setup.sh)"
 "$ORACLE/setup.sh"

@@ -37,34 +37,24 @@
 # order-timeout.json). Needs Python 3 and GNU time (/usr/bin/time).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ORACLE="${FERROCEP_ORACLE_DIR:-$ROOT/../shared/oracle/flink}"
-ORACLE="$(cd "$ORACLE" && pwd)"
+. "$ROOT/bench/lib/common.sh"
 REF_SPEC="$ORACLE/order-timeout.json"
 
-orig_args="$*"
 events=200000
 nspecs=100
 workers=1
 threshold=""
-record=""
-machine="$(hostname -s 2>/dev/null || echo unknown)"
 while [ $# -gt 0 ]; do
     case "$1" in
         --events) events="$2"; shift 2 ;;
         --specs) nspecs="$2"; shift 2 ;;
         --workers) workers="$2"; shift 2 ;;
         --threshold) threshold="--threshold"; shift ;;
-        --record)
-            if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then record="$2"; shift 2; else record=auto; shift; fi ;;
-        --machine) machine="$2"; shift 2 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "many.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+        *) common_option "$@" || { echo "many.sh: unknown argument '$1' (see --help)" >&2; exit 2; }; shift "$SHIFT_BY" ;;
     esac
 done
 [ "$nspecs" -ge 2 ] || { echo "many.sh: --specs must be at least 2" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "many.sh: /usr/bin/time (GNU time) is required (apt-get install time)" >&2; exit 2; }
-
-. "$ROOT/bench/lib/common.sh"
 
 step "cargo build --release -p ferrocep --bin ferrocep --example many_specs"
 (cd "$ROOT" && cargo build --release -p ferrocep --bin ferrocep --example many_specs)

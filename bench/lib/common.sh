@@ -1,5 +1,25 @@
-# Pieces shared by bench/compare.sh and bench/many.sh (sourced; they set ROOT, ORACLE, DATA
-# and RUN first).
+# Pieces shared by bench/compare.sh, bench/many.sh and bench/scaling.sh (sourced right after
+# they set ROOT; DATA and RUN are set before the functions below are called).
+
+# Set up by sourcing (the scripts set ROOT first): the oracle directory, the options every
+# script has (--record [DIR], --machine NAME, --help) and the arguments as given.
+ORACLE="${FERROCEP_ORACLE_DIR:-$ROOT/../shared/oracle/flink}"
+ORACLE="$(cd "$ORACLE" && pwd)"
+orig_args="$*"
+record=""
+machine="$(hostname -s 2>/dev/null || echo unknown)"
+
+# common_option ARGS...: takes a common option off the front of ARGS (sets SHIFT_BY to the
+# number of words it used); status 1 if the first word is not one.
+common_option() {
+    case "$1" in
+        --record)
+            if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then record="$2"; SHIFT_BY=2; else record=auto; SHIFT_BY=1; fi ;;
+        --machine) machine="$2"; SHIFT_BY=2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) return 1 ;;
+    esac
+}
 
 step() { printf '== %s\n' "$*" >&2; }
 

@@ -169,7 +169,13 @@ def fmt_mib(b):
     return f"{b / 2**20:.1f}"
 
 
+def fmt_pct(x):
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
 def fmt_x(x):
+    if x is None:
+        return "-"
     return f"{x:.2f}×" if x < 10 else f"{x:.1f}×"
 
 
@@ -221,17 +227,17 @@ def table(s, lines):
         "",
         "| ratio | wall | CPU | peak RSS |",
         "|---|---:|---:|---:|",
-        (f"| separate / combined (saved by one run of {k} specs) | {fmt_x(sp['wall_s'] / c['wall_s'])} | "
-         f"{fmt_x(sp['cpu_s'] / c['cpu_s'])} | {fmt_x(sp['rss_sum'] / c['rss_bytes'])} (sum of peaks) |"),
-        (f"| combined / single (cost of {k} specs relative to 1) | {fmt_x(c['wall_s'] / one['wall_s'])} | "
-         f"{fmt_x(c['cpu_s'] / one['cpu_s'])} | {fmt_x(c['rss_bytes'] / one['rss_bytes'])} |"),
+        (f"| separate / combined (saved by one run of {k} specs) | {fmt_x(report_lib.ratio(sp['wall_s'], c['wall_s']))} | "
+         f"{fmt_x(report_lib.ratio(sp['cpu_s'], c['cpu_s']))} | {fmt_x(report_lib.ratio(sp['rss_sum'], c['rss_bytes']))} (sum of peaks) |"),
+        (f"| combined / single (cost of {k} specs relative to 1) | {fmt_x(report_lib.ratio(c['wall_s'], one['wall_s']))} | "
+         f"{fmt_x(report_lib.ratio(c['cpu_s'], one['cpu_s']))} | {fmt_x(report_lib.ratio(c['rss_bytes'], one['rss_bytes']))} |"),
         (f"| combined / reference ({k} specs vs the unfiltered job) | "
-         f"{fmt_x(c['wall_s'] / ref['wall_s'])} | {fmt_x(c['cpu_s'] / ref['cpu_s'])} | "
-         f"{fmt_x(c['rss_bytes'] / ref['rss_bytes'])} |"),
+         f"{fmt_x(report_lib.ratio(c['wall_s'], ref['wall_s']))} | {fmt_x(report_lib.ratio(c['cpu_s'], ref['cpu_s']))} | "
+         f"{fmt_x(report_lib.ratio(c['rss_bytes'], ref['rss_bytes']))} |"),
     ]
     marginal = (c["cpu_s"] - one["cpu_s"]) / (k - 1)
     rows += ["", f"Each spec beyond the first adds {marginal * 1000:.1f} ms of CPU to the combined run "
-             f"({marginal / one['cpu_s'] * 100:.0f}% of a single-spec run's {one['cpu_s'] * 1000:.0f} ms)."]
+             f"({fmt_pct(report_lib.ratio(marginal, one['cpu_s']))} of a single-spec run's {one['cpu_s'] * 1000:.0f} ms)."]
     return "\n".join(rows)
 
 
