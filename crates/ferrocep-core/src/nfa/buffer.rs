@@ -105,15 +105,17 @@ impl Edges {
         }
     }
 
+    #[inline]
     fn push(&mut self, e: Edge) {
-        *self = match std::mem::replace(self, Edges::None) {
-            Edges::None => Edges::One(e),
-            Edges::One(first) => Edges::Many(vec![first, e]),
-            Edges::Many(mut v) => {
-                v.push(e);
-                Edges::Many(v)
+        match self {
+            Edges::None => *self = Edges::One(e),
+            Edges::Many(v) => v.push(e),
+            Edges::One(_) => {
+                if let Edges::One(first) = std::mem::replace(self, Edges::None) {
+                    *self = Edges::Many(vec![first, e]);
+                }
             }
-        };
+        }
     }
 
     /// Removes and returns edge `i` (`i < len`), keeping the order.

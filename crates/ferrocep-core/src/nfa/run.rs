@@ -156,6 +156,7 @@ impl Default for Counters {
 
 impl Counters {
     /// Counts an event at `ts`, returning its number among them (from 0).
+    #[inline]
     fn next(&mut self, at: i64) -> u32 {
         match self {
             Counters::One { ts, count } if *count == 0 || *ts == at => {
@@ -184,6 +185,7 @@ impl Counters {
 
     /// Forgets the counts of timestamps before `at` (Flink's
     /// `SharedBuffer.advanceTime`).
+    #[inline]
     fn forget_before(&mut self, at: i64) {
         match self {
             Counters::One { ts, count } => {
@@ -280,12 +282,19 @@ impl NfaState {
 
     /// Takes the partial matches out as runs (inline up to two), leaving
     /// none; `start` is the NFA's start state.
+    #[inline]
     fn take_partial(&mut self, start: u32) -> Partial {
         match std::mem::replace(&mut self.partial, Stored::Heap(JavaPq::default())) {
             Stored::Start { version, other } => {
-                let mut items = SmallVec::new();
-                items.extend(other);
-                items.push(Run::new_start(start, DeweyNumber::new(version)));
+                let s = Run::new_start(start, DeweyNumber::new(version));
+                let items = match other {
+                    Some(o) => SmallVec::from_buf([o, s]),
+                    None => {
+                        let mut items = SmallVec::new();
+                        items.push(s);
+                        items
+                    }
+                };
                 JavaPq::from_heap_items(items)
             }
             Stored::Heap(q) => JavaPq::from_heap_vec(q.into_vec()),
@@ -293,6 +302,7 @@ impl NfaState {
     }
 
     /// Stores `q` as the partial matches, in the compact shape if it has it.
+    #[inline]
     fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, start: u32, q: Partial) {
         let mut items = q.into_items();
         let version = match items.as_slice() {
