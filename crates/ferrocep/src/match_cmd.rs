@@ -274,11 +274,6 @@ impl Blocks {
         }
     }
 
-    /// Number of events since the last [`Blocks::finish`].
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
     /// An event of `block` (below `n`), its line `json`.
     #[inline]
     pub fn push(&mut self, block: usize, key: Key, ts: i64, json: &str, conditions: Conditions) {

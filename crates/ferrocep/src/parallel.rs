@@ -11,13 +11,16 @@
 //!
 //! - The reader cuts the input into chunks of whole lines ([`ChunkReader`]).
 //! - A parser turns a chunk into events (key, timestamp, conditions
-//!   evaluated: the expensive part) and bad-line reports, and picks each
-//!   event's worker from a hash of its key.
+//!   evaluated: the expensive part) and bad-line reports, picks each event's
+//!   worker from a hash of its key and puts it in that worker's batch with
+//!   the largest timestamp before it within the chunk.
 //! - The sequencer takes the parsed chunks back in input order. It numbers the
 //!   lines, writes the bad-line reports to stderr in order (or stops at the
-//!   first one under `--strict`), and gives each event the largest timestamp
-//!   seen before it in the input: the global watermark before the event is a
-//!   function of it. Events go to their workers in input order.
+//!   first one under `--strict`), and hands each worker its batch with the
+//!   largest timestamp of the input before the chunk, without touching the
+//!   events (they go from the parser's core to the worker's). With the two
+//!   maxima a worker knows the largest timestamp before each event in the
+//!   input: the global watermark before the event is a function of it.
 //! - A worker owns the keys routed to it, with one operator per spec. Before
 //!   each event it applies the watermark that preceded the event in the input
 //!   (the latest of any it skipped: outputs are the same), so that an event is
@@ -35,27 +38,17 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use ferrocep_core::event::Value;
-use ferrocep_core::spec::{JsonEvent, SpecSet};
+use ferrocep_core::spec::SpecSet;
 
 use crate::input::{decode, ChunkReader, Lines};
 use crate::key::Key;
 use crate::match_cmd::{Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
 use crate::output::{Spill, SPILL_AT};
 
-/// An event ready for its worker.
-struct Parsed {
-    key: Key,
-    ts: i64,
-    event: JsonEvent,
-    worker: u32,
-}
-
 /// A bad line of a chunk.
 struct BadLine {
     /// Line number within the chunk, from 1.
     line: u64,
-    /// Number of the chunk's events before it.
-    before: usize,
     reason: String,
 }
 
@@ -63,14 +56,24 @@ struct BadLine {
 struct ParsedChunk {
     seq: u64,
     lines: u64,
-    events: Vec<Parsed>,
+    /// The events of each worker, in input order. An event's `max_before`
+    /// is the largest timestamp before it within the chunk: the worker
+    /// combines it with the chunk's base (the largest before the chunk), so
+    /// that the sequencer never touches an event.
+    batches: Vec<Vec<Routed>>,
+    /// The largest timestamp of the chunk's events.
+    max: Option<i64>,
+    /// Under `--strict`, how many events of each worker come before the
+    /// first bad line (`None`: no bad line).
+    before_bad: Option<Vec<usize>>,
     bad: Vec<BadLine>,
     /// The chunk's buffer, to be reused.
     raw: Vec<u8>,
 }
 
 enum ToWorker {
-    Batch(Vec<Routed>),
+    /// Events, and the largest timestamp of the input before the first.
+    Batch(Option<i64>, Vec<Routed>),
     /// The input is over: the largest timestamp of all routed events, and
     /// whether to flush.
     End(Option<i64>, bool),
@@ -202,6 +205,8 @@ fn parse_chunk(
 ) -> ParsedChunk {
     let mut bad = Vec::new();
     let mut lines = 0;
+    let mut per_worker = vec![0usize; workers];
+    let mut before_bad = None;
     for line in Lines::new(&raw) {
         lines += 1;
         let text = decode(line, seq == 0 && lines == 1);
@@ -211,29 +216,38 @@ fn parse_chunk(
                 // Multiply-shift: the high bits of the hash pick the worker.
                 let worker = ((u128::from(key.route_hash()) * workers as u128) >> 64) as usize;
                 let ts = p.timestamp.unwrap_or(0);
+                per_worker[worker] += 1;
                 blocks.push(worker, key, ts, p.json, p.conditions);
             }
-            Err(e) => bad.push(BadLine {
-                line: lines,
-                before: blocks.len(),
-                reason: e.reason,
-            }),
+            Err(e) => {
+                if before_bad.is_none() {
+                    before_bad = Some(per_worker.clone());
+                }
+                bad.push(BadLine {
+                    line: lines,
+                    reason: e.reason,
+                })
+            }
         }
     }
     // A block per worker: only that worker's thread touches its count.
-    let mut events = Vec::with_capacity(blocks.len());
+    let mut batches: Vec<Vec<Routed>> = per_worker.iter().map(|&n| Vec::with_capacity(n)).collect();
+    let mut max: Option<i64> = None;
     blocks.finish(|worker, key, ts, event| {
-        events.push(Parsed {
+        batches[worker].push(Routed {
             key,
             ts,
+            max_before: max,
             event,
-            worker: worker as u32,
-        })
+        });
+        max = Some(max.map_or(ts, |m| m.max(ts)));
     });
     ParsedChunk {
         seq,
         lines,
-        events,
+        batches,
+        max,
+        before_bad,
         bad,
         raw,
     }
@@ -249,7 +263,6 @@ fn sequence<D: Write>(
     stop: &AtomicBool,
     read_error: &Mutex<Option<io::Error>>,
 ) -> Result<(), Stop> {
-    let n = to_workers.len();
     let mut waiting: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
     let mut next_seq = 0u64;
     let mut line_base = 0u64;
@@ -261,30 +274,28 @@ fn sequence<D: Write>(
             next_seq += 1;
             let ParsedChunk {
                 lines,
-                events,
+                mut batches,
+                max: chunk_max,
+                before_bad,
                 bad,
                 raw,
                 ..
             } = chunk;
-            // Under --strict, the events before the first bad line only.
-            let take = match bad.first() {
-                Some(b) if options.strict => b.before,
-                _ => events.len(),
-            };
-            let mut batches: Vec<Vec<Routed>> = (0..n)
-                .map(|_| Vec::with_capacity(2 * take / n + 16))
-                .collect();
-            for p in events.into_iter().take(take) {
-                batches[p.worker as usize].push(Routed {
-                    key: p.key,
-                    ts: p.ts,
-                    max_before: max,
-                    event: p.event,
-                });
-                max = Some(max.map_or(p.ts, |m| m.max(p.ts)));
+            let base = max;
+            match before_bad.filter(|_| options.strict) {
+                // Under --strict, the events before the first bad line only.
+                Some(counts) => {
+                    for (batch, keep) in batches.iter_mut().zip(counts) {
+                        batch.truncate(keep);
+                        for r in batch.iter() {
+                            max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
+                        }
+                    }
+                }
+                None => max = max_of(max, chunk_max),
             }
             for (tx, batch) in to_workers.iter().zip(batches) {
-                if !batch.is_empty() && tx.send(ToWorker::Batch(batch)).is_err() {
+                if !batch.is_empty() && tx.send(ToWorker::Batch(base, batch)).is_err() {
                     // A worker ended: its output failed.
                     stop.store(true, Ordering::Relaxed);
                     break 'chunks;
@@ -320,6 +331,14 @@ fn sequence<D: Write>(
         let _ = tx.send(ToWorker::End(max, flush));
     }
     result
+}
+
+/// The larger of two optional timestamps.
+fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A worker's way to the shared output: a block at a time, under the lock;
@@ -358,7 +377,12 @@ fn work<W: Write>(
     };
     for msg in rx.iter() {
         match msg {
-            ToWorker::Batch(mut batch) => {
+            ToWorker::Batch(base, mut batch) => {
+                if base.is_some() {
+                    for r in batch.iter_mut() {
+                        r.max_before = max_of(base, r.max_before);
+                    }
+                }
                 m.events(&mut batch, &mut out);
                 if m.pending_out() >= SPILL_AT / 4 {
                     m.flush_out(&mut out);

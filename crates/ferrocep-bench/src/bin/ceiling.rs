@@ -138,7 +138,7 @@ fn parse_only(input: &str) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         line.clear();
         reader.read_until(b'\n', &mut line)? > 0
     } {
-        let order: Order = serde_json::from_slice(line.trim_ascii_end())?;
+        let order: Order = serde_json::from_str(std::str::from_utf8(&line)?.trim_end())?;
         match order.kind.as_ref() {
             "create" => creates += 1,
             _ => pays += 1,
