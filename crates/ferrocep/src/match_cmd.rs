@@ -230,6 +230,14 @@ pub(crate) struct Plan {
 
 /// The watermark after events whose largest timestamp is `max`.
 #[inline]
+/// The larger of two optional timestamps.
+pub(crate) fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn watermark(max: Option<i64>, ooo: i64) -> i64 {
     match max {
         None => MIN_WATERMARK,
@@ -289,9 +297,10 @@ impl Blocks {
         });
     }
 
-    /// Makes the blocks and hands out their events in the order they came:
-    /// `(block, key, timestamp, event)`.
-    pub fn finish(&mut self, mut f: impl FnMut(usize, Key, i64, JsonEvent)) {
+    /// Makes the blocks and hands out their events in the order they came,
+    /// each with its block and the largest timestamp before it in this chunk
+    /// (`max_before`); returns the chunk's largest timestamp.
+    pub fn finish(&mut self, mut f: impl FnMut(usize, Routed)) -> Option<i64> {
         let shared: Vec<Option<TextBlock>> = self
             .texts
             .iter_mut()
@@ -301,6 +310,7 @@ impl Blocks {
                 block
             })
             .collect();
+        let mut max = None;
         for p in self.pending.drain(..) {
             let b = p.block as usize;
             let event = shared[b]
@@ -308,8 +318,18 @@ impl Blocks {
                 .and_then(|text| JsonEvent::in_block(text, p.range, p.conditions))
                 // Every range is a line just copied into its block.
                 .unwrap_or_else(|| JsonEvent::from_parts("", &[]));
-            f(b, p.key, p.ts, event);
+            f(
+                b,
+                Routed {
+                    key: p.key,
+                    ts: p.ts,
+                    max_before: max,
+                    event,
+                },
+            );
+            max = max_of(max, Some(p.ts));
         }
+        max
     }
 }
 
@@ -362,8 +382,9 @@ impl Matcher {
         }
     }
 
-    /// Event-time events, in input order (`batch` is left empty).
-    pub fn events(&mut self, batch: &mut Vec<Routed>, spill: &mut dyn Spill) {
+    /// Event-time events, in input order (`batch` is left empty); `base` is
+    /// the largest timestamp of the input before the batch's chunk.
+    pub fn events(&mut self, batch: &mut Vec<Routed>, base: Option<i64>, spill: &mut dyn Spill) {
         let n = self.ops.len();
         for i in 0..n {
             let mut sink = VecSink {
@@ -387,9 +408,10 @@ impl Matcher {
                 }
                 let r = &mut batch[j];
                 // The watermark that preceded the event, then the event.
-                if *applied != r.max_before {
-                    *applied = r.max_before;
-                    op.advance_time(watermark(r.max_before, ooo), &mut sink);
+                let before = max_of(base, r.max_before);
+                if *applied != before {
+                    *applied = before;
+                    op.advance_time(watermark(before, ooo), &mut sink);
                 }
                 if last {
                     // The last operator takes the events themselves.
@@ -510,18 +532,11 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                     }
                 }
             }
-            blocks.finish(|_, key, ts, event| {
-                batch.push(Routed {
-                    key,
-                    ts,
-                    max_before: max,
-                    event,
-                });
-                max = Some(max.map_or(ts, |m| m.max(ts)));
-            });
+            let chunk_max = blocks.finish(|_, r| batch.push(r));
             if !batch.is_empty() {
-                m.events(&mut batch, &mut out);
+                m.events(&mut batch, max, &mut out);
             }
+            max = max_of(max, chunk_max);
             if let Some(stop) = bad {
                 return Err(stop);
             }

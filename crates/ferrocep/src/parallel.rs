@@ -42,7 +42,7 @@ use ferrocep_core::spec::SpecSet;
 
 use crate::input::{decode, ChunkReader, Lines};
 use crate::key::Key;
-use crate::match_cmd::{Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
+use crate::match_cmd::{max_of, Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
 use crate::output::{Spill, SPILL_AT};
 
 /// A bad line of a chunk.
@@ -232,16 +232,7 @@ fn parse_chunk(
     }
     // A block per worker: only that worker's thread touches its count.
     let mut batches: Vec<Vec<Routed>> = per_worker.iter().map(|&n| Vec::with_capacity(n)).collect();
-    let mut max: Option<i64> = None;
-    blocks.finish(|worker, key, ts, event| {
-        batches[worker].push(Routed {
-            key,
-            ts,
-            max_before: max,
-            event,
-        });
-        max = Some(max.map_or(ts, |m| m.max(ts)));
-    });
+    let max = blocks.finish(|worker, r| batches[worker].push(r));
     ParsedChunk {
         seq,
         lines,
@@ -288,7 +279,7 @@ fn sequence<D: Write>(
                     for (batch, keep) in batches.iter_mut().zip(counts) {
                         batch.truncate(keep);
                         for r in batch.iter() {
-                            max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
+                            max = max_of(max, Some(r.ts));
                         }
                     }
                 }
@@ -333,14 +324,6 @@ fn sequence<D: Write>(
     result
 }
 
-/// The larger of two optional timestamps.
-fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// A worker's way to the shared output: a block at a time, under the lock;
 /// the first error stops the run.
 struct SharedSpill<'a, W> {
@@ -378,12 +361,7 @@ fn work<W: Write>(
     for msg in rx.iter() {
         match msg {
             ToWorker::Batch(base, mut batch) => {
-                if base.is_some() {
-                    for r in batch.iter_mut() {
-                        r.max_before = max_of(base, r.max_before);
-                    }
-                }
-                m.events(&mut batch, &mut out);
+                m.events(&mut batch, base, &mut out);
                 if m.pending_out() >= SPILL_AT / 4 {
                     m.flush_out(&mut out);
                 }

@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use ferrocep_bench::{order_create_line, peak_rss_bytes, rss_bytes, CountingSink};
 use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::spec::{Format, JsonEvent, Spec};
+use ferrocep_core::spec::{Format, Ingested, JsonEvent, Spec};
 use ferrocep_core::time::BoundedOutOfOrderness;
 
 const START_MS: i64 = 1_700_000_000_000;
@@ -145,22 +145,14 @@ fn run() -> Result<(), String> {
         CepOperator::new(nfa, TimeDomain::EventTime);
     let mut watermarks = BoundedOutOfOrderness::new(ooo);
     let mut sink = CountingSink::default();
-    let mut scratch = Vec::new();
 
     let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
-    let mut text_bytes: u64 = 0;
     let started = Instant::now();
-    for i in 0..n {
-        line.clear();
-        order_create_line(&mut line, i + 1, ts_of(i, n, a.span_ms));
-        let ing = spec
-            .ingest_with(&line, &mut scratch)
-            .map_err(|e| format!("generated line {}: {e}", i + 1))?;
-        text_bytes += ing.event.raw().len() as u64;
+    let text_bytes = ingest_creates(&spec, &a, |ing| {
         let ts = ing.timestamp.unwrap_or(0);
         op.process_element(ing.key, ing.event, ts, &mut sink);
         op.advance_time(watermarks.on_event(ts), &mut sink);
-    }
+    })?;
     // The events of the newest timestamp wait for a watermark past it: bring
     // time to the end of the span (still short of every window).
     op.advance_time(START_MS + a.span_ms, &mut sink);
@@ -215,13 +207,12 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// `--events-only`: RSS of the N events alone, as the engine stores them.
-fn stored_events(spec: &Spec, a: &Args) -> Result<(), String> {
+/// Makes the N create lines and hands each, ingested by `spec`, to `f`;
+/// returns the bytes of their text.
+fn ingest_creates(spec: &Spec, a: &Args, mut f: impl FnMut(Ingested)) -> Result<u64, String> {
     let n = a.orders;
     let mut line = String::with_capacity(160);
     let mut scratch = Vec::new();
-    let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
-    let mut events: Vec<JsonEvent> = Vec::with_capacity(n as usize);
     let mut text_bytes: u64 = 0;
     for i in 0..n {
         line.clear();
@@ -230,9 +221,17 @@ fn stored_events(spec: &Spec, a: &Args) -> Result<(), String> {
             .ingest_with(&line, &mut scratch)
             .map_err(|e| format!("generated line {}: {e}", i + 1))?;
         text_bytes += ing.event.raw().len() as u64;
-        events.push(ing.event);
+        f(ing);
     }
-    // Touch the whole vector, as the engine's slots are.
+    Ok(text_bytes)
+}
+
+/// `--events-only`: RSS of the N events alone, as the engine stores them.
+fn stored_events(spec: &Spec, a: &Args) -> Result<(), String> {
+    let n = a.orders;
+    let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
+    let mut events: Vec<JsonEvent> = Vec::with_capacity(n as usize);
+    let text_bytes = ingest_creates(spec, a, |ing| events.push(ing.event))?;
     let rss_after = rss_bytes().unwrap_or(0);
     let per_event = rss_after.saturating_sub(rss_before) as f64 / n as f64;
     println!("orders: {n}");
