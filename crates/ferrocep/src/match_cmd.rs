@@ -10,7 +10,10 @@
 //!   last watermark, so buffered events newer than it are never processed.
 //!   A [`Matcher`] applies the watermark lazily, just before its next event
 //!   (and at the end): nothing can happen between an event's watermark and the
-//!   next event, and skipping intermediate watermarks gives the same outputs.
+//!   next event. A worker of `--workers N` sees only some events, and so
+//!   skips the watermarks between them, which gives the same outputs unless
+//!   a partial match may start at a timestamp `<= 0`
+//!   ([`CepOperator::needs_every_watermark`]); then it applies all of them.
 //! - processing time (no `time`): each event is stamped with the wall clock on
 //!   arrival; time advances to that stamp before the event. Nothing more
 //!   happens at the end of input, as in Flink (see the oracle's NOTES.md).
@@ -39,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ferrocep_core::operator::{CepOperator, Prefetch, TimeDomain};
 use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
-use ferrocep_core::Nfa;
+use ferrocep_core::{Nfa, OutputSink};
 
 use crate::cli::Failure;
 use crate::input::{decode, ChunkReader, Lines};
@@ -255,6 +258,40 @@ pub(crate) struct Routed {
     pub event: JsonEvent,
 }
 
+/// A chunk's watermark steps, applied in order to an operator that needs
+/// every watermark (see [`Matcher::events`]).
+struct Steps<'a> {
+    steps: &'a [i64],
+    next: usize,
+    /// The largest timestamp before the chunk: steps up to it are not
+    /// watermarks of the input.
+    base: Option<i64>,
+}
+
+impl Steps<'_> {
+    /// Applies the steps up to `until` (included) above both the base and
+    /// what the operator has.
+    fn apply_up_to<S: OutputSink<Key, JsonEvent>>(
+        &mut self,
+        until: Option<i64>,
+        op: &mut CepOperator<Key, JsonEvent>,
+        applied: &mut Option<i64>,
+        ooo: i64,
+        sink: &mut S,
+    ) {
+        while let Some(&s) = self.steps.get(self.next) {
+            if Some(s) > until {
+                break;
+            }
+            self.next += 1;
+            if Some(s) > self.base && Some(s) > *applied {
+                *applied = Some(s);
+                op.advance_time(watermark(Some(s), ooo), sink);
+            }
+        }
+    }
+}
+
 /// The events of a chunk being read: their lines are copied one after the
 /// other into a text block per worker, which the events then share (one
 /// allocation per block and chunk instead of one per event; a block is freed
@@ -384,7 +421,21 @@ impl Matcher {
 
     /// Event-time events, in input order (`batch` is left empty); `base` is
     /// the largest timestamp of the input before the batch's chunk.
-    pub fn events(&mut self, batch: &mut Vec<Routed>, base: Option<i64>, spill: &mut dyn Spill) {
+    ///
+    /// `steps` are the chunk's running maxima (each timestamp of the chunk
+    /// that is larger than all before it within the chunk, in order): those
+    /// above `base` are the chunk's watermarks. They matter only to an
+    /// operator that [needs every watermark](CepOperator::needs_every_watermark)
+    /// and when `batch` holds some of the chunk's events only; a batch of all
+    /// of them (one worker) passes `&[]`, as its events' own
+    /// `max_before` are then every step.
+    pub fn events(
+        &mut self,
+        batch: &mut Vec<Routed>,
+        base: Option<i64>,
+        steps: &[i64],
+        spill: &mut dyn Spill,
+    ) {
         let n = self.ops.len();
         for i in 0..n {
             let mut sink = VecSink {
@@ -395,6 +446,11 @@ impl Matcher {
             let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
             let last = i + 1 == n;
             let prefetch = op.prefetch_pays();
+            let mut steps = Steps {
+                steps,
+                next: 0,
+                base,
+            };
             for j in 0..batch.len() {
                 // Keys are looked up a few events ahead, so that their memory
                 // loads while the events before them run.
@@ -410,6 +466,9 @@ impl Matcher {
                 // The watermark that preceded the event, then the event.
                 let before = max_of(base, r.max_before);
                 if *applied != before {
+                    if op.needs_every_watermark() {
+                        steps.apply_up_to(before, op, applied, ooo, &mut sink);
+                    }
                     *applied = before;
                     op.advance_time(watermark(before, ooo), &mut sink);
                 }
@@ -420,6 +479,11 @@ impl Matcher {
                 } else {
                     op.process_element_ref(&r.key, &r.event, r.ts, &mut sink);
                 }
+            }
+            if op.needs_every_watermark() {
+                // The chunk's watermarks after the batch's last event come
+                // before this worker's next event in the input.
+                steps.apply_up_to(Some(i64::MAX), op, applied, ooo, &mut sink);
             }
             if last {
                 batch.clear();
@@ -534,7 +598,8 @@ fn run_sequential<R: Read, W: Write, D: Write>(
             }
             let chunk_max = blocks.finish(|_, r| batch.push(r));
             if !batch.is_empty() {
-                m.events(&mut batch, max, &mut out);
+                // The batch holds every event: their `max_before` are the steps.
+                m.events(&mut batch, max, &[], &mut out);
             }
             max = max_of(max, chunk_max);
             if let Some(stop) = bad {

@@ -21,9 +21,12 @@
 //!   events (they go from the parser's core to the worker's). With the two
 //!   maxima a worker knows the largest timestamp before each event in the
 //!   input: the global watermark before the event is a function of it.
+//!   Every worker also gets every chunk's running maxima (its watermarks).
 //! - A worker owns the keys routed to it, with one operator per spec. Before
 //!   each event it applies the watermark that preceded the event in the input
-//!   (the latest of any it skipped: outputs are the same), so that an event is
+//!   (the latest of any it skipped: outputs are the same, but for an operator
+//!   that [needs every watermark](ferrocep_core::operator::CepOperator::needs_every_watermark),
+//!   which gets the skipped ones from the chunks' maxima), so that an event is
 //!   late exactly when it would be in a single-threaded run, and at the end
 //!   the last watermark, then +infinity under `--end-of-input flush`. Its
 //!   output lines go to stdout in blocks of whole lines.
@@ -35,7 +38,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ferrocep_core::event::Value;
 use ferrocep_core::spec::SpecSet;
@@ -63,17 +66,20 @@ struct ParsedChunk {
     batches: Vec<Vec<Routed>>,
     /// The largest timestamp of the chunk's events.
     max: Option<i64>,
-    /// Under `--strict`, how many events of each worker come before the
-    /// first bad line (`None`: no bad line).
-    before_bad: Option<Vec<usize>>,
+    /// The chunk's running maxima, in order (see [`Matcher::events`]).
+    steps: Vec<i64>,
+    /// Under `--strict`, how many events of each worker, and how many steps,
+    /// come before the first bad line (`None`: no bad line).
+    before_bad: Option<(Vec<usize>, usize)>,
     bad: Vec<BadLine>,
     /// The chunk's buffer, to be reused.
     raw: Vec<u8>,
 }
 
 enum ToWorker {
-    /// Events, and the largest timestamp of the input before the first.
-    Batch(Option<i64>, Vec<Routed>),
+    /// A chunk's events for the worker (perhaps none), the largest timestamp
+    /// of the input before the chunk, and the chunk's steps.
+    Batch(Option<i64>, Vec<Routed>, Arc<[i64]>),
     /// The input is over: the largest timestamp of all routed events, and
     /// whether to flush.
     End(Option<i64>, bool),
@@ -207,6 +213,7 @@ fn parse_chunk(
     let mut lines = 0;
     let mut per_worker = vec![0usize; workers];
     let mut before_bad = None;
+    let mut steps = Vec::new();
     for line in Lines::new(&raw) {
         lines += 1;
         let text = decode(line, seq == 0 && lines == 1);
@@ -216,12 +223,15 @@ fn parse_chunk(
                 // Multiply-shift: the high bits of the hash pick the worker.
                 let worker = ((u128::from(key.route_hash()) * workers as u128) >> 64) as usize;
                 let ts = p.timestamp.unwrap_or(0);
+                if steps.last().is_none_or(|&m| ts > m) {
+                    steps.push(ts);
+                }
                 per_worker[worker] += 1;
                 blocks.push(worker, key, ts, p.json, p.conditions);
             }
             Err(e) => {
                 if before_bad.is_none() {
-                    before_bad = Some(per_worker.clone());
+                    before_bad = Some((per_worker.clone(), steps.len()));
                 }
                 bad.push(BadLine {
                     line: lines,
@@ -238,6 +248,7 @@ fn parse_chunk(
         lines,
         batches,
         max,
+        steps,
         before_bad,
         bad,
         raw,
@@ -267,6 +278,7 @@ fn sequence<D: Write>(
                 lines,
                 mut batches,
                 max: chunk_max,
+                mut steps,
                 before_bad,
                 bad,
                 raw,
@@ -275,7 +287,8 @@ fn sequence<D: Write>(
             let base = max;
             match before_bad.filter(|_| options.strict) {
                 // Under --strict, the events before the first bad line only.
-                Some(counts) => {
+                Some((counts, keep_steps)) => {
+                    steps.truncate(keep_steps);
                     for (batch, keep) in batches.iter_mut().zip(counts) {
                         batch.truncate(keep);
                         for r in batch.iter() {
@@ -285,8 +298,13 @@ fn sequence<D: Write>(
                 }
                 None => max = max_of(max, chunk_max),
             }
+            // Every worker gets every chunk's steps, even without events.
+            let steps: Arc<[i64]> = steps.into();
             for (tx, batch) in to_workers.iter().zip(batches) {
-                if !batch.is_empty() && tx.send(ToWorker::Batch(base, batch)).is_err() {
+                if tx
+                    .send(ToWorker::Batch(base, batch, steps.clone()))
+                    .is_err()
+                {
                     // A worker ended: its output failed.
                     stop.store(true, Ordering::Relaxed);
                     break 'chunks;
@@ -360,8 +378,8 @@ fn work<W: Write>(
     };
     for msg in rx.iter() {
         match msg {
-            ToWorker::Batch(base, mut batch) => {
-                m.events(&mut batch, base, &mut out);
+            ToWorker::Batch(base, mut batch, steps) => {
+                m.events(&mut batch, base, &steps, &mut out);
                 if m.pending_out() >= SPILL_AT / 4 {
                     m.flush_out(&mut out);
                 }

@@ -12,6 +12,9 @@
 //! Each case runs with one worker and with four (`--workers`), the key-
 //! partitioned pipeline; `FERROCEP_WORKERS` (e.g. `1` or `1,2,4`) sets the
 //! worker counts to run.
+//!
+//! The repository's own cases (`tests/cases/`, recorded from Flink the same
+//! way) run too, with 1, 2, 3 and 4 workers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -151,8 +154,24 @@ fn flink_conformance_cases() {
     } else {
         dir.clone()
     };
+    run_cases(&cases_dir, &worker_counts());
+}
+
+/// This repository's own cases, recorded from real Flink through the oracle
+/// (see `tests/cases/README.md`), with 1 to 4 workers: each worker then sees
+/// only some keys' events, and must still see every watermark that matters.
+#[test]
+fn recorded_flink_cases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let workers: Vec<String> = (1..=4).map(|w| w.to_string()).collect();
+    run_cases(&dir, &workers);
+}
+
+/// Runs every case below `cases_dir` (filtered by
+/// `FERROCEP_CONFORMANCE_FILTER`) with each worker count, in parallel.
+fn run_cases(cases_dir: &Path, worker_counts: &[String]) {
     let mut paths = Vec::new();
-    case_files(&cases_dir, &mut paths);
+    case_files(cases_dir, &mut paths);
     paths.sort();
     if let Ok(filter) = std::env::var("FERROCEP_CONFORMANCE_FILTER") {
         paths.retain(|p| p.to_string_lossy().contains(&filter));
@@ -163,7 +182,6 @@ fn flink_conformance_cases() {
         cases_dir.display()
     );
 
-    let worker_counts = worker_counts();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -172,8 +190,8 @@ fn flink_conformance_cases() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(i) else { break };
-                if let Err(why) = run_case(path, &worker_counts) {
-                    let name = path.strip_prefix(&cases_dir).unwrap_or(path);
+                if let Err(why) = run_case(path, worker_counts) {
+                    let name = path.strip_prefix(cases_dir).unwrap_or(path);
                     failures
                         .lock()
                         .unwrap()
