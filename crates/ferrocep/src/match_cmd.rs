@@ -10,10 +10,9 @@
 //!   last watermark, so buffered events newer than it are never processed.
 //!   A [`Matcher`] applies the watermark lazily, just before its next event
 //!   (and at the end): nothing can happen between an event's watermark and the
-//!   next event. A worker of `--workers N` sees only some events, and so
-//!   skips the watermarks between them, which gives the same outputs unless
-//!   a partial match may start at a timestamp `<= 0`
-//!   ([`CepOperator::needs_every_watermark`]); then it applies all of them.
+//!   next event. A worker of `--workers N` sees only some events: it also
+//!   applies, exactly, the watermarks between them at which something of its
+//!   keys falls due (see [`Matcher::events`]).
 //! - processing time (no `time`): each event is stamped with the wall clock on
 //!   arrival; time advances to that stamp before the event. Nothing more
 //!   happens at the end of input, as in Flink (see the oracle's NOTES.md).
@@ -258,10 +257,12 @@ pub(crate) struct Routed {
     pub event: JsonEvent,
 }
 
-/// A chunk's watermark steps, applied in order to an operator that needs
-/// every watermark (see [`Matcher::events`]).
+/// A chunk's watermark steps, for a [`Matcher`] that sees only some of the
+/// chunk's events (see [`Matcher::events`]).
 struct Steps<'a> {
+    /// Increasing.
     steps: &'a [i64],
+    /// Steps before this one are behind the operator.
     next: usize,
     /// The largest timestamp before the chunk: steps up to it are not
     /// watermarks of the input.
@@ -269,9 +270,16 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// Applies the steps up to `until` (included) above both the base and
-    /// what the operator has.
-    fn apply_up_to<S: OutputSink<Key, JsonEvent>>(
+    /// The chunk's last step, if any.
+    fn last(&self) -> Option<i64> {
+        self.steps.last().copied()
+    }
+
+    /// Applies, one after the other, the watermarks up to that of `until`
+    /// (included) at which something of the operator is due, each exactly as
+    /// the input had it: the first step whose watermark reaches the operator's
+    /// next timer.
+    fn catch_up<S: OutputSink<Key, JsonEvent>>(
         &mut self,
         until: Option<i64>,
         op: &mut CepOperator<Key, JsonEvent>,
@@ -279,11 +287,20 @@ impl Steps<'_> {
         ooo: i64,
         sink: &mut S,
     ) {
-        while let Some(&s) = self.steps.get(self.next) {
+        while self.next < self.steps.len() {
+            let Some(due) = op.next_timer() else { return };
+            // The smallest step whose watermark `step - ooo - 1` reaches it.
+            let need = due.saturating_add(ooo).saturating_add(1);
+            let rest = &self.steps[self.next..];
+            let k = rest.partition_point(|&s| s < need);
+            let Some(&s) = rest.get(k) else {
+                self.next = self.steps.len();
+                return;
+            };
             if Some(s) > until {
-                break;
+                return;
             }
-            self.next += 1;
+            self.next += k + 1;
             if Some(s) > self.base && Some(s) > *applied {
                 *applied = Some(s);
                 op.advance_time(watermark(Some(s), ooo), sink);
@@ -424,11 +441,16 @@ impl Matcher {
     ///
     /// `steps` are the chunk's running maxima (each timestamp of the chunk
     /// that is larger than all before it within the chunk, in order): those
-    /// above `base` are the chunk's watermarks. They matter only to an
-    /// operator that [needs every watermark](CepOperator::needs_every_watermark)
-    /// and when `batch` holds some of the chunk's events only; a batch of all
-    /// of them (one worker) passes `&[]`, as its events' own
-    /// `max_before` are then every step.
+    /// above `base` are the chunk's watermarks. A batch that holds only some
+    /// of the chunk's events (a worker of several) needs them: the operators
+    /// must reach each watermark at which an event or a timer of theirs is
+    /// due, exactly as in a run of the whole input, because a key advanced
+    /// past several such times at once can turn out differently (a partial
+    /// match pruned by a match completed at an earlier time may time out
+    /// instead, and one that started at `ts <= 0` has no timer of its own and
+    /// ends wherever its key was last advanced). A batch of all of the chunk's
+    /// events (one worker) passes `&[]`: its events' own `max_before` are
+    /// then every step.
     pub fn events(
         &mut self,
         batch: &mut Vec<Routed>,
@@ -466,11 +488,11 @@ impl Matcher {
                 // The watermark that preceded the event, then the event.
                 let before = max_of(base, r.max_before);
                 if *applied != before {
-                    if op.needs_every_watermark() {
-                        steps.apply_up_to(before, op, applied, ooo, &mut sink);
+                    steps.catch_up(before, op, applied, ooo, &mut sink);
+                    if *applied != before {
+                        *applied = before;
+                        op.advance_time(watermark(before, ooo), &mut sink);
                     }
-                    *applied = before;
-                    op.advance_time(watermark(before, ooo), &mut sink);
                 }
                 if last {
                     // The last operator takes the events themselves.
@@ -480,11 +502,9 @@ impl Matcher {
                     op.process_element_ref(&r.key, &r.event, r.ts, &mut sink);
                 }
             }
-            if op.needs_every_watermark() {
-                // The chunk's watermarks after the batch's last event come
-                // before this worker's next event in the input.
-                steps.apply_up_to(Some(i64::MAX), op, applied, ooo, &mut sink);
-            }
+            // What falls due at the chunk's watermarks after the batch's last
+            // event happens before this worker's next event in the input.
+            steps.catch_up(steps.last(), op, applied, ooo, &mut sink);
             if last {
                 batch.clear();
             }

@@ -24,12 +24,13 @@
 //!   Every worker also gets every chunk's running maxima (its watermarks).
 //! - A worker owns the keys routed to it, with one operator per spec. Before
 //!   each event it applies the watermark that preceded the event in the input
-//!   (the latest of any it skipped: outputs are the same, but for an operator
-//!   that [needs every watermark](ferrocep_core::operator::CepOperator::needs_every_watermark),
-//!   which gets the skipped ones from the chunks' maxima), so that an event is
-//!   late exactly when it would be in a single-threaded run, and at the end
-//!   the last watermark, then +infinity under `--end-of-input flush`. Its
-//!   output lines go to stdout in blocks of whole lines.
+//!   (so that an event is late exactly when it would be in a single-threaded
+//!   run) and, found in the chunks' maxima, each watermark before it at which
+//!   an event or a timer of its keys fell due (so that its keys advance
+//!   through the very times they would in a single-threaded run; see
+//!   [`Matcher::events`]). At the end it applies the last watermark, then
+//!   +infinity under `--end-of-input flush`. Its output lines go to stdout in
+//!   blocks of whole lines.
 //!
 //! Memory stays bounded: at most `2N + 2` chunks are between the reader and
 //! the sequencer, and each worker's queue holds a few batches.

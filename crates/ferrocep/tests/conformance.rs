@@ -14,7 +14,7 @@
 //! worker counts to run.
 //!
 //! The repository's own cases (`tests/cases/`, recorded from Flink the same
-//! way) run too, with 1, 2, 3 and 4 workers.
+//! way) run too, with 1 to 5 workers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -158,12 +158,12 @@ fn flink_conformance_cases() {
 }
 
 /// This repository's own cases, recorded from real Flink through the oracle
-/// (see `tests/cases/README.md`), with 1 to 4 workers: each worker then sees
+/// (see `tests/cases/README.md`), with 1 to 5 workers: each worker then sees
 /// only some keys' events, and must still see every watermark that matters.
 #[test]
 fn recorded_flink_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
-    let workers: Vec<String> = (1..=4).map(|w| w.to_string()).collect();
+    let workers: Vec<String> = (1..=5).map(|w| w.to_string()).collect();
     run_cases(&dir, &workers);
 }
 

@@ -86,9 +86,6 @@ pub struct CepOperator<K, E> {
     /// (see [`Self::set_bounded_out_of_orderness`]).
     max_ts: i64,
     out_of_orderness: Option<i64>,
-    /// An event at `ts <= 0` was buffered under a window (see
-    /// [`Self::needs_every_watermark`]).
-    nonpositive_start: bool,
 }
 
 struct KeyedOut<'a, K, S> {
@@ -123,25 +120,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             current: MIN_WATERMARK,
             max_ts: i64::MIN,
             out_of_orderness: None,
-            nonpositive_start: false,
         }
-    }
-
-    /// Whether the outputs may depend on every watermark reaching the
-    /// operator, not only on the latest one before each event.
-    ///
-    /// A caller that skips watermarks in which nothing is due (the next
-    /// event's, or a timer's, time is later) normally changes nothing: a key
-    /// is advanced when its event runs or its window timer fires, and every
-    /// partial match that can expire has a timer at its window's end. A
-    /// partial match that starts at a timestamp `<= 0` has none (Flink's
-    /// quirk): it expires only if its key is advanced past its window by
-    /// something else, and how far the key gets advanced then depends on the
-    /// exact watermark at which that happens. Once such a start is possible
-    /// (an event at `ts <= 0` was buffered, and the pattern has a window),
-    /// the caller must pass every watermark.
-    pub fn needs_every_watermark(&self) -> bool {
-        self.nonpositive_start
     }
 
     /// A promise from the caller that its watermarks follow Flink's bounded
@@ -378,9 +357,6 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     ) {
         match self.domain {
             TimeDomain::EventTime => {
-                if timestamp <= 0 && self.nfa.window().is_some() {
-                    self.nonpositive_start = true;
-                }
                 let entry = &mut self.keys[slot as usize];
                 entry.queued += 1;
                 self.waiting.push(timestamp, slot, entry.gen, event);
