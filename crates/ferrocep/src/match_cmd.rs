@@ -121,8 +121,9 @@ pub fn run(args: &MatchArgs) -> Result<(), Failure> {
         strict: args.strict,
         workers,
     };
-    let stderr = io::stderr();
-    let mut errors = BufWriter::new(stderr.lock());
+    // Not locked for the whole run: a worker thread that panics must be able
+    // to say so (and the run then fail) rather than wait for the lock.
+    let mut errors = BufWriter::new(io::stderr());
     let result = run_with(&set, &labels, input, io::stdout(), &mut errors, &options);
     let _ = errors.flush();
     result
@@ -293,10 +294,8 @@ impl Steps<'_> {
             let need = due.saturating_add(ooo).saturating_add(1);
             let rest = &self.steps[self.next..];
             let k = rest.partition_point(|&s| s < need);
-            let Some(&s) = rest.get(k) else {
-                self.next = self.steps.len();
-                return;
-            };
+            // None yet; an event buffered later may be due earlier.
+            let Some(&s) = rest.get(k) else { return };
             if Some(s) > until {
                 return;
             }
