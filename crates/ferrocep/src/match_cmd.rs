@@ -271,18 +271,13 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// The chunk's last step, if any.
-    fn last(&self) -> Option<i64> {
-        self.steps.last().copied()
-    }
-
-    /// Applies, one after the other, the watermarks up to that of `until`
-    /// (included) at which something of the operator is due, each exactly as
-    /// the input had it: the first step whose watermark reaches the operator's
+    /// Applies, one after the other, the watermarks of the steps below
+    /// `until` at which something of the operator is due, each exactly as the
+    /// input had it: the first step whose watermark reaches the operator's
     /// next timer.
     fn catch_up<S: OutputSink<Key, JsonEvent>>(
         &mut self,
-        until: Option<i64>,
+        until: i64,
         op: &mut CepOperator<Key, JsonEvent>,
         applied: &mut Option<i64>,
         ooo: i64,
@@ -293,10 +288,13 @@ impl Steps<'_> {
             // The smallest step whose watermark `step - ooo - 1` reaches it.
             let need = due.saturating_add(ooo).saturating_add(1);
             let rest = &self.steps[self.next..];
-            let k = rest.partition_point(|&s| s < need);
             // None yet; an event buffered later may be due earlier.
-            let Some(&s) = rest.get(k) else { return };
-            if Some(s) > until {
+            if rest.last().is_none_or(|&s| s < need) {
+                return;
+            }
+            let k = first_at_least(rest, need);
+            let s = rest[k];
+            if s >= until {
                 return;
             }
             self.next += k + 1;
@@ -306,6 +304,19 @@ impl Steps<'_> {
             }
         }
     }
+}
+
+/// The index of the first of `sorted` (increasing, its last at least `x`)
+/// that is at least `x`. It is usually among the first few (the events of
+/// the other workers in between), so this gallops before it bisects.
+fn first_at_least(sorted: &[i64], x: i64) -> usize {
+    let mut hi = 1;
+    while hi < sorted.len() && sorted[hi - 1] < x {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(sorted.len());
+    lo + sorted[lo..hi].partition_point(|&s| s < x)
 }
 
 /// The events of a chunk being read: their lines are copied one after the
@@ -487,7 +498,10 @@ impl Matcher {
                 // The watermark that preceded the event, then the event.
                 let before = max_of(base, r.max_before);
                 if *applied != before {
-                    steps.catch_up(before, op, applied, ooo, &mut sink);
+                    // Up to the step before the event's own watermark, which
+                    // comes next in any case.
+                    let until = before.unwrap_or(i64::MIN);
+                    steps.catch_up(until, op, applied, ooo, &mut sink);
                     if *applied != before {
                         *applied = before;
                         op.advance_time(watermark(before, ooo), &mut sink);
@@ -503,7 +517,7 @@ impl Matcher {
             }
             // What falls due at the chunk's watermarks after the batch's last
             // event happens before this worker's next event in the input.
-            steps.catch_up(steps.last(), op, applied, ooo, &mut sink);
+            steps.catch_up(i64::MAX, op, applied, ooo, &mut sink);
             if last {
                 batch.clear();
             }
@@ -653,4 +667,24 @@ fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_at_least;
+
+    #[test]
+    fn first_at_least_agrees_with_bisection() {
+        for len in 1..40i64 {
+            let sorted: Vec<i64> = (0..len).map(|i| i * 3 - 10).collect();
+            let last = *sorted.last().unwrap();
+            for x in (sorted[0] - 2)..=last {
+                assert_eq!(
+                    first_at_least(&sorted, x),
+                    sorted.partition_point(|&s| s < x),
+                    "len {len}, x {x}"
+                );
+            }
+        }
+    }
 }
