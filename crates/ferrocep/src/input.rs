@@ -1,10 +1,11 @@
 //! Reading JSON lines in large chunks.
 //!
 //! [`ChunkReader`] reads the input a few hundred kilobytes at a time and hands
-//! out chunks that hold whole lines only (the last chunk may end without a
-//! newline); [`Lines`] splits a chunk at `\n` eight bytes at a time. Lines are
-//! cut as Java's `readLine` and the Flink oracle's `JsonLineSource` cut them
-//! once trimmed: a `\r` before the `\n` is white space that the trim drops.
+//! out chunks that hold whole lines only (each ends with `\n`, but the last
+//! may end without one); [`Lines`] splits a chunk at `\n`, `\r\n` or a lone
+//! `\r`, eight bytes at a time, as Java's `readLine` and so the Flink
+//! oracle's `JsonLineSource` cut lines (line numbers in reports count them
+//! alike).
 //! [`decode`] turns a line into text: invalid UTF-8 becomes U+FFFD, and a
 //! byte-order mark is dropped from the first line of the input.
 
@@ -77,13 +78,17 @@ impl<R: Read> ChunkReader<R> {
     }
 }
 
-/// The lines of a chunk, without their `\n`.
+/// The lines of a chunk, without their line ends: `\n`, `\r\n` or a lone
+/// `\r`, as Java's `BufferedReader.readLine` (and so the Flink oracle) cuts
+/// them.
 pub struct Lines<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Lines<'a> {
-    /// The lines of `chunk`; a trailing `\n` does not start another line.
+    /// The lines of `chunk`; a trailing line end does not start another
+    /// line. A chunk ends with `\n` (or the input), so a `\r\n` is never
+    /// split between two chunks.
     pub fn new(chunk: &'a [u8]) -> Self {
         Lines { rest: chunk }
     }
@@ -97,10 +102,11 @@ impl<'a> Iterator for Lines<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        match find_newline(self.rest) {
+        match find_line_end(self.rest) {
             Some(i) => {
                 let line = &self.rest[..i];
-                self.rest = &self.rest[i + 1..];
+                let crlf = self.rest[i] == b'\r' && self.rest.get(i + 1) == Some(&b'\n');
+                self.rest = &self.rest[i + 1 + usize::from(crlf)..];
                 Some(line)
             }
             None => Some(std::mem::take(&mut self.rest)),
@@ -108,26 +114,32 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
-/// Index of the first `\n` in `s`, eight bytes at a time.
+/// Index of the first `\n` or `\r` in `s`, eight bytes at a time.
 #[inline]
-pub fn find_newline(s: &[u8]) -> Option<usize> {
+pub fn find_line_end(s: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    const CR: u64 = 0x0d0d_0d0d_0d0d_0d0d;
+    // The lowest byte of `x` that is zero sets its high bit here (bytes above
+    // it may be flagged falsely; they do not matter, and the lowest flag of
+    // two such masks together is still the first of either byte).
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
     let mut i = 0;
     while let Some(chunk) = s.get(i..i + 8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(w) ^ NL;
-        // The lowest byte that is zero sets its high bit here (bytes above it
-        // may be flagged falsely; they do not matter).
-        let t = x.wrapping_sub(LO) & !x & HI;
+        let w = u64::from_le_bytes(w);
+        let t = zero(w ^ NL) | zero(w ^ CR);
         if t != 0 {
             return Some(i + (t.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    s[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
+    s[i..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|p| i + p)
 }
 
 /// The line as text: bytes that are not UTF-8 become U+FFFD (as Java's
@@ -142,7 +154,41 @@ pub fn decode(line: &[u8], first: bool) -> Cow<'_, str> {
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
+        Err(_) => Cow::Owned(decode_lossy_as_java(bytes)),
+    }
+}
+
+/// Invalid UTF-8 replaced by U+FFFD as Java's UTF-8 decoder replaces it.
+/// That is Rust's lossy decoding (one U+FFFD per maximal invalid subpart)
+/// but for an encoded UTF-16 surrogate (`ED A0..BF`): Java takes it, with its
+/// third byte when that continues it, as one malformed sequence, where Rust
+/// takes each byte on its own. Such bytes turn up where text was encoded
+/// from lone surrogates, and the count changes keys and event text.
+fn decode_lossy_as_java(mut bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (valid, bad) = bytes.split_at(e.valid_up_to());
+                // Valid by the error's own account.
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                out.push('\u{fffd}');
+                let continues = |b: Option<&u8>| b.is_some_and(|b| (0x80..=0xbf).contains(b));
+                let len = match bad {
+                    [0xed, 0xa0..=0xbf, rest @ ..] => 2 + usize::from(continues(rest.first())),
+                    _ => match e.error_len() {
+                        Some(n) => n,
+                        // A sequence cut short by the end of the line.
+                        None => return out,
+                    },
+                };
+                bytes = &bad[len..];
+            }
+        }
     }
 }
 
@@ -182,17 +228,31 @@ mod tests {
     }
 
     #[test]
-    fn newline_search_matches_a_plain_scan() {
+    fn line_end_search_matches_a_plain_scan() {
         let mut s = vec![b'a'; 40];
-        assert_eq!(find_newline(&s), None);
+        assert_eq!(find_line_end(&s), None);
         for i in 0..40 {
-            s[i] = b'\n';
-            assert_eq!(find_newline(&s), Some(i));
-            // Bytes one bit or one borrow away from '\n' are no newline.
-            s[i] = [0x0b, 0x09, 0x8a, 0x00, 0x01][i % 5];
-            assert_eq!(find_newline(&s), None);
+            for end in [b'\n', b'\r'] {
+                s[i] = end;
+                assert_eq!(find_line_end(&s), Some(i));
+                // A later line end does not hide this one.
+                s[39] = b'\n' + b'\r' - end;
+                assert_eq!(find_line_end(&s), Some(i));
+                s[39] = b'a';
+            }
+            // Bytes one bit or one borrow away from '\n' or '\r' are none.
+            s[i] = [0x0b, 0x09, 0x8a, 0x00, 0x01, 0x0c, 0x0f, 0x8d][i % 8];
+            assert_eq!(find_line_end(&s), None);
             s[i] = b'a';
         }
+    }
+
+    #[test]
+    fn lines_end_as_java_read_line_ends_them() {
+        let lines: Vec<&[u8]> = Lines::new(b"a\rb\r\nc\n\r\r\nd\r").collect();
+        assert_eq!(lines, [&b"a"[..], b"b", b"c", b"", b"", b"d"]);
+        let lines: Vec<&[u8]> = Lines::new(b"{\"k\":1,\r\"t\":2}\n").collect();
+        assert_eq!(lines, [&b"{\"k\":1,"[..], b"\"t\":2}"]);
     }
 
     #[test]
@@ -200,5 +260,21 @@ mod tests {
         assert_eq!(decode(b"\xEF\xBB\xBF{}\r", true), "{}\r");
         assert_eq!(decode(b"\xEF\xBB\xBF{}", false), "\u{feff}{}");
         assert_eq!(decode(b"{\"a\":\"\xff\"}", false), "{\"a\":\"\u{fffd}\"}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_as_java_replaces_it() {
+        let r = |b: &[u8]| decode(b, false).into_owned();
+        // Encoded surrogates: one U+FFFD each, whole or cut short.
+        assert_eq!(r(b"d\xed\xa0\x80x"), "d\u{fffd}x");
+        assert_eq!(r(b"f\xed\xbf\xbf"), "f\u{fffd}");
+        assert_eq!(r(b"e\xed\xa0"), "e\u{fffd}");
+        assert_eq!(r(b"e\xed\xa0\"x"), "e\u{fffd}\"x");
+        // Otherwise as Rust: overlong, beyond U+10FFFF, cut short, stray.
+        assert_eq!(r(b"\xc0\xaf"), "\u{fffd}\u{fffd}");
+        assert_eq!(r(b"\xe0\x80\x80"), "\u{fffd}\u{fffd}\u{fffd}");
+        assert_eq!(r(b"\xf4\x90\x80\x80"), "\u{fffd}".repeat(4));
+        assert_eq!(r(b"a\xf0\x9f\x98"), "a\u{fffd}");
+        assert_eq!(r(b"\x80\xed\x9f\xbf"), "\u{fffd}\u{d7ff}");
     }
 }

@@ -270,3 +270,32 @@ fn crlf_line_ends_and_a_byte_order_mark_are_not_part_of_the_event() {
         format!("{{\"kind\":\"match\",\"key\":\"a\",\"events\":{{\"create\":[{CREATE}],\"pay\":[{PAY}]}}}}\n")
     );
 }
+
+/// Line ends and invalid UTF-8 as real Flink reads them (its output for this
+/// input is recorded beside it): a lone `\r` ends a line as `\n` and `\r\n`
+/// do, and an encoded UTF-16 surrogate (`ED A0 80`, or cut short) is one
+/// U+FFFD, not one per byte.
+#[test]
+fn line_ends_and_invalid_utf8_as_flink_reads_them() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let input = data.join("cr-and-bad-utf8.jsonl");
+    let flink = std::fs::read_to_string(data.join("cr-and-bad-utf8.flink.jsonl")).unwrap();
+    let tmp = TempDir::new("cr");
+    let spec = tmp.file(
+        "spec.json",
+        r#"{"key":"k","time":{"field":"ts"},"within":"10s","stages":[
+            {"name":"a","where":"t == \"a\""},
+            {"name":"b","contiguity":"followed_by","where":"t == \"b\""}]}"#,
+    );
+    for workers in ["1", "2"] {
+        let run = run_match(&spec, &input, &["--workers", workers]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        same_multiset(&json_lines(&flink), &run.stdout).unwrap();
+        let lines: Vec<&str> = run
+            .stderr
+            .lines()
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        assert_eq!(lines, ["line 3", "line 4", "line 6"], "{}", run.stderr);
+    }
+}
