@@ -28,6 +28,7 @@ use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::JsonEvent;
 
 use crate::key::Key;
+use ferrocep_core::event::print_lone_surrogates;
 
 /// An event that can show the JSON text it was read from.
 pub trait RawJson {
@@ -195,7 +196,8 @@ fn write_head<W: Write, K: KeyJson>(
     w.write_all(label)?;
     if let Some(k) = key.key_json() {
         w.write_all(b",\"key\":")?;
-        w.write_all(k.as_bytes())?;
+        // The key's text tells lone surrogates apart; Java prints them as `?`.
+        w.write_all(print_lone_surrogates(k).as_bytes())?;
     }
     Ok(())
 }

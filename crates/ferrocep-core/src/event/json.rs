@@ -13,8 +13,9 @@
 //! Duplicate names are allowed; the last one wins (Jackson's tree keeps the last value).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
-use super::value::{dedup_last_wins, push_surrogate, wtf8_lossy, Dec, DecParts, Map, Str, Value};
+use super::value::{dedup_last_wins, push_surrogate, Dec, DecParts, Map, Str, Value};
 
 /// Jackson's `StreamReadConstraints` defaults.
 pub(crate) const MAX_DEPTH: usize = 1000;
@@ -858,12 +859,73 @@ fn build_value<'a>(line: &'a str, s: &mut Scanner<'a>) -> Result<Value<'a>> {
 // ------------------------------------------------------------------ Jackson serialization
 
 /// Appends `s` (WTF-8) as a JSON string the way Jackson writes it: `"` and `\` escaped,
-/// control characters as `\b \t \n \f \r` or `\u00XX` (upper-case hex), everything else as is;
-/// a lone surrogate comes out as `?` (what the oracle's UTF-8 output stream prints).
-pub(crate) fn write_jackson_string(out: &mut String, s: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+/// control characters as `\b \t \n \f \r` or `\u00XX` (upper-case hex), everything else as is.
+///
+/// A lone surrogate comes out as a lower-case escape (`\ud800`), which Jackson never writes:
+/// Java tells such strings apart (`"h\ud800"` and `"h\udbff"` are two keys), though its UTF-8
+/// output prints each of them as `?`. [`print_lone_surrogates`] turns the text into that print.
+pub(crate) fn write_jackson_string(out: &mut String, mut s: &[u8]) {
     out.push('"');
-    let text = wtf8_lossy_cow(s);
+    loop {
+        match std::str::from_utf8(s) {
+            Ok(text) => {
+                push_jackson_chars(out, text);
+                break;
+            }
+            Err(e) => {
+                let (valid, rest) = s.split_at(e.valid_up_to());
+                push_jackson_chars(out, std::str::from_utf8(valid).unwrap_or_default());
+                match rest {
+                    // A lone surrogate in its WTF-8 form (see `push_surrogate`).
+                    [0xed, b1 @ 0xa0..=0xbf, b2 @ 0x80..=0xbf, tail @ ..] => {
+                        let unit = 0xd000 | (u32::from(b1 & 0x3f) << 6) | u32::from(b2 & 0x3f);
+                        let _ = write!(out, "\\u{unit:04x}");
+                        s = tail;
+                    }
+                    // Not produced by the decoder; kept lossy rather than lost.
+                    _ => {
+                        out.push('?');
+                        s = &rest[e.error_len().unwrap_or(rest.len()).min(rest.len())..];
+                    }
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// `text` (a key's JSON text) as Java's UTF-8 output prints it: each lone-surrogate escape of
+/// [`write_jackson_string`] becomes `?`.
+pub fn print_lone_surrogates(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    if !b.contains(&b'\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') && b.get(i + 2) == Some(&b'd') {
+                out.push('?');
+                i += 6;
+            } else {
+                // Any other escape is two characters or `\u00XX`, copied as is.
+                out.push_str(&text[i..(i + 2).min(b.len())]);
+                i += 2;
+            }
+        } else {
+            let start = i;
+            while i < b.len() && b[i] != b'\\' {
+                i += 1;
+            }
+            out.push_str(&text[start..i]);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn push_jackson_chars(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -880,14 +942,6 @@ pub(crate) fn write_jackson_string(out: &mut String, s: &[u8]) {
             }
             c => out.push(c),
         }
-    }
-    out.push('"');
-}
-
-fn wtf8_lossy_cow(s: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(s) {
-        Ok(t) => Cow::Borrowed(t),
-        Err(_) => Cow::Owned(wtf8_lossy(s)),
     }
 }
 
@@ -1207,7 +1261,13 @@ mod tests {
         assert_eq!(jt("{ }"), "{}");
         assert_eq!(jt("true"), "true");
         assert_eq!(jt(r#""\ud83d\ude00""#), "\"😀\"");
-        assert_eq!(jt(r#""\ud800""#), "\"?\"");
+        assert_eq!(jt(r#""\ud800""#), "\"\\ud800\"");
+        assert_eq!(jt(r#""h\udbffé\n""#), "\"h\\udbffé\\n\"");
+        assert_eq!(print_lone_surrogates("\"h\\udbffé\\n\""), "\"h?é\\n\"");
+        assert_eq!(
+            print_lone_surrogates("\"a\\\\ud800\\u001F\""),
+            "\"a\\\\ud800\\u001F\""
+        );
         assert_eq!(jt("1E400"), "1E+400");
         assert_eq!(jt(r#"{"\u0061":{"x":1e1}}"#), r#"{"a":{"x":1E+1}}"#);
     }

@@ -51,6 +51,7 @@ use std::borrow::Cow;
 use crate::expr::Fields;
 use json::{jackson_text, span_value, string_value, Kind, Scanner, Span, MAX_DEPTH};
 
+pub use json::print_lone_surrogates;
 pub use value::{recycle_values, Dec, Map, Str, Value};
 
 pub(crate) use value::{num_cmp, push_utf16_as_wtf8};
