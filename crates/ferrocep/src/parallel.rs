@@ -65,9 +65,8 @@ struct ParsedChunk {
     /// combines it with the chunk's base (the largest before the chunk), so
     /// that the sequencer never touches an event.
     batches: Vec<Vec<Routed>>,
-    /// The largest timestamp of the chunk's events.
-    max: Option<i64>,
-    /// The chunk's running maxima, in order (see [`Matcher::events`]).
+    /// The chunk's running maxima, in order (see [`Matcher::events`]); the
+    /// last is the chunk's largest timestamp.
     steps: Vec<i64>,
     /// Under `--strict`, how many events of each worker, and how many steps,
     /// come before the first bad line (`None`: no bad line).
@@ -243,12 +242,11 @@ fn parse_chunk(
     }
     // A block per worker: only that worker's thread touches its count.
     let mut batches: Vec<Vec<Routed>> = per_worker.iter().map(|&n| Vec::with_capacity(n)).collect();
-    let max = blocks.finish(|worker, r| batches[worker].push(r));
+    blocks.finish(|worker, r| batches[worker].push(r));
     ParsedChunk {
         seq,
         lines,
         batches,
-        max,
         steps,
         before_bad,
         bad,
@@ -278,7 +276,6 @@ fn sequence<D: Write>(
             let ParsedChunk {
                 lines,
                 mut batches,
-                max: chunk_max,
                 mut steps,
                 before_bad,
                 bad,
@@ -286,19 +283,14 @@ fn sequence<D: Write>(
                 ..
             } = chunk;
             let base = max;
-            match before_bad.filter(|_| options.strict) {
-                // Under --strict, the events before the first bad line only.
-                Some((counts, keep_steps)) => {
-                    steps.truncate(keep_steps);
-                    for (batch, keep) in batches.iter_mut().zip(counts) {
-                        batch.truncate(keep);
-                        for r in batch.iter() {
-                            max = max_of(max, Some(r.ts));
-                        }
-                    }
+            // Under --strict, the events before the first bad line only.
+            if let Some((counts, keep_steps)) = before_bad.filter(|_| options.strict) {
+                steps.truncate(keep_steps);
+                for (batch, keep) in batches.iter_mut().zip(counts) {
+                    batch.truncate(keep);
                 }
-                None => max = max_of(max, chunk_max),
             }
+            max = max_of(max, steps.last().copied());
             // Every worker gets every chunk's steps, even without events.
             let steps: Arc<[i64]> = steps.into();
             for (tx, batch) in to_workers.iter().zip(batches) {
