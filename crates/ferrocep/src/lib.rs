@@ -1,6 +1,7 @@
 //! The `ferrocep` command line, as a library so that the binary stays a thin
 //! `main.rs` and tests and examples can reach the pieces.
 //!
+//! - [`alloc`]: the process's allocator (large buffers on huge pages);
 //! - [`cli`]: argument definitions (clap) and exit codes;
 //! - [`match_cmd`]: `ferrocep match`, the spec-over-JSONL contract of
 //!   `shared/spec/pattern-spec.md` section 3;
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod cli;
 pub mod demo;
 pub mod input;

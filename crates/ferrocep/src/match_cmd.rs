@@ -287,6 +287,10 @@ impl Steps<'_> {
             let Some(due) = op.next_timer() else { return };
             // The smallest step whose watermark `step - ooo - 1` reaches it.
             let need = due.saturating_add(ooo).saturating_add(1);
+            // Mostly nothing is due before the event's own watermark.
+            if need >= until {
+                return;
+            }
             let rest = &self.steps[self.next..];
             // None yet; an event buffered later may be due earlier.
             if rest.last().is_none_or(|&s| s < need) {
