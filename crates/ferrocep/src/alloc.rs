@@ -29,9 +29,9 @@ pub const LARGE: usize = 1 << 20;
 /// system allocator.
 pub struct Allocator;
 
-/// Whether large buffers get huge-page mappings: `ON` until [`disable`],
-/// which works only before the first one (a buffer must be freed by the side
-/// that made it), and then `FIXED`.
+/// Whether large buffers get huge-page mappings: `ON` until the first one
+/// (then `FIXED`) or until [`disable`] (then `OFF`): a buffer must be freed by
+/// the side that made it.
 static MODE: AtomicU8 = AtomicU8::new(ON);
 const ON: u8 = 0;
 const FIXED: u8 = 1;
@@ -45,11 +45,21 @@ pub fn disable() -> bool {
         .is_ok()
 }
 
+/// Whether a buffer of this size and alignment is (or was) made by `huge`.
+/// The first yes fixes the mode, so that no buffer can be made on one side
+/// and freed on the other.
 fn is_large(size: usize, align: usize) -> bool {
-    cfg!(target_os = "linux")
-        && size >= LARGE
-        && align <= HUGE
-        && MODE.load(Ordering::Relaxed) != OFF
+    if !(cfg!(target_os = "linux") && size >= LARGE && align <= HUGE) {
+        return false;
+    }
+    match MODE.load(Ordering::Relaxed) {
+        FIXED => true,
+        OFF => false,
+        _ => match MODE.compare_exchange(ON, FIXED, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => true,
+            Err(now) => now == FIXED,
+        },
+    }
 }
 
 fn round_up(n: usize) -> Option<usize> {
@@ -128,14 +138,10 @@ unsafe impl GlobalAlloc for Allocator {
 #[allow(unsafe_code)]
 mod huge {
     use super::{round_up, HUGE};
-    use std::sync::atomic::Ordering;
 
     /// A fresh mapping of at least `size` bytes starting on a 2 MiB boundary
     /// and advised for huge pages, or null.
     pub fn map(size: usize) -> *mut u8 {
-        if super::MODE.load(Ordering::Relaxed) == super::ON {
-            super::MODE.store(super::FIXED, Ordering::Relaxed);
-        }
         let Some(len) = round_up(size) else {
             return std::ptr::null_mut();
         };

@@ -323,3 +323,56 @@ fn flink_recorded(name: &str) -> Vec<String> {
     }
     reports
 }
+
+#[test]
+fn huge_pages_on_and_off_give_the_same_output() {
+    // Enough open keys (40k creates, all pending before the first pay) for
+    // the matcher's buffers to pass 1 MiB and get huge-page mappings of their
+    // own (crates/ferrocep/src/alloc.rs), grown many times over.
+    let tmp = TempDir::new("huge");
+    let spec = tmp.file(
+        "spec.json",
+        r#"{"key": "k", "time": {"field": "ts"}, "within": "10m",
+            "stages": [{"name": "create", "where": "type == \"create\""},
+                       {"name": "pay", "contiguity": "followed_by", "where": "type == \"pay\""}]}"#,
+    );
+    let n = 40_000u64;
+    let base = 1_700_000_000_000u64;
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!(
+            "{{\"k\":\"order-{i}\",\"type\":\"create\",\"ts\":{}}}\n",
+            base + i
+        ));
+    }
+    for i in (0..n).filter(|i| i % 3 != 0) {
+        input.push_str(&format!(
+            "{{\"k\":\"order-{i}\",\"type\":\"pay\",\"ts\":{}}}\n",
+            base + 50_000 + i
+        ));
+    }
+    let input = tmp.file("in.jsonl", &input);
+    let run = |workers: &str, huge: &str| {
+        let mut cmd = bin();
+        cmd.env("FERROCEP_HUGE_PAGES", huge)
+            .args(["match", "--workers", workers, "--spec"])
+            .arg(&spec)
+            .arg("--input")
+            .arg(&input);
+        let run = run_with_timeout(cmd, None, Duration::from_secs(120));
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let mut lines: Vec<String> = run.stdout.lines().map(str::to_string).collect();
+        lines.sort_unstable();
+        lines
+    };
+    let off = run("1", "off");
+    let kinds = |kind: &str| {
+        off.iter()
+            .filter(|l| l.starts_with(&format!("{{\"kind\":\"{kind}\"")))
+            .count() as u64
+    };
+    assert_eq!(kinds("match"), n - n.div_ceil(3));
+    assert_eq!(kinds("timeout"), n.div_ceil(3));
+    assert!(run("1", "on") == off, "one worker, huge pages on");
+    assert!(run("2", "on") == off, "two workers, huge pages on");
+}
