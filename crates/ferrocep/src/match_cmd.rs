@@ -310,9 +310,10 @@ impl Steps<'_> {
     }
 }
 
-/// The index of the first of `sorted` (increasing, its last at least `x`)
-/// that is at least `x`. It is usually among the first few (the events of
-/// the other workers in between), so this gallops before it bisects.
+/// The index of the first of `sorted` (increasing) that is at least `x`, or
+/// its length if there is none. It is usually among the first few (the
+/// events of the other workers in between), so this gallops before it
+/// bisects.
 fn first_at_least(sorted: &[i64], x: i64) -> usize {
     let mut hi = 1;
     while hi < sorted.len() && sorted[hi - 1] < x {
@@ -679,10 +680,12 @@ mod tests {
 
     #[test]
     fn first_at_least_agrees_with_bisection() {
+        assert_eq!(first_at_least(&[], 5), 0);
         for len in 1..40i64 {
             let sorted: Vec<i64> = (0..len).map(|i| i * 3 - 10).collect();
             let last = *sorted.last().unwrap();
-            for x in (sorted[0] - 2)..=last {
+            // Past the last too: then the length.
+            for x in (sorted[0] - 2)..=(last + 2) {
                 assert_eq!(
                     first_at_least(&sorted, x),
                     sorted.partition_point(|&s| s < x),
