@@ -110,7 +110,8 @@ unsafe impl GlobalAlloc for Allocator {
             (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
             // SAFETY: `ptr` is a huge mapping of `layout.size()` bytes.
             (true, true) => unsafe { huge::remap(ptr, layout.size(), new_size) },
-            (old_large, _) => {
+            // Across the threshold: a new buffer from the other side.
+            _ => {
                 // SAFETY: `new_size` is non-zero and, rounded up to `align`,
                 // does not overflow (the caller's guarantees for realloc).
                 let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
@@ -118,14 +119,11 @@ unsafe impl GlobalAlloc for Allocator {
                 let new = unsafe { self.alloc(new_layout) };
                 if !new.is_null() {
                     // SAFETY: both blocks are live, distinct and at least
-                    // this long; the old one is freed by its own side.
+                    // this long; `dealloc` frees the old one by the same
+                    // size rule that made it.
                     unsafe {
                         std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                        if old_large {
-                            huge::unmap(ptr, layout.size());
-                        } else {
-                            System.dealloc(ptr, layout);
-                        }
+                        self.dealloc(ptr, layout);
                     }
                 }
                 new
