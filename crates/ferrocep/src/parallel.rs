@@ -1,45 +1,51 @@
 //! `ferrocep match --workers N` in event time: keys partitioned over `N`
-//! matching threads, lines parsed by `N` parsing threads, outputs equal (as a
-//! multiset) to those of one worker.
+//! threads, each of which both parses chunks of the input and matches the
+//! events of its keys; outputs equal (as a multiset) to those of one worker.
 //!
 //! ```text
-//!           chunks of whole lines         parsed chunks          per-worker batches
-//!  reader ────────────────────────▶ parsers ────────────▶ sequencer ──────────────▶ workers ──▶ stdout
-//!     ▲                                                        │
-//!     └───────── empty chunk buffers (at most 2N+2 in flight) ─┘
+//!            a chunk of whole lines, parsed by whichever thread is free
+//!  input ──▶ ┌──────────────────────────────────────────────────────────┐
+//!            │ slots: parsed chunks in input order, one batch per worker │ ──▶ worker j takes
+//!            └──────────────────────────────────────────────────────────┘     batch j of each
+//!                 at most 2N + 2 chunks read and not taken by every worker     chunk, in order
 //! ```
 //!
-//! - The reader cuts the input into chunks of whole lines ([`ChunkReader`]).
-//! - A parser turns a chunk into events (key, timestamp, conditions
-//!   evaluated: the expensive part) and bad-line reports, picks each event's
-//!   worker from a hash of its key and puts it in that worker's batch with
-//!   the largest timestamp before it within the chunk.
-//! - The sequencer takes the parsed chunks back in input order. It numbers the
-//!   lines, writes the bad-line reports to stderr in order (or stops at the
-//!   first one under `--strict`), and hands each worker its batch with the
-//!   largest timestamp of the input before the chunk, without touching the
-//!   events (they go from the parser's core to the worker's). With the two
-//!   maxima a worker knows the largest timestamp before each event in the
-//!   input: the global watermark before the event is a function of it.
-//!   Every worker also gets every chunk's running maxima (its watermarks).
-//! - A worker owns the keys routed to it, with one operator per spec. Before
-//!   each event it applies the watermark that preceded the event in the input
-//!   (so that an event is late exactly when it would be in a single-threaded
-//!   run) and, found in the chunks' maxima, each watermark before it at which
-//!   an event or a timer of its keys fell due (so that its keys advance
-//!   through the very times they would in a single-threaded run; see
+//! - A thread with nothing to match (its next chunk is not parsed yet) reads
+//!   the next chunk of whole lines ([`ChunkReader`]; one thread reads at a
+//!   time, so chunks are numbered in input order) and parses it: events
+//!   (key, timestamp, conditions evaluated: the expensive part) and bad-line
+//!   reports. Each event goes to the batch of the worker that a hash of its
+//!   key picks, with the largest timestamp before it within the chunk.
+//! - Each thread is also a worker: it owns the keys routed to it, with one
+//!   operator per spec, and takes its batch of every chunk in input order,
+//!   with the largest timestamp of the input before the chunk (a running
+//!   maximum it keeps itself) and the chunk's running maxima (its
+//!   watermarks). With these a worker knows the global watermark before each
+//!   of its events. Before each event it applies the watermark that preceded
+//!   the event in the input (so that an event is late exactly when it would be
+//!   in a single-threaded run) and each watermark before it at which an event
+//!   or a timer of its keys fell due (so that its keys advance through the
+//!   very times they would in a single-threaded run; see
 //!   [`Matcher::events`]). At the end it applies the last watermark, then
 //!   +infinity under `--end-of-input flush`. Its output lines go to stdout in
 //!   blocks of whole lines.
+//! - Worker 0 runs on the calling thread: it numbers the lines and writes the
+//!   bad-line reports in input order (or ends the run at the first one under
+//!   `--strict`, where every worker stops after the events before it).
 //!
-//! Memory stays bounded: at most `2N + 2` chunks are between the reader and
-//! the sequencer, and each worker's queue holds a few batches.
+//! Why one kind of thread rather than readers, parsers and matchers: a thread
+//! matches its share of a chunk right after parsing it, while the chunk is
+//! still in its core's caches, and there are no more threads than workers to
+//! switch between. Parsing goes to whichever thread is free, so it balances
+//! itself across the cores and is never a serial step.
+//!
+//! Memory stays bounded: at most `2N + 2` chunks are read and not yet taken
+//! by every worker.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use ferrocep_core::event::Value;
 use ferrocep_core::spec::SpecSet;
@@ -56,33 +62,105 @@ struct BadLine {
     reason: String,
 }
 
-/// A chunk, parsed.
-struct ParsedChunk {
-    seq: u64,
+/// A chunk, parsed, until every worker has taken its batch.
+struct Slot {
     lines: u64,
-    /// The events of each worker, in input order. An event's `max_before`
-    /// is the largest timestamp before it within the chunk: the worker
-    /// combines it with the chunk's base (the largest before the chunk), so
-    /// that the sequencer never touches an event.
+    /// The events of each worker, in input order (taken by the worker). An
+    /// event's `max_before` is the largest timestamp before it within the
+    /// chunk.
     batches: Vec<Vec<Routed>>,
     /// The chunk's running maxima, in order (see [`Matcher::events`]); the
     /// last is the chunk's largest timestamp.
-    steps: Vec<i64>,
-    /// Under `--strict`, how many events of each worker, and how many steps,
-    /// come before the first bad line (`None`: no bad line).
+    steps: Arc<[i64]>,
+    /// How many events of each worker, and how many steps, come before the
+    /// first bad line (`None`: no bad line).
     before_bad: Option<(Vec<usize>, usize)>,
+    /// Taken by worker 0.
     bad: Vec<BadLine>,
-    /// The chunk's buffer, to be reused.
-    raw: Vec<u8>,
+    /// Workers yet to take their batch.
+    left: usize,
 }
 
-enum ToWorker {
-    /// A chunk's events for the worker (perhaps none), the largest timestamp
-    /// of the input before the chunk, and the chunk's steps.
-    Batch(Option<i64>, Vec<Routed>, Arc<[i64]>),
-    /// The input is over: the largest timestamp of all routed events, and
-    /// whether to flush.
-    End(Option<i64>, bool),
+/// Why the input ends where it does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EndReason {
+    /// All of it was read.
+    Eof,
+    /// Reading failed.
+    ReadError,
+    /// `--strict` met a bad line in the chunk before.
+    Strict,
+}
+
+/// What the threads share, under one lock.
+struct State {
+    /// Parsed chunks not yet taken by every worker, by number.
+    slots: BTreeMap<u64, Slot>,
+    /// The number of the next chunk to read.
+    next_read: u64,
+    /// A thread is reading (one at a time, so chunks are numbered in order).
+    reading: bool,
+    /// Each worker's next chunk.
+    next_taken: Vec<u64>,
+    /// The number of chunks to take, and why there are no more; the smallest
+    /// wins (a later chunk may have been read before an earlier one stopped
+    /// the run under `--strict`).
+    end: Option<(u64, EndReason)>,
+    read_error: Option<io::Error>,
+    /// A worker's output failed: everyone stops.
+    stopped: bool,
+}
+
+impl State {
+    fn end_at(&mut self, chunks: u64, why: EndReason) {
+        if self.end.is_none_or(|(e, _)| chunks < e) {
+            self.end = Some((chunks, why));
+        }
+    }
+}
+
+/// The pipeline's shared parts.
+struct Shared<'a, R, W> {
+    set: &'a SpecSet,
+    plan: &'a Plan,
+    options: &'a Options,
+    workers: usize,
+    /// At most this many chunks read and not taken by every worker.
+    in_flight: u64,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Only the thread whose `State::reading` it is touches it.
+    reader: Mutex<ChunkReader<R>>,
+    output: Mutex<(W, Option<io::Error>)>,
+    /// Set when the output fails, read by [`SharedSpill`].
+    stop: AtomicBool,
+}
+
+impl<R, W> Shared<'_, R, W> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a thread does next.
+enum Next {
+    /// Read and parse this chunk.
+    Read(u64),
+    /// Match a batch: the largest timestamp before its chunk is the
+    /// worker's own running maximum.
+    Match {
+        batch: Vec<Routed>,
+        steps: Arc<[i64]>,
+        /// Under `--strict`, the events and steps before the chunk's first
+        /// bad line.
+        keep: Option<(usize, usize)>,
+        lines: u64,
+        bad: Vec<BadLine>,
+    },
+    /// The input is over.
+    End(EndReason),
+    /// The output failed.
+    Stop,
 }
 
 /// Runs the pipeline; `options.workers` is at least 2.
@@ -95,126 +173,241 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
     options: &Options,
 ) -> Result<(), Stop> {
     let n = options.workers.max(1);
-    // Chunk buffers: the only way to start a chunk, so no channel below ever
-    // holds more than this many and the reader and parsers never block on a
-    // send.
-    let in_flight = 2 * n + 2;
-    let stop = AtomicBool::new(false);
-    let read_error: Mutex<Option<io::Error>> = Mutex::new(None);
-    let output: Mutex<(W, Option<io::Error>)> = Mutex::new((out, None));
-
-    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(in_flight);
-    for _ in 0..in_flight {
-        let _ = pool_tx.send(Vec::new());
-    }
-    let (chunk_tx, chunk_rx) = sync_channel::<(u64, Vec<u8>)>(in_flight);
-    let chunk_rx = Mutex::new(chunk_rx);
-    let (parsed_tx, parsed_rx) = sync_channel::<ParsedChunk>(in_flight);
+    let shared = Shared {
+        set,
+        plan,
+        options,
+        workers: n,
+        in_flight: 2 * n as u64 + 2,
+        state: Mutex::new(State {
+            slots: BTreeMap::new(),
+            next_read: 0,
+            reading: false,
+            next_taken: vec![0; n],
+            end: None,
+            read_error: None,
+            stopped: false,
+        }),
+        changed: Condvar::new(),
+        reader: Mutex::new(ChunkReader::new(input)),
+        output: Mutex::new((out, None)),
+        stop: AtomicBool::new(false),
+    };
 
     let result = std::thread::scope(|s| {
-        // Reader.
-        let (stop_r, read_error_r) = (&stop, &read_error);
-        spawn(s, "ferrocep-read".to_string(), move || {
-            let mut reader = ChunkReader::new(input);
-            for seq in 0.. {
-                let Ok(mut buf) = pool_rx.recv() else { break };
-                if stop_r.load(Ordering::Relaxed) {
-                    break;
-                }
-                match reader.next_chunk(&mut buf) {
-                    Ok(true) => {
-                        if chunk_tx.send((seq, buf)).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(false) => break,
-                    Err(e) => {
-                        *read_error_r.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        break;
-                    }
-                }
-            }
-        });
-        // Parsers.
-        for i in 0..n {
-            let chunk_rx = &chunk_rx;
-            let parsed_tx = parsed_tx.clone();
-            spawn(s, format!("ferrocep-parse-{i}"), move || {
-                let mut scratch = Vec::new();
-                let mut blocks = Blocks::new(n);
-                loop {
-                    let next = chunk_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((seq, raw)) = next else { break };
-                    let parsed = parse_chunk(set, seq, raw, n, &mut scratch, &mut blocks);
-                    if parsed_tx.send(parsed).is_err() {
-                        break;
-                    }
-                }
-            });
+        for j in 1..n {
+            let shared = &shared;
+            std::thread::Builder::new()
+                .name(format!("ferrocep-worker-{j}"))
+                .spawn_scoped(s, move || work(shared, j, None))
+                .expect("cannot start a thread");
         }
-        drop(parsed_tx);
-        // Workers.
-        let mut to_workers: Vec<SyncSender<ToWorker>> = Vec::with_capacity(n);
-        for i in 0..n {
-            let (tx, rx) = sync_channel::<ToWorker>(4);
-            to_workers.push(tx);
-            let (output, stop) = (&output, &stop);
-            spawn(s, format!("ferrocep-match-{i}"), move || {
-                work(plan, rx, output, stop)
-            });
-        }
-        // The sequencer, on this thread.
-        let result = sequence(
-            parsed_rx,
-            &pool_tx,
-            &to_workers,
-            errors,
-            options,
-            &stop,
-            &read_error,
-        );
-        drop(pool_tx);
-        drop(to_workers);
-        result
+        work(&shared, 0, Some(errors))
     });
 
+    let Shared { output, state, .. } = shared;
     let (mut out, write_error) = output.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(e) = write_error {
         return Err(Stop::Output(e));
     }
     out.flush().map_err(Stop::Output)?;
-    if let Some(e) = read_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let (Some((_, EndReason::ReadError)), Some(e)) = (state.end, state.read_error) {
         return Err(Stop::Input(e));
     }
     result
 }
 
-/// Spawns a named thread in `scope` (names show in profilers).
-fn spawn<'scope, F>(scope: &'scope std::thread::Scope<'scope, '_>, name: String, f: F)
-where
-    F: FnOnce() + Send + 'scope,
-{
-    std::thread::Builder::new()
-        .name(name)
-        .spawn_scoped(scope, f)
-        .expect("cannot start a thread");
+/// One thread: reads and parses chunks when its next batch is not ready,
+/// matches its batches in input order; worker 0 also reports bad lines.
+fn work<R: Read, W: Write>(
+    shared: &Shared<'_, R, W>,
+    j: usize,
+    mut errors: Option<&mut dyn Write>,
+) -> Result<(), Stop> {
+    let _guard = StopOnPanic(shared);
+    let n = shared.workers;
+    let mut m = Matcher::new(shared.plan);
+    let mut out = SharedSpill {
+        output: &shared.output,
+        stop: &shared.stop,
+        failed: false,
+    };
+    let mut raw = Vec::new();
+    let mut scratch = Vec::new();
+    let mut blocks = Blocks::new(n);
+    // This worker's next chunk, the largest timestamp before it, and (worker
+    // 0) the number of lines before it.
+    let mut next = 0u64;
+    let mut max: Option<i64> = None;
+    let mut line_base = 0u64;
+    loop {
+        match next_step(shared, j, next) {
+            Next::Read(seq) => {
+                let read = shared
+                    .reader
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .next_chunk(&mut raw);
+                let mut st = shared.lock();
+                st.reading = false;
+                match read {
+                    Ok(true) => {
+                        drop(st);
+                        // Another thread may read while this one parses.
+                        shared.changed.notify_all();
+                        let slot = parse_chunk(shared.set, seq, &raw, n, &mut scratch, &mut blocks);
+                        let mut st = shared.lock();
+                        if shared.options.strict && slot.before_bad.is_some() {
+                            st.end_at(seq + 1, EndReason::Strict);
+                        }
+                        st.slots.insert(seq, slot);
+                    }
+                    Ok(false) => st.end_at(seq, EndReason::Eof),
+                    Err(e) => {
+                        st.read_error = Some(e);
+                        st.end_at(seq, EndReason::ReadError);
+                    }
+                }
+                shared.changed.notify_all();
+            }
+            Next::Match {
+                mut batch,
+                steps,
+                keep,
+                lines,
+                bad,
+            } => {
+                next += 1;
+                let base = max;
+                let steps = match keep {
+                    Some((events, steps_kept)) => {
+                        batch.truncate(events);
+                        &steps[..steps_kept]
+                    }
+                    None => &steps[..],
+                };
+                max = max_of(max, steps.last().copied());
+                m.events(&mut batch, base, steps, &mut out);
+                if m.pending_out() >= SPILL_AT / 4 {
+                    m.flush_out(&mut out);
+                }
+                if out.failed {
+                    shared.lock().stopped = true;
+                    shared.changed.notify_all();
+                    return Ok(());
+                }
+                if let Some(errors) = errors.as_mut() {
+                    if let Some(b) = bad.first().filter(|_| shared.options.strict) {
+                        // The other workers stop after this chunk too.
+                        finish(&mut m, max, false, &mut out);
+                        return Err(Stop::Strict(line_base + b.line, b.reason.clone()));
+                    }
+                    for b in &bad {
+                        let _ = writeln!(errors, "line {}: {}", line_base + b.line, b.reason);
+                    }
+                    line_base += lines;
+                }
+            }
+            Next::End(why) => {
+                let flush = why == EndReason::Eof
+                    && shared.options.end_of_input == EndOfInput::Flush
+                    && !shared.stop.load(Ordering::Relaxed);
+                finish(&mut m, max, flush, &mut out);
+                return Ok(());
+            }
+            Next::Stop => return Ok(()),
+        }
+    }
+}
+
+/// Stops the other threads if this one panics: they would otherwise wait
+/// for it forever, and the panic would never reach the caller.
+struct StopOnPanic<'s, 'a, R, W>(&'s Shared<'a, R, W>);
+
+impl<R, W> Drop for StopOnPanic<'_, '_, R, W> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().stopped = true;
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+/// The end of a worker's input: the last watermark, +infinity when `flush`,
+/// and its last outputs.
+fn finish<W: Write>(m: &mut Matcher, max: Option<i64>, flush: bool, out: &mut SharedSpill<'_, W>) {
+    m.finish(max, flush, out);
+    m.flush_out(out);
+}
+
+/// Waits for worker `j`'s next thing to do: its batch of chunk `next` once
+/// parsed, or else a chunk to read while fewer than `in_flight` are.
+fn next_step<R, W>(shared: &Shared<'_, R, W>, j: usize, next: u64) -> Next {
+    let mut st = shared.lock();
+    loop {
+        if st.stopped {
+            return Next::Stop;
+        }
+        if let Some((_, why)) = st.end.filter(|&(end, _)| next >= end) {
+            return Next::End(why);
+        }
+        if let Some(slot) = st.slots.get_mut(&next) {
+            let batch = std::mem::take(&mut slot.batches[j]);
+            let steps = slot.steps.clone();
+            let keep = slot
+                .before_bad
+                .as_ref()
+                .filter(|_| shared.options.strict)
+                .map(|(counts, steps)| (counts[j], *steps));
+            let lines = slot.lines;
+            let bad = if j == 0 {
+                std::mem::take(&mut slot.bad)
+            } else {
+                Vec::new()
+            };
+            slot.left -= 1;
+            if slot.left == 0 {
+                st.slots.remove(&next);
+            }
+            st.next_taken[j] = next + 1;
+            drop(st);
+            // A chunk fewer in flight, perhaps.
+            shared.changed.notify_all();
+            return Next::Match {
+                batch,
+                steps,
+                keep,
+                lines,
+                bad,
+            };
+        }
+        let oldest = st.next_taken.iter().copied().min().unwrap_or(0);
+        if !st.reading && st.end.is_none() && st.next_read - oldest < shared.in_flight {
+            st.reading = true;
+            let seq = st.next_read;
+            st.next_read += 1;
+            return Next::Read(seq);
+        }
+        st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
 }
 
 /// Parses the lines of one chunk.
 fn parse_chunk(
     set: &SpecSet,
     seq: u64,
-    raw: Vec<u8>,
+    raw: &[u8],
     workers: usize,
     scratch: &mut Vec<Value<'static>>,
     blocks: &mut Blocks,
-) -> ParsedChunk {
+) -> Slot {
     let mut bad = Vec::new();
     let mut lines = 0;
     let mut per_worker = vec![0usize; workers];
     let mut before_bad = None;
     let mut steps = Vec::new();
-    for line in Lines::new(&raw) {
+    for line in Lines::new(raw) {
         lines += 1;
         let text = decode(line, seq == 0 && lines == 1);
         match set.ingest_parts(&text, scratch) {
@@ -243,96 +436,14 @@ fn parse_chunk(
     // A block per worker: only that worker's thread touches its count.
     let mut batches: Vec<Vec<Routed>> = per_worker.iter().map(|&n| Vec::with_capacity(n)).collect();
     blocks.finish(|worker, r| batches[worker].push(r));
-    ParsedChunk {
-        seq,
+    Slot {
         lines,
         batches,
-        steps,
+        steps: steps.into(),
         before_bad,
         bad,
-        raw,
+        left: workers,
     }
-}
-
-/// Takes parsed chunks back in order, reports bad lines and routes events.
-fn sequence<D: Write>(
-    parsed_rx: Receiver<ParsedChunk>,
-    pool_tx: &SyncSender<Vec<u8>>,
-    to_workers: &[SyncSender<ToWorker>],
-    errors: &mut D,
-    options: &Options,
-    stop: &AtomicBool,
-    read_error: &Mutex<Option<io::Error>>,
-) -> Result<(), Stop> {
-    let mut waiting: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
-    let mut next_seq = 0u64;
-    let mut line_base = 0u64;
-    let mut max: Option<i64> = None;
-    let mut result = Ok(());
-    'chunks: for chunk in parsed_rx.iter() {
-        waiting.insert(chunk.seq, chunk);
-        while let Some(chunk) = waiting.remove(&next_seq) {
-            next_seq += 1;
-            let ParsedChunk {
-                lines,
-                mut batches,
-                mut steps,
-                before_bad,
-                bad,
-                raw,
-                ..
-            } = chunk;
-            let base = max;
-            // Under --strict, the events before the first bad line only.
-            if let Some((counts, keep_steps)) = before_bad.filter(|_| options.strict) {
-                steps.truncate(keep_steps);
-                for (batch, keep) in batches.iter_mut().zip(counts) {
-                    batch.truncate(keep);
-                }
-            }
-            max = max_of(max, steps.last().copied());
-            // Every worker gets every chunk's steps, even without events.
-            let steps: Arc<[i64]> = steps.into();
-            for (tx, batch) in to_workers.iter().zip(batches) {
-                if tx
-                    .send(ToWorker::Batch(base, batch, steps.clone()))
-                    .is_err()
-                {
-                    // A worker ended: its output failed.
-                    stop.store(true, Ordering::Relaxed);
-                    break 'chunks;
-                }
-            }
-            if let Some(b) = bad.first().filter(|_| options.strict) {
-                result = Err(Stop::Strict(line_base + b.line, b.reason.clone()));
-                stop.store(true, Ordering::Relaxed);
-                break 'chunks;
-            }
-            for b in &bad {
-                let _ = writeln!(errors, "line {}: {}", line_base + b.line, b.reason);
-            }
-            line_base += lines;
-            // Hand the buffer back: the reader may read another chunk.
-            let _ = pool_tx.send(raw);
-            if stop.load(Ordering::Relaxed) {
-                break 'chunks;
-            }
-        }
-    }
-    // The reader has ended when the parsed chunks have: a read error is
-    // known by now, and, as a stop, it does not flush.
-    let read_failed = read_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_some();
-    let flush = result.is_ok()
-        && !read_failed
-        && !stop.load(Ordering::Relaxed)
-        && options.end_of_input == EndOfInput::Flush;
-    for tx in to_workers {
-        let _ = tx.send(ToWorker::End(max, flush));
-    }
-    result
 }
 
 /// A worker's way to the shared output: a block at a time, under the lock;
@@ -354,38 +465,4 @@ impl<W: Write> Spill for SharedSpill<'_, W> {
         }
         self.failed = o.1.is_some();
     }
-}
-
-/// One worker: matches its events, writes its outputs in blocks.
-fn work<W: Write>(
-    plan: &Plan,
-    rx: Receiver<ToWorker>,
-    output: &Mutex<(W, Option<io::Error>)>,
-    stop: &AtomicBool,
-) {
-    let mut m = Matcher::new(plan);
-    let mut out = SharedSpill {
-        output,
-        stop,
-        failed: false,
-    };
-    for msg in rx.iter() {
-        match msg {
-            ToWorker::Batch(base, mut batch, steps) => {
-                m.events(&mut batch, base, &steps, &mut out);
-                if m.pending_out() >= SPILL_AT / 4 {
-                    m.flush_out(&mut out);
-                }
-                if out.failed {
-                    // Dropping the queue ends the sequencer too.
-                    return;
-                }
-            }
-            ToWorker::End(max, flush) => {
-                m.finish(max, flush, &mut out);
-                break;
-            }
-        }
-    }
-    m.flush_out(&mut out);
 }
