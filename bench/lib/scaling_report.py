@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import fmt_rate, parse_time_v  # noqa: E402
 
 RUNS = [("w1", "`--workers 1`"), ("wN", "`--workers {n}`"),
-        ("split", "{n} split processes at once (the bound)")]
+        ("split", "{n} split processes at once (the reference)")]
 
 
 def repeats(run, name):
@@ -69,9 +69,9 @@ def main(argv):
 - speed-up of `--workers {workers}` over `--workers 1`, median of each repeat's own ratio:
   **{statistics.median(paired):.2f}x** (each repeat: {' '.join(f'{x:.2f}' for x in paired)})
 - the same from the medians above: {w1 / wn:.2f}x (CPU {wnc / w1c:.2f}x one worker's)
-- the machine's bound, {workers} independent processes on the key split: {w1 / sp:.2f}x
+- the reference, {workers} independent processes on the key split: {w1 / sp:.2f}x
   (each repeat: {' '.join(f'{x:.2f}' for x in paired_bound)})
-- `--workers {workers}` reaches **{100 * sp / wn:.0f} %** of that bound
+- `--workers {workers}` runs at **{100 * sp / wn:.0f} %** of the reference's speed
 
 ```text
 {chr(10).join(checks)}
