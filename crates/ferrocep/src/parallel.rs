@@ -466,3 +466,166 @@ impl<W: Write> Spill for SharedSpill<'_, W> {
         self.failed = o.1.is_some();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Cursor, Read, Write};
+
+    use ferrocep_core::spec::{Format, Spec, SpecSet};
+
+    use crate::match_cmd::{run_with, EndOfInput, Options};
+
+    const SPEC: &str = r#"{
+      "key": "order_id",
+      "time": {"field": "ts", "max_out_of_orderness": "1s"},
+      "within": "5s",
+      "stages": [
+        {"name": "create", "where": "type == \"create\""},
+        {"name": "pay", "contiguity": "followed_by", "where": "type == \"pay\""}
+      ]
+    }"#;
+
+    /// About 1.3 MB of orders over 3,000 keys: several input chunks.
+    fn orders() -> Vec<u8> {
+        let mut s = String::new();
+        for i in 0..16_000u64 {
+            let (key, ts) = (i % 3_000, 1_000 * i);
+            let kind = if i % 3 == 2 { "pay" } else { "create" };
+            s.push_str(&format!(
+                "{{\"order_id\":\"order-{key}\",\"type\":\"{kind}\",\"ts\":{ts},\"note\":\"padding to make lines longer\"}}\n"
+            ));
+        }
+        assert!(s.len() > 4 * crate::input::CHUNK);
+        s.into_bytes()
+    }
+
+    /// Reads `data`, then fails once `fail_at` bytes are read.
+    struct FailingReader {
+        data: Cursor<Vec<u8>>,
+        fail_at: u64,
+    }
+
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.fail_at.saturating_sub(self.data.position());
+            if left == 0 {
+                return Err(io::Error::other("the disk went away"));
+            }
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    /// Takes `limit` bytes, then fails with `kind`.
+    struct FailingWriter<'a> {
+        out: &'a mut Vec<u8>,
+        limit: usize,
+        kind: io::ErrorKind,
+    }
+
+    impl Write for FailingWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.out.len() + buf.len() > self.limit {
+                return Err(io::Error::new(self.kind, "the disk is full"));
+            }
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run<R: Read + Send>(
+        input: R,
+        workers: usize,
+        limit: usize,
+        kind: io::ErrorKind,
+    ) -> (Result<(), String>, Vec<String>) {
+        let spec = Spec::from_str(SPEC, Format::Json).unwrap();
+        let set = SpecSet::new(vec![spec]).unwrap();
+        let mut out = Vec::new();
+        let options = Options {
+            end_of_input: EndOfInput::Flush,
+            strict: false,
+            workers,
+        };
+        let writer = FailingWriter {
+            out: &mut out,
+            limit,
+            kind,
+        };
+        let result = run_with(&set, &[], input, writer, &mut io::sink(), &options);
+        let mut lines: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort_unstable();
+        (result.map_err(|f| f.message), lines)
+    }
+
+    #[test]
+    fn a_failed_read_ends_every_worker_count_alike() {
+        let data = orders();
+        let fail_at = data.len() as u64 * 2 / 3;
+        let read = || FailingReader {
+            data: Cursor::new(data.clone()),
+            fail_at,
+        };
+        let (one, one_lines) = run(read(), 1, usize::MAX, io::ErrorKind::Other);
+        let whole = run(
+            Cursor::new(data.clone()),
+            1,
+            usize::MAX,
+            io::ErrorKind::Other,
+        )
+        .1;
+        let err = one.clone().unwrap_err();
+        assert!(
+            err.contains("reading input") && err.contains("the disk went away"),
+            "{err}"
+        );
+        // What was read is matched; a failed input is not flushed.
+        assert!(one_lines.len() > 1_000 && one_lines.len() < whole.len());
+        for workers in [2, 3, 5] {
+            let (many, lines) = run(read(), workers, usize::MAX, io::ErrorKind::Other);
+            assert_eq!(many, one, "--workers {workers}");
+            assert!(lines == one_lines, "--workers {workers}: outputs differ");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_stops_every_worker() {
+        let data = orders();
+        for workers in [1, 2, 3, 5] {
+            let (result, lines) = run(
+                Cursor::new(data.clone()),
+                workers,
+                64 * 1024,
+                io::ErrorKind::Other,
+            );
+            let err = result.unwrap_err();
+            assert!(
+                err.contains("writing output") && err.contains("the disk is full"),
+                "--workers {workers}: {err}"
+            );
+            assert!(lines.len() < 2_000, "--workers {workers}: stopped early");
+        }
+    }
+
+    #[test]
+    fn a_closed_output_ends_the_run_quietly() {
+        let data = orders();
+        for workers in [1, 2, 5] {
+            let (result, _) = run(
+                Cursor::new(data.clone()),
+                workers,
+                10_000,
+                io::ErrorKind::BrokenPipe,
+            );
+            assert_eq!(result, Ok(()), "--workers {workers}");
+        }
+    }
+}
