@@ -87,7 +87,7 @@ pub struct MatchArgs {
 }
 
 /// How a run goes, beyond its specs and streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// What happens at the end of the input.
     pub end_of_input: EndOfInput,
@@ -95,6 +95,9 @@ pub struct Options {
     pub strict: bool,
     /// Number of workers (1: everything on the calling thread).
     pub workers: usize,
+    /// Bytes read at a time ([`crate::input::CHUNK`]; tests make it small, so
+    /// that a short input spans many chunks).
+    pub chunk_size: usize,
 }
 
 /// Runs `ferrocep match`, writing outputs to stdout and bad lines to stderr.
@@ -120,6 +123,7 @@ pub fn run(args: &MatchArgs) -> Result<(), Failure> {
         end_of_input: args.end_of_input,
         strict: args.strict,
         workers,
+        chunk_size: crate::input::CHUNK,
     };
     // Not locked for the whole run: a worker thread that panics must be able
     // to say so (and the run then fail) rather than wait for the lock.
@@ -595,7 +599,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
 ) -> Result<(), Stop> {
     let mut m = Matcher::new(plan);
     let mut out = WriterSpill { out, error: None };
-    let mut reader = ChunkReader::new(input);
+    let mut reader = ChunkReader::with_chunk_size(input, options.chunk_size);
     let mut buf = Vec::new();
     let mut scratch = Vec::new(); // field values, reused from line to line
     let mut line_no: u64 = 0;

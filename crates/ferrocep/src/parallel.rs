@@ -81,8 +81,9 @@ struct Slot {
     left: usize,
 }
 
-/// Why the input ends where it does.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// Why the input ends where it does; where two threads find an end at the
+/// same chunk, the greater reason wins (see [`State::end_at`]).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum EndReason {
     /// All of it was read.
     Eof,
@@ -112,8 +113,17 @@ struct State {
 }
 
 impl State {
+    /// The input ends after `chunks` chunks (or earlier). At the same chunk a
+    /// stop outranks the end of the input: under `--strict`, the thread that
+    /// reads past the last chunk may get there before the one that finds the
+    /// bad line in it, and the run must stop all the same (no flush), as a
+    /// single thread stops before it reads on; and the bad line comes before
+    /// whatever failed to be read after it.
     fn end_at(&mut self, chunks: u64, why: EndReason) {
-        if self.end.is_none_or(|(e, _)| chunks < e) {
+        if self
+            .end
+            .is_none_or(|(e, w)| chunks < e || (chunks == e && why > w))
+        {
             self.end = Some((chunks, why));
         }
     }
@@ -189,7 +199,7 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
             stopped: false,
         }),
         changed: Condvar::new(),
-        reader: Mutex::new(ChunkReader::new(input)),
+        reader: Mutex::new(ChunkReader::with_chunk_size(input, options.chunk_size)),
         output: Mutex::new((out, None)),
         stop: AtomicBool::new(false),
     };
@@ -543,13 +553,24 @@ mod tests {
         limit: usize,
         kind: io::ErrorKind,
     ) -> (Result<(), String>, Vec<String>) {
+        run_with_strict(input, workers, limit, kind, false)
+    }
+
+    fn run_with_strict<R: Read + Send>(
+        input: R,
+        workers: usize,
+        limit: usize,
+        kind: io::ErrorKind,
+        strict: bool,
+    ) -> (Result<(), String>, Vec<String>) {
         let spec = Spec::from_str(SPEC, Format::Json).unwrap();
         let set = SpecSet::new(vec![spec]).unwrap();
         let mut out = Vec::new();
         let options = Options {
             end_of_input: EndOfInput::Flush,
-            strict: false,
+            strict,
             workers,
+            chunk_size: crate::input::CHUNK,
         };
         let writer = FailingWriter {
             out: &mut out,
@@ -626,6 +647,106 @@ mod tests {
                 io::ErrorKind::BrokenPipe,
             );
             assert_eq!(result, Ok(()), "--workers {workers}");
+        }
+    }
+
+    #[test]
+    fn strict_in_the_last_chunk_never_flushes() {
+        // The thread that finds the end of the input may get there before
+        // the one that parses the bad line: the stop must win all the same.
+        let input = b"{\"order_id\":\"a\",\"type\":\"create\",\"ts\":1000}\nnot json\n".to_vec();
+        for workers in [2, 3, 5] {
+            for _ in 0..300 {
+                let (result, lines) = run_with_strict(
+                    Cursor::new(input.clone()),
+                    workers,
+                    usize::MAX,
+                    io::ErrorKind::Other,
+                    true,
+                );
+                let err = result.unwrap_err();
+                assert!(
+                    err.contains("line 2: ") && err.contains("--strict"),
+                    "{err}"
+                );
+                assert!(lines.is_empty(), "--workers {workers}: {lines:?}");
+            }
+        }
+    }
+
+    /// A deterministic pseudo-random source (64-bit LCG, high bits).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Runs `input` whole, in chunks of `chunk_size` bytes: the result, the
+    /// outputs (sorted) and the bad-line reports (in order).
+    fn run_in_chunks(input: &[u8], options: &Options) -> (Result<(), String>, Vec<String>, String) {
+        let spec = Spec::from_str(SPEC, Format::Json).unwrap();
+        let set = SpecSet::new(vec![spec]).unwrap();
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let result = run_with(&set, &[], input, &mut out, &mut errors, options);
+        let mut lines: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort_unstable();
+        let errors = String::from_utf8(errors).unwrap();
+        (result.map_err(|f| f.message), lines, errors)
+    }
+
+    /// Short streams in chunks of a few lines or less, so that the threads
+    /// race on every chunk: every worker count must give what one gives.
+    #[test]
+    fn tiny_chunks_give_what_one_worker_gives() {
+        let mut rng = Rng(7);
+        for case in 0..400 {
+            let mut input = String::new();
+            let mut t = 1_000;
+            for _ in 0..rng.below(120) {
+                t += rng.below(700);
+                let ts = t - rng.below(1_500); // some out of order, some late
+                let key = rng.below(6);
+                let line = match rng.below(40) {
+                    0 => "not json".to_string(),
+                    1 => format!("{{\"order_id\":\"k{key}\",\"type\":\"pay\"}}"),
+                    2 => String::new(),
+                    n => {
+                        let kind = if n % 2 == 0 { "create" } else { "pay" };
+                        format!("{{\"order_id\":\"k{key}\",\"type\":\"{kind}\",\"ts\":{ts}}}")
+                    }
+                };
+                input.push_str(&line);
+                input.push('\n');
+            }
+            let mut options = Options {
+                end_of_input: if rng.below(2) == 0 {
+                    EndOfInput::Flush
+                } else {
+                    EndOfInput::Stop
+                },
+                strict: rng.below(3) == 0,
+                workers: 1,
+                chunk_size: 1 + rng.below(300) as usize,
+            };
+            let one = run_in_chunks(input.as_bytes(), &options);
+            for workers in [2, 3, 5] {
+                options.workers = workers;
+                let many = run_in_chunks(input.as_bytes(), &options);
+                assert!(
+                    many == one,
+                    "case {case}, --workers {workers}, {options:?}:\n{input}\n{many:?}\nagainst\n{one:?}"
+                );
+            }
         }
     }
 }
