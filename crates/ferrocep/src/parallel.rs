@@ -495,6 +495,20 @@ mod tests {
       ]
     }"#;
 
+    fn spec_set() -> SpecSet {
+        SpecSet::new(vec![Spec::from_str(SPEC, Format::Json).unwrap()]).unwrap()
+    }
+
+    fn sorted_lines(out: Vec<u8>) -> Vec<String> {
+        let mut lines: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
     /// About 1.3 MB of orders over 3,000 keys: several input chunks.
     fn orders() -> Vec<u8> {
         let mut s = String::new();
@@ -563,8 +577,7 @@ mod tests {
         kind: io::ErrorKind,
         strict: bool,
     ) -> (Result<(), String>, Vec<String>) {
-        let spec = Spec::from_str(SPEC, Format::Json).unwrap();
-        let set = SpecSet::new(vec![spec]).unwrap();
+        let set = spec_set();
         let mut out = Vec::new();
         let options = Options {
             end_of_input: EndOfInput::Flush,
@@ -578,13 +591,7 @@ mod tests {
             kind,
         };
         let result = run_with(&set, &[], input, writer, &mut io::sink(), &options);
-        let mut lines: Vec<String> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        lines.sort_unstable();
-        (result.map_err(|f| f.message), lines)
+        (result.map_err(|f| f.message), sorted_lines(out))
     }
 
     #[test]
@@ -690,18 +697,11 @@ mod tests {
     /// Runs `input` whole, in chunks of `chunk_size` bytes: the result, the
     /// outputs (sorted) and the bad-line reports (in order).
     fn run_in_chunks(input: &[u8], options: &Options) -> (Result<(), String>, Vec<String>, String) {
-        let spec = Spec::from_str(SPEC, Format::Json).unwrap();
-        let set = SpecSet::new(vec![spec]).unwrap();
+        let set = spec_set();
         let (mut out, mut errors) = (Vec::new(), Vec::new());
         let result = run_with(&set, &[], input, &mut out, &mut errors, options);
-        let mut lines: Vec<String> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        lines.sort_unstable();
         let errors = String::from_utf8(errors).unwrap();
-        (result.map_err(|f| f.message), lines, errors)
+        (result.map_err(|f| f.message), sorted_lines(out), errors)
     }
 
     /// Short streams in chunks of a few lines or less, so that the threads
