@@ -711,10 +711,11 @@ mod tests {
         let mut rng = Rng(7);
         for case in 0..400 {
             let mut input = String::new();
-            let mut t = 1_000;
+            let mut t = 1_000i64;
             for _ in 0..rng.below(120) {
-                t += rng.below(700);
-                let ts = t - rng.below(1_500); // some out of order, some late
+                t += rng.below(700) as i64;
+                // Some out of order, some late, a few at or before 0.
+                let ts = t - rng.below(1_500) as i64;
                 let key = rng.below(6);
                 let line = match rng.below(40) {
                     0 => "not json".to_string(),
