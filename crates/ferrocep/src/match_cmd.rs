@@ -44,7 +44,7 @@ use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::{Nfa, OutputSink};
 
 use crate::cli::Failure;
-use crate::input::{decode, ChunkReader, Lines};
+use crate::input::{decode, Chunk, ChunkReader, Lines};
 use crate::key::Key;
 use crate::output::{pattern_label, Spill, VecSink, WriterSpill, SPILL_AT};
 
@@ -600,7 +600,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     let mut m = Matcher::new(plan);
     let mut out = WriterSpill { out, error: None };
     let mut reader = ChunkReader::with_chunk_size(input, options.chunk_size);
-    let mut buf = Vec::new();
+    let mut buf = Chunk::default();
     let mut scratch = Vec::new(); // field values, reused from line to line
     let mut line_no: u64 = 0;
     let mut max: Option<i64> = None;

@@ -50,7 +50,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use ferrocep_core::event::Value;
 use ferrocep_core::spec::SpecSet;
 
-use crate::input::{decode, ChunkReader, Lines};
+use crate::input::{decode, Chunk, ChunkReader, Lines};
 use crate::key::Key;
 use crate::match_cmd::{max_of, Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
 use crate::output::{Spill, SPILL_AT};
@@ -243,7 +243,7 @@ fn work<R: Read, W: Write>(
         stop: &shared.stop,
         failed: false,
     };
-    let mut raw = Vec::new();
+    let mut raw = Chunk::default();
     let mut scratch = Vec::new();
     let mut blocks = Blocks::new(n);
     // This worker's next chunk, the largest timestamp before it, and (worker
