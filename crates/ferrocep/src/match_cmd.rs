@@ -44,7 +44,7 @@ use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::{Nfa, OutputSink};
 
 use crate::cli::Failure;
-use crate::input::{decode, Chunk, ChunkReader, Lines};
+use crate::input::{Chunk, ChunkReader, TextLines};
 use crate::key::Key;
 use crate::output::{pattern_label, Spill, VecSink, WriterSpill, SPILL_AT};
 
@@ -615,9 +615,8 @@ fn run_sequential<R: Read, W: Write, D: Write>(
             }
             // Event time: the chunk's events are read, then matched.
             let mut bad = None;
-            for line in Lines::new(&buf) {
+            for text in TextLines::new(&buf, line_no == 0) {
                 line_no += 1;
-                let text = decode(line, line_no == 1);
                 match set.ingest_parts(&text, &mut scratch) {
                     Ok(p) => {
                         let key = Key::from_opt(p.key.as_deref());

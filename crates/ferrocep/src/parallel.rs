@@ -50,7 +50,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use ferrocep_core::event::Value;
 use ferrocep_core::spec::SpecSet;
 
-use crate::input::{decode, Chunk, ChunkReader, Lines};
+use crate::input::{Chunk, ChunkReader, TextLines};
 use crate::key::Key;
 use crate::match_cmd::{max_of, Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
 use crate::output::{Spill, SPILL_AT};
@@ -417,9 +417,8 @@ fn parse_chunk(
     let mut per_worker = vec![0usize; workers];
     let mut before_bad = None;
     let mut steps = Vec::new();
-    for line in Lines::new(raw) {
+    for text in TextLines::new(raw, seq == 0) {
         lines += 1;
-        let text = decode(line, seq == 0 && lines == 1);
         match set.ingest_parts(&text, scratch) {
             Ok(p) => {
                 let key = Key::from_opt(p.key.as_deref());
