@@ -70,6 +70,16 @@ impl Key {
         }
     }
 
+    /// The JSON text as bytes, `None` for [`Key::None`].
+    #[inline]
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Key::None => None,
+            Key::Inline { len, bytes } => Some(&bytes[..*len as usize]),
+            Key::Heap(s) => Some(s.as_bytes()),
+        }
+    }
+
     /// A well-mixed 64-bit hash that is independent of the operator's own
     /// key hashing (so that routing keys to workers by it does not leave
     /// part of each worker's key table unused).
@@ -180,6 +190,7 @@ mod tests {
         ] {
             let k = Key::new(t);
             assert_eq!(k.text(), Some(t));
+            assert_eq!(k.bytes(), Some(t.as_bytes()));
             assert_eq!(matches!(k, Key::Inline { .. }), t.len() <= INLINE, "{t}");
             assert_eq!(k, Key::new(t));
         }

@@ -73,6 +73,13 @@ pub trait KeyJson {
     /// The key's JSON text; `None` when there is no key (no `key` field in
     /// the output).
     fn key_json(&self) -> Option<&str>;
+
+    /// The same text as bytes (for a key that can give them without checking
+    /// them for UTF-8 again).
+    #[inline]
+    fn key_json_bytes(&self) -> Option<&[u8]> {
+        self.key_json().map(str::as_bytes)
+    }
 }
 
 impl KeyJson for KeyText {
@@ -86,6 +93,11 @@ impl KeyJson for Key {
     #[inline]
     fn key_json(&self) -> Option<&str> {
         self.text()
+    }
+
+    #[inline]
+    fn key_json_bytes(&self) -> Option<&[u8]> {
+        self.bytes()
     }
 }
 
@@ -194,10 +206,14 @@ fn write_head<W: Write, K: KeyJson>(
     w.write_all(kind)?;
     w.write_all(b"\"")?;
     w.write_all(label)?;
-    if let Some(k) = key.key_json() {
+    if let Some(k) = key.key_json_bytes() {
         w.write_all(b",\"key\":")?;
-        // The key's text tells lone surrogates apart; Java prints them as `?`.
-        w.write_all(print_lone_surrogates(k).as_bytes())?;
+        match key.key_json().filter(|_| k.contains(&b'\\')) {
+            // The key's text tells lone surrogates apart; Java prints them as
+            // `?`. Only an escape can be one.
+            Some(text) => w.write_all(print_lone_surrogates(text).as_bytes())?,
+            None => w.write_all(k)?,
+        }
     }
     Ok(())
 }
