@@ -32,8 +32,12 @@
 #                        (default 1000000); larger sizes are cross-checked on counts only
 #   --record [DIR]       also write the run to DIR (default bench/runs/<date>-<machine>/)
 #   --machine NAME       machine name for --record (default: hostname)
+#   --keep-outputs       keep every engine's output in the run's directory (by default they
+#                        are removed after the cross-check: 600 MB each at 5M events)
 # Environment: FERROCEP_ORACLE_DIR (default ../shared/oracle/flink), and the oracle's own
-# CEP_ORACLE_HEAP / CEP_ORACLE_GC (defaults 4g / ParallelGC, see its README).
+# CEP_ORACLE_HEAP / CEP_ORACLE_GC / CEP_ORACLE_JAVA_OPTS (see its README). Flink's
+# java.io.tmpdir is a directory of the run, removed at the end: Flink unpacks a ~20 MB RPC jar
+# there on every start and never removes it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/bench/lib/common.sh"
@@ -42,12 +46,14 @@ SPEC="$ORACLE/order-timeout.json"
 sizes=()
 repeat=1
 match_max=1000000
+keep_outputs=
 while [ $# -gt 0 ]; do
     case "$1" in
         --events) sizes+=("$2"); shift 2 ;;
         --full) sizes+=(1000000 5000000); shift ;;
         --repeat) repeat="$2"; shift 2 ;;
         --flink-match-max) match_max="$2"; shift 2 ;;
+        --keep-outputs) keep_outputs=1; shift ;;
         *) common_option "$@" || { echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2; }; shift "$SHIFT_BY" ;;
     esac
 done
@@ -68,8 +74,14 @@ fi
 
 DATA="$ROOT/target/bench/data"
 RUN="$ROOT/target/bench/run-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$DATA" "$RUN"
+mkdir -p "$DATA" "$RUN" "$RUN/java-tmp"
 step "results in $RUN"
+export CEP_ORACLE_JAVA_OPTS="${CEP_ORACLE_JAVA_OPTS:+$CEP_ORACLE_JAVA_OPTS }-Djava.io.tmpdir=$RUN/java-tmp"
+cleanup() {
+    rm -rf "$RUN/java-tmp"
+    [ -n "$keep_outputs" ] || rm -f "$RUN"/*.out
+}
+trap cleanup EXIT
 
 # Machine and versions, for the report.
 {
