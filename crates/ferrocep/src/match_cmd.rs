@@ -555,9 +555,13 @@ impl Matcher {
         }
     }
 
-    /// The end of an event-time input whose largest timestamp is `max`: its
-    /// last watermark, then +infinity when `flush`.
-    pub fn finish(&mut self, max: Option<i64>, flush: bool, spill: &mut dyn Spill) {
+    /// Applies the watermark that follows the input's largest timestamp so
+    /// far, `max`, now rather than before the next event: the same watermark
+    /// at the same point of the input, but what falls due at it comes out
+    /// before more input arrives (a live source shows a match once its
+    /// watermark has passed). With `flush` (at the end of the input),
+    /// +infinity after it.
+    pub fn advance_to(&mut self, max: Option<i64>, flush: bool, spill: &mut dyn Spill) {
         for (i, op) in self.ops.iter_mut().enumerate() {
             let mut sink = VecSink {
                 out: &mut self.out,
@@ -643,6 +647,9 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                 m.events(&mut batch, max, &[], &mut out);
             }
             max = max_of(max, chunk_max);
+            if plan.event_time {
+                m.advance_to(max, false, &mut out);
+            }
             if let Some(stop) = bad {
                 return Err(stop);
             }
@@ -660,7 +667,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     if plan.event_time {
         // The watermark of the last good event was due before anything stopped.
         let flush = result.is_ok() && options.end_of_input == EndOfInput::Flush;
-        m.finish(max, flush, &mut out);
+        m.advance_to(max, flush, &mut out);
     }
     m.flush_out(&mut out);
     if let Some(e) = out.error.take() {

@@ -167,6 +167,9 @@ enum Next {
         lines: u64,
         bad: Vec<BadLine>,
     },
+    /// The next batch is not ready: hand on the output lines so far before
+    /// reading or waiting (a live source shows them as they come).
+    Flush,
     /// The input is over.
     End(EndReason),
     /// The output failed.
@@ -252,7 +255,7 @@ fn work<R: Read, W: Write>(
     let mut max: Option<i64> = None;
     let mut line_base = 0u64;
     loop {
-        match next_step(shared, j, next) {
+        match next_step(shared, j, next, m.pending_out() > 0) {
             Next::Read(seq) => {
                 let read = shared
                     .reader
@@ -303,9 +306,7 @@ fn work<R: Read, W: Write>(
                     m.flush_out(&mut out);
                 }
                 if out.failed {
-                    shared.lock().stopped = true;
-                    shared.changed.notify_all();
-                    return Ok(());
+                    return stop_all(shared);
                 }
                 if let Some(errors) = errors.as_mut() {
                     if let Some(b) = bad.first().filter(|_| shared.options.strict) {
@@ -325,6 +326,12 @@ fn work<R: Read, W: Write>(
                     && !shared.stop.load(Ordering::Relaxed);
                 finish(&mut m, max, flush, &mut out);
                 return Ok(());
+            }
+            Next::Flush => {
+                m.flush_out(&mut out);
+                if out.failed {
+                    return stop_all(shared);
+                }
             }
             Next::Stop => return Ok(()),
         }
@@ -347,13 +354,21 @@ impl<R, W> Drop for StopOnPanic<'_, '_, R, W> {
 /// The end of a worker's input: the last watermark, +infinity when `flush`,
 /// and its last outputs.
 fn finish<W: Write>(m: &mut Matcher, max: Option<i64>, flush: bool, out: &mut SharedSpill<'_, W>) {
-    m.finish(max, flush, out);
+    m.advance_to(max, flush, out);
     m.flush_out(out);
 }
 
+/// A worker's output failed: every thread stops (the error is the run's).
+fn stop_all<R, W>(shared: &Shared<'_, R, W>) -> Result<(), Stop> {
+    shared.lock().stopped = true;
+    shared.changed.notify_all();
+    Ok(())
+}
+
 /// Waits for worker `j`'s next thing to do: its batch of chunk `next` once
-/// parsed, or else a chunk to read while fewer than `in_flight` are.
-fn next_step<R, W>(shared: &Shared<'_, R, W>, j: usize, next: u64) -> Next {
+/// parsed; or else, with output lines not yet handed on (`pending`), those;
+/// or else a chunk to read while fewer than `in_flight` are.
+fn next_step<R, W>(shared: &Shared<'_, R, W>, j: usize, next: u64, pending: bool) -> Next {
     let mut st = shared.lock();
     loop {
         if st.stopped {
@@ -391,6 +406,10 @@ fn next_step<R, W>(shared: &Shared<'_, R, W>, j: usize, next: u64) -> Next {
                 lines,
                 bad,
             };
+        }
+        if pending {
+            // Reading a live source may wait for it as long as it is quiet.
+            return Next::Flush;
         }
         let oldest = st.next_taken.iter().copied().min().unwrap_or(0);
         if !st.reading && st.end.is_none() && st.next_read - oldest < shared.in_flight {

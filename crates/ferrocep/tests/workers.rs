@@ -317,3 +317,66 @@ fn random_keyed_cases_agree() {
         }
     }
 }
+
+/// A live input (a pipe that stays open) shows each match once its
+/// watermark has passed, with any number of workers, without waiting for
+/// more input or the end.
+#[test]
+fn a_live_input_shows_matches_as_they_come() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let tmp = TempDir::new("live");
+    let spec = tmp.file("spec.json", SPEC);
+    for workers in ["1", "2", "3"] {
+        let mut child = bin()
+            .args(["match", "--spec"])
+            .arg(&spec)
+            .args(["--input", "-", "--workers", workers])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // A paid order, then an event 2 s later: its watermark (1 s of
+        // disorder allowed) passes the payment.
+        for (i, line) in [
+            r#"{"order_id":"a","type":"create","ts":1000}"#,
+            r#"{"order_id":"a","type":"pay","ts":2000,"amount":5}"#,
+            r#"{"order_id":"b","type":"create","ts":4000}"#,
+        ]
+        .iter()
+        .enumerate()
+        {
+            writeln!(stdin, "{line}").unwrap();
+            stdin.flush().unwrap();
+            if i < 2 {
+                // Separate reads, as a live source delivers them.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let first = rx.recv_timeout(Duration::from_secs(20));
+        drop(stdin);
+        let _ = child.wait();
+        let _ = reader.join();
+        let first = first
+            .unwrap_or_else(|_| panic!("--workers {workers}: no output while the input was open"));
+        assert!(
+            first.starts_with("{\"kind\":\"match\""),
+            "--workers {workers}: {first}"
+        );
+    }
+}
