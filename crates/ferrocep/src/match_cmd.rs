@@ -98,6 +98,10 @@ pub struct Options {
     /// Bytes read at a time ([`crate::input::CHUNK`]; tests make it small, so
     /// that a short input spans many chunks).
     pub chunk_size: usize,
+    /// The input may wait for data (a pipe, a terminal, a socket; not a
+    /// regular file): with several workers one thread then does all the
+    /// reading, so that no worker waits in a read with a batch of its ready.
+    pub live_input: bool,
 }
 
 /// Runs `ferrocep match`, writing outputs to stdout and bad lines to stderr.
@@ -110,10 +114,12 @@ pub fn run(args: &MatchArgs) -> Result<(), Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     let labels = pattern_names(&specs)?;
     let set = SpecSet::new(specs).map_err(|e| Failure::spec(e.to_string()))?;
-    let input: Box<dyn Read + Send> = if args.input.as_os_str() == "-" {
-        Box::new(io::stdin())
+    let (input, live_input): (Box<dyn Read + Send>, bool) = if args.input.as_os_str() == "-" {
+        (Box::new(io::stdin()), !stdin_is_file())
     } else {
-        Box::new(open(&args.input)?)
+        let file = open(&args.input)?;
+        let live = !file.metadata().is_ok_and(|m| m.is_file());
+        (Box::new(file), live)
     };
     let workers = match args.workers {
         Some(n) => n as usize,
@@ -124,6 +130,7 @@ pub fn run(args: &MatchArgs) -> Result<(), Failure> {
         strict: args.strict,
         workers,
         chunk_size: crate::input::CHUNK,
+        live_input,
     };
     // Not locked for the whole run: a worker thread that panics must be able
     // to say so (and the run then fail) rather than wait for the lock.
@@ -159,6 +166,25 @@ pub fn pattern_names(specs: &[Spec]) -> Result<Vec<String>, Failure> {
         names.push(name);
     }
     Ok(names)
+}
+
+/// Whether standard input is a regular file (redirected from one), which
+/// never waits for data.
+fn stdin_is_file() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file())
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }
 
 fn open(path: &Path) -> Result<File, Failure> {

@@ -39,10 +39,16 @@
 //! switch between. Parsing goes to whichever thread is free, so it balances
 //! itself across the cores and is never a serial step.
 //!
+//! A live input (a pipe, a terminal, a socket: `Options::live_input`) is read
+//! by one more thread that only reads, and the workers parse what it reads: a
+//! worker waiting in a read of a quiet source could not match a batch of its
+//! that became ready meanwhile, and its outputs would wait for the input's
+//! next line.
+//!
 //! Memory stays bounded: at most `2N + 2` chunks are read and not yet taken
 //! by every worker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -101,6 +107,10 @@ struct State {
     next_read: u64,
     /// A thread is reading (one at a time, so chunks are numbered in order).
     reading: bool,
+    /// Chunks read by the reading thread of a live input, not yet parsed,
+    /// and buffers for it to read into.
+    unparsed: VecDeque<(u64, Chunk)>,
+    spare: Vec<Chunk>,
     /// Each worker's next chunk.
     next_taken: Vec<u64>,
     /// The number of chunks to take, and why there are no more; the smallest
@@ -156,6 +166,8 @@ impl<R, W> Shared<'_, R, W> {
 enum Next {
     /// Read and parse this chunk.
     Read(u64),
+    /// Parse this chunk, read by the reading thread of a live input.
+    Parse(u64, Chunk),
     /// Match a batch: the largest timestamp before its chunk is the
     /// worker's own running maximum.
     Match {
@@ -196,6 +208,8 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
             slots: BTreeMap::new(),
             next_read: 0,
             reading: false,
+            unparsed: VecDeque::new(),
+            spare: Vec::new(),
             next_taken: vec![0; n],
             end: None,
             read_error: None,
@@ -208,6 +222,13 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
     };
 
     let result = std::thread::scope(|s| {
+        if options.live_input {
+            let shared = &shared;
+            std::thread::Builder::new()
+                .name("ferrocep-read".to_string())
+                .spawn_scoped(s, move || read_ahead(shared))
+                .expect("cannot start a thread");
+        }
         for j in 1..n {
             let shared = &shared;
             std::thread::Builder::new()
@@ -257,31 +278,16 @@ fn work<R: Read, W: Write>(
     loop {
         match next_step(shared, j, next, m.pending_out() > 0) {
             Next::Read(seq) => {
-                let read = shared
-                    .reader
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .next_chunk(&mut raw);
-                let mut st = shared.lock();
-                st.reading = false;
-                match read {
-                    Ok(true) => {
-                        drop(st);
-                        // Another thread may read while this one parses.
-                        shared.changed.notify_all();
-                        let slot = parse_chunk(shared.set, seq, &raw, n, &mut scratch, &mut blocks);
-                        let mut st = shared.lock();
-                        if shared.options.strict && slot.before_bad.is_some() {
-                            st.end_at(seq + 1, EndReason::Strict);
-                        }
-                        st.slots.insert(seq, slot);
-                    }
-                    Ok(false) => st.end_at(seq, EndReason::Eof),
-                    Err(e) => {
-                        st.read_error = Some(e);
-                        st.end_at(seq, EndReason::ReadError);
-                    }
+                if read_chunk(shared, seq, &mut raw) {
+                    // Another thread may read while this one parses.
+                    shared.changed.notify_all();
+                    parse_and_publish(shared, seq, &raw, &mut scratch, &mut blocks);
                 }
+                shared.changed.notify_all();
+            }
+            Next::Parse(seq, chunk) => {
+                parse_and_publish(shared, seq, &chunk, &mut scratch, &mut blocks);
+                shared.lock().spare.push(chunk);
                 shared.changed.notify_all();
             }
             Next::Match {
@@ -335,6 +341,72 @@ fn work<R: Read, W: Write>(
             }
             Next::Stop => return Ok(()),
         }
+    }
+}
+
+/// Reads chunk `seq` (the caller is the one thread reading) and records the
+/// outcome; `true` when it holds lines.
+fn read_chunk<R: Read, W>(shared: &Shared<'_, R, W>, seq: u64, chunk: &mut Chunk) -> bool {
+    let read = shared
+        .reader
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .next_chunk(chunk);
+    let mut st = shared.lock();
+    st.reading = false;
+    match read {
+        Ok(true) => return true,
+        Ok(false) => st.end_at(seq, EndReason::Eof),
+        Err(e) => {
+            st.read_error = Some(e);
+            st.end_at(seq, EndReason::ReadError);
+        }
+    }
+    false
+}
+
+/// Parses chunk `seq` and makes it a slot for the workers.
+fn parse_and_publish<R, W>(
+    shared: &Shared<'_, R, W>,
+    seq: u64,
+    raw: &[u8],
+    scratch: &mut Vec<Value<'static>>,
+    blocks: &mut Blocks,
+) {
+    let slot = parse_chunk(shared.set, seq, raw, shared.workers, scratch, blocks);
+    let mut st = shared.lock();
+    if shared.options.strict && slot.before_bad.is_some() {
+        st.end_at(seq + 1, EndReason::Strict);
+    }
+    st.slots.insert(seq, slot);
+}
+
+/// The reading thread of a live input (`Options::live_input`): it alone waits
+/// for the input, so that a worker never waits in a read while a batch of its
+/// is ready (its outputs would wait for the input's next line). The workers
+/// parse what it reads.
+fn read_ahead<R: Read, W>(shared: &Shared<'_, R, W>) {
+    loop {
+        let (seq, mut chunk) = {
+            let mut st = shared.lock();
+            loop {
+                if st.stopped || st.end.is_some() {
+                    return;
+                }
+                let oldest = st.next_taken.iter().copied().min().unwrap_or(0);
+                if st.next_read - oldest < shared.in_flight {
+                    break;
+                }
+                st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.reading = true;
+            st.next_read += 1;
+            (st.next_read - 1, st.spare.pop().unwrap_or_default())
+        };
+        if read_chunk(shared, seq, &mut chunk) {
+            shared.lock().unparsed.push_back((seq, chunk));
+        }
+        shared.changed.notify_all();
     }
 }
 
@@ -411,8 +483,15 @@ fn next_step<R, W>(shared: &Shared<'_, R, W>, j: usize, next: u64, pending: bool
             // Reading a live source may wait for it as long as it is quiet.
             return Next::Flush;
         }
+        if let Some((seq, chunk)) = st.unparsed.pop_front() {
+            return Next::Parse(seq, chunk);
+        }
         let oldest = st.next_taken.iter().copied().min().unwrap_or(0);
-        if !st.reading && st.end.is_none() && st.next_read - oldest < shared.in_flight {
+        if !shared.options.live_input
+            && !st.reading
+            && st.end.is_none()
+            && st.next_read - oldest < shared.in_flight
+        {
             st.reading = true;
             let seq = st.next_read;
             st.next_read += 1;
@@ -602,6 +681,9 @@ mod tests {
             strict,
             workers,
             chunk_size: crate::input::CHUNK,
+            // More than two workers read as from a live input: one thread
+            // reads, the workers parse.
+            live_input: workers > 2,
         };
         let writer = FailingWriter {
             out: &mut out,
@@ -756,6 +838,7 @@ mod tests {
                 strict: rng.below(3) == 0,
                 workers: 1,
                 chunk_size: 1 + rng.below(300) as usize,
+                live_input: rng.below(2) == 0,
             };
             let one = run_in_chunks(input.as_bytes(), &options);
             for workers in [2, 3, 5] {
