@@ -8,11 +8,13 @@
 //!   goes to `advance_time`. At the end of input, `flush` advances time to
 //!   +infinity (`i64::MAX`, Flink's `MAX_WATERMARK`); `stop` leaves it at the
 //!   last watermark, so buffered events newer than it are never processed.
-//!   A [`Matcher`] applies the watermark lazily, just before its next event
-//!   (and at the end): nothing can happen between an event's watermark and the
-//!   next event. A worker of `--workers N` sees only some events: it also
+//!   A `Matcher` applies the watermark lazily, just before its next event,
+//!   and at the end of each chunk of input (so that a live source shows what
+//!   falls due without waiting for more) and of the input: nothing can happen
+//!   between an event's watermark and the next event. A worker of
+//!   `--workers N` sees only some events: it also
 //!   applies, exactly, the watermarks between them at which something of its
-//!   keys falls due (see [`Matcher::events`]).
+//!   keys falls due (see `Matcher::events`).
 //! - processing time (no `time`): each event is stamped with the wall clock on
 //!   arrival; time advances to that stamp before the event. Nothing more
 //!   happens at the end of input, as in Flink (see the oracle's NOTES.md).

@@ -26,7 +26,7 @@
 //!   in a single-threaded run) and each watermark before it at which an event
 //!   or a timer of its keys fell due (so that its keys advance through the
 //!   very times they would in a single-threaded run; see
-//!   [`Matcher::events`]). At the end it applies the last watermark, then
+//!   `Matcher::events`). At the end it applies the last watermark, then
 //!   +infinity under `--end-of-input flush`. Its output lines go to stdout in
 //!   blocks of whole lines.
 //! - Worker 0 runs on the calling thread: it numbers the lines and writes the
