@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::io::{self, Read};
 use std::ops::Range;
 
-/// How much [`ChunkReader`] reads at a time.
+/// How much `ferrocep match` reads at a time ([`ChunkReader::with_chunk_size`]).
 pub const CHUNK: usize = 256 * 1024;
 
 /// Reads an input into chunks of whole lines.
@@ -51,11 +51,6 @@ fn at_least(bytes: &mut Vec<u8>, len: usize) {
 }
 
 impl<R: Read> ChunkReader<R> {
-    /// A reader of `inner` reading [`CHUNK`] bytes at a time.
-    pub fn new(inner: R) -> Self {
-        Self::with_chunk_size(inner, CHUNK)
-    }
-
     /// A reader of `inner` reading `size` bytes at a time (at least 1).
     pub fn with_chunk_size(inner: R, size: usize) -> Self {
         ChunkReader {

@@ -208,9 +208,9 @@ fn write_head<W: Write, K: KeyJson>(
     w.write_all(label)?;
     if let Some(k) = key.key_json_bytes() {
         w.write_all(b",\"key\":")?;
-        match key.key_json().filter(|_| k.contains(&b'\\')) {
-            // The key's text tells lone surrogates apart; Java prints them as
-            // `?`. Only an escape can be one.
+        // The key's text tells lone surrogates apart; Java prints them as
+        // `?`. Only an escape can be one, so only then is the text needed.
+        match k.contains(&b'\\').then(|| key.key_json()).flatten() {
             Some(text) => w.write_all(print_lone_surrogates(text).as_bytes())?,
             None => w.write_all(k)?,
         }
