@@ -13,155 +13,22 @@
 //! - `login-failures`: the companion job: two failed logins of a user in a
 //!   row within 3 s raise a warning.
 //!
-//! Invariant of the [`drive`] loop: timeouts fire on time even when no event
-//! arrives. Between events it sleeps only until the earlier of the next event
-//! and the operator's next timer ([`CepOperator::next_timer`]), and advances
-//! processing time when a timer is due. The clock is injected ([`Clock`]):
-//! [`SystemClock`] for the command, [`ManualClock`] for tests, which therefore
-//! never sleep.
+//! Both run on [`ferrocep_runtime::live::drive`], which fires timeouts on
+//! time between events; the clock is injected ([`SystemClock`] for the
+//! command, a manual clock for tests, which therefore never sleep).
 
-use std::hash::Hash;
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::pattern::Pattern;
 
-use crate::cli::{parse_duration, Failure};
+use ferrocep_runtime::clock::{Clock, SystemClock};
+use ferrocep_runtime::live::{drive, LiveSink, Pace};
 
-/// Processing time: what "now" is, and waiting for a later "now".
-pub trait Clock {
-    /// The current time, epoch milliseconds.
-    fn now_ms(&mut self) -> i64;
-    /// Returns once `now_ms() >= t`.
-    fn sleep_until(&mut self, t: i64);
-}
-
-/// The wall clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&mut self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-    }
-
-    fn sleep_until(&mut self, t: i64) {
-        loop {
-            let now = self.now_ms();
-            if now >= t {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis((t - now) as u64));
-        }
-    }
-}
-
-/// A clock that only moves when asked to: sleeping jumps straight to the
-/// deadline.
-#[derive(Clone, Copy, Debug)]
-pub struct ManualClock {
-    /// The current time, epoch milliseconds.
-    pub now: i64,
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&mut self) -> i64 {
-        self.now
-    }
-
-    fn sleep_until(&mut self, t: i64) {
-        self.now = self.now.max(t);
-    }
-}
-
-/// A demo's output: the operator's outputs plus a line per arriving event.
-pub trait DemoSink<K, E>: OutputSink<K, E> {
-    /// An event arrived (before it is processed).
-    fn arrived(&mut self, key: &K, event: &E, now: i64);
-    /// The first write error, if any.
-    fn take_error(&mut self) -> Option<io::Error>;
-}
-
-/// How a live source paces its events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pace {
-    /// Time between two events, ms; the first comes one interval after start
-    /// (the seed source sleeps before each event).
-    pub interval: i64,
-    /// Stop after this many events, once pending timers have fired; `None`
-    /// runs forever.
-    pub events: Option<u64>,
-}
-
-/// Runs a processing-time job: events from `source(i)` arrive every
-/// `pace.interval` ms, stamped with the clock; timers fire on time between
-/// events. With a finite `pace.events`, keeps going after the last event until
-/// no timer is pending.
-pub fn drive<K, E, C, S>(
-    clock: &mut C,
-    op: &mut CepOperator<K, E>,
-    pace: Pace,
-    mut source: impl FnMut(u64, i64) -> (K, E),
-    sink: &mut S,
-) -> io::Result<()>
-where
-    K: Clone + Eq + Hash,
-    E: Clone,
-    C: Clock,
-    S: DemoSink<K, E>,
-{
-    let mut due = clock.now_ms().saturating_add(pace.interval);
-    let mut last_advance = i64::MIN;
-    let mut i: u64 = 0;
-    while pace.events.is_none_or(|n| i < n) {
-        // Wait for the next event, firing timers that fall due meanwhile.
-        loop {
-            let now = clock.now_ms();
-            if matches!(op.next_timer(), Some(t) if t <= now) && now > last_advance {
-                op.advance_time(now, sink);
-                last_advance = now;
-                continue;
-            }
-            if now >= due {
-                break;
-            }
-            let wake = match op.next_timer() {
-                Some(t) if t > now => t.min(due),
-                _ => due,
-            };
-            clock.sleep_until(wake);
-        }
-        let now = clock.now_ms();
-        if now > last_advance {
-            op.advance_time(now, sink);
-            last_advance = now;
-        }
-        let (key, event) = source(i, now);
-        sink.arrived(&key, &event, now);
-        op.process_element(key, event, now, sink);
-        if let Some(e) = sink.take_error() {
-            return Err(e);
-        }
-        i += 1;
-        due = due.saturating_add(pace.interval);
-    }
-    // Bounded run: let the pending partial matches time out.
-    while let Some(t) = op.next_timer() {
-        clock.sleep_until(t);
-        let now = clock.now_ms();
-        if now <= last_advance {
-            break; // the timer did not go away when its time came; do not spin
-        }
-        op.advance_time(now, sink);
-        last_advance = now;
-    }
-    sink.take_error().map_or(Ok(()), Err)
-}
+use crate::args::parse_duration;
+use crate::failure::Failure;
 
 /// `HH:MM:SS.mmm` (UTC) of an epoch-millisecond time.
 pub fn clock_time(ms: i64) -> String {
@@ -314,7 +181,7 @@ impl<W: Write> OutputSink<String, OrderEvent> for OrderPrinter<W> {
     }
 }
 
-impl<W: Write> DemoSink<String, OrderEvent> for OrderPrinter<W> {
+impl<W: Write> LiveSink<String, OrderEvent> for OrderPrinter<W> {
     fn arrived(&mut self, key: &String, e: &OrderEvent, now: i64) {
         self.line(format_args!(
             "event:   user {key} {} at {}\n",
@@ -331,7 +198,7 @@ impl<W: Write> DemoSink<String, OrderEvent> for OrderPrinter<W> {
 /// Runs the order-timeout demo on `clock`, printing into `out`.
 pub fn run_order_timeout<C: Clock, W: Write>(
     args: &OrderTimeoutArgs,
-    clock: &mut C,
+    clock: &C,
     out: W,
 ) -> Result<(), Failure> {
     check_pace(args.window, args.interval)?;
@@ -356,7 +223,7 @@ pub fn run_order_timeout<C: Clock, W: Write>(
 
 /// `ferrocep demo order-timeout`.
 pub fn order_timeout(args: &OrderTimeoutArgs) -> Result<(), Failure> {
-    run_order_timeout(args, &mut SystemClock, io::stdout().lock())
+    run_order_timeout(args, &SystemClock, io::stdout().lock())
 }
 
 // ---------------------------------------------------------------------------
@@ -480,7 +347,7 @@ impl<W: Write> OutputSink<String, LoginEvent> for LoginPrinter<W> {
     }
 }
 
-impl<W: Write> DemoSink<String, LoginEvent> for LoginPrinter<W> {
+impl<W: Write> LiveSink<String, LoginEvent> for LoginPrinter<W> {
     fn arrived(&mut self, key: &String, e: &LoginEvent, now: i64) {
         self.line(format_args!(
             "event:   user {key} {} from {} at {}\n",
@@ -498,7 +365,7 @@ impl<W: Write> DemoSink<String, LoginEvent> for LoginPrinter<W> {
 /// Runs the login-failures demo on `clock`, printing into `out`.
 pub fn run_login_failures<C: Clock, W: Write>(
     args: &LoginFailuresArgs,
-    clock: &mut C,
+    clock: &C,
     out: W,
 ) -> Result<(), Failure> {
     check_pace(args.window, args.interval)?;
@@ -527,12 +394,13 @@ pub fn run_login_failures<C: Clock, W: Write>(
 
 /// `ferrocep demo login-failures`.
 pub fn login_failures(args: &LoginFailuresArgs) -> Result<(), Failure> {
-    run_login_failures(args, &mut SystemClock, io::stdout().lock())
+    run_login_failures(args, &SystemClock, io::stdout().lock())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrocep_runtime::clock::ManualClock;
 
     /// 1700000000000 is 22:13:20.000 UTC.
     const T0: i64 = 1_700_000_000_000;
@@ -561,9 +429,9 @@ mod tests {
             interval: 1000,
             events: Some(6),
         };
-        let mut clock = ManualClock { now: T0 };
+        let clock = ManualClock::new(T0);
         let mut out = Vec::new();
-        run_order_timeout(&args, &mut clock, &mut out).unwrap();
+        run_order_timeout(&args, &clock, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             results(&text),
@@ -578,9 +446,9 @@ mod tests {
         // The run ends once no timer is pending: at the latest on the timer of
         // user 2's last window (processing-time timers are at end + 1 ms).
         assert!(
-            (T0 + 6_000..=T0 + 6_501).contains(&clock.now),
+            (T0 + 6_000..=T0 + 6_501).contains(&clock.now_ms()),
             "{}",
-            clock.now - T0
+            clock.now_ms() - T0
         );
     }
 
@@ -593,9 +461,9 @@ mod tests {
             interval: 10_000,
             events: Some(2),
         };
-        let mut clock = ManualClock { now: T0 };
+        let clock = ManualClock::new(T0);
         let mut out = Vec::new();
-        run_order_timeout(&args, &mut clock, &mut out).unwrap();
+        run_order_timeout(&args, &clock, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
@@ -619,9 +487,9 @@ mod tests {
             interval: 1000,
             events: Some(3),
         };
-        let mut clock = ManualClock { now: T0 };
+        let clock = ManualClock::new(T0);
         let mut out = Vec::new();
-        run_order_timeout(&args, &mut clock, &mut out).unwrap();
+        run_order_timeout(&args, &clock, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("success:"), "{text}");
         assert!(text.contains("timeout: user 2"), "{text}");
@@ -634,9 +502,9 @@ mod tests {
             interval: 1000,
             events: Some(12),
         };
-        let mut clock = ManualClock { now: T0 };
+        let clock = ManualClock::new(T0);
         let mut out = Vec::new();
-        run_login_failures(&args, &mut clock, &mut out).unwrap();
+        run_login_failures(&args, &clock, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let warn = "2 failed logins in a row within 3s";
         assert_eq!(
@@ -660,7 +528,7 @@ mod tests {
             interval: 1000,
             events: Some(1),
         };
-        let err = run_order_timeout(&args, &mut ManualClock { now: T0 }, Vec::new()).unwrap_err();
+        let err = run_order_timeout(&args, &ManualClock::new(T0), Vec::new()).unwrap_err();
         assert_eq!(err.code, 2);
         assert!(err.message.contains("--window"), "{}", err.message);
     }

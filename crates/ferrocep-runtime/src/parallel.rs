@@ -58,7 +58,8 @@ use ferrocep_core::spec::SpecSet;
 
 use crate::input::{Chunk, ChunkReader, TextLines};
 use crate::key::Key;
-use crate::match_cmd::{max_of, Blocks, EndOfInput, Matcher, Options, Plan, Routed, Stop};
+use crate::matcher::{max_of, Blocks, Matcher, Plan, Routed};
+use crate::options::{EndOfInput, Options, Stop};
 use crate::output::{Spill, SPILL_AT};
 
 /// A bad line of a chunk.
@@ -580,7 +581,10 @@ mod tests {
 
     use ferrocep_core::spec::{Format, Spec, SpecSet};
 
-    use crate::match_cmd::{run_with, EndOfInput, Options};
+    use crate::clock::SystemClock;
+    use crate::matcher::Plan;
+    use crate::options::{EndOfInput, Options};
+    use crate::replay::run_with;
 
     const SPEC: &str = r#"{
       "key": "order_id",
@@ -658,7 +662,7 @@ mod tests {
         }
     }
 
-    fn run<R: Read + Send>(
+    fn run<R: Read + Send + 'static>(
         input: R,
         workers: usize,
         limit: usize,
@@ -667,7 +671,7 @@ mod tests {
         run_with_strict(input, workers, limit, kind, false)
     }
 
-    fn run_with_strict<R: Read + Send>(
+    fn run_with_strict<R: Read + Send + 'static>(
         input: R,
         workers: usize,
         limit: usize,
@@ -690,8 +694,17 @@ mod tests {
             limit,
             kind,
         };
-        let result = run_with(&set, &[], input, writer, &mut io::sink(), &options);
-        (result.map_err(|f| f.message), sorted_lines(out))
+        let plan = Plan::new(&set, &[]).unwrap();
+        let result = run_with(
+            &set,
+            &plan,
+            input,
+            writer,
+            &mut io::sink(),
+            &options,
+            &SystemClock,
+        );
+        (result.map_err(|f| f.to_string()), sorted_lines(out))
     }
 
     #[test]
@@ -799,9 +812,19 @@ mod tests {
     fn run_in_chunks(input: &[u8], options: &Options) -> (Result<(), String>, Vec<String>, String) {
         let set = spec_set();
         let (mut out, mut errors) = (Vec::new(), Vec::new());
-        let result = run_with(&set, &[], input, &mut out, &mut errors, options);
+        let plan = Plan::new(&set, &[]).unwrap();
+        let input = Cursor::new(input.to_vec());
+        let result = run_with(
+            &set,
+            &plan,
+            input,
+            &mut out,
+            &mut errors,
+            options,
+            &SystemClock,
+        );
         let errors = String::from_utf8(errors).unwrap();
-        (result.map_err(|f| f.message), sorted_lines(out), errors)
+        (result.map_err(|f| f.to_string()), sorted_lines(out), errors)
     }
 
     /// Short streams in chunks of a few lines or less, so that the threads

@@ -1,0 +1,33 @@
+//! Everything between the CEP engine (`ferrocep-core`, no IO and no clock)
+//! and the `ferrocep` commands: the clock, reading and writing JSON lines,
+//! the matcher that fans events out to several patterns, the parallel
+//! workers, and the pipelines that `match`, `demo` and `run` drive.
+//!
+//! - [`clock`]: the one injectable clock (processing time, idle timeouts);
+//! - [`key`]: the partition key, inline when short;
+//! - [`input`]: reading JSON lines in large chunks;
+//! - [`output`]: the JSON-lines formats of matches, timeouts and late events;
+//! - [`matcher`]: one operator per pattern over the keys of a partition;
+//! - [`options`]: how a replay runs and why it stops;
+//! - [`replay`]: specs over a JSON-lines input (`ferrocep match`);
+//! - [`parallel`]: the same with keys partitioned over worker threads;
+//! - [`live`]: a processing-time job on a paced source (`ferrocep demo`);
+//! - [`config`]: the pipeline config of `ferrocep run`;
+//! - [`source`], [`sink`]: where `run` reads events and writes outputs;
+//! - [`metrics`]: the Prometheus metrics of `run`.
+
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod input;
+pub mod key;
+pub mod live;
+pub mod matcher;
+pub mod metrics;
+pub mod options;
+pub mod output;
+pub mod parallel;
+pub mod replay;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,472 @@
+//! One operator per pattern over the keys of one partition: the matcher that
+//! both `match` and `run` drive.
+//!
+//! Event time: for each event, in input order, the bounded-out-of-orderness
+//! watermark that preceded it (`max_ts - max_out_of_orderness - 1`) goes to
+//! `advance_time`, then the event to `process_element`. A [`Matcher`] applies
+//! the watermark lazily, just before its next event, and at the end of each
+//! chunk of input (so that a live source shows what falls due without waiting
+//! for more): nothing can happen between an event's watermark and the next
+//! event. A worker of several sees only some events: it also applies, exactly,
+//! the watermarks between them at which something of its keys falls due (see
+//! [`Matcher::events`]).
+//!
+//! Processing time: each event is stamped with the clock on arrival; time
+//! advances to that stamp before the event ([`Matcher::event_now`]), and
+//! [`Matcher::advance_now`] fires timers that fall due between events.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use ferrocep_core::operator::{CepOperator, Prefetch, TimeDomain};
+use ferrocep_core::spec::SpecError;
+use ferrocep_core::spec::{Conditions, JsonEvent, SpecSet, TextBlock};
+use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
+use ferrocep_core::{Nfa, OutputSink};
+
+use crate::key::Key;
+use crate::output::{pattern_label, Spill, VecSink, SPILL_AT};
+
+/// What every worker of a run needs: the compiled patterns and how to label
+/// and time them.
+pub struct Plan {
+    pub(crate) nfas: Vec<Arc<Nfa<JsonEvent>>>,
+    /// Each spec's `max_out_of_orderness`.
+    pub(crate) ooo: Vec<i64>,
+    /// Each spec's output label (empty for a single spec).
+    pub(crate) labels: Vec<Box<[u8]>>,
+    pub(crate) event_time: bool,
+}
+
+impl Plan {
+    /// Compiles the specs of `set`; `labels` name each spec's output lines
+    /// (`"pattern":"NAME"`), or none when empty.
+    pub fn new(set: &SpecSet, labels: &[String]) -> Result<Plan, SpecError> {
+        let nfas = set
+            .specs()
+            .iter()
+            .map(|s| s.compile().map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan {
+            nfas,
+            ooo: set
+                .specs()
+                .iter()
+                .map(|s| s.time.as_ref().map_or(0, |t| t.max_out_of_orderness))
+                .collect(),
+            labels: if labels.is_empty() {
+                vec![Box::default(); set.specs().len()]
+            } else {
+                labels.iter().map(|l| pattern_label(l)).collect()
+            },
+            event_time: set.is_event_time(),
+        })
+    }
+
+    /// Whether the patterns run in event time.
+    pub fn event_time(&self) -> bool {
+        self.event_time
+    }
+}
+
+/// The larger of two optional timestamps.
+pub fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The watermark after events whose largest timestamp is `max`.
+pub(crate) fn watermark(max: Option<i64>, ooo: i64) -> i64 {
+    match max {
+        None => MIN_WATERMARK,
+        Some(m) => m.saturating_sub(ooo).saturating_sub(1),
+    }
+}
+
+/// An event-time event on its way to a [`Matcher`], with the largest
+/// timestamp of the events before it in the input (the watermark before it is
+/// a function of that).
+pub struct Routed {
+    /// The partition key.
+    pub key: Key,
+    /// The event's timestamp.
+    pub ts: i64,
+    /// The largest timestamp before it in the input.
+    pub max_before: Option<i64>,
+    /// The event.
+    pub event: JsonEvent,
+}
+
+/// A chunk's watermark steps, for a [`Matcher`] that sees only some of the
+/// chunk's events (see [`Matcher::events`]).
+struct Steps<'a> {
+    /// Increasing.
+    steps: &'a [i64],
+    /// Steps before this one are behind the operator.
+    next: usize,
+    /// The largest timestamp before the chunk: steps up to it are not
+    /// watermarks of the input.
+    base: Option<i64>,
+}
+
+impl Steps<'_> {
+    /// Applies, one after the other, the watermarks of the steps below
+    /// `until` at which something of the operator is due, each exactly as the
+    /// input had it: the first step whose watermark reaches the operator's
+    /// next timer.
+    fn catch_up<S: OutputSink<Key, JsonEvent>>(
+        &mut self,
+        until: i64,
+        op: &mut CepOperator<Key, JsonEvent>,
+        applied: &mut Option<i64>,
+        ooo: i64,
+        sink: &mut S,
+    ) {
+        while self.next < self.steps.len() {
+            let Some(due) = op.next_timer() else { return };
+            // The smallest step whose watermark `step - ooo - 1` reaches it.
+            let need = due.saturating_add(ooo).saturating_add(1);
+            // Mostly nothing is due before the event's own watermark.
+            if need >= until {
+                return;
+            }
+            let rest = &self.steps[self.next..];
+            // None yet; an event buffered later may be due earlier.
+            if rest.last().is_none_or(|&s| s < need) {
+                return;
+            }
+            let k = first_at_least(rest, need);
+            let s = rest[k];
+            if s >= until {
+                return;
+            }
+            self.next += k + 1;
+            if Some(s) > self.base && Some(s) > *applied {
+                *applied = Some(s);
+                op.advance_time(watermark(Some(s), ooo), sink);
+            }
+        }
+    }
+}
+
+/// The index of the first of `sorted` (increasing) that is at least `x`, or
+/// its length if there is none. It is usually among the first few (the
+/// events of the other workers in between), so this gallops before it
+/// bisects.
+fn first_at_least(sorted: &[i64], x: i64) -> usize {
+    let mut hi = 1;
+    while hi < sorted.len() && sorted[hi - 1] < x {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(sorted.len());
+    lo + sorted[lo..hi].partition_point(|&s| s < x)
+}
+
+/// The events of a chunk being read: their lines are copied one after the
+/// other into a text block per worker, which the events then share (one
+/// allocation per block and chunk instead of one per event; a block is freed
+/// with the last of its events, so it holds the lines of a chunk's events,
+/// and never the bad or blank lines).
+pub struct Blocks {
+    texts: Vec<String>,
+    pending: Vec<Pending>,
+}
+
+struct Pending {
+    key: Key,
+    ts: i64,
+    block: u32,
+    range: Range<usize>,
+    conditions: Conditions,
+}
+
+impl Blocks {
+    /// Room for `n` blocks.
+    pub fn new(n: usize) -> Blocks {
+        Blocks {
+            texts: vec![String::new(); n.max(1)],
+            pending: Vec::new(),
+        }
+    }
+
+    /// An event of `block` (below `n`), its line `json`.
+    #[inline]
+    pub fn push(&mut self, block: usize, key: Key, ts: i64, json: &str, conditions: Conditions) {
+        let text = &mut self.texts[block];
+        let start = text.len();
+        text.push_str(json);
+        self.pending.push(Pending {
+            key,
+            ts,
+            block: block as u32,
+            range: start..text.len(),
+            conditions,
+        });
+    }
+
+    /// Makes the blocks and hands out their events in the order they came,
+    /// each with its block and the largest timestamp before it in this chunk
+    /// (`max_before`); returns the chunk's largest timestamp.
+    pub fn finish(&mut self, mut f: impl FnMut(usize, Routed)) -> Option<i64> {
+        let shared: Vec<Option<TextBlock>> = self
+            .texts
+            .iter_mut()
+            .map(|t| {
+                let block = (!t.is_empty()).then(|| TextBlock::from(t.as_str()));
+                t.clear();
+                block
+            })
+            .collect();
+        let mut max = None;
+        for p in self.pending.drain(..) {
+            let b = p.block as usize;
+            let event = shared[b]
+                .as_ref()
+                .and_then(|text| JsonEvent::in_block(text, p.range, p.conditions))
+                // Every range is a line just copied into its block.
+                .unwrap_or_else(|| JsonEvent::from_parts("", &[]));
+            f(
+                b,
+                Routed {
+                    key: p.key,
+                    ts: p.ts,
+                    max_before: max,
+                    event,
+                },
+            );
+            max = max_of(max, Some(p.ts));
+        }
+        max
+    }
+}
+
+/// How many events ahead [`Matcher::events`] prefetches where a key is in the
+/// index, and then the key's state.
+const PREFETCH_INDEX_AHEAD: usize = 6;
+const PREFETCH_STATE_AHEAD: usize = 3;
+
+/// One operator per spec over the keys of one partition, and the output
+/// they have produced and not yet handed on.
+///
+/// Event-time events come in batches, and each operator takes the whole
+/// batch before the next one does: the operators are independent, so this
+/// changes only the order of the output lines of different specs, and one
+/// operator's state stays in the caches for a whole batch.
+pub struct Matcher {
+    ops: Vec<CepOperator<Key, JsonEvent>>,
+    ooo: Vec<i64>,
+    labels: Vec<Box<[u8]>>,
+    /// Per operator, the largest timestamp whose watermark it has.
+    applied: Vec<Option<i64>>,
+    /// Output lines not yet written.
+    out: Vec<u8>,
+}
+
+impl Matcher {
+    /// One operator per pattern of `plan`, with no keys yet.
+    pub fn new(plan: &Plan) -> Matcher {
+        let domain = if plan.event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
+        Matcher {
+            ops: plan
+                .nfas
+                .iter()
+                .zip(&plan.ooo)
+                .map(|(n, &ooo)| {
+                    let mut op = CepOperator::new(n.clone(), domain);
+                    // `events` applies the watermark `max - ooo - 1` before
+                    // each event, as the promise requires.
+                    op.set_bounded_out_of_orderness(ooo);
+                    op
+                })
+                .collect(),
+            ooo: plan.ooo.clone(),
+            labels: plan.labels.clone(),
+            applied: vec![None; plan.nfas.len()],
+            out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
+        }
+    }
+
+    /// Event-time events, in input order (`batch` is left empty); `base` is
+    /// the largest timestamp of the input before the batch's chunk.
+    ///
+    /// `steps` are the chunk's running maxima (each timestamp of the chunk
+    /// that is larger than all before it within the chunk, in order): those
+    /// above `base` are the chunk's watermarks. A batch that holds only some
+    /// of the chunk's events (a worker of several) needs them: the operators
+    /// must reach each watermark at which an event or a timer of theirs is
+    /// due, exactly as in a run of the whole input, because a key advanced
+    /// past several such times at once can turn out differently (a partial
+    /// match pruned by a match completed at an earlier time may time out
+    /// instead, and one that started at `ts <= 0` has no timer of its own and
+    /// ends wherever its key was last advanced). A batch of all of the chunk's
+    /// events (one worker) passes `&[]`: its events' own `max_before` are
+    /// then every step.
+    pub fn events(
+        &mut self,
+        batch: &mut Vec<Routed>,
+        base: Option<i64>,
+        steps: &[i64],
+        spill: &mut dyn Spill,
+    ) {
+        let n = self.ops.len();
+        for i in 0..n {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+                spill: &mut *spill,
+            };
+            let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
+            let last = i + 1 == n;
+            let prefetch = op.prefetch_pays();
+            let mut steps = Steps {
+                steps,
+                next: 0,
+                base,
+            };
+            for j in 0..batch.len() {
+                // Keys are looked up a few events ahead, so that their memory
+                // loads while the events before them run.
+                if prefetch {
+                    if let Some(r) = batch.get(j + PREFETCH_INDEX_AHEAD) {
+                        op.prefetch(&r.key, Prefetch::Index);
+                    }
+                    if let Some(r) = batch.get(j + PREFETCH_STATE_AHEAD) {
+                        op.prefetch(&r.key, Prefetch::State);
+                    }
+                }
+                let r = &mut batch[j];
+                // The watermark that preceded the event, then the event.
+                let before = max_of(base, r.max_before);
+                if *applied != before {
+                    // Up to the step before the event's own watermark, which
+                    // comes next in any case.
+                    let until = before.unwrap_or(i64::MIN);
+                    steps.catch_up(until, op, applied, ooo, &mut sink);
+                    if *applied != before {
+                        *applied = before;
+                        op.advance_time(watermark(before, ooo), &mut sink);
+                    }
+                }
+                if last {
+                    // The last operator takes the events themselves.
+                    let event = std::mem::take(&mut r.event);
+                    op.process_element_by(&r.key, event, r.ts, &mut sink);
+                } else {
+                    op.process_element_ref(&r.key, &r.event, r.ts, &mut sink);
+                }
+            }
+            // What falls due at the chunk's watermarks after the batch's last
+            // event happens before this worker's next event in the input.
+            steps.catch_up(i64::MAX, op, applied, ooo, &mut sink);
+            if last {
+                batch.clear();
+            }
+        }
+    }
+
+    /// A processing-time event, arriving at `now`.
+    pub fn event_now(&mut self, key: &Key, event: JsonEvent, now: i64, spill: &mut dyn Spill) {
+        let n = self.ops.len();
+        let mut event = Some(event);
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+                spill: &mut *spill,
+            };
+            op.advance_time(now, &mut sink);
+            let e = if i + 1 == n {
+                event.take()
+            } else {
+                event.clone()
+            };
+            if let Some(e) = e {
+                op.process_element_by(key, e, now, &mut sink);
+            }
+        }
+    }
+
+    /// Applies the watermark that follows the input's largest timestamp so
+    /// far, `max`, now rather than before the next event: the same watermark
+    /// at the same point of the input, but what falls due at it comes out
+    /// before more input arrives (a live source shows a match once its
+    /// watermark has passed). With `flush` (at the end of the input),
+    /// +infinity after it.
+    pub fn advance_to(&mut self, max: Option<i64>, flush: bool, spill: &mut dyn Spill) {
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let mut sink = VecSink {
+                out: &mut self.out,
+                label: &self.labels[i],
+                spill: &mut *spill,
+            };
+            if self.applied[i] != max {
+                self.applied[i] = max;
+                op.advance_time(watermark(max, self.ooo[i]), &mut sink);
+            }
+            if flush {
+                op.advance_time(MAX_WATERMARK, &mut sink);
+            }
+        }
+    }
+
+    /// Processing time: fires the timers due at `now` (between events).
+    pub fn advance_now(&mut self, now: i64, spill: &mut dyn Spill) {
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            if op.next_timer().is_some_and(|t| t <= now) {
+                let mut sink = VecSink {
+                    out: &mut self.out,
+                    label: &self.labels[i],
+                    spill: &mut *spill,
+                };
+                op.advance_time(now, &mut sink);
+            }
+        }
+    }
+
+    /// The earliest timer of any operator.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.ops.iter().filter_map(|op| op.next_timer()).min()
+    }
+
+    /// Hands the lines not yet written to `spill`.
+    pub fn flush_out(&mut self, spill: &mut dyn Spill) {
+        if !self.out.is_empty() {
+            spill.spill(&self.out);
+            self.out.clear();
+        }
+    }
+
+    /// Bytes of output not yet written.
+    pub fn pending_out(&self) -> usize {
+        self.out.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_at_least;
+
+    #[test]
+    fn first_at_least_agrees_with_bisection() {
+        assert_eq!(first_at_least(&[], 5), 0);
+        for len in 1..40i64 {
+            let sorted: Vec<i64> = (0..len).map(|i| i * 3 - 10).collect();
+            let last = *sorted.last().unwrap();
+            // Past the last too: then the length.
+            for x in (sorted[0] - 2)..=(last + 2) {
+                assert_eq!(
+                    first_at_least(&sorted, x),
+                    sorted.partition_point(|&s| s < x),
+                    "len {len}, x {x}"
+                );
+            }
+        }
+    }
+}

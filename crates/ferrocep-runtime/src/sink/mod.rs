@@ -1,0 +1,90 @@
+//! Sinks of `ferrocep run`: where outputs go.
+//!
+//! Every output is one JSON line ([`Output::line`]) of a [`Kind`], with its
+//! pattern and a deterministic id already in it. Each configured sink runs as
+//! a task on the async runtime and takes outputs from a bounded queue
+//! ([`SinkHandle::tx`]); the engine waits when a queue is full, so a sink
+//! that is down holds outputs back with bounded memory and slows the source.
+//! A sink never drops an output silently: it delivers it, or (webhooks) puts
+//! it in its dead-letter file with the reason.
+//!
+//! [`SinkHandle::delivered`] counts the outputs a sink has finished with
+//! (written and flushed, acknowledged, or dead-lettered), in queue order: a
+//! checkpoint is complete once every sink has finished with every output
+//! before it.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::metrics::Metrics;
+
+/// The kinds of output, each routed to its own sinks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A complete match.
+    Match,
+    /// A partial match whose window ran out (Flink's timeout side output).
+    Timeout,
+    /// An event behind the watermark (Flink's late-data side output).
+    Late,
+    /// Input that could not be used (malformed, missing fields), with why.
+    Error,
+}
+
+impl Kind {
+    /// All kinds, in config order.
+    pub const ALL: [Kind; 4] = [Kind::Match, Kind::Timeout, Kind::Late, Kind::Error];
+
+    /// The name in configs, output lines and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Match => "match",
+            Kind::Timeout => "timeout",
+            Kind::Late => "late",
+            Kind::Error => "error",
+        }
+    }
+}
+
+/// One output, ready to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its id (also inside `line`): the same in every run over the same
+    /// input, across restarts and replays; consumers de-duplicate on it.
+    pub id: String,
+    /// The whole JSON object, without a line end.
+    pub line: Vec<u8>,
+}
+
+/// What a sink gets to run with.
+#[derive(Clone)]
+pub struct SinkCtx {
+    /// Where it is in the config, e.g. `outputs.timeout[0]`: names it in
+    /// logs and metrics.
+    pub name: String,
+    /// Metrics (queue length, retries, dead letters).
+    pub metrics: Arc<Metrics>,
+    /// The directory of the config file: relative paths are relative to it.
+    pub config_dir: PathBuf,
+    /// The pipeline's data directory (default dead-letter files live in it).
+    pub data_dir: PathBuf,
+    /// The clock, for backoff and batching deadlines in tests.
+    pub clock: SharedClock,
+}
+
+/// A running sink.
+pub struct SinkHandle {
+    /// Its queue.
+    pub tx: tokio::sync::mpsc::Sender<Arc<Output>>,
+    /// Outputs it has finished with (see the module docs).
+    pub delivered: Arc<AtomicU64>,
+    /// Ends once the queue is closed and everything in it is finished with.
+    pub task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// How many outputs a sink's queue holds before the engine waits.
+pub const QUEUE: usize = 8192;

@@ -1,0 +1,216 @@
+//! Sources of `ferrocep run`: where events come from, and where each one is
+//! in its source (its [`Position`]), so that outputs get stable ids and a
+//! checkpoint can say where to resume.
+//!
+//! A source runs on its own thread ([`Source::run`]) or, for network sources,
+//! on the async runtime, and hands batches of raw lines to the engine through
+//! a bounded queue ([`SourceTx`]): when the engine (or a sink behind it) is
+//! slow, the queue fills and the source waits, so memory stays bounded.
+//!
+//! Positions are per source and only grow: a byte offset for a file or
+//! stdin, a record offset in the ingest log for HTTP, an event number for the
+//! generator. Two events of one source never share a position, and a replay
+//! of the same input gives every event the same position again.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::SharedClock;
+use crate::metrics::Metrics;
+
+/// Where an event is in its source (see the module docs).
+pub type Position = u64;
+
+/// Events read from a source: their lines, one after another in `text`, and
+/// for each its position and its bytes in `text`.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The lines' bytes (each line without its line end).
+    pub text: Vec<u8>,
+    /// The records in source order.
+    pub records: Vec<Record>,
+}
+
+/// One raw event of a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Its position in the source.
+    pub pos: Position,
+    /// Start of its bytes in [`Batch::text`].
+    pub start: u32,
+    /// End of its bytes in [`Batch::text`].
+    pub end: u32,
+}
+
+impl Batch {
+    /// An empty batch with room for about `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Batch {
+        Batch {
+            text: Vec::with_capacity(bytes),
+            records: Vec::new(),
+        }
+    }
+
+    /// Appends one raw event at `pos`.
+    pub fn push(&mut self, pos: Position, line: &[u8]) {
+        let start = self.text.len();
+        self.text.extend_from_slice(line);
+        self.records.push(Record {
+            pos,
+            start: start as u32,
+            end: self.text.len() as u32,
+        });
+    }
+
+    /// The bytes of `r`.
+    pub fn bytes(&self, r: &Record) -> &[u8] {
+        &self.text[r.start as usize..r.end as usize]
+    }
+
+    /// The range of `r` in [`Batch::text`].
+    pub fn range(r: &Record) -> Range<usize> {
+        r.start as usize..r.end as usize
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// What a source tells the engine.
+#[derive(Debug)]
+pub enum SourceMsg {
+    /// Events, in source order.
+    Batch(Batch),
+    /// Input the source itself refused (an HTTP event that is not an
+    /// object, say): it goes to the `error` output with the reason.
+    Rejected {
+        /// Where it was (for its output id).
+        pos: Position,
+        /// The raw input, as text (lossy for bytes that are not UTF-8).
+        raw: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The input is over (a file read to its end without `follow`): the
+    /// engine applies `end_of_input` and the pipeline stops.
+    End,
+    /// The source failed and cannot go on.
+    Failed(String),
+}
+
+/// The engine's end of a source's queue, and the stop flag.
+#[derive(Clone)]
+pub struct SourceTx {
+    tx: SyncSender<SourceMsg>,
+    stop: StopFlag,
+}
+
+impl SourceTx {
+    /// A sender over `tx`, giving up when `stop` is raised.
+    pub fn new(tx: SyncSender<SourceMsg>, stop: StopFlag) -> Self {
+        SourceTx { tx, stop }
+    }
+
+    /// Sends `msg`, waiting while the queue is full. Returns `false` when the
+    /// pipeline is stopping or gone: the source should then return.
+    pub fn send(&self, msg: SourceMsg) -> bool {
+        let mut msg = msg;
+        loop {
+            if self.stop.is_raised() {
+                return false;
+            }
+            match self.tx.try_send(msg) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) => {
+                    msg = m;
+                    // The engine is busy or a sink is slow: wait, looking at
+                    // the stop flag now and then.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    /// The stop flag.
+    pub fn stop(&self) -> &StopFlag {
+        &self.stop
+    }
+}
+
+/// Raised once when the pipeline stops (SIGTERM, SIGINT, end of input, a
+/// fatal error); sources stop reading when they see it.
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// A flag not raised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises it.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it is raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a source gets to run with.
+#[derive(Clone)]
+pub struct SourceCtx {
+    /// Where its events go.
+    pub out: SourceTx,
+    /// The clock (the generator paces itself by it; tests move it by hand).
+    pub clock: SharedClock,
+    /// Metrics (events in, input errors).
+    pub metrics: Arc<Metrics>,
+    /// The async runtime, for network sources.
+    pub runtime: tokio::runtime::Handle,
+    /// The pipeline's data directory (the HTTP ingest log lives in it).
+    pub data_dir: std::path::PathBuf,
+    /// Where to resume: the position of the first event not yet taken into
+    /// state (0 at a fresh start). Sources that cannot seek ignore it.
+    pub resume_from: Position,
+}
+
+/// A source of raw events.
+pub trait Source: Send + 'static {
+    /// A short name for logs and metrics (`file`, `http`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Reads until the input ends (then sends [`SourceMsg::End`]), the stop
+    /// flag is raised, or it fails (then sends [`SourceMsg::Failed`] and
+    /// returns the error). Runs on a thread of its own.
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String>;
+}
+
+/// Waits on `rx` until `deadline` (`None`: forever): a helper for the
+/// engine's loop.
+pub fn recv_until(
+    rx: &std::sync::mpsc::Receiver<SourceMsg>,
+    wait: Option<Duration>,
+) -> Result<Option<SourceMsg>, ()> {
+    match wait {
+        None => rx.recv().map(Some).map_err(|_| ()),
+        Some(d) => match rx.recv_timeout(d) {
+            Ok(m) => Ok(Some(m)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(()),
+        },
+    }
+}

@@ -1,0 +1,46 @@
+//! Why a command failed, and the exit status that says so: 0 on success; 1
+//! when `--strict` meets a bad line; 2 for a bad spec or config, bad usage or
+//! an I/O error.
+
+/// Why a command failed, with the exit status it maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Process exit status.
+    pub code: i32,
+    /// The message, printed on stderr.
+    pub message: String,
+}
+
+impl Failure {
+    /// The spec cannot be read, parsed or compiled (exit 2).
+    pub fn spec(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: format!("spec error: {}", message.into()),
+        }
+    }
+
+    /// Bad arguments (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: format!("error: {}", message.into()),
+        }
+    }
+
+    /// Reading input or writing output failed (exit 2).
+    pub fn io(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: format!("error: {}", message.into()),
+        }
+    }
+
+    /// A bad input line under `--strict` (exit 1).
+    pub fn data(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: format!("error: {}", message.into()),
+        }
+    }
+}
