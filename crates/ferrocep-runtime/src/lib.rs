@@ -20,6 +20,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod input;
 pub mod key;
 pub mod live;

@@ -195,8 +195,9 @@ pub fn write_json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     w.write_all(b"\"")
 }
 
+/// `{"kind":"KIND"` + `label` + `,"key":KEY` (no key for [`Key::None`]).
 #[inline]
-fn write_head<W: Write, K: KeyJson>(
+pub(crate) fn write_head<W: Write, K: KeyJson>(
     w: &mut W,
     kind: &[u8],
     label: &[u8],
@@ -219,6 +220,16 @@ fn write_head<W: Write, K: KeyJson>(
 }
 
 fn write_events<W: Write, E: RawJson>(w: &mut W, m: &MatchRef<'_, E>) -> io::Result<()> {
+    write_events_after(w, m, 0)
+}
+
+/// `,"events":{...}` with each event's text from byte `skip` on (the events
+/// of `run` carry their source position in front of their text).
+pub(crate) fn write_events_after<W: Write, E: RawJson>(
+    w: &mut W,
+    m: &MatchRef<'_, E>,
+    skip: usize,
+) -> io::Result<()> {
     w.write_all(b",\"events\":{")?;
     let mut result = Ok(());
     let mut first_stage = true;
@@ -239,7 +250,8 @@ fn write_events<W: Write, E: RawJson>(w: &mut W, m: &MatchRef<'_, E>) -> io::Res
                     w.write_all(b",")?;
                 }
                 first = false;
-                w.write_all(e.raw_json().as_bytes())?;
+                let raw = e.raw_json().as_bytes();
+                w.write_all(raw.get(skip..).unwrap_or_default())?;
             }
             w.write_all(b"]")
         })();

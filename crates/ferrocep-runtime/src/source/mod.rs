@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,20 +197,4 @@ pub trait Source: Send + 'static {
     /// flag is raised, or it fails (then sends [`SourceMsg::Failed`] and
     /// returns the error). Runs on a thread of its own.
     fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String>;
-}
-
-/// Waits on `rx` until `deadline` (`None`: forever): a helper for the
-/// engine's loop.
-pub fn recv_until(
-    rx: &std::sync::mpsc::Receiver<SourceMsg>,
-    wait: Option<Duration>,
-) -> Result<Option<SourceMsg>, ()> {
-    match wait {
-        None => rx.recv().map(Some).map_err(|_| ()),
-        Some(d) => match rx.recv_timeout(d) {
-            Ok(m) => Ok(Some(m)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(()),
-        },
-    }
 }

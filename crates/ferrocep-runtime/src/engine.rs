@@ -1,0 +1,863 @@
+//! The engine of `ferrocep run`: every pattern's operator over the events of
+//! one source, the watermarks (Flink's, plus the quiet-stream rule of
+//! `pipeline-spec.md` section 5), and the outputs with their ids.
+//!
+//! Patterns that share their key and time field form a group that reads
+//! each event once ([`SpecSet`]); each pattern has its own operator, window,
+//! out-of-orderness and watermark. Event time is driven exactly as the
+//! sequential `match` drives it: before each event the watermark that
+//! preceded it in the source, after each batch the watermark that follows
+//! it. Processing-time patterns stamp a batch with the clock when it arrives
+//! and fire their timers when the clock reaches them.
+//!
+//! Quiet stream: with `idle_timeout`, once no event has arrived for that long
+//! the watermark of every event-time pattern moves with the clock:
+//! `max(w, w_last + (now - t_last) - idle_timeout)`, where `t_last` is the
+//! clock time of the last event and `w_last` the pattern's watermark then.
+//! [`Engine::next_wake`] says when the next timer falls due under that rule,
+//! so the caller can sleep exactly until then.
+//!
+//! Output ids: every event carries its source position (16 hex digits in
+//! front of its stored text, cut off when it is printed). An output's id is
+//! `PATTERN:KIND:FIRST-HASH`, where `FIRST` is the position of its first
+//! event and `HASH` 16 hex digits of the XXH3 hash of its kind, pattern and
+//! every (stage, position) pair of its events. The same events in the same
+//! stages give the same id in every run over the same input; anything else
+//! gives another. A late event's id is `PATTERN:late:POS`, an input error's
+//! `PATTERN:error:POS` (`-:error:POS` when no pattern could read it).
+
+use std::sync::Arc;
+
+use ferrocep_core::event::Value;
+use ferrocep_core::operator::{CepOperator, TimeDomain};
+use ferrocep_core::output::{MatchRef, OutputSink};
+use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
+use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::key::Key;
+use crate::output::{write_events_after, write_head, write_json_str};
+use crate::sink::{Kind, Output};
+use crate::source::{Batch, Position};
+
+/// Width of the position in front of each event's stored text.
+const POS_HEX: usize = 16;
+
+/// A pattern as the engine runs it.
+struct PatternOp {
+    name: Arc<str>,
+    op: CepOperator<Key, JsonEvent>,
+    ooo: i64,
+    event_time: bool,
+    /// The largest timestamp whose watermark the operator has.
+    applied: Option<i64>,
+    /// The operator's watermark when the last event arrived (idle rule).
+    w_last: i64,
+    /// `,"pattern":"NAME"` as output text.
+    label: Box<[u8]>,
+    /// Outputs of each kind so far, in [`Kind::ALL`] order.
+    counts: [u64; 4],
+}
+
+/// Patterns sharing a key and time field, and so one read of each event.
+struct Group {
+    set: SpecSet,
+    /// Indices into [`Engine::patterns`].
+    members: Vec<usize>,
+    event_time: bool,
+    /// The largest timestamp read so far (event time).
+    max: Option<i64>,
+}
+
+/// A pattern's name and its outputs of each kind, in [`Kind::ALL`] order.
+pub type PatternCounts = (Arc<str>, [u64; 4]);
+
+/// A pattern set the engine cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+/// Counts of what the engine has done, for metrics and the progress line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Events taken (each counted once, whatever the number of patterns).
+    pub events: u64,
+    /// Outputs of each kind, in [`Kind::ALL`] order.
+    pub outputs: [u64; 4],
+}
+
+/// What the engine needs to know about the pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// The quiet-stream rule, ms (event time only).
+    pub idle_timeout: Option<i64>,
+}
+
+/// Every pattern of a pipeline over one source (see the module docs).
+pub struct Engine {
+    patterns: Vec<PatternOp>,
+    groups: Vec<Group>,
+    idle_timeout: Option<i64>,
+    /// Clock time of the last event (idle rule).
+    t_last: Option<i64>,
+    /// Field values, reused from event to event.
+    scratch: Vec<Value<'static>>,
+    /// Events of a batch being matched, reused.
+    routed: Vec<(Key, i64, JsonEvent)>,
+    /// The text of a batch's events with their positions.
+    block: String,
+    /// Events taken so far.
+    events: u64,
+    /// Error outputs of input no pattern could read.
+    rejected: u64,
+}
+
+impl Engine {
+    /// An engine for `patterns` (each with its name).
+    pub fn new(patterns: &[(String, Spec)], options: EngineOptions) -> Result<Engine, EngineError> {
+        let mut ops = Vec::with_capacity(patterns.len());
+        for (name, spec) in patterns {
+            let nfa = Arc::new(
+                spec.compile()
+                    .map_err(|e| EngineError(format!("pattern '{name}': {e}")))?,
+            );
+            let event_time = spec.time.is_some();
+            let domain = if event_time {
+                TimeDomain::EventTime
+            } else {
+                TimeDomain::ProcessingTime
+            };
+            let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
+            let mut op = CepOperator::new(nfa, domain);
+            op.set_bounded_out_of_orderness(ooo);
+            let mut label = b",\"pattern\":".to_vec();
+            let _ = write_json_str(&mut label, name);
+            ops.push(PatternOp {
+                name: Arc::from(name.as_str()),
+                op,
+                ooo,
+                event_time,
+                applied: None,
+                w_last: MIN_WATERMARK,
+                label: label.into_boxed_slice(),
+                counts: [0; 4],
+            });
+        }
+        // Group by key and time field, in pattern order; specs that cannot
+        // share one read (two spellings of one dotted field) run apart.
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (i, (_, spec)) in patterns.iter().enumerate() {
+            let same = |j: &usize| {
+                let first = &patterns[*j].1;
+                first.key == spec.key
+                    && first.time.as_ref().map(|t| &t.field) == spec.time.as_ref().map(|t| &t.field)
+            };
+            match members.iter_mut().find(|m| m.first().is_some_and(same)) {
+                Some(m) => m.push(i),
+                None => members.push(vec![i]),
+            }
+        }
+        let mut groups = Vec::with_capacity(members.len());
+        for m in members {
+            let specs = m.iter().map(|&i| patterns[i].1.clone()).collect();
+            let event_time = patterns[m[0]].1.time.is_some();
+            match SpecSet::new(specs) {
+                Ok(set) => groups.push(Group {
+                    set,
+                    members: m,
+                    event_time,
+                    max: None,
+                }),
+                Err(_) => {
+                    for i in m {
+                        let set = SpecSet::new(vec![patterns[i].1.clone()]).map_err(|e| {
+                            EngineError(format!("pattern '{}': {e}", patterns[i].0))
+                        })?;
+                        groups.push(Group {
+                            set,
+                            members: vec![i],
+                            event_time,
+                            max: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Engine {
+            patterns: ops,
+            groups,
+            idle_timeout: options.idle_timeout,
+            t_last: None,
+            scratch: Vec::new(),
+            routed: Vec::new(),
+            block: String::new(),
+            events: 0,
+            rejected: 0,
+        })
+    }
+
+    /// Checks that every group of patterns can read `line` (missing key or
+    /// time field, bad timestamp, not a JSON object): the reason of the first
+    /// that cannot. HTTP ingest rejects such events before they are logged.
+    pub fn validator(&self) -> impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static {
+        let sets: Vec<SpecSet> = self.groups.iter().map(|g| g.set.clone()).collect();
+        move |bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            let mut scratch = Vec::new();
+            for set in &sets {
+                set.ingest_parts(&text, &mut scratch)
+                    .map_err(|e| e.reason)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The names of the patterns, in config order.
+    pub fn pattern_names(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(|p| &*p.name)
+    }
+
+    /// What the engine has done so far.
+    pub fn stats(&self) -> EngineStats {
+        let mut outputs = [0; 4];
+        for p in &self.patterns {
+            for (o, c) in outputs.iter_mut().zip(p.counts) {
+                *o += c;
+            }
+        }
+        outputs[Kind::Error as usize] += self.rejected;
+        EngineStats {
+            events: self.events,
+            outputs,
+        }
+    }
+
+    /// Per pattern: its name, pending partial matches, keys with state and
+    /// watermark (or processing time). Walks every key: call it now and then,
+    /// not per event.
+    pub fn pattern_state(&self) -> Vec<(Arc<str>, usize, usize, i64)> {
+        self.patterns
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.op.num_partial_matches(),
+                    p.op.num_keys(),
+                    p.op.current_time(),
+                )
+            })
+            .collect()
+    }
+
+    /// Takes a batch of events that arrived at clock time `now`; appends the
+    /// outputs to `out`.
+    pub fn on_batch(&mut self, batch: &Batch, now: i64, out: &mut Vec<Output>) {
+        if batch.is_empty() {
+            return;
+        }
+        self.events += batch.len() as u64;
+        // Text, checked once for the whole batch: almost always valid.
+        let whole = std::str::from_utf8(&batch.text).ok();
+        for gi in 0..self.groups.len() {
+            self.group_batch(gi, batch, whole, now, out);
+        }
+        self.t_last = Some(now);
+        for p in &mut self.patterns {
+            if p.event_time {
+                p.w_last = p.op.current_time();
+            }
+        }
+    }
+
+    fn group_batch(
+        &mut self,
+        gi: usize,
+        batch: &Batch,
+        whole: Option<&str>,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let g = &mut self.groups[gi];
+        let block = &mut self.block;
+        block.clear();
+        let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions)> =
+            Vec::with_capacity(batch.len());
+        for r in &batch.records {
+            let bytes = batch.bytes(r);
+            let lossy;
+            let line: &str = match whole {
+                Some(t) => &t[Batch::range(r)],
+                None => {
+                    lossy = String::from_utf8_lossy(bytes);
+                    &lossy
+                }
+            };
+            match g.set.ingest_parts(line, &mut self.scratch) {
+                Ok(p) => {
+                    let key = Key::from_opt(p.key.as_deref());
+                    let start = block.len();
+                    push_pos(block, r.pos);
+                    block.push_str(p.json);
+                    parts.push((
+                        key,
+                        p.timestamp.unwrap_or(0),
+                        start..block.len(),
+                        p.conditions,
+                    ));
+                }
+                Err(e) => {
+                    for &pi in &g.members {
+                        let p = &mut self.patterns[pi];
+                        p.counts[Kind::Error as usize] += 1;
+                        out.push(error_output(Some(&p.name), r.pos, line, &e.reason));
+                    }
+                }
+            }
+        }
+        if parts.is_empty() {
+            return;
+        }
+        let text = TextBlock::from(block.as_str());
+        self.routed.clear();
+        for (key, ts, range, conds) in parts {
+            let event = JsonEvent::in_block(&text, range, conds)
+                // Every range was just written into the block.
+                .unwrap_or_default();
+            self.routed.push((key, ts, event));
+        }
+        let g = &mut self.groups[gi];
+        let n = g.members.len();
+        if g.event_time {
+            let base = g.max;
+            for (k, &pi) in g.members.iter().enumerate() {
+                let p = &mut self.patterns[pi];
+                let last = k + 1 == n;
+                let mut sink = RunSink {
+                    out: &mut *out,
+                    name: &p.name,
+                    label: &p.label,
+                    counts: &mut p.counts,
+                };
+                let mut max = base;
+                for (key, ts, event) in self.routed.iter_mut() {
+                    if p.applied != max {
+                        p.applied = max;
+                        p.op.advance_time(watermark(max, p.ooo), &mut sink);
+                    }
+                    if last {
+                        let e = std::mem::take(event);
+                        p.op.process_element_by(key, e, *ts, &mut sink);
+                    } else {
+                        p.op.process_element_ref(key, event, *ts, &mut sink);
+                    }
+                    max = max_of(max, Some(*ts));
+                }
+                // The watermark that follows the batch's last event.
+                if p.applied != max {
+                    p.applied = max;
+                    p.op.advance_time(watermark(max, p.ooo), &mut sink);
+                }
+            }
+            g.max = self.routed.iter().fold(base, |m, r| max_of(m, Some(r.1)));
+        } else {
+            for (k, &pi) in g.members.iter().enumerate() {
+                let p = &mut self.patterns[pi];
+                let last = k + 1 == n;
+                let mut sink = RunSink {
+                    out: &mut *out,
+                    name: &p.name,
+                    label: &p.label,
+                    counts: &mut p.counts,
+                };
+                p.op.advance_time(now, &mut sink);
+                for (key, _, event) in self.routed.iter_mut() {
+                    if last {
+                        let e = std::mem::take(event);
+                        p.op.process_element_by(key, e, now, &mut sink);
+                    } else {
+                        p.op.process_element_ref(key, event, now, &mut sink);
+                    }
+                }
+            }
+        }
+        self.routed.clear();
+    }
+
+    /// Input the source refused (or that no pattern could read): one error
+    /// output.
+    pub fn on_rejected(&mut self, pos: Position, raw: &str, reason: &str, out: &mut Vec<Output>) {
+        self.rejected += 1;
+        out.push(error_output(None, pos, raw, reason));
+    }
+
+    /// Fires what is due at clock time `now`: processing-time timers, and
+    /// event-time timers that the quiet-stream rule has reached.
+    pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
+        let idle = self.idle_watermark_shift(now);
+        for p in &mut self.patterns {
+            let mut sink = RunSink {
+                out: &mut *out,
+                name: &p.name,
+                label: &p.label,
+                counts: &mut p.counts,
+            };
+            if !p.event_time {
+                if p.op.next_timer().is_some_and(|t| t <= now) {
+                    p.op.advance_time(now, &mut sink);
+                }
+            } else if let Some(shift) = idle {
+                let w = p.w_last.saturating_add(shift);
+                if w > p.op.current_time() {
+                    p.op.advance_time(w, &mut sink);
+                }
+            }
+        }
+    }
+
+    /// How far the quiet-stream rule has moved watermarks past `w_last` at
+    /// `now` (`None`: not at all).
+    fn idle_watermark_shift(&self, now: i64) -> Option<i64> {
+        let (idle, t) = (self.idle_timeout?, self.t_last?);
+        let shift = now.saturating_sub(t).saturating_sub(idle);
+        (shift > 0).then_some(shift)
+    }
+
+    /// The clock time at which [`Engine::on_time`] next has work to do, if
+    /// any.
+    pub fn next_wake(&self) -> Option<i64> {
+        let mut wake: Option<i64> = None;
+        for p in &self.patterns {
+            let Some(due) = p.op.next_timer() else {
+                continue;
+            };
+            let at = if !p.event_time {
+                Some(due)
+            } else {
+                match (self.idle_timeout, self.t_last) {
+                    // The watermark reaches `due` at t + idle + (due - w_last).
+                    (Some(idle), Some(t)) if p.w_last > MIN_WATERMARK => Some(
+                        t.saturating_add(idle)
+                            .saturating_add(due.saturating_sub(p.w_last).max(1)),
+                    ),
+                    _ => None,
+                }
+            };
+            wake = match (wake, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        wake
+    }
+
+    /// The end of a bounded input: with `flush`, every event-time watermark
+    /// goes to +infinity (Flink's end of a bounded source).
+    pub fn on_end(&mut self, flush: bool, out: &mut Vec<Output>) {
+        if flush {
+            for p in &mut self.patterns {
+                if p.event_time {
+                    let mut sink = RunSink {
+                        out: &mut *out,
+                        name: &p.name,
+                        label: &p.label,
+                        counts: &mut p.counts,
+                    };
+                    p.op.advance_time(MAX_WATERMARK, &mut sink);
+                }
+            }
+        }
+    }
+
+    /// Outputs of each kind so far, per pattern in config order, and those
+    /// of input no pattern could read ([`Engine::on_rejected`]).
+    pub fn output_counts(&self) -> (Vec<PatternCounts>, u64) {
+        let per = self
+            .patterns
+            .iter()
+            .map(|p| (p.name.clone(), p.counts))
+            .collect();
+        (per, self.rejected)
+    }
+}
+
+fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The bounded-out-of-orderness watermark after events whose largest
+/// timestamp is `max`.
+fn watermark(max: Option<i64>, ooo: i64) -> i64 {
+    match max {
+        None => MIN_WATERMARK,
+        Some(m) => m.saturating_sub(ooo).saturating_sub(1),
+    }
+}
+
+/// Writes `pos` as [`POS_HEX`] hex digits.
+fn push_pos(block: &mut String, pos: Position) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; POS_HEX];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((pos >> ((POS_HEX - 1 - i) * 4)) & 0xf) as usize];
+    }
+    // Hex digits are ASCII.
+    block.push_str(std::str::from_utf8(&buf).unwrap_or("0000000000000000"));
+}
+
+/// The position in front of an event's stored text.
+fn pos_of(e: &JsonEvent) -> Position {
+    e.raw()
+        .get(..POS_HEX)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// The event's own text, without its position.
+fn text_of(e: &JsonEvent) -> &str {
+    e.raw().get(POS_HEX..).unwrap_or_default()
+}
+
+/// An `error` output for input at `pos`.
+fn error_output(pattern: Option<&str>, pos: Position, raw: &str, reason: &str) -> Output {
+    let id = format!("{}:error:{pos}", pattern.unwrap_or("-"));
+    let mut line = Vec::with_capacity(64 + raw.len() + reason.len());
+    line.extend_from_slice(b"{\"kind\":\"error\",\"pattern\":");
+    match pattern {
+        Some(p) => {
+            let _ = write_json_str(&mut line, p);
+        }
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"id\":");
+    let _ = write_json_str(&mut line, &id);
+    line.extend_from_slice(b",\"position\":");
+    line.extend_from_slice(itoa::Buffer::new().format(pos).as_bytes());
+    line.extend_from_slice(b",\"reason\":");
+    let _ = write_json_str(&mut line, reason);
+    line.extend_from_slice(b",\"raw\":");
+    let _ = write_json_str(&mut line, raw);
+    line.push(b'}');
+    Output {
+        kind: Kind::Error,
+        id,
+        line,
+    }
+}
+
+/// The operator's outputs as `run` writes them.
+struct RunSink<'a> {
+    out: &'a mut Vec<Output>,
+    name: &'a str,
+    label: &'a [u8],
+    counts: &'a mut [u64; 4],
+}
+
+impl RunSink<'_> {
+    fn id_of(&self, kind: Kind, m: &MatchRef<'_, JsonEvent>) -> String {
+        let mut h = Xxh3::new();
+        h.update(kind.as_str().as_bytes());
+        h.update(&[0]);
+        h.update(self.name.as_bytes());
+        h.update(&[0]);
+        let mut first = None;
+        for (stage, e) in m.iter() {
+            let pos = pos_of(e);
+            first.get_or_insert(pos);
+            h.update(stage.as_bytes());
+            h.update(&[0]);
+            h.update(&pos.to_le_bytes());
+        }
+        format!(
+            "{}:{}:{}-{:016x}",
+            self.name,
+            kind.as_str(),
+            first.unwrap_or(0),
+            h.digest()
+        )
+    }
+
+    fn head(&self, kind: Kind, id: &str, key: &Key) -> Vec<u8> {
+        let mut line = Vec::with_capacity(256);
+        let mut label = Vec::with_capacity(self.label.len() + id.len() + 8);
+        label.extend_from_slice(self.label);
+        label.extend_from_slice(b",\"id\":");
+        let _ = write_json_str(&mut label, id);
+        let _ = write_head(&mut line, kind.as_str().as_bytes(), &label, key);
+        line
+    }
+}
+
+impl OutputSink<Key, JsonEvent> for RunSink<'_> {
+    fn on_match(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _ts: i64) {
+        let id = self.id_of(Kind::Match, m);
+        let mut line = self.head(Kind::Match, &id, key);
+        let _ = write_events_after(&mut line, m, POS_HEX);
+        line.push(b'}');
+        self.counts[Kind::Match as usize] += 1;
+        self.out.push(Output {
+            kind: Kind::Match,
+            id,
+            line,
+        });
+    }
+
+    fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, timeout_at: i64) {
+        let id = self.id_of(Kind::Timeout, m);
+        let mut line = self.head(Kind::Timeout, &id, key);
+        line.extend_from_slice(b",\"timeout_at\":");
+        line.extend_from_slice(itoa::Buffer::new().format(timeout_at).as_bytes());
+        let _ = write_events_after(&mut line, m, POS_HEX);
+        line.push(b'}');
+        self.counts[Kind::Timeout as usize] += 1;
+        self.out.push(Output {
+            kind: Kind::Timeout,
+            id,
+            line,
+        });
+    }
+
+    fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: i64) {
+        let id = format!("{}:late:{}", self.name, pos_of(event));
+        let mut line = self.head(Kind::Late, &id, key);
+        line.extend_from_slice(b",\"event\":");
+        line.extend_from_slice(text_of(event).as_bytes());
+        line.push(b'}');
+        self.counts[Kind::Late as usize] += 1;
+        self.out.push(Output {
+            kind: Kind::Late,
+            id,
+            line,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::path::Path;
+
+    use ferrocep_core::spec::Format;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::matcher::Plan;
+    use crate::options::{EndOfInput, Options};
+
+    /// `line` without the `"pattern"` and `"id"` members `run` adds.
+    fn as_match_prints(line: &[u8]) -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("pattern");
+        o.remove("id");
+        v
+    }
+
+    fn replay(spec: &Spec, input: &str, flush: bool) -> Vec<serde_json::Value> {
+        let set = SpecSet::new(vec![spec.clone()]).unwrap();
+        let plan = Plan::new(&set, &[]).unwrap();
+        let mut out = Vec::new();
+        let options = Options {
+            end_of_input: if flush {
+                EndOfInput::Flush
+            } else {
+                EndOfInput::Stop
+            },
+            ..Options::default()
+        };
+        let clock = ManualClock::new(0);
+        crate::replay::run_with(
+            &set,
+            &plan,
+            Cursor::new(input.as_bytes().to_vec()),
+            &mut out,
+            &mut std::io::sink(),
+            &options,
+            &clock,
+        )
+        .unwrap();
+        out.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    /// Runs `input` through an engine in batches of sizes taken from `sizes`.
+    fn engine_run(spec: &Spec, input: &str, flush: bool, sizes: &[usize]) -> Vec<Output> {
+        let mut engine =
+            Engine::new(&[("p".into(), spec.clone())], EngineOptions::default()).unwrap();
+        let mut out = Vec::new();
+        let lines: Vec<(u64, &str)> = {
+            let mut pos = 0u64;
+            input
+                .split('\n')
+                .map(|l| {
+                    let p = pos;
+                    pos += l.len() as u64 + 1;
+                    (p, l)
+                })
+                .filter(|(_, l)| !l.trim().is_empty())
+                .collect()
+        };
+        let mut i = 0;
+        let mut k = 0;
+        while i < lines.len() {
+            let n = sizes[k % sizes.len()].max(1);
+            k += 1;
+            let mut batch = Batch::default();
+            for (pos, l) in &lines[i..(i + n).min(lines.len())] {
+                batch.push(*pos, l.as_bytes());
+            }
+            i += n;
+            engine.on_batch(&batch, 0, &mut out);
+        }
+        engine.on_end(flush, &mut out);
+        out
+    }
+
+    /// The repository's recorded cases, in event time: `run`'s engine gives
+    /// exactly `match`'s outputs, in the same order, whatever the batches.
+    #[test]
+    fn engine_equals_match_on_recorded_cases() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrocep/tests/cases");
+        let mut checked = 0;
+        for dir in ["edges", "flink-ports"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let case: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let spec = Spec::from_str(&case["spec"].to_string(), Format::Json).unwrap();
+                if spec.time.is_none() {
+                    continue;
+                }
+                let flush = case["end_of_input"].as_str() != Some("stop");
+                let input: String = case["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| format!("{e}\n"))
+                    .collect();
+                let want = replay(&spec, &input, flush);
+                for sizes in [&[1usize][..], &[3, 1, 4, 1, 5], &[1000]] {
+                    let got = engine_run(&spec, &input, flush, sizes);
+                    let got: Vec<_> = got.iter().map(|o| as_match_prints(&o.line)).collect();
+                    assert_eq!(got, want, "{} in batches {sizes:?}", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} cases");
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let spec = Spec::from_str(
+            r#"{"key":"id","time":{"field":"ts"},"within":"10ms",
+                "stages":[{"name":"a","where":"t == \"a\""},
+                          {"name":"b","contiguity":"followed_by_any","where":"t == \"b\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        // The same event text twice: different positions, different ids.
+        let input = "{\"id\":1,\"t\":\"a\",\"ts\":1}\n{\"id\":1,\"t\":\"a\",\"ts\":1}\n{\"id\":1,\"t\":\"b\",\"ts\":3}\n{\"id\":1,\"t\":\"b\",\"ts\":0}\nnot json\n";
+        let a = engine_run(&spec, input, true, &[1]);
+        let b = engine_run(&spec, input, true, &[2, 3]);
+        // Errors come out as a batch is read, before its events' outputs.
+        let mut ids: Vec<&str> = a.iter().map(|o| o.id.as_str()).collect();
+        let mut ids_b: Vec<&str> = b.iter().map(|o| o.id.as_str()).collect();
+        ids.sort_unstable();
+        ids_b.sort_unstable();
+        assert_eq!(ids, ids_b);
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        let kinds: Vec<Kind> = a.iter().map(|o| o.kind).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == Kind::Match).count(),
+            2,
+            "{kinds:?}"
+        );
+        assert!(kinds.contains(&Kind::Late) && kinds.contains(&Kind::Error));
+        let err = a.iter().find(|o| o.kind == Kind::Error).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&err.line).unwrap();
+        assert_eq!(v["raw"], "not json");
+        assert_eq!(v["pattern"], "p");
+        for o in &a {
+            let v: serde_json::Value = serde_json::from_slice(&o.line).unwrap();
+            assert_eq!(v["id"], o.id.as_str());
+            assert_eq!(v["kind"], o.kind.as_str());
+        }
+    }
+
+    /// The quiet-stream rule: a timeout fires `idle_timeout` after its window
+    /// ends on the clock, and an event behind the moved watermark is late.
+    #[test]
+    fn idle_timeout_moves_the_watermark_with_the_clock() {
+        let spec = Spec::from_str(
+            r#"{"key":"id","time":{"field":"ts","max_out_of_orderness":"1s"},"within":"10s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let mut e = Engine::new(
+            &[("orders".into(), spec)],
+            EngineOptions {
+                idle_timeout: Some(5_000),
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut b = Batch::default();
+        b.push(0, br#"{"id":"o1","t":"c","ts":100000}"#);
+        // Arrives at clock 1_000_000; watermark 98_999; window ends at 110_000.
+        e.on_batch(&b, 1_000_000, &mut out);
+        assert!(out.is_empty());
+        // The event itself waits for the watermark to pass 100_000, then
+        // its window: due when 98_999 + (now - 1_000_000) - 5_000 >= 110_000.
+        let mut wake = e.next_wake().unwrap();
+        for _ in 0..5 {
+            e.on_time(wake - 1, &mut out);
+            assert!(out.is_empty(), "fired early at {wake}");
+            e.on_time(wake, &mut out);
+            if !out.is_empty() {
+                break;
+            }
+            wake = e.next_wake().unwrap();
+        }
+        assert_eq!(out.len(), 1, "{wake}");
+        assert_eq!(out[0].kind, Kind::Timeout);
+        assert_eq!(wake, 1_000_000 + 5_000 + (110_000 - 98_999));
+        // A pay for it now is behind the watermark: late.
+        out.clear();
+        let mut b = Batch::default();
+        b.push(40, br#"{"id":"o1","t":"p","ts":105000}"#);
+        e.on_batch(&b, wake + 10, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, Kind::Late);
+        assert_eq!(out[0].id, "orders:late:40");
+    }
+
+    /// Without `idle_timeout`, Flink's behaviour: a quiet stream fires nothing.
+    #[test]
+    fn no_idle_timeout_no_wake() {
+        let spec = Spec::from_str(
+            r#"{"key":"id","time":{"field":"ts"},"within":"10s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let mut e = Engine::new(&[("o".into(), spec)], EngineOptions::default()).unwrap();
+        let mut out = Vec::new();
+        let mut b = Batch::default();
+        b.push(0, br#"{"id":"o1","t":"c","ts":100000}"#);
+        e.on_batch(&b, 0, &mut out);
+        assert_eq!(e.next_wake(), None);
+        e.on_time(i64::MAX / 2, &mut out);
+        assert!(out.is_empty());
+    }
+}
