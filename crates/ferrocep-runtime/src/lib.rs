@@ -29,6 +29,8 @@ pub mod metrics;
 pub mod options;
 pub mod output;
 pub mod parallel;
+pub mod pipeline;
 pub mod replay;
+pub mod server;
 pub mod sink;
 pub mod source;

@@ -1,0 +1,632 @@
+//! `ferrocep run`: a source, the engine and the sinks, joined.
+//!
+//! ```text
+//!  source thread ──bounded queue──▶ engine (this thread) ──bounded queue per sink──▶ sink tasks
+//!  (file, stdin,      of batches      patterns, timers,      outputs by kind          (stdout, file,
+//!   generator, http)                  watermarks                                      webhook; tokio)
+//! ```
+//!
+//! The engine runs on the calling thread: matching is CPU-bound and keeps
+//! its state in one core's caches. It waits for the source's next batch only
+//! until the next timer is due ([`Engine::next_wake`]), so timeouts fire on
+//! time on a quiet stream. Sinks and network sources run on a small tokio
+//! runtime. Every queue is bounded: a slow sink fills its queue, the engine
+//! waits on it, the source queue fills and the source waits, so memory stays
+//! bounded and nothing is dropped.
+//!
+//! Stopping (SIGTERM, SIGINT, [`StopFlag::raise`]): the source stops
+//! reading, the engine takes what was already read, every sink finishes with
+//! every output queued, then [`Pipeline::run`] returns. A second signal
+//! during that wait exits at once. The end of a bounded input (a file without
+//! `follow`) stops the same way after `end_of_input`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::SharedClock;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::server::Readiness;
+use crate::sink::{Kind, Output, SinkHandle};
+use crate::source::{Source, SourceCtx, SourceMsg, SourceTx, StopFlag};
+
+/// Batches queued between the source and the engine.
+const SOURCE_QUEUE: usize = 16;
+
+/// How often the engine looks at the stop flag and updates metrics when
+/// nothing else wakes it.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A sink of the pipeline and the kind of output it takes.
+pub struct SinkSlot {
+    /// The kind it takes.
+    pub kind: Kind,
+    /// Its place in the config, e.g. `outputs.timeout[0]`.
+    pub name: String,
+    /// The running sink.
+    pub handle: SinkHandle,
+}
+
+/// Everything a run needs, built and started (sinks, server) but not yet
+/// reading.
+pub struct Pipeline {
+    /// The pipeline's name.
+    pub name: String,
+    /// The engine with every pattern.
+    pub engine: Engine,
+    /// The source, not yet started.
+    pub source: Box<dyn Source>,
+    /// The sinks, running.
+    pub sinks: Vec<SinkSlot>,
+    /// The async runtime the sinks (and network sources) run on.
+    pub runtime: tokio::runtime::Runtime,
+    /// The clock.
+    pub clock: SharedClock,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` reports.
+    pub ready: Arc<Readiness>,
+    /// Raised to stop the run.
+    pub stop: StopFlag,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// At the end of a bounded input, flush (watermark to +infinity).
+    pub flush_at_end: bool,
+    /// Where the operations server listens, once started.
+    pub server: Option<SocketAddr>,
+    /// Print a progress line on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The input ended (a bounded source).
+    EndOfInput,
+    /// Asked to stop (a signal, or the stop flag).
+    Stopped,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The source failed.
+    #[error("source failed: {0}")]
+    Source(String),
+    /// A sink stopped taking outputs.
+    #[error("sink {sink} failed: {reason}")]
+    Sink {
+        /// Which sink.
+        sink: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Pipeline {
+    /// Runs until the input ends or the stop flag is raised; then delivers
+    /// what is in flight and returns.
+    pub fn run(self) -> Result<Ended, RunError> {
+        let Pipeline {
+            name,
+            mut engine,
+            source,
+            sinks,
+            runtime,
+            clock,
+            metrics,
+            ready,
+            stop,
+            data_dir,
+            flush_at_end,
+            server: _,
+            progress,
+        } = self;
+        let (tx, rx) = mpsc::sync_channel::<SourceMsg>(SOURCE_QUEUE);
+        let kind_name = source.kind();
+        let ctx = SourceCtx {
+            out: SourceTx::new(tx, stop.clone()),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            runtime: runtime.handle().clone(),
+            data_dir: data_dir.clone(),
+            resume_from: 0,
+        };
+        let source_thread = std::thread::Builder::new()
+            .name(format!("ferrocep-source-{kind_name}"))
+            .spawn(move || source.run(ctx))
+            .map_err(|e| RunError::Source(format!("cannot start the source thread: {e}")))?;
+        ready.restored.store(true, Ordering::SeqCst);
+        ready.source_open.store(true, Ordering::SeqCst);
+        tracing::info!(pipeline = %name, source = kind_name, "running");
+
+        let mut router = Router::new(sinks, metrics.clone(), ready.clone());
+        let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
+        let mut out: Vec<Output> = Vec::new();
+        let mut last_metrics = Instant::now();
+        let mut failure: Option<RunError> = None;
+        let mut ended = Ended::Stopped;
+        loop {
+            if stop.is_raised() {
+                // What the source already read is taken; nothing more.
+                while let Ok(msg) = rx.try_recv() {
+                    match msg {
+                        SourceMsg::Batch(b) => engine.on_batch(&b, clock.now_ms(), &mut out),
+                        SourceMsg::Rejected { pos, raw, reason } => {
+                            engine.on_rejected(pos, &raw, &reason, &mut out)
+                        }
+                        SourceMsg::End | SourceMsg::Failed(_) => {}
+                    }
+                    if let Err(e) = router.route(&mut out) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                break;
+            }
+            engine.on_time(clock.now_ms(), &mut out);
+            if let Err(e) = router.route(&mut out) {
+                failure = Some(e);
+                break;
+            }
+            let wait = match engine.next_wake() {
+                Some(t) => clock.wait_for(t).min(TICK),
+                None => TICK,
+            };
+            match rx.recv_timeout(wait) {
+                Ok(SourceMsg::Batch(b)) => engine.on_batch(&b, clock.now_ms(), &mut out),
+                Ok(SourceMsg::Rejected { pos, raw, reason }) => {
+                    engine.on_rejected(pos, &raw, &reason, &mut out)
+                }
+                Ok(SourceMsg::End) => {
+                    engine.on_end(flush_at_end, &mut out);
+                    ended = Ended::EndOfInput;
+                    stop.raise();
+                }
+                Ok(SourceMsg::Failed(reason)) => {
+                    failure = Some(RunError::Source(reason));
+                    stop.raise();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The source ended without saying why: it saw the stop
+                    // flag, or it returned an error.
+                    stop.raise();
+                }
+            }
+            if let Err(e) = router.route(&mut out) {
+                failure = Some(e);
+                break;
+            }
+            if last_metrics.elapsed() >= Duration::from_secs(1) {
+                last_metrics = Instant::now();
+                publish(&engine, &metrics, clock.now_ms());
+                progress.show(&engine, clock.now_ms());
+            }
+        }
+        stop.raise();
+        ready.source_open.store(false, Ordering::SeqCst);
+        publish(&engine, &metrics, clock.now_ms());
+        progress.finish();
+        drop(rx);
+        match source_thread.join() {
+            Ok(Err(e)) if failure.is_none() => failure = Some(RunError::Source(e)),
+            Ok(_) => {}
+            Err(_) => {
+                if failure.is_none() {
+                    failure = Some(RunError::Source("the source thread panicked".into()));
+                }
+            }
+        }
+        let stats = engine.stats();
+        tracing::info!(
+            events = stats.events,
+            matches = stats.outputs[0],
+            timeouts = stats.outputs[1],
+            late = stats.outputs[2],
+            errors = stats.outputs[3],
+            "input closed; delivering outputs in flight"
+        );
+        router.close(&runtime);
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(ended),
+        }
+    }
+}
+
+/// Hands outputs to the sinks of their kind.
+struct Router {
+    sinks: Vec<SinkSlot>,
+    by_kind: [Vec<usize>; 4],
+    metrics: Arc<Metrics>,
+    ready: Arc<Readiness>,
+}
+
+impl Router {
+    fn new(sinks: Vec<SinkSlot>, metrics: Arc<Metrics>, ready: Arc<Readiness>) -> Router {
+        let mut by_kind: [Vec<usize>; 4] = Default::default();
+        for (i, s) in sinks.iter().enumerate() {
+            by_kind[s.kind as usize].push(i);
+        }
+        Router {
+            sinks,
+            by_kind,
+            metrics,
+            ready,
+        }
+    }
+
+    /// Sends every output of `out` (emptied) to its sinks, waiting while a
+    /// queue is full.
+    fn route(&mut self, out: &mut Vec<Output>) -> Result<(), RunError> {
+        for o in out.drain(..) {
+            let targets = &self.by_kind[o.kind as usize];
+            if targets.is_empty() {
+                continue; // routed to `[]`: dropped on purpose
+            }
+            let o = Arc::new(o);
+            for &i in targets {
+                let slot = &self.sinks[i];
+                if slot.handle.tx.capacity() == 0 {
+                    self.ready.sinks_blocked.store(true, Ordering::SeqCst);
+                }
+                if slot.handle.tx.blocking_send(o.clone()).is_err() {
+                    return Err(RunError::Sink {
+                        sink: slot.name.clone(),
+                        reason: "it stopped taking outputs (see the log)".into(),
+                    });
+                }
+                self.metrics
+                    .sink_queue
+                    .get_or_create(&Metrics::label("sink", &slot.name))
+                    .set((slot.handle.tx.max_capacity() - slot.handle.tx.capacity()) as i64);
+            }
+        }
+        self.ready.sinks_blocked.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Closes every queue and waits until each sink has finished with what
+    /// it holds.
+    fn close(self, rt: &tokio::runtime::Runtime) {
+        let mut tasks = Vec::new();
+        for s in self.sinks {
+            let SinkHandle { tx, task, .. } = s.handle;
+            drop(tx);
+            tasks.push((s.name, task));
+        }
+        rt.block_on(async {
+            for (name, task) in tasks {
+                let mut task = task;
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+                        Ok(Ok(Ok(()))) => break,
+                        Ok(Ok(Err(e))) => {
+                            tracing::error!(sink = %name, error = %e, "sink failed while stopping");
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(sink = %name, error = %e, "sink task ended abnormally");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!(sink = %name, "still delivering outputs in flight (a second signal exits at once)");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Sets the gauges that need a walk over the engine's state.
+fn publish(engine: &Engine, metrics: &Metrics, now: i64) {
+    for (name, pending, keys, time) in engine.pattern_state() {
+        let l = Metrics::label("pattern", &name);
+        metrics
+            .pending_partial_matches
+            .get_or_create(&l)
+            .set(pending as i64);
+        metrics.pending_keys.get_or_create(&l).set(keys as i64);
+        metrics.watermark_ms.get_or_create(&l).set(time);
+        let lag = if time > i64::MIN / 2 {
+            now.saturating_sub(time)
+        } else {
+            0
+        };
+        metrics.watermark_lag_ms.get_or_create(&l).set(lag);
+    }
+    let (per, _) = engine.output_counts();
+    for (name, counts) in per {
+        for k in Kind::ALL {
+            let c = metrics
+                .outputs
+                .get_or_create(&Metrics::labels2(("pattern", &name), ("kind", k.as_str())));
+            let now = counts[k as usize];
+            let before = c.get();
+            if now > before {
+                c.inc_by(now - before);
+            }
+        }
+    }
+}
+
+/// The progress line on a terminal.
+struct Progress {
+    on: bool,
+    last: Option<(Instant, u64)>,
+}
+
+impl Progress {
+    fn new(on: bool) -> Progress {
+        Progress { on, last: None }
+    }
+
+    fn show(&mut self, engine: &Engine, now: i64) {
+        if !self.on {
+            return;
+        }
+        let stats = engine.stats();
+        let rate = match self.last {
+            Some((t, n)) => (stats.events - n) as f64 / t.elapsed().as_secs_f64().max(1e-3),
+            None => 0.0,
+        };
+        self.last = Some((Instant::now(), stats.events));
+        let state = engine.pattern_state();
+        let pending: usize = state.iter().map(|s| s.1).sum();
+        let wm = state.iter().map(|s| s.3).min().unwrap_or(i64::MIN);
+        let wm = if wm > i64::MIN / 2 {
+            format!("{}s behind", now.saturating_sub(wm) / 1000)
+        } else {
+            "none".into()
+        };
+        eprint!(
+            "\r\x1b[K{:.0} events/s · {} events · watermark {} · {} pending · {} matches · {} timeouts · {} late · {} errors",
+            rate,
+            stats.events,
+            wm,
+            pending,
+            stats.outputs[0],
+            stats.outputs[1],
+            stats.outputs[2],
+            stats.outputs[3]
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.on && self.last.is_some() {
+            eprintln!();
+        }
+    }
+}
+
+/// Raises `stop` at the first SIGTERM or SIGINT; a second one exits the
+/// process at once (status 130), for an operator who does not want to wait
+/// for a sink that is down. SIGHUP is logged: pattern changes while running
+/// are not supported yet.
+pub fn stop_on_signals(rt: &tokio::runtime::Handle, stop: StopFlag) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _guard = rt.enter();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    rt.spawn(async move {
+        let mut seen = 0;
+        loop {
+            let which = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = hup.recv() => {
+                    tracing::warn!("SIGHUP: re-reading patterns while running is not supported yet; ignored");
+                    continue;
+                }
+            };
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(signal = which, "stopping: no more input is read; delivering outputs in flight");
+                stop.raise();
+            } else {
+                tracing::warn!(signal = which, "second signal: exiting now, outputs in flight are not delivered");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    use ferrocep_core::spec::{Format, Spec};
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::engine::EngineOptions;
+    use crate::source::Batch;
+
+    /// Sends its batches, then either ends the input or waits for the stop
+    /// flag (a quiet live source).
+    struct ListSource {
+        batches: Vec<Batch>,
+        end: bool,
+    }
+
+    impl Source for ListSource {
+        fn kind(&self) -> &'static str {
+            "list"
+        }
+
+        fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
+            for b in self.batches {
+                if !ctx.out.send(SourceMsg::Batch(b)) {
+                    return Ok(());
+                }
+            }
+            if self.end {
+                ctx.out.send(SourceMsg::End);
+                return Ok(());
+            }
+            while !ctx.out.stop().is_raised() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+    }
+
+    /// A sink that keeps what it gets (the real sinks have their own tests).
+    fn keeping_sink(rt: &tokio::runtime::Runtime, kept: Arc<Mutex<Vec<Output>>>) -> SinkHandle {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Output>>(4);
+        let delivered = Arc::new(AtomicU64::new(0));
+        let d = delivered.clone();
+        let task = rt.spawn(async move {
+            while let Some(o) = rx.recv().await {
+                kept.lock().unwrap().push((*o).clone());
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        SinkHandle {
+            tx,
+            delivered,
+            task,
+        }
+    }
+
+    fn spec() -> Spec {
+        Spec::from_str(
+            r#"{"key":"id","time":{"field":"ts"},"within":"10s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap()
+    }
+
+    fn pipeline(
+        source: ListSource,
+        clock: SharedClock,
+        idle: Option<i64>,
+        kept: Arc<Mutex<Vec<Output>>>,
+    ) -> (Pipeline, StopFlag) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sinks = Kind::ALL
+            .iter()
+            .map(|&kind| SinkSlot {
+                kind,
+                name: format!("outputs.{}[0]", kind.as_str()),
+                handle: keeping_sink(&runtime, kept.clone()),
+            })
+            .collect();
+        let stop = StopFlag::new();
+        let p = Pipeline {
+            name: "t".into(),
+            engine: Engine::new(
+                &[("orders".into(), spec())],
+                EngineOptions { idle_timeout: idle },
+            )
+            .unwrap(),
+            source: Box::new(source),
+            sinks,
+            runtime,
+            clock,
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(Readiness::default()),
+            stop: stop.clone(),
+            data_dir: std::env::temp_dir(),
+            flush_at_end: true,
+            server: None,
+            progress: false,
+        };
+        (p, stop)
+    }
+
+    fn batch(lines: &[&str], first_pos: u64) -> Batch {
+        let mut b = Batch::default();
+        for (i, l) in lines.iter().enumerate() {
+            b.push(first_pos + i as u64, l.as_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn end_of_input_flushes_and_delivers_everything() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let source = ListSource {
+            batches: vec![
+                batch(
+                    &[
+                        r#"{"id":"a","t":"c","ts":1000}"#,
+                        r#"{"id":"b","t":"c","ts":2000}"#,
+                    ],
+                    0,
+                ),
+                batch(&[r#"{"id":"a","t":"p","ts":3000}"#, "oops"], 2),
+            ],
+            end: true,
+        };
+        let (p, _) = pipeline(source, Arc::new(ManualClock::new(0)), None, kept.clone());
+        assert_eq!(p.run().unwrap(), Ended::EndOfInput);
+        let kept = kept.lock().unwrap();
+        let mut kinds: Vec<&str> = kept.iter().map(|o| o.kind.as_str()).collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["error", "match", "timeout"], "{kept:?}");
+    }
+
+    /// The quiet-stream rule end to end: no input after the create, and the
+    /// timeout comes out once the clock passes window end + idle timeout;
+    /// then the stop flag ends the run (no flush: the input did not end).
+    #[test]
+    fn quiet_stream_timeout_fires_by_the_clock() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let clock = ManualClock::new(1_000_000);
+        let source = ListSource {
+            batches: vec![batch(
+                &[
+                    r#"{"id":"a","t":"c","ts":50000}"#,
+                    r#"{"id":"b","t":"c","ts":59000}"#,
+                ],
+                0,
+            )],
+            end: false,
+        };
+        let (p, stop) = pipeline(source, Arc::new(clock.clone()), Some(5_000), kept.clone());
+        let run = std::thread::spawn(move || p.run());
+        let wait_for = |n: usize| {
+            for _ in 0..2_000 {
+                if kept.lock().unwrap().len() >= n {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            false
+        };
+        // Watermark 58_999 at clock 1_000_000; `a`'s window ends at 60_000:
+        // due at 1_000_000 + 5_000 + 1_001.
+        std::thread::sleep(Duration::from_millis(50));
+        clock.set(1_006_000);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(kept.lock().unwrap().is_empty(), "fired early");
+        clock.set(1_006_001);
+        assert!(wait_for(1), "no timeout");
+        assert_eq!(kept.lock().unwrap()[0].kind, Kind::Timeout);
+        assert!(kept.lock().unwrap()[0].id.starts_with("orders:timeout:0-"));
+        clock.advance(9_000);
+        assert!(wait_for(2), "no second timeout");
+        stop.raise();
+        assert_eq!(run.join().unwrap().unwrap(), Ended::Stopped);
+        assert_eq!(kept.lock().unwrap().len(), 2);
+    }
+}
