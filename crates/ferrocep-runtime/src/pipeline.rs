@@ -449,7 +449,7 @@ mod tests {
     use ferrocep_core::spec::{Format, Spec};
 
     use super::*;
-    use crate::clock::{Clock, ManualClock};
+    use crate::clock::ManualClock;
     use crate::engine::EngineOptions;
     use crate::source::Batch;
 
