@@ -36,6 +36,22 @@ impl Failure {
         }
     }
 
+    /// A bad pipeline config, or a pipeline that cannot start (exit 2).
+    pub fn config(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// A run that failed after it started (exit 1).
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: format!("error: {}", message.into()),
+        }
+    }
+
     /// A bad input line under `--strict` (exit 1).
     pub fn data(message: impl Into<String>) -> Self {
         Failure {
