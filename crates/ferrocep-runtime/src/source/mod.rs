@@ -19,10 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod file;
+pub mod generator;
 mod lines;
 pub mod stdin;
 
 pub use file::{FilePosition, FileProgress, FileSource};
+pub use generator::GeneratorSource;
 pub use stdin::StdinSource;
 
 use crate::clock::SharedClock;
@@ -208,6 +210,8 @@ pub trait Source: Send + 'static {
 
 /// Waits on `rx` until `deadline` (`None`: forever): a helper for the
 /// engine's loop.
+// `Err(())` only says the queue is gone; there is nothing more to tell.
+#[allow(clippy::result_unit_err)]
 pub fn recv_until(
     rx: &std::sync::mpsc::Receiver<SourceMsg>,
     wait: Option<Duration>,
