@@ -18,6 +18,15 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod file;
+pub mod generator;
+mod lines;
+pub mod stdin;
+
+pub use file::{FilePosition, FileProgress, FileSource};
+pub use generator::GeneratorSource;
+pub use stdin::StdinSource;
+
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 
@@ -197,4 +206,96 @@ pub trait Source: Send + 'static {
     /// flag is raised, or it fails (then sends [`SourceMsg::Failed`] and
     /// returns the error). Runs on a thread of its own.
     fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String>;
+}
+/// Sends [`SourceMsg::Failed`] with `msg` and returns it as the error of
+/// [`Source::run`].
+pub(crate) fn fail(out: &SourceTx, msg: String) -> Result<(), String> {
+    out.send(SourceMsg::Failed(msg.clone()));
+    Err(msg)
+}
+
+/// The `events_in` counter of a source of `kind`.
+pub(crate) fn events_in(
+    metrics: &Metrics,
+    kind: &str,
+) -> prometheus_client::metrics::counter::Counter {
+    metrics
+        .events_in
+        .get_or_create(&Metrics::label("source", kind))
+        .clone()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A [`SourceCtx`] for tests, with the other end of its queue.
+
+    use std::sync::mpsc::{sync_channel, Receiver};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Position, SourceCtx, SourceMsg, SourceTx, StopFlag};
+    use crate::clock::SharedClock;
+    use crate::metrics::Metrics;
+
+    /// A context and what a test needs around it.
+    pub(crate) struct TestCtx {
+        pub ctx: SourceCtx,
+        pub rx: Receiver<SourceMsg>,
+        pub stop: StopFlag,
+        pub metrics: Arc<Metrics>,
+        pub dir: tempfile::TempDir,
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    /// A context on `clock`, resuming at `resume_from`, with a queue of 16.
+    pub(crate) fn test_ctx(clock: SharedClock, resume_from: Position) -> TestCtx {
+        let (tx, rx) = sync_channel(16);
+        let stop = StopFlag::new();
+        let metrics = Arc::new(Metrics::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("test runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = SourceCtx {
+            out: SourceTx::new(tx, stop.clone()),
+            clock,
+            metrics: metrics.clone(),
+            runtime: runtime.handle().clone(),
+            data_dir: dir.path().to_path_buf(),
+            resume_from,
+        };
+        TestCtx {
+            ctx,
+            rx,
+            stop,
+            metrics,
+            dir,
+            _runtime: runtime,
+        }
+    }
+
+    /// Records of batches received until `done` says so (given every record
+    /// so far) or `End`/`Failed` arrives, within `timeout`: the records as
+    /// (position, text) and the last message that was not a batch.
+    pub(crate) fn collect_until(
+        rx: &Receiver<SourceMsg>,
+        timeout: Duration,
+        mut done: impl FnMut(&[(Position, String)]) -> bool,
+    ) -> (Vec<(Position, String)>, Option<SourceMsg>) {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while !done(&out) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(SourceMsg::Batch(b)) => out.extend(
+                    b.records
+                        .iter()
+                        .map(|r| (r.pos, String::from_utf8_lossy(b.bytes(r)).into_owned())),
+                ),
+                Ok(other) => return (out, Some(other)),
+                Err(_) => break,
+            }
+        }
+        (out, None)
+    }
 }
