@@ -12,6 +12,15 @@
 //! (written and flushed, acknowledged, or dead-lettered), in queue order: a
 //! checkpoint is complete once every sink has finished with every output
 //! before it.
+//!
+//! [`spawn`] starts the sink a [`SinkConfig`] names: [`stdout`] (also
+//! stderr), [`file`] or [`webhook`]. Each writes what is already queued at
+//! once, so an output reaches its destination (or its first webhook
+//! attempt) within milliseconds of being queued, and each finishes with
+//! everything still queued once the queue is closed (all senders dropped):
+//! that is the graceful stop. The `sink_queue` gauge counts what is queued
+//! or in flight, updated as the sink takes, finishes, and waits between
+//! retries.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;

@@ -4,7 +4,7 @@
 //! Each request has `Content-Type: application/json`, a `Content-Length`
 //! body, the configured `headers` and an `Idempotency-Key`. With `batch: 1`
 //! the body is the output's JSON object and the key its id; with `batch: N`
-//! the body is a JSON array of up to N outputs (those queued already, or
+//! (N > 1) the body is always a JSON array, of up to N outputs (those queued already, or
 //! arriving within `linger`) and the key their ids joined with `,`. An id
 //! with a control character (not allowed in a header) has it written as
 //! `%XX` in the key.
@@ -208,7 +208,7 @@ impl Webhook {
         batch: &[Arc<Output>],
         rx: &Receiver<Arc<Output>>,
     ) -> Result<(), String> {
-        let body = body(batch);
+        let body = body(batch, self.batch > 1);
         let key = idempotency_key(batch);
         let mut attempts: u32 = 0;
         loop {
@@ -378,9 +378,11 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The request body: the output, or for several a JSON array of them.
-fn body(batch: &[Arc<Output>]) -> Vec<u8> {
-    if let [one] = batch {
+/// The request body: the output, or with `array` (a sink whose `batch` is
+/// over 1, even when it sends fewer) a JSON array of the outputs, so that
+/// the receiver sees one shape.
+fn body(batch: &[Arc<Output>], array: bool) -> Vec<u8> {
+    if let ([one], false) = (batch, array) {
         return one.line.clone();
     }
     let mut b = Vec::with_capacity(batch.iter().map(|o| o.line.len() + 1).sum::<usize>() + 2);
@@ -478,5 +480,540 @@ impl DeadLetter {
             .map_err(|e| format!("dead-letter file {p}: cannot write: {e}"))?;
         f.sync_data()
             .map_err(|e| format!("dead-letter file {p}: fsync failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::net::SocketAddr;
+    use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use axum::extract::State;
+    use axum::http::HeaderMap as AxHeaders;
+    use axum::response::{IntoResponse, Response};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{BackoffConfig, Millis, SinkConfig};
+    use crate::sink::common::testutil::{ctx, ctx_with_clock, out, rt, wait_delivered};
+    use crate::sink::{spawn_sink, Spawned};
+
+    /// What the receiver does with a request.
+    #[derive(Clone, Debug)]
+    enum Act {
+        Ok,
+        Status(u16, Option<String>, &'static str),
+        /// Replies 200 after this long (after the sink's timeout).
+        Stall(Duration),
+    }
+
+    #[derive(Clone, Debug)]
+    struct Req {
+        key: String,
+        content_length: Option<String>,
+        chunked: bool,
+        content_type: Option<String>,
+        token: Option<String>,
+        body: Vec<u8>,
+        at: Instant,
+    }
+
+    /// A real HTTP receiver: acts on each request by its script, then by
+    /// its default, and records what it got.
+    #[derive(Default)]
+    struct Receiver {
+        script: Mutex<VecDeque<Act>>,
+        default: Mutex<Option<Act>>,
+        got: Mutex<Vec<Req>>,
+    }
+
+    impl Receiver {
+        fn script(&self, acts: impl IntoIterator<Item = Act>) {
+            self.script.lock().unwrap().extend(acts);
+        }
+        fn set_default(&self, a: Act) {
+            *self.default.lock().unwrap() = Some(a);
+        }
+        fn got(&self) -> Vec<Req> {
+            self.got.lock().unwrap().clone()
+        }
+    }
+
+    async fn hook(
+        State(r): State<Arc<Receiver>>,
+        h: AxHeaders,
+        body: axum::body::Bytes,
+    ) -> Response {
+        let s = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        r.got.lock().unwrap().push(Req {
+            key: s("idempotency-key").unwrap_or_default(),
+            content_length: s("content-length"),
+            chunked: h.contains_key("transfer-encoding"),
+            content_type: s("content-type"),
+            token: s("x-token"),
+            body: body.to_vec(),
+            at: Instant::now(),
+        });
+        let act = r.script.lock().unwrap().pop_front();
+        let act = act
+            .or_else(|| r.default.lock().unwrap().clone())
+            .unwrap_or(Act::Ok);
+        match act {
+            Act::Ok => "ok".into_response(),
+            Act::Status(code, retry_after, body) => {
+                let mut resp =
+                    (axum::http::StatusCode::from_u16(code).unwrap(), body).into_response();
+                if let Some(ra) = retry_after {
+                    resp.headers_mut()
+                        .insert("retry-after", ra.parse().unwrap());
+                }
+                resp
+            }
+            Act::Stall(d) => {
+                tokio::time::sleep(d).await;
+                "late".into_response()
+            }
+        }
+    }
+
+    fn serve(rt: &tokio::runtime::Runtime, l: tokio::net::TcpListener) -> Arc<Receiver> {
+        let r = Arc::new(Receiver::default());
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(r.clone());
+        rt.spawn(async move { axum::serve(l, app).await });
+        r
+    }
+
+    fn receiver(rt: &tokio::runtime::Runtime) -> (Arc<Receiver>, SocketAddr) {
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        (serve(rt, l), addr)
+    }
+
+    fn cfg(addr: SocketAddr) -> WebhookConfig {
+        WebhookConfig {
+            url: format!("http://{addr}/hook"),
+            headers: [("X-Token".to_string(), "secret".to_string())].into(),
+            batch: 1,
+            linger: None,
+            timeout: Millis(2_000),
+            max_retries: 5,
+            backoff: BackoffConfig {
+                initial: Millis(10),
+                max: Millis(50),
+                multiplier: 2.0,
+            },
+            dead_letter: None,
+        }
+    }
+
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        c: WebhookConfig,
+        ctx: SinkCtx,
+        queue: usize,
+    ) -> Spawned {
+        spawn_sink(&SinkConfig::Webhook(c), ctx, rt.handle(), queue).unwrap()
+    }
+
+    fn close(rt: &tokio::runtime::Runtime, s: Spawned) {
+        drop(s.handle.tx);
+        rt.block_on(s.handle.task).unwrap().unwrap();
+    }
+
+    fn line(i: usize) -> String {
+        String::from_utf8(out(i).line.clone()).unwrap()
+    }
+
+    /// The ids the receiver saw, first time each, in order.
+    fn first_seen(got: &[Req]) -> Vec<String> {
+        let mut seen = Vec::new();
+        for r in got {
+            for k in r.key.split(',') {
+                if !seen.iter().any(|s| s == k) {
+                    seen.push(k.to_string());
+                }
+            }
+        }
+        seen
+    }
+
+    fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("p/t/{i}")).collect()
+    }
+
+    #[test]
+    fn posts_each_output_with_its_key_and_a_content_length() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        let c = ctx("outputs.timeout[0]", dir.path());
+        let metrics = c.metrics.clone();
+        let s = start(&rt, cfg(addr), c, 16);
+        let t0 = Instant::now();
+        s.handle.tx.blocking_send(out(0)).unwrap();
+        wait_delivered(&s.handle.delivered, 1);
+        assert!(r.got()[0].at - t0 < Duration::from_secs(2), "prompt");
+        for i in 1..5 {
+            s.handle.tx.blocking_send(out(i)).unwrap();
+        }
+        close(&rt, s);
+        let got = r.got();
+        assert_eq!(got.len(), 5);
+        for (i, q) in got.iter().enumerate() {
+            assert_eq!(q.key, format!("p/t/{i}"));
+            assert_eq!(String::from_utf8(q.body.clone()).unwrap(), line(i));
+            assert_eq!(q.content_length, Some(q.body.len().to_string()));
+            assert!(!q.chunked);
+            assert_eq!(q.content_type.as_deref(), Some("application/json"));
+            assert_eq!(q.token.as_deref(), Some("secret"));
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains("ferrocep_sink_delivered_total{sink=\"outputs.timeout[0]\"} 5"),
+            "{text}"
+        );
+        assert!(!dir.path().join("data/dead-letter").exists());
+    }
+
+    #[test]
+    fn retries_5xx_and_timeouts_until_delivered_with_the_same_key() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        r.script([
+            Act::Status(500, None, "boom"),
+            Act::Status(408, None, ""),
+            Act::Stall(Duration::from_millis(1_500)),
+            Act::Status(503, None, ""),
+        ]);
+        let c = ctx("w", dir.path());
+        let metrics = c.metrics.clone();
+        let mut w = cfg(addr);
+        w.timeout = Millis(300);
+        let s = start(&rt, w, c, 16);
+        s.handle.tx.blocking_send(out(0)).unwrap();
+        s.handle.tx.blocking_send(out(1)).unwrap();
+        close(&rt, s);
+        let got = r.got();
+        let keys: Vec<_> = got.iter().map(|q| q.key.as_str()).collect();
+        assert_eq!(keys, ["p/t/0", "p/t/0", "p/t/0", "p/t/0", "p/t/0", "p/t/1"]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("ferrocep_sink_retries_total{sink=\"w\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrocep_sink_delivered_total{sink=\"w\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrocep_sink_dead_letters_total{sink=\"w\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_honoured() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        r.script([Act::Status(429, Some("1".into()), "slow down")]);
+        let s = start(&rt, cfg(addr), ctx("w", dir.path()), 16);
+        s.handle.tx.blocking_send(out(0)).unwrap();
+        close(&rt, s);
+        let got = r.got();
+        assert_eq!(got.len(), 2);
+        let gap = got[1].at - got[0].at;
+        // The backoff alone would be at most 10 ms.
+        assert!(gap >= Duration::from_millis(900), "{gap:?}");
+        assert!(gap < Duration::from_secs(10), "{gap:?}");
+    }
+
+    /// An HTTP date, on a clock the test moves: no retry before it.
+    #[test]
+    fn retry_after_as_a_date_waits_for_the_clock() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let clock = ManualClock::new(now_ms);
+        let at = UNIX_EPOCH + Duration::from_millis(now_ms as u64 + 60_000);
+        r.script([Act::Status(503, Some(httpdate::fmt_http_date(at)), "")]);
+        let s = start(
+            &rt,
+            cfg(addr),
+            ctx_with_clock("w", dir.path(), Arc::new(clock.clone())),
+            16,
+        );
+        s.handle.tx.blocking_send(out(0)).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(r.got().len(), 1, "no retry before the date");
+        clock.advance(30_000);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(r.got().len(), 1, "no retry before the date");
+        clock.advance(31_000);
+        wait_delivered(&s.handle.delivered, 1);
+        assert_eq!(r.got().len(), 2);
+        close(&rt, s);
+    }
+
+    #[test]
+    fn rejected_and_exhausted_outputs_go_to_the_dead_letter_file_in_order() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        r.script([
+            Act::Status(400, None, "missing field 'x'"),
+            Act::Status(503, None, "down"),
+            Act::Status(503, None, "down"),
+            Act::Status(502, None, "still down"),
+        ]);
+        let c = ctx("outputs.timeout[0]", dir.path());
+        let metrics = c.metrics.clone();
+        let mut w = cfg(addr);
+        w.max_retries = 2;
+        let s = start(&rt, w, c, 16);
+        for i in 0..3 {
+            s.handle.tx.blocking_send(out(i)).unwrap();
+        }
+        close(&rt, s);
+        let keys: Vec<_> = r.got().iter().map(|q| q.key.clone()).collect();
+        assert_eq!(keys, ["p/t/0", "p/t/1", "p/t/1", "p/t/1", "p/t/2"]);
+        let dl = dir.path().join("data/dead-letter/outputs.timeout_0_.jsonl");
+        let text = std::fs::read_to_string(&dl).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[0],
+            serde_json::json!({
+                "reason": "HTTP 400 Bad Request: missing field 'x'",
+                "sink": "outputs.timeout[0]",
+                "attempts": 1,
+                "output": {"id": "p/t/0", "n": 0},
+            })
+        );
+        assert_eq!(lines[1]["reason"], "HTTP 502 Bad Gateway: still down");
+        assert_eq!(lines[1]["attempts"], 3);
+        assert_eq!(lines[1]["output"]["id"], "p/t/1");
+        let m = metrics.encode();
+        assert!(
+            m.contains("ferrocep_sink_dead_letters_total{sink=\"outputs.timeout[0]\"} 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("ferrocep_sink_delivered_total{sink=\"outputs.timeout[0]\"} 1"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_configured_dead_letter_file_is_relative_to_the_config() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        r.script([Act::Status(404, None, "")]);
+        let mut w = cfg(addr);
+        w.dead_letter = Some("dl/hook.jsonl".into());
+        let s = start(&rt, w, ctx("w", dir.path()), 16);
+        s.handle.tx.blocking_send(out(0)).unwrap();
+        close(&rt, s);
+        let text = std::fs::read_to_string(dir.path().join("config/dl/hook.jsonl")).unwrap();
+        assert!(
+            text.starts_with("{\"reason\":\"HTTP 404 Not Found\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn batches_what_arrives_within_linger() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        let mut w = cfg(addr);
+        w.batch = 3;
+        w.linger = Some(Millis(300));
+        let s = start(&rt, w, ctx("w", dir.path()), 16);
+        for i in 0..7 {
+            s.handle.tx.blocking_send(out(i)).unwrap();
+        }
+        wait_delivered(&s.handle.delivered, 7);
+        close(&rt, s);
+        let got = r.got();
+        let keys: Vec<_> = got.iter().map(|q| q.key.as_str()).collect();
+        assert_eq!(keys, ["p/t/0,p/t/1,p/t/2", "p/t/3,p/t/4,p/t/5", "p/t/6"]);
+        let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!([{"id":"p/t/0","n":0},{"id":"p/t/1","n":1},{"id":"p/t/2","n":2}])
+        );
+        let last: serde_json::Value = serde_json::from_slice(&got[2].body).unwrap();
+        assert_eq!(last, serde_json::json!([{"id":"p/t/6","n":6}]));
+        assert_eq!(got[0].content_length, Some(got[0].body.len().to_string()));
+    }
+
+    #[test]
+    fn nothing_is_lost_while_the_receiver_is_down() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let mut w = cfg(addr);
+        w.max_retries = 10_000;
+        let s = start(&rt, w, ctx("w", dir.path()), 64);
+        for i in 0..10 {
+            s.handle.tx.blocking_send(out(i)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(s.handle.delivered.load(Ordering::Acquire), 0);
+        let l = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
+        let r = serve(&rt, l);
+        wait_delivered(&s.handle.delivered, 10);
+        close(&rt, s);
+        assert_eq!(first_seen(&r.got()), ids(0..10));
+    }
+
+    /// Connections closed without a reply are retried.
+    #[test]
+    fn a_closed_connection_is_retried() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let s = start(&rt, cfg(addr), ctx("w", dir.path()), 16);
+        s.handle.tx.blocking_send(out(0)).unwrap();
+        let l = rt.block_on(async move {
+            use tokio::io::AsyncReadExt;
+            for _ in 0..2 {
+                let (mut c, _) = l.accept().await.unwrap();
+                let mut b = [0u8; 64];
+                let _ = c.read(&mut b).await;
+            }
+            l
+        });
+        let r = serve(&rt, l);
+        wait_delivered(&s.handle.delivered, 1);
+        close(&rt, s);
+        assert_eq!(first_seen(&r.got()), ids(0..1));
+    }
+
+    /// A receiver that keeps failing holds the queue: `try_send` finds it
+    /// full and `blocking_send` waits, until the receiver recovers.
+    #[test]
+    fn a_failing_receiver_makes_the_engine_wait() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let (r, addr) = receiver(&rt);
+        r.set_default(Act::Status(503, None, ""));
+        let mut w = cfg(addr);
+        w.max_retries = 10_000;
+        let c = ctx("w", dir.path());
+        let metrics = c.metrics.clone();
+        let s = start(&rt, w, c, 4);
+        let mut sent = 0;
+        let t0 = Instant::now();
+        loop {
+            match s.handle.tx.try_send(out(sent)) {
+                Ok(()) => sent += 1,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(sent <= 5, "a queue of 4 and one in flight");
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(t0.elapsed() < Duration::from_secs(10));
+        }
+        let tx = s.handle.tx.clone();
+        let waiter = std::thread::spawn(move || {
+            tx.blocking_send(out(sent)).unwrap();
+            Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(
+            !waiter.is_finished(),
+            "blocking_send waits while the sink is down"
+        );
+        assert_eq!(s.handle.delivered.load(Ordering::Acquire), 0);
+        let m = metrics.encode();
+        assert!(
+            m.contains(&format!("ferrocep_sink_queue{{sink=\"w\"}} {sent}")),
+            "{m}"
+        );
+        let recovered = Instant::now();
+        r.set_default(Act::Ok);
+        let done = waiter.join().unwrap();
+        assert!(done >= recovered);
+        wait_delivered(&s.handle.delivered, sent as u64 + 1);
+        close(&rt, s);
+        assert_eq!(first_seen(&r.got()), ids(0..sent + 1));
+    }
+
+    #[test]
+    fn bad_configs_are_errors_that_name_the_field() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let try_cfg = |f: &dyn Fn(&mut WebhookConfig)| {
+            let mut w = cfg(addr);
+            f(&mut w);
+            spawn_sink(
+                &SinkConfig::Webhook(w),
+                ctx("outputs.match[1]", dir.path()),
+                rt.handle(),
+                4,
+            )
+            .err()
+            .unwrap()
+        };
+        let e = try_cfg(&|w| w.url = "not a url".into());
+        assert!(
+            e.starts_with("outputs.match[1].url: invalid URL 'not a url'"),
+            "{e}"
+        );
+        let e = try_cfg(&|w| w.url = "ftp://x/".into());
+        assert!(e.starts_with("outputs.match[1].url: "), "{e}");
+        if !cfg!(feature = "tls") {
+            let e = try_cfg(&|w| w.url = "https://example.com/".into());
+            assert!(e.contains("`tls` feature"), "{e}");
+        }
+        let e = try_cfg(&|w| w.batch = 0);
+        assert!(e.starts_with("outputs.match[1].batch: "), "{e}");
+        let e = try_cfg(&|w| {
+            w.headers.insert("Content-Length".into(), "3".into());
+        });
+        assert!(
+            e.starts_with("outputs.match[1].headers.Content-Length: "),
+            "{e}"
+        );
+        let e = try_cfg(&|w| {
+            w.headers.insert("X-Bad".into(), "a\nb".into());
+        });
+        assert!(e.starts_with("outputs.match[1].headers.X-Bad: "), "{e}");
+    }
+
+    #[test]
+    fn keys_escape_control_characters_and_names_are_sanitized() {
+        let o = Arc::new(Output {
+            kind: crate::sink::Kind::Match,
+            id: "a\nb".into(),
+            line: b"{}".to_vec(),
+        });
+        assert_eq!(idempotency_key(&[o.clone(), out(1)]), "a%0Ab,p/t/1");
+        assert_eq!(sanitize("outputs.timeout[0]"), "outputs.timeout_0_");
+        assert_eq!(body(std::slice::from_ref(&o), false), b"{}");
+        assert_eq!(body(&[o], true), b"[{}]");
     }
 }
