@@ -12,13 +12,28 @@
 //! (written and flushed, acknowledged, or dead-lettered), in queue order: a
 //! checkpoint is complete once every sink has finished with every output
 //! before it.
+//!
+//! [`spawn`] starts the sink a [`SinkConfig`] names: [`stdout`] (also
+//! stderr), [`file`] or [`webhook`]. Each writes what is already queued at
+//! once, so an output reaches its destination (or its first webhook
+//! attempt) within milliseconds of being queued, and each finishes with
+//! everything still queued once the queue is closed (all senders dropped):
+//! that is the graceful stop. The `sink_queue` gauge counts what is queued
+//! or in flight, updated as the sink takes, finishes, and waits between
+//! retries.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
+use crate::config::SinkConfig;
 use crate::metrics::Metrics;
+
+mod common;
+pub mod file;
+pub mod stdout;
+pub mod webhook;
 
 /// The kinds of output, each routed to its own sinks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,3 +103,57 @@ pub struct SinkHandle {
 
 /// How many outputs a sink's queue holds before the engine waits.
 pub const QUEUE: usize = 8192;
+
+/// A sink just started, with what else the pipeline may need of it.
+pub struct Spawned {
+    /// The sink.
+    pub handle: SinkHandle,
+    /// A file sink's committed position, for checkpoints.
+    pub file: Option<Arc<file::FileSinkState>>,
+}
+
+/// Starts the sink `cfg` as a task on `rt`, with a queue of [`QUEUE`]
+/// outputs. Errors (a bad URL, a file that cannot be opened) name the sink
+/// (`ctx.name`) and the field.
+pub fn spawn(
+    cfg: &SinkConfig,
+    ctx: SinkCtx,
+    rt: &tokio::runtime::Handle,
+) -> Result<SinkHandle, String> {
+    spawn_sink(cfg, ctx, rt, QUEUE).map(|s| s.handle)
+}
+
+/// [`spawn`] with a queue of `queue` outputs (at least 1), also returning a
+/// file sink's [`file::FileSinkState`].
+pub fn spawn_sink(
+    cfg: &SinkConfig,
+    ctx: SinkCtx,
+    rt: &tokio::runtime::Handle,
+    queue: usize,
+) -> Result<Spawned, String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(queue.max(1));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let d = delivered.clone();
+    let mut file_state = None;
+    // reqwest's client may need the runtime's context to be built.
+    let _guard = rt.enter();
+    let task = match cfg {
+        SinkConfig::Stdout {} => rt.spawn(stdout::run(std::io::stdout(), "stdout", rx, ctx, d)),
+        SinkConfig::Stderr {} => rt.spawn(stdout::run(std::io::stderr(), "stderr", rx, ctx, d)),
+        SinkConfig::File { path, rotate_bytes } => {
+            let path = ctx.config_dir.join(path);
+            let (fut, state) = file::start(path, rotate_bytes.map(|b| b.0), rx, ctx, d)?;
+            file_state = Some(state);
+            rt.spawn(fut)
+        }
+        SinkConfig::Webhook(w) => rt.spawn(webhook::Webhook::new(w, ctx, d)?.run(rx)),
+    };
+    Ok(Spawned {
+        handle: SinkHandle {
+            tx,
+            delivered,
+            task,
+        },
+        file: file_state,
+    })
+}
