@@ -4,11 +4,12 @@
 //! ferrocep match --spec SPEC... --input FILE|- [--end-of-input flush|stop] [--strict] [--workers N]
 //! ferrocep demo order-timeout [--window DUR] [--interval DUR] [--events N]
 //! ferrocep demo login-failures [--window DUR] [--interval DUR] [--events N]
+//! ferrocep validate --config PIPELINE.yaml
 //! ```
 //!
 //! Exit status: 0 on success (bad input lines are reported on stderr and do
 //! not change it); 1 when `--strict` meets a bad line; 2 for a bad spec, bad
-//! usage or an I/O error. Messages go to stderr, as `spec error: …`,
+//! usage, a bad config or an I/O error. Messages go to stderr, as `spec error: …`,
 //! `error: …`.
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::demo::{LoginFailuresArgs, OrderTimeoutArgs};
 use crate::failure::Failure;
 use crate::match_cmd::MatchArgs;
+use crate::validate_cmd::ValidateArgs;
 
 /// ferrocep: Apache Flink CEP semantics, exactly, in Rust.
 #[derive(Debug, Parser)]
@@ -35,6 +37,8 @@ pub enum Command {
     /// Run one of the reference jobs on a live, endless source (processing time).
     #[command(subcommand)]
     Demo(Demo),
+    /// Check a pipeline config and its patterns without running.
+    Validate(ValidateArgs),
 }
 
 /// The demos.
@@ -65,6 +69,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Match(args) => crate::match_cmd::run(args),
         Command::Demo(Demo::OrderTimeout(args)) => crate::demo::order_timeout(args),
         Command::Demo(Demo::LoginFailures(args)) => crate::demo::login_failures(args),
+        Command::Validate(args) => crate::validate_cmd::run(args),
     }
 }
 

@@ -20,6 +20,22 @@ impl Failure {
         }
     }
 
+    /// A pipeline config that cannot be used (exit 2): every error, one per
+    /// line (`FILE:LINE:COLUMN: FIELD.PATH: REASON`), then a count.
+    pub fn config(errors: &ferrocep_runtime::config::ConfigErrors) -> Self {
+        let n = errors.len();
+        let file = errors
+            .errors()
+            .first()
+            .map(|e| e.file.display().to_string())
+            .unwrap_or_default();
+        let plural = if n == 1 { "" } else { "s" };
+        Failure {
+            code: 2,
+            message: format!("{errors}\nerror: {file}: {n} error{plural} in the config"),
+        }
+    }
+
     /// Bad arguments (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
         Failure {

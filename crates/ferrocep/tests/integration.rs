@@ -8,7 +8,8 @@
 //! - `examples`: the spec files in `examples/` on their sample inputs;
 //! - `workers`: `--workers N` agrees with one worker on large, disordered
 //!   streams (late events, bad lines, `--strict`, both end-of-input modes);
-//! - `multi_spec`: several `--spec`s over one stream, labelled by pattern.
+//! - `multi_spec`: several `--spec`s over one stream, labelled by pattern;
+//! - `validate`: `validate --config`, good and bad configs.
 
 mod conformance;
 mod demo;
@@ -16,4 +17,5 @@ mod examples;
 mod match_cli;
 mod multi_spec;
 mod util;
+mod validate;
 mod workers;

@@ -1,10 +1,22 @@
 //! The pipeline config of `ferrocep run` (`shared/spec/pipeline-spec.md`
-//! section 2): its types. Unknown fields are errors everywhere.
+//! section 2): its types, and [`load`], which reads a config file, checks
+//! it and loads its patterns, reporting every error it finds. Unknown fields
+//! are errors everywhere.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+mod error;
+mod load;
+#[cfg(test)]
+mod tests;
+mod tree;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use ferrocep_core::spec::Format;
+pub use load::{load, parse_str, LoadedConfig, LoadedPattern, PatternSource};
 
 /// A duration in milliseconds: in a config, `250ms`, `10s`, `5m`, `2h`, `1d`
 /// or a number of milliseconds.
@@ -13,24 +25,37 @@ pub struct Millis(pub i64);
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
+        // A visitor rather than an untagged enum, so that a wrong type (a
+        // list, `true`) gets this message, not "did not match any variant".
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as 250ms, 10s or 5m, or a number of milliseconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Millis, E> {
+                i64::try_from(ms)
+                    .map(Millis)
+                    .map_err(|_| E::custom(format!("duration {ms} ms is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<Millis, E> {
+                if ms >= 0 {
+                    Ok(Millis(ms))
+                } else {
+                    self.visit_str(&ms.to_string())
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Millis, E> {
+                ferrocep_core::time::parse_duration_ms(text)
+                    .map(Millis)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "invalid duration '{text}': expected milliseconds or a number with unit ms, s, m, h or d (e.g. 250ms, 10s, 5m)"
+                        ))
+                    })
+            }
         }
-        let text = match Raw::deserialize(d)? {
-            Raw::Int(ms) if ms >= 0 => return Ok(Millis(ms)),
-            Raw::Int(ms) => ms.to_string(),
-            Raw::Text(t) => t,
-        };
-        ferrocep_core::time::parse_duration_ms(&text)
-            .map(Millis)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid duration '{text}': expected milliseconds or a number with unit ms, s, m, h or d (e.g. 250ms, 10s, 5m)"
-                ))
-            })
+        d.deserialize_any(V)
     }
 }
 
@@ -62,20 +87,30 @@ impl Bytes {
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
+        // A visitor for the same reason as `Millis`'s.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as 1MiB or 512KiB, or a number of bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Bytes, E> {
+                Ok(Bytes(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Bytes, E> {
+                u64::try_from(n)
+                    .map(Bytes)
+                    .map_err(|_| E::custom(format!("invalid size {n}: a size is not negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Bytes, E> {
+                Bytes::parse(t).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid size '{t}': expected bytes or a number with unit KiB, MiB, GiB (e.g. 1MiB)"
+                    ))
+                })
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Bytes(n)),
-            Raw::Text(t) => Bytes::parse(&t).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid size '{t}': expected bytes or a number with unit KiB, MiB, GiB (e.g. 1MiB)"
-                ))
-            }),
-        }
+        d.deserialize_any(V)
     }
 }
 
