@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod clock;
 pub mod config;
 pub mod engine;

@@ -4,11 +4,13 @@
 //! ferrocep match --spec SPEC... --input FILE|- [--end-of-input flush|stop] [--strict] [--workers N]
 //! ferrocep demo order-timeout [--window DUR] [--interval DUR] [--events N]
 //! ferrocep demo login-failures [--window DUR] [--interval DUR] [--events N]
+//! ferrocep run --config PIPELINE.yaml [--data-dir DIR] [--workers N]
 //! ferrocep validate --config PIPELINE.yaml
 //! ```
 //!
 //! Exit status: 0 on success (bad input lines are reported on stderr and do
-//! not change it); 1 when `--strict` meets a bad line; 2 for a bad spec, bad
+//! not change it); 1 when `--strict` meets a bad line or a run fails after it
+//! started; 2 for a bad spec, bad
 //! usage, a bad config or an I/O error. Messages go to stderr, as `spec error: …`,
 //! `error: …`.
 
@@ -17,6 +19,7 @@ use clap::{Parser, Subcommand};
 use crate::demo::{LoginFailuresArgs, OrderTimeoutArgs};
 use crate::failure::Failure;
 use crate::match_cmd::MatchArgs;
+use crate::run_cmd::RunArgs;
 use crate::validate_cmd::ValidateArgs;
 
 /// ferrocep: Apache Flink CEP semantics, exactly, in Rust.
@@ -37,6 +40,9 @@ pub enum Command {
     /// Run one of the reference jobs on a live, endless source (processing time).
     #[command(subcommand)]
     Demo(Demo),
+    /// Run a pipeline (patterns over a live source, outputs to sinks) until
+    /// the input ends or SIGTERM/SIGINT.
+    Run(RunArgs),
     /// Check a pipeline config and its patterns without running.
     Validate(ValidateArgs),
 }
@@ -69,6 +75,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Match(args) => crate::match_cmd::run(args),
         Command::Demo(Demo::OrderTimeout(args)) => crate::demo::order_timeout(args),
         Command::Demo(Demo::LoginFailures(args)) => crate::demo::login_failures(args),
+        Command::Run(args) => crate::run_cmd::run(args),
         Command::Validate(args) => crate::validate_cmd::run(args),
     }
 }

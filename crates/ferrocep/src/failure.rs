@@ -52,11 +52,12 @@ impl Failure {
         }
     }
 
-    /// A bad pipeline config, or a pipeline that cannot start (exit 2).
-    pub fn config(message: impl Into<String>) -> Self {
+    /// A pipeline that cannot start: a busy address, an unusable data
+    /// directory (exit 2).
+    pub fn start(message: impl Into<String>) -> Self {
         Failure {
             code: 2,
-            message: message.into(),
+            message: format!("error: {}", message.into()),
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`failure`]: why a command failed, and its exit status;
 //! - [`args`]: argument values shared by several commands;
 //! - [`match_cmd`]: `ferrocep match`, over `ferrocep_runtime::replay`;
+//! - [`run_cmd`]: `ferrocep run`, over `ferrocep_runtime::pipeline`;
 //! - [`validate_cmd`]: `ferrocep validate`, over `ferrocep_runtime::config`;
 //! - [`demo`]: `ferrocep demo`, the reference Flink jobs (order timeout, login
 //!   failures) on live processing-time sources.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod demo;
 pub mod failure;
 pub mod match_cmd;
+pub mod run_cmd;
 pub mod validate_cmd;
 
 /// The README's Rust code blocks, compiled and run as doctests so the README
