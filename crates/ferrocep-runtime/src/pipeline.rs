@@ -148,6 +148,7 @@ impl Pipeline {
         let mut router = Router::new(sinks, metrics.clone(), ready.clone());
         let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
         let mut out: Vec<Output> = Vec::new();
+        publish(&engine, &metrics, clock.now_ms());
         let mut last_metrics = Instant::now();
         let mut failure: Option<RunError> = None;
         let mut ended = Ended::Stopped;

@@ -9,6 +9,8 @@
 //! - `workers`: `--workers N` agrees with one worker on large, disordered
 //!   streams (late events, bad lines, `--strict`, both end-of-input modes);
 //! - `multi_spec`: several `--spec`s over one stream, labelled by pattern;
+//! - `run`: `ferrocep run` with real files, a webhook receiver, signals and
+//!   the operations endpoints;
 //! - `validate`: `validate --config`, good and bad configs.
 
 mod conformance;
@@ -16,6 +18,7 @@ mod demo;
 mod examples;
 mod match_cli;
 mod multi_spec;
+mod run;
 mod util;
 mod validate;
 mod workers;

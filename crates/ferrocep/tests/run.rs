@@ -1,0 +1,459 @@
+//! `ferrocep run` end to end: the real binary, real files, a real webhook
+//! receiver and real HTTP clients on loopback, real signals.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{bin, json_lines, repo_root, run_match, TempDir};
+
+/// A `run` in the background, killed on drop.
+pub struct Service {
+    child: Option<Child>,
+    stderr: PathBuf,
+}
+
+impl Service {
+    /// Starts `ferrocep run --config CONFIG` with stdout and stderr in files
+    /// of `dir`.
+    pub fn start(dir: &Path, config: &Path, extra: &[&str]) -> Service {
+        let stdout = std::fs::File::create(dir.join("stdout.txt")).unwrap();
+        let stderr_path = dir.join("stderr.txt");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = bin()
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("the ferrocep binary starts");
+        Service {
+            child: Some(child),
+            stderr: stderr_path,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit; its status code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return s.code();
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "ferrocep run did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `f` returns `Some`, or panics after `timeout` with `what`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .map(|t| json_lines(&t))
+        .unwrap_or_default()
+}
+
+/// An output line as `match` prints it: without `pattern` and `id`.
+fn as_match(v: &Value) -> String {
+    let mut v = v.clone();
+    let o = v.as_object_mut().unwrap();
+    o.remove("pattern");
+    o.remove("id");
+    crate::util::canon(&v)
+}
+
+const SPEC: &str = r#"
+name: orders
+key: order_id
+time:
+  field: ts
+  max_out_of_orderness: 1s
+within: 10s
+stages:
+  - name: create
+    where: type == "create"
+  - name: pay
+    contiguity: followed_by
+    where: type == "pay"
+"#;
+
+/// A file source replayed to its end into file sinks gives `match`'s
+/// outputs, each with its pattern and a unique id, and exits 0.
+#[test]
+fn file_to_file_equals_match() {
+    let dir = TempDir::new("run-file");
+    let spec = repo_root().join("examples/order-timeout.yaml");
+    let input = repo_root().join("examples/order-events.jsonl");
+    let config = dir.file(
+        "pipe.yaml",
+        &format!(
+            "name: t\npatterns: [{}]\nsource: {{type: file, path: {}}}\n\
+             outputs:\n  match: [{{type: file, path: out/all.jsonl}}]\n  \
+             timeout: [{{type: file, path: out/timeouts.jsonl}}]\n  late: [{{type: file, path: out/late.jsonl}}]\n  \
+             error: [{{type: file, path: out/errors.jsonl}}]\nstate: {{dir: data}}\n",
+            spec.display(),
+            input.display()
+        ),
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
+    let out = dir.path().join("out");
+    let mut got: Vec<Value> = Vec::new();
+    for f in ["all.jsonl", "timeouts.jsonl", "late.jsonl"] {
+        got.extend(read_lines(&out.join(f)));
+    }
+    let errors = read_lines(&out.join("errors.jsonl"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["raw"], "this line is not JSON");
+    assert_eq!(errors[0]["kind"], "error");
+    let want = run_match(&spec, &input, &["--workers", "1"]);
+    let mut want: Vec<String> = json_lines(&want.stdout).iter().map(as_match).collect();
+    let mut got_m: Vec<String> = got.iter().map(as_match).collect();
+    want.sort();
+    got_m.sort();
+    assert_eq!(got_m, want);
+    let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), got.len(), "ids are unique");
+    assert!(got.iter().all(|v| v["pattern"] == "order-timeout"));
+}
+
+/// The quiet-stream rule through the binary: a create is appended to a
+/// followed file, nothing more arrives, and its timeout reaches the file
+/// sink about window + idle_timeout later; SIGTERM then stops with exit 0.
+#[test]
+fn quiet_stream_timeout_fires_and_sigterm_stops() {
+    let dir = TempDir::new("run-quiet");
+    dir.file("orders.yaml", SPEC);
+    let events = dir.file("events.jsonl", "");
+    let config = dir.file(
+        "pipe.yaml",
+        "name: quiet\npatterns: [orders.yaml]\nsource: {type: file, path: events.jsonl, follow: true}\n\
+         outputs: {match: [{type: file, path: out/m.jsonl}], timeout: [{type: file, path: out/t.jsonl}]}\n\
+         time: {idle_timeout: 1s}\nstate: {dir: data}\n",
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .unwrap();
+    // Event time far from the wall clock: only the idle rule can fire it.
+    writeln!(f, r#"{{"order_id":"a","type":"create","ts":1000}}"#).unwrap();
+    writeln!(f, r#"{{"order_id":"b","type":"create","ts":2000}}"#).unwrap();
+    writeln!(f, r#"{{"order_id":"b","type":"pay","ts":3000}}"#).unwrap();
+    let written = Instant::now();
+    let matches = eventually(Duration::from_secs(10), "the match", || {
+        Some(read_lines(&dir.path().join("out/m.jsonl"))).filter(|v| !v.is_empty())
+    });
+    assert_eq!(matches[0]["key"], "b");
+    // Watermark 1_999 after the events; a's window ends at 11_000: due
+    // 1 s (idle) + 9 s of quiet later.
+    let timeouts = eventually(Duration::from_secs(30), "the quiet-stream timeout", || {
+        Some(read_lines(&dir.path().join("out/t.jsonl"))).filter(|v| !v.is_empty())
+    });
+    let after = written.elapsed();
+    assert_eq!(timeouts.len(), 1);
+    assert_eq!(timeouts[0]["key"], "a");
+    assert_eq!(timeouts[0]["timeout_at"], 11000);
+    assert!(
+        after >= Duration::from_secs(9),
+        "fired after {after:?}, before the window could end by the idle rule"
+    );
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
+}
+
+/// Processing time: the timeout fires by the wall clock with no more input.
+#[test]
+fn processing_time_timeout_fires_by_the_wall_clock() {
+    let dir = TempDir::new("run-pt");
+    dir.file(
+        "pt.yaml",
+        "name: pt\nkey: order_id\nwithin: 1s\nstages:\n  - {name: create, where: 'type == \"create\"'}\n  - {name: pay, contiguity: followed_by, where: 'type == \"pay\"'}\n",
+    );
+    let events = dir.file("events.jsonl", "");
+    let config = dir.file(
+        "pipe.yaml",
+        "name: pt\npatterns: [pt.yaml]\nsource: {type: file, path: events.jsonl, follow: true}\n\
+         outputs: {timeout: [{type: file, path: out/t.jsonl}]}\n",
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .unwrap();
+    writeln!(f, r#"{{"order_id":"x","type":"create"}}"#).unwrap();
+    let t = eventually(
+        Duration::from_secs(10),
+        "the processing-time timeout",
+        || Some(read_lines(&dir.path().join("out/t.jsonl"))).filter(|v| !v.is_empty()),
+    );
+    assert_eq!(t[0]["key"], "x");
+    s.signal("INT");
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
+}
+
+/// A webhook receiver on loopback that fails its first requests with 503,
+/// then accepts: every timeout arrives (at least once), each request with
+/// its `Idempotency-Key` equal to the output id.
+#[test]
+fn webhook_gets_every_timeout_through_failures() {
+    let dir = TempDir::new("run-webhook");
+    dir.file("orders.yaml", SPEC);
+    let mut input = String::new();
+    for i in 0..20 {
+        input.push_str(&format!(
+            "{{\"order_id\":\"o{i}\",\"type\":\"create\",\"ts\":{}}}\n",
+            1000 + i
+        ));
+    }
+    dir.file("events.jsonl", &input);
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let port = receiver(received.clone(), 3);
+    let config = dir.file(
+        "pipe.yaml",
+        &format!(
+            "name: hook\npatterns: [orders.yaml]\nsource: {{type: file, path: events.jsonl}}\n\
+             outputs:\n  match: []\n  timeout: [{{type: webhook, url: 'http://127.0.0.1:{port}/notify', \
+             backoff: {{initial: 20ms, max: 200ms}}}}]\n"
+        ),
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    let got = received.lock().unwrap();
+    let keys: BTreeSet<&str> = got
+        .iter()
+        .map(|(_, v)| v["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 20, "every order's timeout arrived");
+    for (key, v) in got.iter() {
+        assert_eq!(key, v["id"].as_str().unwrap());
+        assert_eq!(v["kind"], "timeout");
+    }
+}
+
+/// Starts a webhook receiver that answers 503 to its first `fail` requests.
+fn receiver(received: Arc<Mutex<Vec<(String, Value)>>>, fail: usize) -> u16 {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(Mutex::new(0usize));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/notify",
+                axum::routing::post(move |headers: HeaderMap, body: String| {
+                    let received = received.clone();
+                    let count = count.clone();
+                    async move {
+                        let n = {
+                            let mut c = count.lock().unwrap();
+                            *c += 1;
+                            *c
+                        };
+                        if n <= fail {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let key = headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        received.lock().unwrap().push((key, v));
+                        StatusCode::OK
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    port
+}
+
+/// `/healthz`, `/readyz` and `/metrics` of a running pipeline.
+#[test]
+fn operations_endpoints() {
+    let dir = TempDir::new("run-ops");
+    dir.file("orders.yaml", SPEC);
+    dir.file(
+        "events.jsonl",
+        "{\"order_id\":\"a\",\"type\":\"create\",\"ts\":1}\nnot json\n{\"order_id\":\"b\",\"type\":\"create\",\"ts\":5000}\n",
+    );
+    let port = free_port();
+    let config = dir.file(
+        "pipe.yaml",
+        &format!(
+            "name: ops\npatterns: [orders.yaml]\nsource: {{type: file, path: events.jsonl, follow: true}}\n\
+             outputs: {{error: []}}\nserver: {{listen: '127.0.0.1:{port}'}}\n"
+        ),
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    let get = |path: &str| -> Option<(u16, String)> {
+        let r = http_get::get(&format!("http://127.0.0.1:{port}{path}"))?;
+        Some(r)
+    };
+    let (code, _) = eventually(Duration::from_secs(10), "/healthz", || get("/healthz"));
+    assert_eq!(code, 200);
+    let (code, body) = eventually(Duration::from_secs(10), "/readyz ready", || {
+        get("/readyz").filter(|(c, _)| *c == 200)
+    });
+    assert_eq!((code, body.trim()), (200, "ready"));
+    let metrics = eventually(Duration::from_secs(10), "events counted", || {
+        get("/metrics").filter(|(_, b)| {
+            b.contains("ferrocep_events_in_total{source=\"file\"} 3")
+                && b.contains("ferrocep_pending_partial_matches{pattern=\"orders\"} 1")
+        })
+    })
+    .1;
+    for name in [
+        "ferrocep_pending_partial_matches{pattern=\"orders\"}",
+        "ferrocep_outputs_total{pattern=\"orders\",kind=\"error\"} 1",
+        "ferrocep_watermark_lag_ms",
+        "ferrocep_sink_queue",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
+}
+
+/// A bad config stops `run` at start with exit 2 and the field path.
+#[test]
+fn bad_config_exits_2_naming_the_field() {
+    let dir = TempDir::new("run-bad");
+    dir.file("orders.yaml", SPEC);
+    let config = dir.file(
+        "pipe.yaml",
+        "name: bad\npatterns: [orders.yaml]\nsource: {type: file, path: nope.jsonl}\n\
+         outputs: {timeout: [{type: webhook, url: 'ftp://x'}]}\n",
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(2));
+    let err = s.stderr();
+    assert!(err.contains("pipe.yaml"), "{err}");
+    assert!(err.contains("outputs.timeout[0].url"), "{err}");
+    assert!(err.contains("source.path"), "{err}");
+}
+
+/// Two runs on one data directory: the second is refused.
+#[test]
+fn one_run_per_data_directory() {
+    let dir = TempDir::new("run-lock");
+    dir.file("orders.yaml", SPEC);
+    dir.file("events.jsonl", "");
+    let config = dir.file(
+        "pipe.yaml",
+        "name: lock\npatterns: [orders.yaml]\nsource: {type: file, path: events.jsonl, follow: true}\nstate: {dir: data}\n",
+    );
+    let mut first = Service::start(dir.path(), &config, &[]);
+    eventually(Duration::from_secs(10), "the first run's lock", || {
+        dir.path().join("data/LOCK").exists().then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let other = TempDir::new("run-lock-2");
+    let mut second = Service::start(other.path(), &config, &[]);
+    assert_eq!(second.wait(Duration::from_secs(20)), Some(2));
+    assert!(second.stderr().contains("in use"), "{}", second.stderr());
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(20)), Some(0));
+}
+
+mod http_get {
+    //! A minimal blocking GET over a real TCP connection (HTTP/1.1), enough
+    //! for the operations endpoints.
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// The status and body of `GET url`, or `None` if the server is not up.
+    pub fn get(url: &str) -> Option<(u16, String)> {
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+        let mut s = TcpStream::connect(host).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((code, body))
+    }
+}
