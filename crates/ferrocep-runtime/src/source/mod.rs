@@ -21,6 +21,8 @@ use std::time::Duration;
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 
+pub mod http;
+
 /// Where an event is in its source (see the module docs).
 pub type Position = u64;
 
@@ -201,6 +203,8 @@ pub trait Source: Send + 'static {
 
 /// Waits on `rx` until `deadline` (`None`: forever): a helper for the
 /// engine's loop.
+// `Err(())` only says the queue is closed; there is nothing more to carry.
+#[allow(clippy::result_unit_err)]
 pub fn recv_until(
     rx: &std::sync::mpsc::Receiver<SourceMsg>,
     wait: Option<Duration>,
