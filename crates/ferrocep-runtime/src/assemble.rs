@@ -15,6 +15,7 @@ use crate::server::Readiness;
 use crate::sink::{Kind, SinkCtx};
 use crate::source::file::FileSource;
 use crate::source::generator::GeneratorSource;
+use crate::source::http::HttpSource;
 use crate::source::stdin::StdinSource;
 use crate::source::{Source, StopFlag};
 
@@ -104,8 +105,17 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             let addr: SocketAddr = listen.parse().map_err(|e| {
                 StartError(format!("{}: source.listen: {e}", loaded.path.display()))
             })?;
-            let _ = (addr, path, max_body, max_backlog);
-            return Err(StartError("HTTPSTUB".into()));
+            let validator: crate::source::http::Validator = Arc::new(engine.validator());
+            (
+                Box::new(HttpSource::new(
+                    addr,
+                    path.clone(),
+                    max_body.0,
+                    max_backlog.0,
+                    validator,
+                )),
+                true,
+            )
         }
         SourceConfig::Generator(g) => (Box::new(GeneratorSource::new(g.clone())), true),
     };

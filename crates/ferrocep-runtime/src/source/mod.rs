@@ -30,6 +30,8 @@ pub use stdin::StdinSource;
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 
+pub mod http;
+
 /// Where an event is in its source (see the module docs).
 pub type Position = u64;
 
