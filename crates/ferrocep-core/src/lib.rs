@@ -8,7 +8,8 @@
 //!   watermarks, timers, processing time with an injected clock;
 //! - [`time`]: durations and the bounded-out-of-orderness watermark;
 //! - [`expr`]: the CEL-subset condition language of spec files;
-//! - [`event`]: JSON event lines: field extraction, keys and timestamps;
+//! - [`event`]: JSON event lines: field extraction, keys and timestamps, and the values and
+//!   field slots the expressions read;
 //! - [`spec`]: spec files (YAML/JSON) compiled into a pattern over JSON events.
 #![warn(missing_docs)]
 

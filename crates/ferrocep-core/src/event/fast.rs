@@ -351,8 +351,7 @@ mod tests {
         }
     }
 
-    use crate::event::{java_trim, Value};
-    use crate::expr::Fields;
+    use crate::event::{java_trim, Fields, Value};
     use proptest::prelude::*;
 
     fn extractor(fields: &[&str], key: Option<&str>, time: Option<&str>) -> Extractor {

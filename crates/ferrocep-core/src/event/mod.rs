@@ -16,6 +16,9 @@
 //!   offset (`T` or space, `Z`/`z`, truncated to ms) → else `time field 't' is neither …`;
 //! - then one [`Value`] per [`Fields`] slot.
 //!
+//! It also owns what the expressions read: [`Value`] and the [`Fields`] registry of field paths
+//! and their slots. [`crate::expr`] builds on them; nothing here uses `expr`.
+//!
 //! # How it avoids work
 //!
 //! No tree is built. A path trie (fields, key and time paths together) drives one pass of a
@@ -42,15 +45,16 @@
 //! lines as Java's `readLine` does.
 
 mod fast;
+mod fields;
 mod json;
 mod time;
 mod value;
 
 use std::borrow::Cow;
 
-use crate::expr::Fields;
 use json::{jackson_text, span_value, string_value, Kind, Scanner, Span, MAX_DEPTH};
 
+pub use fields::Fields;
 pub use json::print_lone_surrogates;
 pub use value::{recycle_values, Dec, Map, Str, Value};
 

@@ -1,10 +1,12 @@
 //! The condition language of spec files: a subset of CEL, exactly as the oracle's `Expr.java`
 //! parses and evaluates it.
 //!
-//! This module owns parsing an expression once into a compiled tree ([`Expr::parse`]), the
-//! registry of the field paths expressions read ([`Fields`]: each distinct path gets a slot),
-//! and evaluating the tree over one event's values ([`Expr::test`]), without parsing or
-//! allocating per event. Turning a JSON line into those values is [`crate::event`]'s job.
+//! This module owns parsing an expression once into a compiled tree ([`Expr::parse`]), which
+//! registers each field path it reads in a [`Fields`] (each distinct path gets a slot), and
+//! evaluating the tree over one event's values ([`Expr::test`]), without parsing or
+//! allocating per event. Turning a JSON line into those values is [`crate::event`]'s job, and
+//! so are [`Value`] and the [`Fields`] registry (re-exported here): this module uses `event`,
+//! never the reverse.
 //!
 //! Grammar (CEL precedence, lowest first):
 //!
@@ -32,56 +34,8 @@ mod unicode;
 
 use crate::event::Value;
 
+pub use crate::event::Fields;
 pub use parse::MAX_NESTING;
-
-/// The field paths read by all the expressions of a spec, each with its slot: the index of its
-/// value in the slice given to [`Expr::test`] (and produced by the event extractor).
-///
-/// As in the oracle, paths are told apart by their dotted name: `` `a.b` `` (one field named
-/// `a.b`) and `a.b` (field `b` of `a`) share the slot of whichever came first.
-#[derive(Clone, Debug, Default)]
-pub struct Fields {
-    paths: Vec<Vec<String>>,
-    names: Vec<String>,
-}
-
-impl Fields {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The slot of `path`: the existing one, or a new one at the end.
-    pub fn slot(&mut self, path: &[String]) -> usize {
-        let name = path.join(".");
-        if let Some(i) = self.names.iter().position(|n| *n == name) {
-            return i;
-        }
-        self.names.push(name);
-        self.paths.push(path.to_vec());
-        self.paths.len() - 1
-    }
-
-    /// The paths, indexed by slot.
-    pub fn paths(&self) -> &[Vec<String>] {
-        &self.paths
-    }
-
-    /// The dotted names, indexed by slot.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// Number of slots.
-    pub fn len(&self) -> usize {
-        self.paths.len()
-    }
-
-    /// No slots.
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
-    }
-}
 
 /// A parse error: where (1-based column, in chars of the source) and what, with the oracle's
 /// wording (e.g. `unexpected end of expression`, `'=' is not an operator; use '=='`).

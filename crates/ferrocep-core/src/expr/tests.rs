@@ -474,6 +474,70 @@ fn parse_path_segments() {
     assert!(p("`a`b").is_err());
 }
 
+#[test]
+fn expressions_case_end_to_end() {
+    // shared/conformance/cases/edges/expressions.json, from the line to the outcome
+    let p = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
+    let mut f = Fields::new();
+    let big = Expr::parse(
+        "amount >= 100 && currency in [\"EUR\", \"USD\"] && coupon == null",
+        &mut f,
+    );
+    let refund = Expr::parse(
+        "kind == 'refund' && amount == 3.0 || (flag && !(amount < 0))",
+        &mut f,
+    );
+    let (Ok(big), Ok(refund)) = (big, refund) else {
+        panic!("parse")
+    };
+    let x = Extractor::new(&f, Some(p("user.id")), Some(p("at")));
+    let lines = [
+        (
+            r#"{"user":{"id":7},"amount":150,"currency":"EUR","at":"2024-01-01T00:00:00Z"}"#,
+            "7",
+            1_704_067_200_000,
+            true,
+            false,
+        ),
+        (
+            r#"{"user":{"id":7},"amount":3,"kind":"refund","at":"2024-01-01T00:00:01.500+00:00"}"#,
+            "7",
+            1_704_067_201_500,
+            false,
+            true,
+        ),
+        (
+            r#"{"user":{"id":8},"amount":100.0,"currency":"USD","coupon":"X","at":"2024-01-01T00:00:02Z"}"#,
+            "8",
+            1_704_067_202_000,
+            false,
+            false,
+        ),
+        (
+            r#"{"user":{"id":8},"amount":120.0,"currency":"USD","at":"2024-01-01T01:00:03+01:00"}"#,
+            "8",
+            1_704_067_203_000,
+            true,
+            false,
+        ),
+        (
+            r#"{"user":{"id":8},"amount":1,"flag":true,"at":"2024-01-01T00:00:04Z"}"#,
+            "8",
+            1_704_067_204_000,
+            false,
+            true,
+        ),
+    ];
+    for (line, k, t, b, r) in lines {
+        let mut v = Vec::new();
+        let e = x.extract(line, &mut v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.key.as_deref(), Some(k));
+        assert_eq!(e.timestamp, Some(t));
+        assert_eq!(big.test(&v), b, "{line}");
+        assert_eq!(refund.test(&v), r, "{line}");
+    }
+}
+
 fn expr_strategy() -> impl Strategy<Value = String> {
     let atom = prop_oneof![
         Just("a".to_string()),

@@ -9,6 +9,11 @@
 //! release follow Flink's counting exactly (edges have their own counts and
 //! vanish when released), since that decides which paths a later extraction
 //! can still see.
+//!
+//! This module owns that store ([`Store`]) and the handles into it ([`EventId`],
+//! [`NodeRef`], [`EventIdx`]); it knows nothing of runs. The public
+//! [`SharedBuffer`](super::SharedBuffer) is defined in `run`: it is this store
+//! plus the run vectors processing reuses, which are `run`'s.
 
 use std::num::NonZeroU32;
 
@@ -132,28 +137,23 @@ impl Edges {
     }
 }
 
-/// Events and nodes of all partial matches of one operator.
-pub struct SharedBuffer<E> {
+/// Events and nodes of all partial matches of one operator (Flink's
+/// `SharedBuffer`); the public [`SharedBuffer`](super::SharedBuffer) holds it.
+pub(crate) struct Store<E> {
     events: Slots<EventEntry<E>>,
     nodes: Slots<Node>,
     next_gen: NonZeroU32,
     /// Nodes created for the event being processed: (stage, node).
     current_nodes: Vec<(u32, NodeRef)>,
-    /// Spare run vectors, so that processing an event allocates nothing.
-    pub(crate) run_pool: Vec<Vec<super::run::Run>>,
-    /// Scratch vectors of `process` (next states, retained states, matches).
-    pub(crate) scratch: [Vec<super::run::Run>; 3],
 }
 
-impl<E> Default for SharedBuffer<E> {
+impl<E> Default for Store<E> {
     fn default() -> Self {
-        SharedBuffer {
+        Store {
             events: Slots::default(),
             nodes: Slots::default(),
             next_gen: NonZeroU32::MIN,
             current_nodes: Vec::new(),
-            run_pool: Vec::new(),
-            scratch: Default::default(),
         }
     }
 }
@@ -168,27 +168,14 @@ fn release_count(lock: &mut u32) -> bool {
     *lock == 0
 }
 
-impl<E> SharedBuffer<E> {
-    pub(crate) fn take_runs(&mut self) -> Vec<super::run::Run> {
-        self.run_pool.pop().unwrap_or_default()
-    }
-
-    pub(crate) fn give_runs(&mut self, mut v: Vec<super::run::Run>) {
-        // Small vectors are not worth keeping (queues of up to two runs are
-        // inline), large ones would hold memory.
-        if self.run_pool.len() < 4096 && (3..=64).contains(&v.capacity()) {
-            v.clear();
-            self.run_pool.push(v);
-        }
-    }
-
+impl<E> Store<E> {
     /// Number of events held.
-    pub fn num_events(&self) -> usize {
+    pub(crate) fn num_events(&self) -> usize {
         self.events.len()
     }
 
     /// Number of nodes held.
-    pub fn num_nodes(&self) -> usize {
+    pub(crate) fn num_nodes(&self) -> usize {
         self.nodes.len()
     }
 
@@ -421,9 +408,5 @@ mod size_tests {
         assert_eq!(std::mem::size_of::<Edge>(), 32);
         assert_eq!(std::mem::size_of::<Edges>(), 32);
         assert_eq!(std::mem::size_of::<Node>(), 48);
-        assert_eq!(
-            std::mem::size_of::<EventEntry<crate::spec::JsonEvent>>(),
-            40
-        );
     }
 }

@@ -106,6 +106,16 @@ fn not<E>(c: Condition<E>) -> Condition<E> {
     Condition::Not(Box::new(c))
 }
 
+// Defined here rather than in `pattern`, so that `pattern` does not depend on
+// the NFA it compiles into.
+impl<E> Pattern<E> {
+    /// Checks the pattern and compiles it into an [`Nfa`]
+    /// (Flink `NFACompiler.compileFactory`).
+    pub fn compile(self) -> Result<Nfa<E>, PatternError> {
+        compile(self)
+    }
+}
+
 pub(crate) fn compile<E>(pattern: Pattern<E>) -> Result<Nfa<E>, PatternError> {
     if let Some(e) = &pattern.error {
         return Err(e.clone());

@@ -17,8 +17,8 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use buffer::{EventId, SharedBuffer};
-pub use run::{NfaOutput, NfaRunner, NfaState};
+pub use buffer::EventId;
+pub use run::{NfaOutput, NfaRunner, NfaState, SharedBuffer};
 
 use crate::pattern::{Condition, SkipStrategy};
 

@@ -2,6 +2,11 @@
 //! and `processMatchesAccordingToSkipStrategy`, for one key's [`NfaState`]
 //! over a [`SharedBuffer`].
 //!
+//! This module owns the runs (partial matches, [`Run`]), each key's
+//! [`NfaState`] and the public [`SharedBuffer`]: the [`buffer`](super::buffer)
+//! store plus the run vectors processing reuses. It uses `buffer`, never the
+//! reverse.
+//!
 //! Invariants kept from Flink: every event can start a new match (the start
 //! run is re-created after each event); reaching a Stop state discards every
 //! branch the run produced for that event; under any skip strategy but
@@ -14,7 +19,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::buffer::{EventId, EventIdx, NodeRef, Path, SharedBuffer};
+use super::buffer::{EventId, EventIdx, NodeRef, Path, Store};
 use super::dewey::DeweyNumber;
 use super::pq::JavaPq;
 use super::{Action, Nfa, StateKind};
@@ -97,6 +102,55 @@ fn run_cmp(a: &Run, b: &Run) -> Ordering {
 const INLINE_RUNS: usize = 2;
 /// A key's partial matches.
 type Partial = JavaPq<Run, INLINE_RUNS>;
+
+/// Events and nodes of all partial matches of one operator, shared by its
+/// keys, with the run vectors that processing reuses.
+///
+/// The events and nodes are the `nfa::buffer` module's store (Flink's
+/// `SharedBuffer`); the run vectors are kept here, beside the runs, so that
+/// the store knows nothing of runs.
+pub struct SharedBuffer<E> {
+    store: Store<E>,
+    /// Spare run vectors, so that processing an event allocates nothing.
+    run_pool: Vec<Vec<Run>>,
+    /// Scratch vectors of `process` (next states, retained states, matches).
+    scratch: [Vec<Run>; 3],
+}
+
+impl<E> Default for SharedBuffer<E> {
+    fn default() -> Self {
+        SharedBuffer {
+            store: Store::default(),
+            run_pool: Vec::new(),
+            scratch: Default::default(),
+        }
+    }
+}
+
+impl<E> SharedBuffer<E> {
+    fn take_runs(&mut self) -> Vec<Run> {
+        self.run_pool.pop().unwrap_or_default()
+    }
+
+    fn give_runs(&mut self, mut v: Vec<Run>) {
+        // Small vectors are not worth keeping (queues of up to two runs are
+        // inline), large ones would hold memory.
+        if self.run_pool.len() < 4096 && (3..=64).contains(&v.capacity()) {
+            v.clear();
+            self.run_pool.push(v);
+        }
+    }
+
+    /// Number of events held.
+    pub fn num_events(&self) -> usize {
+        self.store.num_events()
+    }
+
+    /// Number of nodes held.
+    pub fn num_nodes(&self) -> usize {
+        self.store.num_nodes()
+    }
+}
 
 /// A key's partial matches between two events. Nearly every key holds the
 /// start run alone or behind one partial match: `[start]` or `[other,
@@ -256,7 +310,7 @@ impl NfaState {
     pub(crate) fn prefetch_nodes<E>(&self, buf: &SharedBuffer<E>) {
         for r in self.partial.runs() {
             if let Some(p) = r.prev {
-                buf.prefetch_node(p);
+                buf.store.prefetch_node(p);
             }
         }
     }
@@ -265,7 +319,7 @@ impl NfaState {
     pub(crate) fn prefetch_events<E>(&self, buf: &SharedBuffer<E>) {
         for r in self.partial.runs() {
             if let Some(p) = r.prev {
-                buf.prefetch_node_event(p);
+                buf.store.prefetch_node_event(p);
             }
         }
     }
@@ -359,6 +413,7 @@ impl<E> Context<E> for Ctx<'_, E> {
             None => Path::new(),
             Some(p) => self
                 .buf
+                .store
                 .extract(p, &self.run.version, true)
                 .into_iter()
                 .next()
@@ -366,7 +421,7 @@ impl<E> Context<E> for Ctx<'_, E> {
         });
         path.iter()
             .filter(|(s, _)| &*self.nfa.stage_names[*s as usize] == name)
-            .map(|(_, e)| self.buf.event(*e))
+            .map(|(_, e)| self.buf.store.event(*e))
             .collect()
     }
 
@@ -415,7 +470,7 @@ impl<E> Nfa<E> {
     ) -> bool {
         match cond {
             Condition::True => true,
-            Condition::Simple(f) => f(buf.event(ev)),
+            Condition::Simple(f) => f(buf.store.event(ev)),
             _ => {
                 let ctx = Ctx {
                     nfa: self,
@@ -424,7 +479,7 @@ impl<E> Nfa<E> {
                     ts,
                     matched: OnceCell::new(),
                 };
-                cond.eval(buf.event(ev), &ctx)
+                cond.eval(buf.store.event(ev), &ctx)
             }
         }
     }
@@ -440,7 +495,7 @@ impl<E> Nfa<E> {
         ts: i64,
         out: &mut impl NfaOutput<E>,
     ) -> bool {
-        let ev = buf.begin_event(event, ts);
+        let ev = buf.store.begin_event(event, ts);
         let mut new_start = false;
         let old = st.take_partial(self.start);
         let mut new_partial = NfaState::new_partial(&old, buf);
@@ -460,7 +515,7 @@ impl<E> Nfa<E> {
                     StateKind::Stop => {
                         discard = true;
                         if let Some(p) = n.prev {
-                            buf.release_node(p, &n.version);
+                            buf.store.release_node(p, &n.version);
                         }
                     }
                     _ => retain.push(n),
@@ -469,7 +524,7 @@ impl<E> Nfa<E> {
             if discard {
                 for r in retain.drain(..) {
                     if let Some(p) = r.prev {
-                        buf.release_node(p, &r.version);
+                        buf.store.release_node(p, &r.version);
                     }
                 }
             } else {
@@ -484,10 +539,10 @@ impl<E> Nfa<E> {
         if self.skip == SkipStrategy::NoSkip {
             for m in potential.drain() {
                 if let Some(p) = m.prev {
-                    if let Some(path) = buf.extract(p, &m.version, true).into_iter().next() {
+                    if let Some(path) = buf.store.extract(p, &m.version, true).into_iter().next() {
                         self.emit(buf, &path, out, None);
                     }
-                    buf.release_node(p, &m.version);
+                    buf.store.release_node(p, &m.version);
                 }
             }
             buf.scratch = [next, retain, potential.into_vec()];
@@ -496,7 +551,7 @@ impl<E> Nfa<E> {
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
         st.set_partial(buf, self.start, new_partial);
-        buf.finish_event(ev);
+        buf.store.finish_event(ev);
         new_start
     }
 
@@ -552,10 +607,10 @@ impl<E> Nfa<E> {
             }
             if let Some(p) = run.prev {
                 let at = run.start_ts().wrapping_add(self.window.unwrap_or(0));
-                if let Some(path) = buf.extract(p, &run.version, true).into_iter().next() {
+                if let Some(path) = buf.store.extract(p, &run.version, true).into_iter().next() {
                     self.emit(buf, &path, out, Some(at));
                 }
-                buf.release_node(p, &run.version);
+                buf.store.release_node(p, &run.version);
             }
         }
         if runs.spilled() {
@@ -572,8 +627,10 @@ impl<E> Nfa<E> {
         out: &mut impl NfaOutput<E>,
         timeout_at: Option<i64>,
     ) {
-        let events: SmallVec<[(u32, &E); 8]> =
-            path.iter().map(|(s, e)| (*s, buf.event(*e))).collect();
+        let events: SmallVec<[(u32, &E); 8]> = path
+            .iter()
+            .map(|(s, e)| (*s, buf.store.event(*e)))
+            .collect();
         let m = MatchRef::new(&self.stage_names, &events);
         match timeout_at {
             None => out.on_match(&m),
@@ -652,7 +709,7 @@ impl<E> Nfa<E> {
         out: &mut impl NfaOutput<E>,
     ) {
         let paths = match m.prev {
-            Some(p) => buf.extract(p, &m.version, false),
+            Some(p) => buf.store.extract(p, &m.version, false),
             None => Default::default(),
         };
         if let Some(pid) = self.pruning_id(buf, &paths) {
@@ -665,12 +722,12 @@ impl<E> Nfa<E> {
             self.emit(buf, first, out, None);
         }
         if let Some(p) = m.prev {
-            buf.release_node(p, &m.version);
+            buf.store.release_node(p, &m.version);
         }
     }
 
     fn pruning_id(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<EventId> {
-        let id = |e: EventIdx| buf.event_entry(e).id();
+        let id = |e: EventIdx| buf.store.event_entry(e).id();
         let mut pruning: Option<EventId> = None;
         for path in paths {
             match &self.skip {
@@ -737,7 +794,7 @@ impl<E> Nfa<E> {
         );
         for r in removed {
             if let Some(p) = r.prev {
-                buf.release_node(p, &r.version);
+                buf.store.release_node(p, &r.version);
             }
         }
     }
@@ -810,7 +867,7 @@ impl<E> Nfa<E> {
                         start_seq: run.start_seq,
                     };
                     if let Some(p) = n.prev {
-                        buf.lock_node(p, &n.version);
+                        buf.store.lock_node(p, &n.version);
                     }
                     result.push(n);
                 }
@@ -818,13 +875,13 @@ impl<E> Nfa<E> {
                     let current_version = run.version.increase(take_to_visit.max(0) as u32);
                     let next_version = current_version.add_stage();
                     take_to_visit -= 1;
-                    if buf.event_entry(ev).id().seq == u32::MAX {
+                    if buf.store.event_entry(ev).id().seq == u32::MAX {
                         let id = st.next_event_id(ts);
-                        buf.set_event_id(ev, id);
+                        buf.store.set_event_id(ev, id);
                     }
-                    let event_id = buf.event_entry(ev).id();
+                    let event_id = buf.store.event_entry(ev).id();
                     let stage = self.states[source as usize].stage;
-                    let entry = buf.put(stage, ev, run.prev, &current_version);
+                    let entry = buf.store.put(stage, ev, run.prev, &current_version);
                     let start = if is_start { event_id } else { run.start() };
                     let n = Run {
                         state: target,
@@ -833,7 +890,7 @@ impl<E> Nfa<E> {
                         start_ts: start.ts,
                         start_seq: start.seq,
                     };
-                    buf.lock_node(entry, &n.version);
+                    buf.store.lock_node(entry, &n.version);
                     result.push(n);
                     if let Some(fin) = self.find_final_after_proceed(buf, target, ev, &run, ts) {
                         let n = Run {
@@ -843,7 +900,7 @@ impl<E> Nfa<E> {
                             start_ts: start.ts,
                             start_seq: start.seq,
                         };
-                        buf.lock_node(entry, &n.version);
+                        buf.store.lock_node(entry, &n.version);
                         result.push(n);
                     }
                 }
@@ -856,7 +913,7 @@ impl<E> Nfa<E> {
             result.push(self.start_run(run.version.increase(total)));
         }
         if let Some(p) = run.prev {
-            buf.release_node(p, &run.version);
+            buf.store.release_node(p, &run.version);
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! A [`Pattern`] is only a description; [`Pattern::compile`] checks it the way
 //! Flink's `Pattern` methods and `NFACompiler` do and turns it into an
-//! immutable [`crate::nfa::Nfa`].
+//! immutable [`crate::nfa::Nfa`]. That method is defined in `nfa::compile`,
+//! which owns compilation: `nfa` uses this module, never the reverse.
 //!
 //! ```
 //! use ferrocep_core::pattern::Pattern;
@@ -598,11 +599,5 @@ impl<E> Pattern<E> {
             st.quantifier.inner = Contiguity::SkipTillAny;
         }
         self
-    }
-
-    /// Checks the pattern and compiles it into an [`crate::nfa::Nfa`]
-    /// (Flink `NFACompiler.compileFactory`).
-    pub fn compile(self) -> Result<crate::nfa::Nfa<E>, PatternError> {
-        crate::nfa::compile::compile(self)
     }
 }

@@ -368,6 +368,16 @@ mod tests {
         assert_eq!(std::mem::size_of::<Conditions>(), 16);
     }
 
+    /// The shared buffer holds each event once, beside its id and lock count
+    /// (here rather than in `nfa`, which does not know this event type).
+    #[test]
+    fn a_buffered_event_is_five_words() {
+        assert_eq!(
+            std::mem::size_of::<crate::nfa::buffer::EventEntry<JsonEvent>>(),
+            40
+        );
+    }
+
     #[test]
     fn inline_and_heap_bits() {
         let e = JsonEvent::from_parts("{}", &[true, false, true]);
