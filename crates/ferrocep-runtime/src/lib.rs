@@ -14,7 +14,7 @@
 //! - [`live`]: a processing-time job on a paced source (`ferrocep demo`);
 //! - [`config`]: the pipeline config of `ferrocep run`;
 //! - [`source`], [`sink`]: where `run` reads events and writes outputs;
-//! - [`ingest_log`]: the durable log behind the HTTP source;
+//! - [`source::ingest_log`]: the durable log behind the HTTP source;
 //! - [`metrics`]: the Prometheus metrics of `run`.
 
 #![warn(missing_docs)]
@@ -23,7 +23,6 @@ pub mod assemble;
 pub mod clock;
 pub mod config;
 pub mod engine;
-pub mod ingest_log;
 pub mod input;
 pub mod key;
 pub mod live;

@@ -232,3 +232,306 @@ fn run_processing_time<R: Read + Send + 'static, W: Write, D: Write>(
     out.out.flush().map_err(Stop::Output)?;
     result
 }
+
+/// `--workers N` against one worker: failed reads and writes, closed
+/// outputs, `--strict` races and random short streams.
+#[cfg(test)]
+mod workers_tests {
+    use std::io::{self, Cursor, Read, Write};
+
+    use ferrocep_core::spec::{Format, Spec, SpecSet};
+
+    use super::run_with;
+    use crate::clock::SystemClock;
+    use crate::matcher::Plan;
+    use crate::options::{EndOfInput, Options};
+
+    const SPEC: &str = r#"{
+      "key": "order_id",
+      "time": {"field": "ts", "max_out_of_orderness": "1s"},
+      "within": "5s",
+      "stages": [
+        {"name": "create", "where": "type == \"create\""},
+        {"name": "pay", "contiguity": "followed_by", "where": "type == \"pay\""}
+      ]
+    }"#;
+
+    fn spec_set() -> SpecSet {
+        SpecSet::new(vec![Spec::from_str(SPEC, Format::Json).unwrap()]).unwrap()
+    }
+
+    fn sorted_lines(out: Vec<u8>) -> Vec<String> {
+        let mut lines: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    /// About 1.3 MB of orders over 3,000 keys: several input chunks.
+    fn orders() -> Vec<u8> {
+        let mut s = String::new();
+        for i in 0..16_000u64 {
+            let (key, ts) = (i % 3_000, 1_000 * i);
+            let kind = if i % 3 == 2 { "pay" } else { "create" };
+            s.push_str(&format!(
+                "{{\"order_id\":\"order-{key}\",\"type\":\"{kind}\",\"ts\":{ts},\"note\":\"padding to make lines longer\"}}\n"
+            ));
+        }
+        assert!(s.len() > 4 * crate::input::CHUNK);
+        s.into_bytes()
+    }
+
+    /// Reads `data`, then fails once `fail_at` bytes are read.
+    struct FailingReader {
+        data: Cursor<Vec<u8>>,
+        fail_at: u64,
+    }
+
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.fail_at.saturating_sub(self.data.position());
+            if left == 0 {
+                return Err(io::Error::other("the disk went away"));
+            }
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    /// Takes `limit` bytes, then fails with `kind`.
+    struct FailingWriter<'a> {
+        out: &'a mut Vec<u8>,
+        limit: usize,
+        kind: io::ErrorKind,
+    }
+
+    impl Write for FailingWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.out.len() + buf.len() > self.limit {
+                return Err(io::Error::new(self.kind, "the disk is full"));
+            }
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run<R: Read + Send + 'static>(
+        input: R,
+        workers: usize,
+        limit: usize,
+        kind: io::ErrorKind,
+    ) -> (Result<(), String>, Vec<String>) {
+        run_with_strict(input, workers, limit, kind, false)
+    }
+
+    fn run_with_strict<R: Read + Send + 'static>(
+        input: R,
+        workers: usize,
+        limit: usize,
+        kind: io::ErrorKind,
+        strict: bool,
+    ) -> (Result<(), String>, Vec<String>) {
+        let set = spec_set();
+        let mut out = Vec::new();
+        let options = Options {
+            end_of_input: EndOfInput::Flush,
+            strict,
+            workers,
+            chunk_size: crate::input::CHUNK,
+            // More than two workers read as from a live input: one thread
+            // reads, the workers parse.
+            live_input: workers > 2,
+        };
+        let writer = FailingWriter {
+            out: &mut out,
+            limit,
+            kind,
+        };
+        let plan = Plan::new(&set, &[]).unwrap();
+        let result = run_with(
+            &set,
+            &plan,
+            input,
+            writer,
+            &mut io::sink(),
+            &options,
+            &SystemClock,
+        );
+        (result.map_err(|f| f.to_string()), sorted_lines(out))
+    }
+
+    #[test]
+    fn a_failed_read_ends_every_worker_count_alike() {
+        let data = orders();
+        let fail_at = data.len() as u64 * 2 / 3;
+        let read = || FailingReader {
+            data: Cursor::new(data.clone()),
+            fail_at,
+        };
+        let (one, one_lines) = run(read(), 1, usize::MAX, io::ErrorKind::Other);
+        let whole = run(
+            Cursor::new(data.clone()),
+            1,
+            usize::MAX,
+            io::ErrorKind::Other,
+        )
+        .1;
+        let err = one.clone().unwrap_err();
+        assert!(
+            err.contains("reading input") && err.contains("the disk went away"),
+            "{err}"
+        );
+        // What was read is matched; a failed input is not flushed.
+        assert!(one_lines.len() > 1_000 && one_lines.len() < whole.len());
+        for workers in [2, 3, 5] {
+            let (many, lines) = run(read(), workers, usize::MAX, io::ErrorKind::Other);
+            assert_eq!(many, one, "--workers {workers}");
+            assert!(lines == one_lines, "--workers {workers}: outputs differ");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_stops_every_worker() {
+        let data = orders();
+        for workers in [1, 2, 3, 5] {
+            let (result, lines) = run(
+                Cursor::new(data.clone()),
+                workers,
+                64 * 1024,
+                io::ErrorKind::Other,
+            );
+            let err = result.unwrap_err();
+            assert!(
+                err.contains("writing output") && err.contains("the disk is full"),
+                "--workers {workers}: {err}"
+            );
+            assert!(lines.len() < 2_000, "--workers {workers}: stopped early");
+        }
+    }
+
+    #[test]
+    fn a_closed_output_ends_the_run_quietly() {
+        let data = orders();
+        for workers in [1, 2, 5] {
+            let (result, _) = run(
+                Cursor::new(data.clone()),
+                workers,
+                10_000,
+                io::ErrorKind::BrokenPipe,
+            );
+            assert_eq!(result, Ok(()), "--workers {workers}");
+        }
+    }
+
+    #[test]
+    fn strict_in_the_last_chunk_never_flushes() {
+        // The thread that finds the end of the input may get there before
+        // the one that parses the bad line: the stop must win all the same.
+        let input = b"{\"order_id\":\"a\",\"type\":\"create\",\"ts\":1000}\nnot json\n".to_vec();
+        for workers in [2, 3, 5] {
+            for _ in 0..300 {
+                let (result, lines) = run_with_strict(
+                    Cursor::new(input.clone()),
+                    workers,
+                    usize::MAX,
+                    io::ErrorKind::Other,
+                    true,
+                );
+                let err = result.unwrap_err();
+                assert!(
+                    err.contains("line 2: ") && err.contains("--strict"),
+                    "{err}"
+                );
+                assert!(lines.is_empty(), "--workers {workers}: {lines:?}");
+            }
+        }
+    }
+
+    /// A deterministic pseudo-random source (64-bit LCG, high bits).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Runs `input` whole, in chunks of `chunk_size` bytes: the result, the
+    /// outputs (sorted) and the bad-line reports (in order).
+    fn run_in_chunks(input: &[u8], options: &Options) -> (Result<(), String>, Vec<String>, String) {
+        let set = spec_set();
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let plan = Plan::new(&set, &[]).unwrap();
+        let input = Cursor::new(input.to_vec());
+        let result = run_with(
+            &set,
+            &plan,
+            input,
+            &mut out,
+            &mut errors,
+            options,
+            &SystemClock,
+        );
+        let errors = String::from_utf8(errors).unwrap();
+        (result.map_err(|f| f.to_string()), sorted_lines(out), errors)
+    }
+
+    /// Short streams in chunks of a few lines or less, so that the threads
+    /// race on every chunk: every worker count must give what one gives.
+    #[test]
+    fn tiny_chunks_give_what_one_worker_gives() {
+        let mut rng = Rng(7);
+        for case in 0..400 {
+            let mut input = String::new();
+            let mut t = 1_000i64;
+            for _ in 0..rng.below(120) {
+                t += rng.below(700) as i64;
+                // Some out of order, some late, a few at or before 0.
+                let ts = t - rng.below(1_500) as i64;
+                let key = rng.below(6);
+                let line = match rng.below(40) {
+                    0 => "not json".to_string(),
+                    1 => format!("{{\"order_id\":\"k{key}\",\"type\":\"pay\"}}"),
+                    2 => String::new(),
+                    n => {
+                        let kind = if n % 2 == 0 { "create" } else { "pay" };
+                        format!("{{\"order_id\":\"k{key}\",\"type\":\"{kind}\",\"ts\":{ts}}}")
+                    }
+                };
+                input.push_str(&line);
+                input.push('\n');
+            }
+            let mut options = Options {
+                end_of_input: if rng.below(2) == 0 {
+                    EndOfInput::Flush
+                } else {
+                    EndOfInput::Stop
+                },
+                strict: rng.below(3) == 0,
+                workers: 1,
+                chunk_size: 1 + rng.below(300) as usize,
+                live_input: rng.below(2) == 0,
+            };
+            let one = run_in_chunks(input.as_bytes(), &options);
+            for workers in [2, 3, 5] {
+                options.workers = workers;
+                let many = run_in_chunks(input.as_bytes(), &options);
+                assert!(
+                    many == one,
+                    "case {case}, --workers {workers}, {options:?}:\n{input}\n{many:?}\nagainst\n{one:?}"
+                );
+            }
+        }
+    }
+}

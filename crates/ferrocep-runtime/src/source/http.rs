@@ -1,5 +1,5 @@
 //! The `http` source: clients `POST` events, which are written to the
-//! durable [ingest log](crate::ingest_log) before the reply; a reader thread
+//! durable [ingest log](crate::source::ingest_log) before the reply; a reader thread
 //! tails the log and hands the events to the engine in log order.
 //!
 //! # Requests (`pipeline-spec.md` section 3)
@@ -56,8 +56,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{Batch, Source, SourceCtx, SourceMsg};
-use crate::ingest_log::{IngestLog, LogReader, LogRecord};
 use crate::metrics::Metrics;
+use crate::source::ingest_log::{IngestLog, LogReader, LogRecord};
 
 /// The engine's check of one event's JSON text (key and time fields, the
 /// timestamp): `Err` with the reason rejects it.
@@ -693,7 +693,7 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::ingest_log;
+    use crate::source::ingest_log;
     use crate::source::{Position, SourceTx, StopFlag};
     use proptest::prelude::*;
     use std::io::{Read as _, Write as _};

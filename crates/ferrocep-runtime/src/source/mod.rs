@@ -31,6 +31,7 @@ use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 
 pub mod http;
+pub mod ingest_log;
 
 /// Where an event is in its source (see the module docs).
 pub type Position = u64;
