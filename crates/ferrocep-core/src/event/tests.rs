@@ -36,7 +36,7 @@ fn key(k: &str) -> Result<Option<String>, String> {
 
 #[test]
 fn bad_lines_case() {
-    // shared/conformance/cases/edges/bad-lines.json
+    // conformance/cases/edges/bad-lines.json
     let x = extractor(&["type"], Some("k"), Some("ts"));
     let lines = [
         (r#"{"k":"a","type":"create","ts":1700000000000}"#, Ok((Some("\"a\"".to_string()), Some(1_700_000_000_000)))),
@@ -344,7 +344,7 @@ fn values_vector_reuse() {
 
 #[test]
 fn expressions_case_end_to_end() {
-    // shared/conformance/cases/edges/expressions.json
+    // conformance/cases/edges/expressions.json
     let mut f = Fields::new();
     let big = Expr::parse(
         "amount >= 100 && currency in [\"EUR\", \"USD\"] && coupon == null",
