@@ -21,7 +21,7 @@
 # (user+sys of the whole process), peak RSS, the ratios to Flink and ferrocep's share of the
 # ceiling. It checks that ferrocep's match /
 # timeout / late counts (and the ceiling's) equal Flink bench's, and, where Flink's match output exists, that the
-# two outputs are equal as multisets (compared as shared/conformance/check.py does).
+# two outputs are equal as multisets (compared as conformance/check.py does).
 # Exit status 1 if a cross-check fails.
 #
 # Options:
@@ -124,11 +124,10 @@ python3 "$ROOT/bench/lib/report.py" "$RUN" || status=$?
 
 if [ -n "$record" ]; then
     [ "$record" = auto ] && record="$ROOT/bench/runs/$(date +%Y-%m-%d)-$machine"
+    # One summary and one CSV per recorded run; the raw per-process files stay in $RUN.
     mkdir -p "$record"
-    cp "$RUN"/summary.md "$RUN"/raw.csv "$RUN"/machine.txt "$record/"
-    mkdir -p "$record/raw"
-    cp "$RUN"/*.time "$RUN"/*.load "$RUN"/*-flink-bench-*.txt "$record/raw/"
-    python3 "$ROOT/bench/lib/report.py" --readme "$RUN" > "$record/README.md"
+    cp "$RUN"/raw.csv "$record/"
+    python3 "$ROOT/bench/lib/report.py" --readme "$RUN" > "$record/summary.md"
     step "recorded in $record"
 fi
 exit "$status"

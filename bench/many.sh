@@ -31,7 +31,7 @@
 #   --workers W     `ferrocep match --workers W` for every run (default 1: ratios per core)
 #   --threshold     overlapping specs (amount >= lo) instead of disjoint bands
 #   --record [DIR]  also write the run to DIR (default bench/runs/<date>-<machine>-many/):
-#                   README.md (command, machine, versions, table), raw.csv, raw/*.time
+#                   summary.md (command, machine, versions, table) and raw.csv
 #   --machine NAME  machine name for --record (default: hostname)
 # Environment: FERROCEP_ORACLE_DIR (default ../shared/oracle/flink: gen_orders.py and
 # order-timeout.json). Needs Python 3 and GNU time (/usr/bin/time).
@@ -105,11 +105,10 @@ python3 "$ROOT/bench/lib/many_report.py" "$RUN" || status=$?
 
 if [ -n "$record" ]; then
     [ "$record" = auto ] && record="$ROOT/bench/runs/$(date +%Y-%m-%d)-$machine-many"
-    mkdir -p "$record/raw/separate"
-    cp "$RUN"/raw.csv "$RUN"/machine.txt "$record/"
-    cp "$RUN"/*.time "$RUN"/*.load "$record/raw/"
-    cp "$RUN"/separate/*.time "$RUN"/separate/*.load "$record/raw/separate/"
-    python3 "$ROOT/bench/lib/many_report.py" --readme "$RUN" > "$record/README.md"
+    # One summary and one CSV per recorded run; the raw per-process files stay in $RUN.
+    mkdir -p "$record"
+    cp "$RUN"/raw.csv "$record/"
+    python3 "$ROOT/bench/lib/many_report.py" --readme "$RUN" > "$record/summary.md"
     step "recorded in $record"
 fi
 exit "$status"

@@ -23,7 +23,8 @@
 #   --events N      workload size (default 5000000)
 #   --workers N     workers (default: nproc)
 #   --repeat R      interleaved repeats (default 5)
-#   --record [DIR]  also write the run to DIR (default bench/runs/<date>-<machine>-scaling/)
+#   --record [DIR]  also write the run to DIR (default bench/runs/<date>-<machine>-scaling/):
+#                   summary.md (command, machine, versions, table) and raw.csv
 #   --machine NAME  machine name for --record (default: hostname)
 # Environment: FERROCEP_ORACLE_DIR (default ../shared/oracle/flink). Needs Python 3 and GNU time.
 set -euo pipefail
@@ -109,9 +110,10 @@ rm -f "$RUN"/*.out
 
 if [ -n "$record" ]; then
     [ "$record" = auto ] && record="$ROOT/bench/runs/$(date +%Y-%m-%d)-$machine-scaling"
-    mkdir -p "$record/raw"
-    cp "$RUN"/summary.md "$RUN"/machine.txt "$record/"
-    cp "$RUN"/*.time "$RUN"/*.load "$record/raw/"
+    # One summary and one CSV per recorded run; the raw per-process files stay in $RUN.
+    mkdir -p "$record"
+    python3 "$ROOT/bench/lib/scaling_report.py" --readme "$RUN" > "$record/summary.md"
+    cp "$RUN"/raw.csv "$record/"
     step "recorded in $record"
 fi
 exit "$status"

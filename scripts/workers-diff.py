@@ -4,7 +4,7 @@
   scripts/workers-diff.py [--bin target/release/ferrocep] [--seed 1] [--count 300]
                           [--workers 2,3,5] [--out DIR]
 
-Each candidate comes from ../shared/conformance/gen_random.py (`show --seed S --candidate J`,
+Each candidate comes from conformance/gen_random.py (`show --seed S --candidate J`,
 no Flink run), then, from a generator of its own seeded with J: its timestamps are often
 shifted so that some are <= 0 (Flink gives partial matches that start there no window timer),
 and an unkeyed spec is often given a key with events spread over 7 keys (so that each worker
@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GEN = os.path.join(HERE, "..", "..", "shared", "conformance", "gen_random.py")
+GEN = os.path.join(HERE, "..", "conformance", "gen_random.py")
 
 
 def candidate(seed, j):

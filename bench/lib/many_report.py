@@ -2,7 +2,7 @@
 """Report of a bench/many.sh run directory.
 
   many_report.py RUN_DIR            check the outputs, print the table; write RUN_DIR/summary.md, raw.csv
-  many_report.py --readme RUN_DIR   print a README.md for bench/runs/<date>-<machine>-many/
+  many_report.py --readme RUN_DIR   print the summary.md of bench/runs/<date>-<machine>-many/
 
 RUN_DIR holds specs/NAME.json (the K specs), combined.{out,time,load} (one `ferrocep match`
 with all K specs), separate/NAME.{out,time,load} (one run per spec), reference.{out,time,load}
@@ -290,8 +290,8 @@ def readme(run):
         print(f"{k}: {v}")
     print("```\n")
     print(summary)
-    print("`raw.csv`: one row per process; `raw/`: the `/usr/bin/time -v` output and the load "
-          "average before each run.")
+    print("`raw.csv`: one row per process (wall, user and sys time, peak RSS, exit status, output "
+          "lines, load average before it); the raw `/usr/bin/time -v` outputs are not kept.")
     return 0
 
 

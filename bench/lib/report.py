@@ -2,7 +2,7 @@
 """Report of a bench/compare.sh run directory.
 
   report.py RUN_DIR            print the table and cross-checks; write RUN_DIR/summary.md, raw.csv
-  report.py --readme RUN_DIR   print a README.md for bench/runs/<date>-<machine>/
+  report.py --readme RUN_DIR   print the summary.md of bench/runs/<date>-<machine>/
 
 RUN_DIR holds, per size N and repeat r: N-VARIANT-r.time (VARIANT: ferrocep, ferrocep-w1 =
 `--workers 1`, ceiling = the hand-specialised program), N-flink-bench-r.{time,txt} (GNU `/usr/bin/time -v` output and the oracle's
@@ -73,7 +73,7 @@ def canon(value):
 
 
 def normalize(obj):
-    """As shared/conformance/check.py: (kind, key, stage -> events, timeout_at)."""
+    """As conformance/check.py: (kind, key, stage -> events, timeout_at)."""
     kind = obj.get("kind")
     key = canon(obj.get("key"))
     if kind == "late":
@@ -359,9 +359,9 @@ Machine and versions:
 
 ## Files
 
-- `summary.md`: the table above; `raw.csv`: every process run (times, RSS, counts, load);
-- `raw/`: the `/usr/bin/time -v` outputs, the load average before each run, and Flink's
-  `bench` reports.""")
+`raw.csv`: every process run (wall, user and sys time, peak RSS, output counts, Flink's job
+runtime, load average before it). The raw `/usr/bin/time -v` outputs and Flink's `bench`
+reports are not kept: every number of theirs that the tables use is in `raw.csv`.""")
     return 0
 
 

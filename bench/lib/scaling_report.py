@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Report of a bench/scaling.sh run directory.
 
-  scaling_report.py RUN_DIR EVENTS WORKERS
+  scaling_report.py RUN_DIR EVENTS WORKERS   print the table and checks; write RUN_DIR/raw.csv
+  scaling_report.py --readme RUN_DIR         print the summary.md of bench/runs/<...>-scaling/
+                                             (machine.txt and the table's summary.md)
 
 RUN_DIR holds, per repeat r: {w1,wN,split}-r.time (GNU `/usr/bin/time -v` output) and
 {w1,wN,split}-r.load, and w1.md5, wN.md5, split.md5 (md5 of the sorted outputs of the last
 repeat), w1.lines. Prints a markdown table; exit status 1 if a check fails.
 """
+import csv
 import os
 import statistics
 import sys
@@ -18,17 +21,63 @@ RUNS = [("w1", "`--workers 1`"), ("wN", "`--workers {n}`"),
         ("split", "{n} split processes at once (the reference)")]
 
 
-def repeats(run, name):
+def repeats(run, name, full_load=False):
     out, r = [], 1
     while os.path.exists(os.path.join(run, f"{name}-{r}.time")):
         t = parse_time_v(os.path.join(run, f"{name}-{r}.time"))
-        t["load"] = open(os.path.join(run, f"{name}-{r}.load")).read().split()[0]
+        load = open(os.path.join(run, f"{name}-{r}.load")).read()
+        t["load"] = load.strip() if full_load else load.split()[0]
         out.append(t)
         r += 1
     return out
 
 
+def write_raw(run, names):
+    """raw.csv: one row per process run, in the order they ran."""
+    with open(os.path.join(run, "raw.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "repeat", "wall_s", "user_s", "sys_s", "max_rss_kib", "exit",
+                    "loadavg_1_5_15_before"])
+        per = {name: repeats(run, name, full_load=True) for name in names}
+        for r in range(max(len(ts) for ts in per.values())):
+            for name in names:
+                if r < len(per[name]):
+                    t = per[name][r]
+                    w.writerow([name, r + 1, t["wall_s"], t["user_s"], t["sys_s"],
+                                t["rss_bytes"] // 1024, t["exit"], t["load"]])
+
+
+def readme(run):
+    machine = open(os.path.join(run, "machine.txt")).read().rstrip()
+    info = dict(line.split(": ", 1) for line in machine.splitlines() if ": " in line)
+    summary = open(os.path.join(run, "summary.md")).read().rstrip()
+    print(f"""# bench/scaling.sh — {info.get('date', '?')[:10]}, {info.get('machine', '?')}, \
+ferrocep {info.get('ferrocep', '?')}
+
+Command (from the repository root):
+
+```sh
+{info.get('command', 'bench/scaling.sh')}
+```
+
+Machine and versions:
+
+```text
+{machine}
+```
+
+## Results
+
+{summary}
+
+`raw.csv`: one row per process run (wall, user and sys time, peak RSS, exit status, load average
+before it).""")
+    return 0
+
+
 def main(argv):
+    if len(argv) == 2 and argv[0] == "--readme":
+        return readme(argv[1])
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -60,6 +109,7 @@ def main(argv):
         ok &= same
         checks.append(f"{'ok  ' if same else 'FAIL'} {label}: sorted output "
                       f"{'equals' if same else 'differs from'} --workers 1's ({lines} lines)")
+    write_raw(run, [name for name, _ in RUNS])
     print(f"""{events:,} events, medians of {len(repeats(run, 'w1'))} interleaved repeats:
 
 | run | wall s (median) | events/s | CPU s (median) | wall s, each repeat | load before each |

@@ -189,32 +189,13 @@ impl<'a> Iterator for TextLines<'a> {
     }
 }
 
-/// Index of the first `\n` or `\r` in `s`, eight bytes at a time.
+/// Index of the first `\n` or `\r` in `s`. `memchr2` (SIMD) replaced a
+/// hand-written eight-bytes-at-a-time search: 1.7 % fewer instructions for a
+/// whole run and no slower (bench/README.md, "Crates against hand-written
+/// code").
 #[inline]
 pub fn find_line_end(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    const CR: u64 = 0x0d0d_0d0d_0d0d_0d0d;
-    // The lowest byte of `x` that is zero sets its high bit here (bytes above
-    // it may be flagged falsely; they do not matter, and the lowest flag of
-    // two such masks together is still the first of either byte).
-    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    let mut i = 0;
-    while let Some(chunk) = s.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(w);
-        let t = zero(w ^ NL) | zero(w ^ CR);
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    s[i..]
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map(|p| i + p)
+    memchr::memchr2(b'\n', b'\r', s)
 }
 
 /// The line as text: bytes that are not UTF-8 become U+FFFD (as Java's

@@ -1,13 +1,18 @@
-//! Every case of `shared/conformance` (real Flink CEP's output for a spec and
-//! an input) through `ferrocep match`, compared as `check.py` compares them:
-//! as multisets of normalised outputs.
+//! Every conformance case (real Flink CEP's output for a spec and an input)
+//! through `ferrocep match`, compared as `conformance/check.py` compares
+//! them: as multisets of normalised outputs (`util::normalize`).
 //!
-//! The cases live outside the repository, in `../shared/conformance` next to
-//! it; `FERROCEP_CONFORMANCE_DIR` points elsewhere (a folder holding `cases/`,
-//! or a folder of case files such as `gen_random.py`'s output), and
-//! `FERROCEP_CONFORMANCE_FILTER` keeps only the cases whose file name contains
-//! it. A missing folder or an empty one fails the test: it never passes by
-//! running nothing.
+//! The cases are vendored in the repository's `conformance/cases/`, copied
+//! unchanged from the project's shared checkout (`../shared/conformance`), so
+//! `cargo test --workspace` needs nothing outside the repository.
+//! `FERROCEP_CONFORMANCE_DIR` runs another folder instead (one holding
+//! `cases/`, or a folder of case files such as `gen_random.py`'s output).
+//! When the shared checkout sits next to the repository, its cases that the
+//! vendored copy lacks or holds differently run too
+//! (`shared_conformance_extra_cases`); `FERROCEP_NO_SHARED=1` turns that off,
+//! to prove the repository stands on its own. `FERROCEP_CONFORMANCE_FILTER`
+//! keeps only the cases whose file name contains it. A missing folder or an
+//! empty one fails the test: it never passes by running nothing.
 //!
 //! Each case runs with one worker and with four (`--workers`), the key-
 //! partitioned pipeline; `FERROCEP_WORKERS` (e.g. `1` or `1,2,4`) sets the
@@ -26,10 +31,28 @@ use serde_json::Value;
 
 use crate::util::{bin, run_with_timeout, same_multiset, TempDir};
 
+/// The vendored cases: `conformance/` at the repository root.
+fn vendored_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance")
+}
+
+/// The shared checkout's cases next to the repository, when they are there
+/// and neither `FERROCEP_CONFORMANCE_DIR` nor `FERROCEP_NO_SHARED` is set.
+fn shared_dir() -> Option<PathBuf> {
+    if std::env::var_os("FERROCEP_CONFORMANCE_DIR").is_some()
+        || std::env::var_os("FERROCEP_NO_SHARED").is_some_and(|v| !v.is_empty() && v != "0")
+    {
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases");
+    dir.is_dir().then_some(dir)
+}
+
+/// The folder of cases to run: `FERROCEP_CONFORMANCE_DIR` or the vendored one.
 fn conformance_dir() -> PathBuf {
     match std::env::var_os("FERROCEP_CONFORMANCE_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+        None => vendored_dir(),
     }
 }
 
@@ -145,8 +168,8 @@ fn flink_conformance_cases() {
     let dir = conformance_dir();
     assert!(
         dir.is_dir(),
-        "conformance folder {} is missing: the shared checkout must sit next to the \
-         repository (or set FERROCEP_CONFORMANCE_DIR)",
+        "conformance folder {} is missing (the repository's `conformance/`, or \
+         FERROCEP_CONFORMANCE_DIR)",
         dir.display()
     );
     let cases_dir = if dir.join("cases").is_dir() {
@@ -155,6 +178,34 @@ fn flink_conformance_cases() {
         dir.clone()
     };
     run_cases(&cases_dir, &worker_counts());
+}
+
+/// The shared checkout's cases that the vendored copy lacks or holds
+/// differently (cases added there since the copy); skipped, with a note,
+/// when there is no shared checkout or it holds nothing new.
+#[test]
+fn shared_conformance_extra_cases() {
+    let Some(shared) = shared_dir() else {
+        println!("shared conformance: not used (no ../shared/conformance, or overridden)");
+        return;
+    };
+    let vendored = vendored_dir().join("cases");
+    let mut paths = Vec::new();
+    case_files(&shared, &mut paths);
+    paths.retain(|p| {
+        let rel = p.strip_prefix(&shared).unwrap_or(p);
+        std::fs::read(vendored.join(rel)).ok() != std::fs::read(p).ok()
+    });
+    keep_filtered(&mut paths);
+    if paths.is_empty() {
+        println!(
+            "shared conformance: {} holds no case beyond the vendored copy",
+            shared.display()
+        );
+        return;
+    }
+    paths.sort();
+    run_paths(&shared, paths, &worker_counts());
 }
 
 /// This repository's own cases, recorded from real Flink through the oracle
@@ -167,15 +218,27 @@ fn recorded_flink_cases() {
     run_cases(&dir, &workers);
 }
 
+/// Keeps the paths that contain `FERROCEP_CONFORMANCE_FILTER`, when set.
+fn keep_filtered(paths: &mut Vec<PathBuf>) {
+    if let Ok(filter) = std::env::var("FERROCEP_CONFORMANCE_FILTER") {
+        paths.retain(|p| p.to_string_lossy().contains(&filter));
+    }
+}
+
 /// Runs every case below `cases_dir` (filtered by
 /// `FERROCEP_CONFORMANCE_FILTER`) with each worker count, in parallel.
 fn run_cases(cases_dir: &Path, worker_counts: &[String]) {
     let mut paths = Vec::new();
     case_files(cases_dir, &mut paths);
     paths.sort();
-    if let Ok(filter) = std::env::var("FERROCEP_CONFORMANCE_FILTER") {
-        paths.retain(|p| p.to_string_lossy().contains(&filter));
-    }
+    run_paths(cases_dir, paths, worker_counts);
+}
+
+/// Runs the case files `paths` (below `cases_dir`, which names them in
+/// messages; filtered by `FERROCEP_CONFORMANCE_FILTER`) with each worker
+/// count, in parallel.
+fn run_paths(cases_dir: &Path, mut paths: Vec<PathBuf>, worker_counts: &[String]) {
+    keep_filtered(&mut paths);
     assert!(
         !paths.is_empty(),
         "no conformance case (*.json) under {}",
@@ -219,5 +282,66 @@ fn python_layout_matches_json_dumps() {
     assert_eq!(
         python_dumps_layout(raw),
         r#"{"k": "a, b: c", "n": [1, 2.50], "q": "x\"y"}"#
+    );
+}
+
+/// `util::normalize` follows check.py's rules on the points where a Rust
+/// re-implementation could drift: key order and spacing, falsy `events`,
+/// numeric `timeout_at`.
+#[test]
+fn normalize_follows_check_py() {
+    use crate::util::normalize;
+    let n = |t: &str| normalize(&serde_json::from_str(t).unwrap());
+    assert_eq!(
+        n(r#"{"kind":"match","key":{"b":1,"a":2},"events":{"s":[{"y":1,"x":2}]}}"#),
+        n(r#"{"events": {"s": [{"x": 2, "y": 1}]}, "key": {"a": 2, "b": 1}, "kind": "match"}"#)
+    );
+    assert_ne!(
+        n(r#"{"kind":"match","key":1,"events":{"s":[{"v":1}]}}"#),
+        n(r#"{"kind":"match","key":1,"events":{"s":[{"v":1.0}]}}"#)
+    );
+    for falsy in ["null", "false", "0", "\"\"", "[]", "{}"] {
+        assert_eq!(
+            n(&format!(r#"{{"kind":"match","events":{falsy}}}"#)),
+            n(r#"{"kind":"match"}"#),
+            "{falsy}"
+        );
+    }
+    assert!(n(r#"{"kind":"match","events":[1]}"#).is_err());
+    assert_eq!(
+        n(r#"{"kind":"timeout","events":{},"timeout_at":5}"#),
+        n(r#"{"kind":"timeout","events":{},"timeout_at":5.0}"#)
+    );
+    assert_eq!(
+        n(r#"{"kind":"match","events":{},"timeout_at":5}"#),
+        n(r#"{"kind":"match","events":{}}"#)
+    );
+    assert!(n("[1]").is_err());
+}
+
+/// The vendored checker itself, `python3 conformance/check.py BIN DIR`, on
+/// the vendored edge cases: the command the README gives works from a clone.
+/// Skipped, with a note, where Python 3 is not installed.
+#[test]
+fn vendored_check_py_runs() {
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        println!("vendored check.py: skipped, no python3");
+        return;
+    }
+    let root = vendored_dir();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("check.py"))
+        .arg(env!("CARGO_BIN_EXE_ferrocep"))
+        .arg(root.join("cases/edges"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("conformance:") && stdout.contains(" 0 failed"),
+        "check.py failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,7 +1,8 @@
 //! Integration tests of the `ferrocep` binary, built as one test binary of
 //! topic modules (ripgrep style). Every test runs the real executable.
 //!
-//! - `conformance`: every case of `shared/conformance` against Flink's output;
+//! - `conformance`: every conformance case (`conformance/cases/`, vendored)
+//!   against Flink's output;
 //! - `match_cli`: the `match` contract: bad lines, `--strict`, bad specs,
 //!   stdin, end of input, output text;
 //! - `demo`: the live demos, briefly;

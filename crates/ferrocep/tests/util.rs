@@ -177,7 +177,12 @@ fn canon_into(v: &Value, s: &mut String) {
 /// the late event, timeout_at).
 pub type Norm = (String, String, String, Option<String>);
 
-/// `check.py`'s `normalize`.
+/// `check.py`'s `normalize` (`conformance/check.py`, the comparison rules
+/// of the conformance cases): the kind, the key as canonical JSON, then for
+/// `late` the event as canonical JSON, else the stages' events as canonical
+/// JSON and, for `timeout`, `timeout_at`. Canonical JSON is `json.dumps`
+/// with sorted keys, so key order and spacing do not matter, while `1` and
+/// `1.0` inside events and keys differ, as they do for check.py.
 pub fn normalize(obj: &Value) -> Result<Norm, String> {
     let Value::Object(m) = obj else {
         return Err(format!("not a JSON object: {obj}"));
@@ -188,16 +193,28 @@ pub fn normalize(obj: &Value) -> Result<Norm, String> {
         let e = m.get("event").map(canon).unwrap_or_else(|| "null".into());
         return Ok((kind, key, e, None));
     }
+    // `obj.get("events") or {}`: every falsy value is no events; any other
+    // value that is not an object makes check.py fail (`.items()`).
     let events = match m.get("events") {
-        None | Some(Value::Null) => "{}".to_string(),
-        Some(v) => canon(v),
+        None | Some(Value::Null) | Some(Value::Bool(false)) => "{}".to_string(),
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => "{}".to_string(),
+        Some(Value::String(t)) if t.is_empty() => "{}".to_string(),
+        Some(Value::Array(a)) if a.is_empty() => "{}".to_string(),
+        Some(v @ Value::Object(_)) => canon(v),
+        Some(v) => return Err(format!("`events` is not an object: {v}")),
     };
+    // check.py keeps `timeout_at` as a Python value, so 5 and 5.0 are equal.
     let timeout_at = if kind == "\"timeout\"" {
-        Some(
-            m.get("timeout_at")
-                .map(canon)
-                .unwrap_or_else(|| "null".into()),
-        )
+        Some(match m.get("timeout_at") {
+            None => "null".into(),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    (f as i64).to_string()
+                }
+                _ => n.to_string(),
+            },
+            Some(v) => canon(v),
+        })
     } else {
         None
     };

@@ -35,7 +35,7 @@ fn key(k: &str) -> Result<Option<String>, String> {
 
 #[test]
 fn bad_lines_case() {
-    // shared/conformance/cases/edges/bad-lines.json
+    // conformance/cases/edges/bad-lines.json
     let x = extractor(&["type"], Some("k"), Some("ts"));
     let lines = [
         (r#"{"k":"a","type":"create","ts":1700000000000}"#, Ok((Some("\"a\"".to_string()), Some(1_700_000_000_000)))),

@@ -476,7 +476,7 @@ fn parse_path_segments() {
 
 #[test]
 fn expressions_case_end_to_end() {
-    // shared/conformance/cases/edges/expressions.json, from the line to the outcome
+    // conformance/cases/edges/expressions.json, from the line to the outcome
     let p = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
     let mut f = Fields::new();
     let big = Expr::parse(

@@ -1,6 +1,6 @@
 //! Ports of Apache Flink CEP tests (`flink-libraries/flink-cep/src/test/java/org/apache/flink/cep/`)
 //! that the spec-file format cannot express (see
-//! `/work/shared/conformance/NOT-AS-SPEC.md`): group patterns, iterative
+//! `conformance/NOT-AS-SPEC.md`): group patterns, iterative
 //! conditions, processing time with a manual clock, and assertions on the
 //! NFA state and shared buffer after pruning.
 //!
