@@ -11,6 +11,7 @@ use crate::util::{json_lines, repo_root, run_match, same_multiset};
 const EXAMPLES: &[(&str, &str)] = &[
     ("order-timeout.yaml", "order-events.jsonl"),
     ("order-timeout-demo.yaml", "orders-sample.jsonl"),
+    ("order-timeout-live.yaml", "orders-live-sample.jsonl"),
     ("login-failures.yaml", "logins-sample.jsonl"),
 ];
 
@@ -44,6 +45,38 @@ fn order_timeout_demo_spec() {
 fn login_failures_spec() {
     let stderr = check("login-failures.yaml", "logins-sample.jsonl");
     assert_eq!(stderr, "");
+}
+
+#[test]
+fn order_timeout_live_spec() {
+    let stderr = check("order-timeout-live.yaml", "orders-live-sample.jsonl");
+    assert_eq!(stderr, "");
+}
+
+/// Every pipeline config in `examples/pipelines/` validates.
+#[test]
+fn example_pipelines_validate() {
+    let dir = repo_root().join("examples/pipelines");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let out = crate::util::bin()
+                .arg("validate")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
 }
 
 #[test]
