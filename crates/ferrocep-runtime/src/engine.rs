@@ -36,7 +36,7 @@ use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::key::Key;
-use crate::output::{write_events_after, write_head, write_json_str};
+use crate::output::{write_events_after, write_json_str, write_key};
 use crate::sink::{Kind, Output};
 use crate::source::{Batch, Position};
 
@@ -53,8 +53,11 @@ struct PatternOp {
     applied: Option<i64>,
     /// The operator's watermark when the last event arrived (idle rule).
     w_last: i64,
-    /// `,"pattern":"NAME"` as output text.
-    label: Box<[u8]>,
+    /// Per kind, an output line up to its id's own part:
+    /// `{"kind":"KIND","pattern":"NAME","id":"NAME:KIND:`.
+    heads: [Box<[u8]>; 4],
+    /// Per kind, the id up to its own part: `NAME:KIND:`.
+    ids: [Box<str>; 4],
     /// Outputs of each kind so far, in [`Kind::ALL`] order.
     counts: [u64; 4],
 }
@@ -130,8 +133,17 @@ impl Engine {
             let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
             let mut op = CepOperator::new(nfa, domain);
             op.set_bounded_out_of_orderness(ooo);
-            let mut label = b",\"pattern\":".to_vec();
-            let _ = write_json_str(&mut label, name);
+            let heads = Kind::ALL.map(|k| {
+                let mut h = b"{\"kind\":\"".to_vec();
+                h.extend_from_slice(k.as_str().as_bytes());
+                h.extend_from_slice(b"\",\"pattern\":");
+                let _ = write_json_str(&mut h, name);
+                h.extend_from_slice(b",\"id\":");
+                let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
+                h.pop(); // the closing quote: the id goes on
+                h.into_boxed_slice()
+            });
+            let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
             ops.push(PatternOp {
                 name: Arc::from(name.as_str()),
                 op,
@@ -139,7 +151,8 @@ impl Engine {
                 event_time,
                 applied: None,
                 w_last: MIN_WATERMARK,
-                label: label.into_boxed_slice(),
+                heads,
+                ids,
                 counts: [0; 4],
             });
         }
@@ -334,8 +347,8 @@ impl Engine {
                 let last = k + 1 == n;
                 let mut sink = RunSink {
                     out: &mut *out,
-                    name: &p.name,
-                    label: &p.label,
+                    heads: &p.heads,
+                    ids: &p.ids,
                     counts: &mut p.counts,
                 };
                 let mut max = base;
@@ -365,8 +378,8 @@ impl Engine {
                 let last = k + 1 == n;
                 let mut sink = RunSink {
                     out: &mut *out,
-                    name: &p.name,
-                    label: &p.label,
+                    heads: &p.heads,
+                    ids: &p.ids,
                     counts: &mut p.counts,
                 };
                 p.op.advance_time(now, &mut sink);
@@ -397,8 +410,8 @@ impl Engine {
         for p in &mut self.patterns {
             let mut sink = RunSink {
                 out: &mut *out,
-                name: &p.name,
-                label: &p.label,
+                heads: &p.heads,
+                ids: &p.ids,
                 counts: &mut p.counts,
             };
             if !p.event_time {
@@ -458,8 +471,8 @@ impl Engine {
                 if p.event_time {
                     let mut sink = RunSink {
                         out: &mut *out,
-                        name: &p.name,
-                        label: &p.label,
+                        heads: &p.heads,
+                        ids: &p.ids,
                         counts: &mut p.counts,
                     };
                     p.op.advance_time(MAX_WATERMARK, &mut sink);
@@ -508,11 +521,16 @@ fn push_pos(block: &mut String, pos: Position) {
 }
 
 /// The position in front of an event's stored text.
+#[inline]
 fn pos_of(e: &JsonEvent) -> Position {
-    e.raw()
-        .get(..POS_HEX)
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
+    let Some(hex) = e.raw().as_bytes().get(..POS_HEX) else {
+        return 0;
+    };
+    // Written by `push_pos`: lowercase hex digits only.
+    hex.iter().fold(0u64, |v, &b| {
+        let d = if b <= b'9' { b - b'0' } else { b - b'a' + 10 };
+        (v << 4) | u64::from(d & 0xf)
+    })
 }
 
 /// The event's own text, without its position.
@@ -540,97 +558,105 @@ fn error_output(pattern: Option<&str>, pos: Position, raw: &str, reason: &str) -
     line.extend_from_slice(b",\"raw\":");
     let _ = write_json_str(&mut line, raw);
     line.push(b'}');
-    Output {
-        kind: Kind::Error,
-        id,
-        line,
-    }
+    Output::new(Kind::Error, &id, &line)
 }
 
 /// The operator's outputs as `run` writes them.
 struct RunSink<'a> {
     out: &'a mut Vec<Output>,
-    name: &'a str,
-    label: &'a [u8],
+    heads: &'a [Box<[u8]>; 4],
+    ids: &'a [Box<str>; 4],
     counts: &'a mut [u64; 4],
 }
 
+/// Writes `v` as 16 lowercase hex digits.
+#[inline]
+fn push_hex16(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        out.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
+    }
+}
+
 impl RunSink<'_> {
-    fn id_of(&self, kind: Kind, m: &MatchRef<'_, JsonEvent>) -> String {
+    /// Starts an output of `kind`: its line up to the end of its id, and the
+    /// id's own part (`FIRST-HASH`, or `POS` for a late event) in `suffix`.
+    /// The buffer of an [`Output`]: the id, then the line so far; and the
+    /// id's length.
+    fn start(&self, kind: Kind, suffix: &[u8], key: &Key, capacity: usize) -> (Vec<u8>, usize) {
+        let head = &self.heads[kind as usize];
+        let prefix = self.ids[kind as usize].as_bytes();
+        let id_len = prefix.len() + suffix.len();
+        let mut buf = Vec::with_capacity(id_len + head.len() + suffix.len() + capacity + 96);
+        buf.extend_from_slice(prefix);
+        // The suffix is ASCII digits, hex and `-`.
+        buf.extend_from_slice(suffix);
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(suffix);
+        buf.push(b'"');
+        let _ = write_key(&mut buf, key);
+        (buf, id_len)
+    }
+
+    /// `FIRST-HASH` of a match or timeout (see the module docs), and the
+    /// bytes of its events' text.
+    fn suffix(&self, kind: Kind, m: &MatchRef<'_, JsonEvent>) -> ([u8; 40], usize, usize) {
         let mut h = Xxh3::new();
         h.update(kind.as_str().as_bytes());
         h.update(&[0]);
-        h.update(self.name.as_bytes());
+        h.update(self.ids[kind as usize].as_bytes());
         h.update(&[0]);
         let mut first = None;
+        let mut text = 0;
         for (stage, e) in m.iter() {
             let pos = pos_of(e);
             first.get_or_insert(pos);
+            text += e.raw().len();
             h.update(stage.as_bytes());
             h.update(&[0]);
             h.update(&pos.to_le_bytes());
         }
-        format!(
-            "{}:{}:{}-{:016x}",
-            self.name,
-            kind.as_str(),
-            first.unwrap_or(0),
-            h.digest()
-        )
-    }
-
-    fn head(&self, kind: Kind, id: &str, key: &Key) -> Vec<u8> {
-        let mut line = Vec::with_capacity(256);
-        let mut label = Vec::with_capacity(self.label.len() + id.len() + 8);
-        label.extend_from_slice(self.label);
-        label.extend_from_slice(b",\"id\":");
-        let _ = write_json_str(&mut label, id);
-        let _ = write_head(&mut line, kind.as_str().as_bytes(), &label, key);
-        line
+        let mut buf = Vec::with_capacity(40);
+        buf.extend_from_slice(itoa::Buffer::new().format(first.unwrap_or(0)).as_bytes());
+        buf.push(b'-');
+        push_hex16(&mut buf, h.digest());
+        let mut out = [0u8; 40];
+        out[..buf.len()].copy_from_slice(&buf);
+        (out, buf.len(), text)
     }
 }
 
 impl OutputSink<Key, JsonEvent> for RunSink<'_> {
     fn on_match(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _ts: i64) {
-        let id = self.id_of(Kind::Match, m);
-        let mut line = self.head(Kind::Match, &id, key);
+        let (suffix, n, text) = self.suffix(Kind::Match, m);
+        let (mut line, id) = self.start(Kind::Match, &suffix[..n], key, text);
         let _ = write_events_after(&mut line, m, POS_HEX);
         line.push(b'}');
         self.counts[Kind::Match as usize] += 1;
-        self.out.push(Output {
-            kind: Kind::Match,
-            id,
-            line,
-        });
+        self.out.push(Output::from_parts(Kind::Match, line, id));
     }
 
     fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, timeout_at: i64) {
-        let id = self.id_of(Kind::Timeout, m);
-        let mut line = self.head(Kind::Timeout, &id, key);
+        let (suffix, n, text) = self.suffix(Kind::Timeout, m);
+        let (mut line, id) = self.start(Kind::Timeout, &suffix[..n], key, text);
         line.extend_from_slice(b",\"timeout_at\":");
         line.extend_from_slice(itoa::Buffer::new().format(timeout_at).as_bytes());
         let _ = write_events_after(&mut line, m, POS_HEX);
         line.push(b'}');
         self.counts[Kind::Timeout as usize] += 1;
-        self.out.push(Output {
-            kind: Kind::Timeout,
-            id,
-            line,
-        });
+        self.out.push(Output::from_parts(Kind::Timeout, line, id));
     }
 
     fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: i64) {
-        let id = format!("{}:late:{}", self.name, pos_of(event));
-        let mut line = self.head(Kind::Late, &id, key);
+        let mut pos = itoa::Buffer::new();
+        let pos = pos.format(pos_of(event)).as_bytes();
+        let text = text_of(event);
+        let (mut line, id) = self.start(Kind::Late, pos, key, text.len());
         line.extend_from_slice(b",\"event\":");
-        line.extend_from_slice(text_of(event).as_bytes());
+        line.extend_from_slice(text.as_bytes());
         line.push(b'}');
         self.counts[Kind::Late as usize] += 1;
-        self.out.push(Output {
-            kind: Kind::Late,
-            id,
-            line,
-        });
+        self.out.push(Output::from_parts(Kind::Late, line, id));
     }
 }
 
@@ -742,7 +768,7 @@ mod tests {
                 let want = replay(&spec, &input, flush);
                 for sizes in [&[1usize][..], &[3, 1, 4, 1, 5], &[1000]] {
                     let got = engine_run(&spec, &input, flush, sizes);
-                    let got: Vec<_> = got.iter().map(|o| as_match_prints(&o.line)).collect();
+                    let got: Vec<_> = got.iter().map(|o| as_match_prints(o.line())).collect();
                     assert_eq!(got, want, "{} in batches {sizes:?}", path.display());
                 }
                 checked += 1;
@@ -765,8 +791,8 @@ mod tests {
         let a = engine_run(&spec, input, true, &[1]);
         let b = engine_run(&spec, input, true, &[2, 3]);
         // Errors come out as a batch is read, before its events' outputs.
-        let mut ids: Vec<&str> = a.iter().map(|o| o.id.as_str()).collect();
-        let mut ids_b: Vec<&str> = b.iter().map(|o| o.id.as_str()).collect();
+        let mut ids: Vec<&str> = a.iter().map(|o| o.id()).collect();
+        let mut ids_b: Vec<&str> = b.iter().map(|o| o.id()).collect();
         ids.sort_unstable();
         ids_b.sort_unstable();
         assert_eq!(ids, ids_b);
@@ -782,12 +808,12 @@ mod tests {
         );
         assert!(kinds.contains(&Kind::Late) && kinds.contains(&Kind::Error));
         let err = a.iter().find(|o| o.kind == Kind::Error).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&err.line).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(err.line()).unwrap();
         assert_eq!(v["raw"], "not json");
         assert_eq!(v["pattern"], "p");
         for o in &a {
-            let v: serde_json::Value = serde_json::from_slice(&o.line).unwrap();
-            assert_eq!(v["id"], o.id.as_str());
+            let v: serde_json::Value = serde_json::from_slice(o.line()).unwrap();
+            assert_eq!(v["id"], o.id());
             assert_eq!(v["kind"], o.kind.as_str());
         }
     }
@@ -838,7 +864,7 @@ mod tests {
         e.on_batch(&b, wake + 10, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, Kind::Late);
-        assert_eq!(out[0].id, "orders:late:40");
+        assert_eq!(out[0].id(), "orders:late:40");
     }
 
     /// Without `idle_timeout`, Flink's behaviour: a quiet stream fires nothing.

@@ -207,6 +207,12 @@ pub(crate) fn write_head<W: Write, K: KeyJson>(
     w.write_all(kind)?;
     w.write_all(b"\"")?;
     w.write_all(label)?;
+    write_key(w, key)
+}
+
+/// `,"key":KEY` (nothing for a spec without `key`).
+#[inline]
+pub(crate) fn write_key<W: Write, K: KeyJson>(w: &mut W, key: &K) -> io::Result<()> {
     if let Some(k) = key.key_json_bytes() {
         w.write_all(b",\"key\":")?;
         // The key's text tells lone surrogates apart; Java prints them as

@@ -246,7 +246,8 @@ impl Pipeline {
 struct Router {
     sinks: Vec<SinkSlot>,
     by_kind: [Vec<usize>; 4],
-    metrics: Arc<Metrics>,
+    /// Each sink's queue-length gauge (looked up once, not per output).
+    queue_gauges: Vec<prometheus_client::metrics::gauge::Gauge>,
     ready: Arc<Readiness>,
 }
 
@@ -256,10 +257,19 @@ impl Router {
         for (i, s) in sinks.iter().enumerate() {
             by_kind[s.kind as usize].push(i);
         }
+        let queue_gauges = sinks
+            .iter()
+            .map(|s| {
+                metrics
+                    .sink_queue
+                    .get_or_create(&Metrics::label("sink", &s.name))
+                    .clone()
+            })
+            .collect();
         Router {
             sinks,
             by_kind,
-            metrics,
+            queue_gauges,
             ready,
         }
     }
@@ -267,6 +277,9 @@ impl Router {
     /// Sends every output of `out` (emptied) to its sinks, waiting while a
     /// queue is full.
     fn route(&mut self, out: &mut Vec<Output>) -> Result<(), RunError> {
+        if out.is_empty() {
+            return Ok(());
+        }
         for o in out.drain(..) {
             let targets = &self.by_kind[o.kind as usize];
             if targets.is_empty() {
@@ -284,11 +297,10 @@ impl Router {
                         reason: "it stopped taking outputs (see the log)".into(),
                     });
                 }
-                self.metrics
-                    .sink_queue
-                    .get_or_create(&Metrics::label("sink", &slot.name))
-                    .set((slot.handle.tx.max_capacity() - slot.handle.tx.capacity()) as i64);
             }
+        }
+        for (slot, gauge) in self.sinks.iter().zip(&self.queue_gauges) {
+            gauge.set((slot.handle.tx.max_capacity() - slot.handle.tx.capacity()) as i64);
         }
         self.ready.sinks_blocked.store(false, Ordering::SeqCst);
         Ok(())
@@ -623,7 +635,9 @@ mod tests {
         clock.set(1_006_001);
         assert!(wait_for(1), "no timeout");
         assert_eq!(kept.lock().unwrap()[0].kind, Kind::Timeout);
-        assert!(kept.lock().unwrap()[0].id.starts_with("orders:timeout:0-"));
+        assert!(kept.lock().unwrap()[0]
+            .id()
+            .starts_with("orders:timeout:0-"));
         clock.advance(9_000);
         assert!(wait_for(2), "no second timeout");
         stop.raise();

@@ -262,11 +262,11 @@ pub(crate) mod testutil {
 
     /// Output number `i`.
     pub fn out(i: usize) -> Arc<Output> {
-        Arc::new(Output {
-            kind: Kind::Timeout,
-            id: format!("p/t/{i}"),
-            line: format!("{{\"id\":\"p/t/{i}\",\"n\":{i}}}").into_bytes(),
-        })
+        Arc::new(Output::new(
+            Kind::Timeout,
+            &format!("p/t/{i}"),
+            format!("{{\"id\":\"p/t/{i}\",\"n\":{i}}}").as_bytes(),
+        ))
     }
 
     /// Waits (5 s at most) until `delivered` reaches `n`.

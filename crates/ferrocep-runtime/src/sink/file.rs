@@ -295,7 +295,7 @@ impl Writer {
     /// Writes `batch[self.next..]`; after an error, call again with the same
     /// batch to go on where it stopped.
     fn write(&mut self, batch: &[Arc<Output>]) -> io::Result<()> {
-        let line_len = |o: &Arc<Output>| o.line.len() as u64 + 1;
+        let line_len = |o: &Arc<Output>| o.line().len() as u64 + 1;
         while self.next < batch.len() {
             let mut end = self.next;
             let mut bytes = 0;
@@ -323,7 +323,7 @@ impl Writer {
             if self.partial == 0 {
                 self.buf.clear();
                 for o in &batch[self.next..end] {
-                    self.buf.extend_from_slice(&o.line);
+                    self.buf.extend_from_slice(o.line());
                     self.buf.push(b'\n');
                 }
             }

@@ -40,7 +40,7 @@ pub(crate) async fn run<W: Write + Send + 'static>(
         if let Some(mut writer) = w.take() {
             buf.clear();
             for o in &batch {
-                buf.extend_from_slice(&o.line);
+                buf.extend_from_slice(o.line());
                 buf.push(b'\n');
             }
             let mut off = 0;
@@ -131,11 +131,11 @@ mod tests {
     }
 
     fn out(i: usize) -> Arc<Output> {
-        Arc::new(Output {
-            kind: Kind::Match,
-            id: format!("p/m/{i}"),
-            line: format!("{{\"id\":\"p/m/{i}\"}}").into_bytes(),
-        })
+        Arc::new(Output::new(
+            Kind::Match,
+            &format!("p/m/{i}"),
+            format!("{{\"id\":\"p/m/{i}\"}}").as_bytes(),
+        ))
     }
 
     fn rt() -> tokio::runtime::Runtime {

@@ -383,15 +383,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// the receiver sees one shape.
 fn body(batch: &[Arc<Output>], array: bool) -> Vec<u8> {
     if let ([one], false) = (batch, array) {
-        return one.line.clone();
+        return one.line().to_vec();
     }
-    let mut b = Vec::with_capacity(batch.iter().map(|o| o.line.len() + 1).sum::<usize>() + 2);
+    let mut b = Vec::with_capacity(batch.iter().map(|o| o.line().len() + 1).sum::<usize>() + 2);
     b.push(b'[');
     for (i, o) in batch.iter().enumerate() {
         if i > 0 {
             b.push(b',');
         }
-        b.extend_from_slice(&o.line);
+        b.extend_from_slice(o.line());
     }
     b.push(b']');
     b
@@ -404,7 +404,7 @@ fn idempotency_key(batch: &[Arc<Output>]) -> HeaderValue {
         if i > 0 {
             k.push(b',');
         }
-        for &b in o.id.as_bytes() {
+        for &b in o.id().as_bytes() {
             if (b < 0x20 && b != b'\t') || b == 0x7f {
                 k.extend_from_slice(format!("%{b:02X}").as_bytes());
             } else {
@@ -442,7 +442,7 @@ fn dead_letter_lines(batch: &[Arc<Output>], reason: &str, sink: &str, attempts: 
     let mut out = Vec::new();
     for o in batch {
         out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&o.line);
+        out.extend_from_slice(o.line());
         out.extend_from_slice(b"}\n");
     }
     out
@@ -628,7 +628,7 @@ mod tests {
     }
 
     fn line(i: usize) -> String {
-        String::from_utf8(out(i).line.clone()).unwrap()
+        String::from_utf8(out(i).line().to_vec()).unwrap()
     }
 
     /// The ids the receiver saw, first time each, in order.
@@ -1006,11 +1006,7 @@ mod tests {
 
     #[test]
     fn keys_escape_control_characters_and_names_are_sanitized() {
-        let o = Arc::new(Output {
-            kind: crate::sink::Kind::Match,
-            id: "a\nb".into(),
-            line: b"{}".to_vec(),
-        });
+        let o = Arc::new(Output::new(crate::sink::Kind::Match, "a\nb", b"{}"));
         assert_eq!(idempotency_key(&[o.clone(), out(1)]), "a%0Ab,p/t/1");
         assert_eq!(sanitize("outputs.timeout[0]"), "outputs.timeout_0_");
         assert_eq!(body(std::slice::from_ref(&o), false), b"{}");
