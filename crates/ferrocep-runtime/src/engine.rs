@@ -33,7 +33,7 @@ use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::key::Key;
 use crate::output::{write_events_after, write_json_str, write_key};
@@ -60,6 +60,8 @@ struct PatternOp {
     ids: [Box<str>; 4],
     /// Outputs of each kind so far, in [`Kind::ALL`] order.
     counts: [u64; 4],
+    /// Reused by [`RunSink`].
+    scratch: Vec<u8>,
 }
 
 /// Patterns sharing a key and time field, and so one read of each event.
@@ -154,6 +156,7 @@ impl Engine {
                 heads,
                 ids,
                 counts: [0; 4],
+                scratch: Vec::new(),
             });
         }
         // Group by key and time field, in pattern order; specs that cannot
@@ -350,6 +353,7 @@ impl Engine {
                     heads: &p.heads,
                     ids: &p.ids,
                     counts: &mut p.counts,
+                    scratch: &mut p.scratch,
                 };
                 let mut max = base;
                 for (key, ts, event) in self.routed.iter_mut() {
@@ -381,6 +385,7 @@ impl Engine {
                     heads: &p.heads,
                     ids: &p.ids,
                     counts: &mut p.counts,
+                    scratch: &mut p.scratch,
                 };
                 p.op.advance_time(now, &mut sink);
                 for (key, _, event) in self.routed.iter_mut() {
@@ -413,6 +418,7 @@ impl Engine {
                 heads: &p.heads,
                 ids: &p.ids,
                 counts: &mut p.counts,
+                scratch: &mut p.scratch,
             };
             if !p.event_time {
                 if p.op.next_timer().is_some_and(|t| t <= now) {
@@ -474,6 +480,7 @@ impl Engine {
                         heads: &p.heads,
                         ids: &p.ids,
                         counts: &mut p.counts,
+                        scratch: &mut p.scratch,
                     };
                     p.op.advance_time(MAX_WATERMARK, &mut sink);
                 }
@@ -567,15 +574,8 @@ struct RunSink<'a> {
     heads: &'a [Box<[u8]>; 4],
     ids: &'a [Box<str>; 4],
     counts: &'a mut [u64; 4],
-}
-
-/// Writes `v` as 16 lowercase hex digits.
-#[inline]
-fn push_hex16(out: &mut Vec<u8>, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..16).rev() {
-        out.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
-    }
+    /// What an id's hash is taken over, reused.
+    scratch: &'a mut Vec<u8>,
 }
 
 impl RunSink<'_> {
@@ -598,31 +598,39 @@ impl RunSink<'_> {
         (buf, id_len)
     }
 
-    /// `FIRST-HASH` of a match or timeout (see the module docs), and the
-    /// bytes of its events' text.
-    fn suffix(&self, kind: Kind, m: &MatchRef<'_, JsonEvent>) -> ([u8; 40], usize, usize) {
-        let mut h = Xxh3::new();
-        h.update(kind.as_str().as_bytes());
-        h.update(&[0]);
-        h.update(self.ids[kind as usize].as_bytes());
-        h.update(&[0]);
+    /// `FIRST-HASH` of a match or timeout (see the module docs), its
+    /// length, and the bytes of its events' text.
+    fn suffix(&mut self, kind: Kind, m: &MatchRef<'_, JsonEvent>) -> ([u8; 40], usize, usize) {
+        // One-shot XXH3 over `NAME:KIND:` and each stage and position: the
+        // streaming hasher costs several times more for inputs this short.
+        let h = &mut *self.scratch;
+        h.clear();
+        h.extend_from_slice(self.ids[kind as usize].as_bytes());
         let mut first = None;
         let mut text = 0;
         for (stage, e) in m.iter() {
             let pos = pos_of(e);
             first.get_or_insert(pos);
             text += e.raw().len();
-            h.update(stage.as_bytes());
-            h.update(&[0]);
-            h.update(&pos.to_le_bytes());
+            h.push(0);
+            h.extend_from_slice(stage.as_bytes());
+            h.push(0);
+            h.extend_from_slice(&pos.to_le_bytes());
         }
-        let mut buf = Vec::with_capacity(40);
-        buf.extend_from_slice(itoa::Buffer::new().format(first.unwrap_or(0)).as_bytes());
-        buf.push(b'-');
-        push_hex16(&mut buf, h.digest());
+        let digest = xxh3_64(h);
         let mut out = [0u8; 40];
-        out[..buf.len()].copy_from_slice(&buf);
-        (out, buf.len(), text)
+        let mut itoa = itoa::Buffer::new();
+        let first = itoa.format(first.unwrap_or(0)).as_bytes();
+        out[..first.len()].copy_from_slice(first);
+        let mut n = first.len();
+        out[n] = b'-';
+        n += 1;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for i in (0..16).rev() {
+            out[n] = HEX[((digest >> (i * 4)) & 0xf) as usize];
+            n += 1;
+        }
+        (out, n, text)
     }
 }
 

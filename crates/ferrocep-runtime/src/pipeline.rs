@@ -28,6 +28,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TrySendError;
+
 use crate::clock::SharedClock;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -288,10 +290,17 @@ impl Router {
             let o = Arc::new(o);
             for &i in targets {
                 let slot = &self.sinks[i];
-                if slot.handle.tx.capacity() == 0 {
-                    self.ready.sinks_blocked.store(true, Ordering::SeqCst);
-                }
-                if slot.handle.tx.blocking_send(o.clone()).is_err() {
+                // The fast path takes no lock and parks nothing; a full
+                // queue is the backpressure: wait for the sink.
+                let closed = match slot.handle.tx.try_send(o.clone()) {
+                    Ok(()) => false,
+                    Err(TrySendError::Full(o)) => {
+                        self.ready.sinks_blocked.store(true, Ordering::SeqCst);
+                        slot.handle.tx.blocking_send(o).is_err()
+                    }
+                    Err(TrySendError::Closed(_)) => true,
+                };
+                if closed {
                     return Err(RunError::Sink {
                         sink: slot.name.clone(),
                         reason: "it stopped taking outputs (see the log)".into(),

@@ -78,6 +78,27 @@ pub(crate) async fn recv_batch(
     true
 }
 
+/// How long a sink waits for the rest of a burst before it writes.
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
+
+/// When a burst is under way (more than one output was queued at once),
+/// waits [`LINGER`] for the rest of it and takes that too, up to `max`: one
+/// write then takes what would have been many, each a syscall and a hand-over
+/// to a blocking thread. A lone output is written at once. Not cancel-safe:
+/// call it outside `select!`.
+pub(crate) async fn top_up(rx: &mut Receiver<Arc<Output>>, out: &mut Vec<Arc<Output>>, max: usize) {
+    if out.len() < 2 || out.len() >= max {
+        return;
+    }
+    tokio::time::sleep(LINGER).await;
+    while out.len() < max {
+        match rx.try_recv() {
+            Ok(o) => out.push(o),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Returns once `clock` reads `t` or later, calling `tick` at least every
 /// 100 ms of real time meanwhile (to keep a gauge current while waiting).
 pub(crate) async fn sleep_until(clock: &SharedClock, t: i64, mut tick: impl FnMut()) {

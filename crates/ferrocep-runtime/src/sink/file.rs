@@ -429,6 +429,7 @@ async fn run(mut w: Writer, mut rx: Receiver<Arc<Output>>, ctx: SinkCtx) -> Resu
             _ = tick.tick() => Step::Sync,
         };
         if let Step::Write = step {
+            common::top_up(&mut rx, &mut batch, MAX_WRITE_BATCH).await;
             m.set_queue(&rx, batch.len());
         }
         let mut retry = 0;

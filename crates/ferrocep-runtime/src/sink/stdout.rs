@@ -36,6 +36,7 @@ pub(crate) async fn run<W: Write + Send + 'static>(
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
     let mut discarded: u64 = 0;
     while common::recv_batch(&mut rx, &mut batch, MAX_WRITE_BATCH).await {
+        common::top_up(&mut rx, &mut batch, MAX_WRITE_BATCH).await;
         m.set_queue(&rx, batch.len());
         if let Some(mut writer) = w.take() {
             buf.clear();
