@@ -16,7 +16,6 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub mod file;
 pub mod generator;
@@ -134,23 +133,17 @@ impl SourceTx {
     }
 
     /// Sends `msg`, waiting while the queue is full. Returns `false` when the
-    /// pipeline is stopping or gone: the source should then return.
+    /// pipeline is stopping or gone: the source should then return. (A
+    /// sender blocked on a full queue wakes when the engine, stopping, drops
+    /// its end.)
     pub fn send(&self, msg: SourceMsg) -> bool {
-        let mut msg = msg;
-        loop {
-            if self.stop.is_raised() {
-                return false;
-            }
-            match self.tx.try_send(msg) {
-                Ok(()) => return true,
-                Err(TrySendError::Disconnected(_)) => return false,
-                Err(TrySendError::Full(m)) => {
-                    msg = m;
-                    // The engine is busy or a sink is slow: wait, looking at
-                    // the stop flag now and then.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
+        if self.stop.is_raised() {
+            return false;
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(m)) => self.tx.send(m).is_ok(),
         }
     }
 
