@@ -833,14 +833,17 @@ impl<E> Nfa<E> {
             Some(p) => buf.store.extract(p, &m.version, false),
             None => Default::default(),
         };
+        // Emitted before pruning, which emits nothing: the path's events are
+        // then live whatever the lock counts (a restored state is trusted
+        // no further than that).
+        if let Some(first) = paths.first() {
+            self.emit(buf, first, out, None);
+        }
         if let Some(pid) = self.pruning_id(buf, &paths) {
             self.prune(buf, partial, pid);
             if let Some(c) = completed {
                 self.prune(buf, c, pid);
             }
-        }
-        if let Some(first) = paths.first() {
-            self.emit(buf, first, out, None);
         }
         if let Some(p) = m.prev {
             buf.store.release_node(p, &m.version);

@@ -1055,3 +1055,295 @@ fn domain_byte(d: TimeDomain) -> u8 {
         TimeDomain::ProcessingTime => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::output::Collector;
+    use crate::pattern::Pattern;
+    use crate::spec::JsonEvent;
+
+    fn round_trip<T: StateCodec + PartialEq + std::fmt::Debug>(v: T) {
+        let mut out = Vec::new();
+        v.encode(&mut out);
+        let mut input = out.as_slice();
+        assert_eq!(T::decode(&mut input).expect("decodes"), v);
+        assert!(input.is_empty(), "{v:?} leaves bytes");
+        // Every proper prefix is an error.
+        for n in 0..out.len() {
+            assert!(T::decode(&mut &out[..n]).is_err(), "{v:?} cut at {n}");
+        }
+    }
+
+    #[test]
+    fn scalars_and_texts_round_trip() {
+        for v in [0u64, 1, 127, 128, 300, u64::MAX] {
+            round_trip(v);
+        }
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX, -64, 64] {
+            round_trip(v);
+        }
+        round_trip(u32::MAX);
+        round_trip(i32::MIN);
+        round_trip('é');
+        round_trip(String::from("o-1 \"é\""));
+        round_trip(Box::<str>::from(""));
+        round_trip(Some(Box::<str>::from("k")));
+        round_trip(None::<u64>);
+        round_trip(('a', 7u32));
+    }
+
+    #[test]
+    fn bad_scalars_are_errors() {
+        // 11 bytes of continuation, and a 10th byte beyond 64 bits.
+        assert!(u64::decode(&mut &[0xff; 11][..]).is_err());
+        let mut over = vec![0xff; 9];
+        over.push(0x02);
+        assert!(u64::decode(&mut over.as_slice()).is_err());
+        assert!(u32::decode(&mut &[0x80, 0x80, 0x80, 0x80, 0x10][..]).is_err());
+        assert!(char::decode(&mut &[0x80, 0xb0, 0x03][..]).is_err()); // a surrogate
+        assert!(String::decode(&mut &[2, 0xc3, 0x28][..]).is_err());
+        assert!(String::decode(&mut &[0xff, 0xff, 0x03, b'a'][..]).is_err());
+        assert!(Option::<u8>::decode(&mut &[2, 0][..]).is_err());
+    }
+
+    #[test]
+    fn json_events_round_trip_narrow_and_wide() {
+        let narrow = JsonEvent::from_parts(r#"{"type":"pay"}"#, &[true, false, true]);
+        let mut bits = vec![false; 130];
+        bits[0] = true;
+        bits[64] = true;
+        bits[129] = true;
+        let wide = JsonEvent::from_parts(r#"{"a":"é"}"#, &bits);
+        for e in [narrow, wide, JsonEvent::default()] {
+            let mut out = Vec::new();
+            e.encode(&mut out);
+            let back = JsonEvent::decode(&mut out.as_slice()).expect("decodes");
+            assert_eq!(back, e);
+            assert_eq!(format!("{back:?}"), format!("{e:?}"));
+            for i in 0..200 {
+                assert_eq!(back.cond(i), e.cond(i), "bit {i}");
+            }
+            for n in 0..out.len() {
+                assert!(JsonEvent::decode(&mut &out[..n]).is_err());
+            }
+            // The form is kept: re-encoding gives the same bytes.
+            let mut again = Vec::new();
+            back.encode(&mut again);
+            assert_eq!(again, out);
+        }
+        assert!(JsonEvent::decode(&mut &[0, 2][..]).is_err());
+    }
+
+    #[test]
+    fn key_groups_cover_every_group_once() {
+        for workers in 1..=KEY_GROUPS + 3 {
+            let mut next = 0;
+            for w in 0..workers {
+                let r = key_group_range(w, workers);
+                assert_eq!(r.start, next.min(KEY_GROUPS), "{w} of {workers}");
+                next = r.end.max(next);
+            }
+            assert_eq!(next, KEY_GROUPS);
+            assert!(key_group_range(workers, workers).is_empty());
+        }
+        let groups: FxHashSet<u32> = (0u64..10_000)
+            .map(|k| key_group(stable_key_hash(&k)))
+            .collect();
+        assert_eq!(groups.len(), KEY_GROUPS as usize);
+        // Fixed forever: a change would move every key's state.
+        assert_eq!(stable_key_hash(&String::from("o-1")), 0x8b93_ce8a_00a7_367d);
+        assert_eq!(key_group(0x8b93_ce8a_00a7_367d), 102);
+    }
+
+    type Ev = (char, u32);
+
+    /// An operator with partial matches, a held match and waiting events.
+    fn busy_operator() -> CepOperator<u64, Ev> {
+        let nfa = Arc::new(
+            Pattern::<Ev>::begin_with_skip("a", crate::SkipStrategy::SkipPastLastEvent)
+                .where_(|e: &Ev| e.0 == 'a')
+                .followed_by_any("b")
+                .where_(|e: &Ev| e.0 == 'b')
+                .one_or_more()
+                .followed_by("c")
+                .where_(|e: &Ev| e.0 == 'c')
+                .within_ms(100)
+                .compile()
+                .expect("compiles"),
+        );
+        let mut op = CepOperator::new(nfa, TimeDomain::EventTime);
+        let mut out = Collector::default();
+        for (i, (c, ts)) in [('a', 1), ('b', 2), ('a', 3), ('b', 4), ('b', 5), ('c', 9)]
+            .into_iter()
+            .enumerate()
+        {
+            op.process_element(7, (c, i as u32), ts, &mut out);
+        }
+        op.advance_time(5, &mut out);
+        op
+    }
+
+    #[test]
+    fn corrupt_key_state_is_an_error() {
+        let op = busy_operator();
+        let blob = op.snapshot_key(&7).expect("key 7 has state");
+        let meta = op.snapshot_meta();
+        assert!(blob.len() > 40, "{} bytes", blob.len());
+        let mut fresh = CepOperator::new(op.nfa().clone(), TimeDomain::EventTime);
+        fresh.restore_meta(&meta).expect("restores");
+        fresh.restore_key(7, &blob).expect("restores");
+        assert_eq!(fresh.snapshot_key(&7), Some(blob.clone()));
+        for n in 0..blob.len() {
+            assert!(fresh.restore_key(7, &blob[..n]).is_err(), "cut at {n}");
+        }
+        for n in 0..meta.len() {
+            assert!(fresh.restore_meta(&meta[..n]).is_err(), "cut at {n}");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(matches!(
+            fresh.restore_key(7, &longer),
+            Err(StateError::Trailing { .. })
+        ));
+        let mut v2 = blob.clone();
+        v2[0] = 2;
+        assert!(matches!(
+            fresh.restore_key(7, &v2),
+            Err(StateError::Version { found: 2, .. })
+        ));
+        assert!(matches!(
+            fresh.restore_key(7, &meta),
+            Err(StateError::Kind { .. })
+        ));
+        let other = CepOperator::<u64, Ev>::new(
+            Arc::new(
+                Pattern::<Ev>::begin("a")
+                    .where_(|e: &Ev| e.0 == 'a')
+                    .compile()
+                    .expect("compiles"),
+            ),
+            TimeDomain::ProcessingTime,
+        );
+        let mut other = other;
+        assert!(matches!(
+            other.restore_key(7, &blob),
+            Err(StateError::NfaMismatch { .. })
+        ));
+        assert!(matches!(
+            other.restore_meta(&meta),
+            Err(StateError::Domain { .. })
+        ));
+        // A failed restore leaves the key as it was.
+        assert_eq!(fresh.snapshot_key(&7), Some(blob));
+    }
+
+    proptest! {
+        /// Any byte flipped, inserted or removed, anywhere: an error or a
+        /// state that restores, never a panic; and an operator restored
+        /// from such bytes runs to the end without panicking.
+        #[test]
+        fn damaged_state_never_panics(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            let op = busy_operator();
+            let mut blob = op.snapshot_key(&7).expect("key 7 has state");
+            let mut meta = op.snapshot_meta();
+            for (at, byte, how) in edits {
+                for b in [&mut blob, &mut meta] {
+                    let i = at.index(b.len());
+                    match how {
+                        0 => b[i] ^= byte | 1,
+                        1 => b.insert(i, byte),
+                        _ => {
+                            b.remove(i);
+                        }
+                    }
+                }
+            }
+            let mut fresh = CepOperator::new(op.nfa().clone(), TimeDomain::EventTime);
+            let _ = fresh.restore_meta(&meta);
+            if fresh.restore_key(7, &blob).is_ok() {
+                let mut out = Collector::default();
+                fresh.process_element(7, ('c', 99), 50, &mut out);
+                fresh.advance_time(i64::MAX, &mut out);
+                let _ = fresh.snapshot_key(&7);
+                fresh.remove_key(&7);
+            }
+        }
+    }
+
+    /// Every byte of a key's state flipped in a few ways: an error, or a
+    /// state that runs to the end without panicking (the NFA trusts lock
+    /// counts only as far as it must).
+    #[test]
+    fn every_flipped_byte_is_safe() {
+        let op = busy_operator();
+        let blob = op.snapshot_key(&7).expect("key 7 has state");
+        for i in 0..blob.len() {
+            for x in [1u8, 2, 3, 4, 8, 16, 32, 64, 128, 0xff] {
+                let mut b = blob.clone();
+                b[i] ^= x;
+                let mut fresh =
+                    CepOperator::<u64, Ev>::new(op.nfa().clone(), TimeDomain::EventTime);
+                if fresh.restore_key(7, &b).is_ok() {
+                    let mut out = Collector::default();
+                    fresh.process_element(7, ('c', 99), 50, &mut out);
+                    fresh.advance_time(i64::MAX, &mut out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn undamaged_runs_to_the_end() {
+        let op = busy_operator();
+        let blob = op.snapshot_key(&7).expect("key 7 has state");
+        let meta = op.snapshot_meta();
+        let mut fresh = CepOperator::new(op.nfa().clone(), TimeDomain::EventTime);
+        fresh.restore_meta(&meta).unwrap();
+        fresh.restore_key(7, &blob).unwrap();
+        let mut op = op;
+        let (mut o1, mut o2) = (Collector::default(), Collector::default());
+        op.process_element(7, ('c', 99), 50, &mut o1);
+        op.advance_time(i64::MAX, &mut o1);
+        fresh.process_element(7, ('c', 99), 50, &mut o2);
+        fresh.advance_time(i64::MAX, &mut o2);
+        assert_eq!(o1.outputs, o2.outputs);
+    }
+
+    #[test]
+    fn take_dirty_lists_changed_and_dropped_keys() {
+        let mut op = busy_operator();
+        assert_eq!(op.take_dirty(), (vec![], vec![]), "tracking is off");
+        op.set_change_tracking(true);
+        assert_eq!(op.take_dirty(), (vec![7], vec![]), "existing keys count");
+        assert_eq!(op.take_dirty(), (vec![], vec![]));
+        let mut out = Collector::default();
+        op.process_element(8, ('a', 10), 20, &mut out);
+        op.advance_time(6, &mut out);
+        // Key 7 was not touched: its next event waits for time 9.
+        assert_eq!(op.take_dirty(), (vec![8], vec![]));
+        // Key 8 is dropped once its match times out; 9 comes and goes
+        // between two checkpoints and is never reported.
+        op.process_element(9, ('a', 11), 30, &mut out);
+        op.advance_time(500, &mut out);
+        assert_eq!(op.num_keys(), 0);
+        let (changed, mut dropped) = op.take_dirty();
+        dropped.sort_unstable();
+        assert_eq!((changed, dropped), (vec![], vec![7, 8]));
+        // Restored keys are stored, not changed; removed keys are not reported.
+        let mut op2 = busy_operator();
+        let blob = op2.snapshot_key(&7).expect("state");
+        op2.remove_key(&7);
+        op2.set_change_tracking(true);
+        op2.restore_key(7, &blob).expect("restores");
+        assert_eq!(op2.take_dirty(), (vec![], vec![]));
+        op2.remove_key(&7);
+        assert_eq!(op2.take_dirty(), (vec![], vec![]));
+    }
+}
