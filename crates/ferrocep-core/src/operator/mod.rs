@@ -148,18 +148,33 @@ fn clear_bit(bits: &mut [u64], slot: u32) -> bool {
 }
 
 impl<K> Changes<K> {
-    /// The key of `slot` changed.
-    #[inline]
+    /// The key of `slot` changed. On the path of every event: one test
+    /// when tracking is off.
+    #[inline(always)]
     fn mark(&mut self, slot: u32) {
-        if self.on && set_bit(&mut self.changed_bits, slot) {
+        if self.on {
+            self.mark_on(slot);
+        }
+    }
+
+    #[inline(never)]
+    fn mark_on(&mut self, slot: u32) {
+        if set_bit(&mut self.changed_bits, slot) {
             self.changed.push(slot);
         }
     }
 
     /// The key of `slot` was dropped: reported if it is in the store.
-    #[inline]
+    #[inline(always)]
     fn dropped(&mut self, slot: u32, key: K) {
-        if !self.stored_bits.is_empty() && clear_bit(&mut self.stored_bits, slot) && self.on {
+        if !self.stored_bits.is_empty() {
+            self.dropped_stored(slot, key);
+        }
+    }
+
+    #[inline(never)]
+    fn dropped_stored(&mut self, slot: u32, key: K) {
+        if clear_bit(&mut self.stored_bits, slot) && self.on {
             self.dropped.push(key);
         }
     }
