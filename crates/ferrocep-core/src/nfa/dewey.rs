@@ -91,6 +91,7 @@ impl DeweyNumber {
     }
 
     /// Adds `times` to the last digit.
+    #[inline]
     pub fn increase(&self, times: u32) -> Self {
         if let Repr::Inline { len, first, rest } = &self.0 {
             let (len, mut first, mut rest) = (*len, *first, *rest);

@@ -628,6 +628,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     }
 
     /// Advances one key to `now` (its window timer fired, or it ran events).
+    /// Inlined into its two callers, as it was before change tracking made
+    /// it larger (a call per timer costs ~0.6% of `ferrocep match`).
+    #[inline(always)]
     fn advance_key<S: OutputSink<K, E>>(&mut self, slot: u32, now: i64, sink: &mut S) {
         self.changes.mark(slot);
         let entry = &mut self.keys[slot as usize];
@@ -674,6 +677,13 @@ impl TimerQueue {
             (None, Some(Reverse(b))) => Some(*b),
             (None, None) => None,
         }
+    }
+
+    /// Every timer, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = &Timer> {
+        self.in_order
+            .iter()
+            .chain(self.out_of_order.iter().map(|r| &r.0))
     }
 
     fn pop_due(&mut self, now: i64) -> Option<Timer> {

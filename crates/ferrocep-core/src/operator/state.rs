@@ -9,12 +9,10 @@
 //!   reach (edges with their versions and lock counts, so that Flink's
 //!   counting goes on exactly) and the events of those nodes, each once; the
 //!   key's per-timestamp event counts; its events waiting for the watermark
-//!   with their arrival numbers. Window timers are not saved: every live
-//!   partial match with a start timestamp > 0 has its timer at `start +
-//!   window` (`+ 1` in processing time), and restoring sets exactly those.
-//!   A timer of a partial match that is gone finds nothing to do when it
-//!   fires (the key is only advanced to the time it already reached), so
-//!   the restored key emits what the saved one would have.
+//!   with their arrival numbers; its window timers, also those of partial
+//!   matches that are gone (when one fires the key is advanced to the
+//!   current time, which forgets event counts: keeping them all keeps the
+//!   restored key exactly the saved one).
 //! - Per operator ([`CepOperator::snapshot_meta`]): the time domain, the
 //!   watermark or processing time, the largest event timestamp received, the
 //!   bounded out-of-orderness promise and the next arrival number.
@@ -55,6 +53,7 @@
 //! var held      { run }    heap order
 //! var counts    { zig timestamp | var count }
 //! var waiting   { zig timestamp | var arrival | E }   by (timestamp, arrival)
+//! var timers    { zig time }                          in time order
 //! ```
 //!
 //! Nodes come after the nodes their edges point to (edges point to earlier
@@ -491,6 +490,7 @@ struct KeyImage<E> {
     held: Vec<RunImage>,
     counts: Vec<(i64, u32)>,
     waiting: Vec<(i64, u64, E)>,
+    timers: Vec<i64>,
 }
 
 /// The shape of the NFA, checked when restoring.
@@ -612,38 +612,38 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
 
 impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
     /// The complete state of `key` (see the [module docs](self)), `None`
-    /// when the key has none. Its waiting events are found by a scan of the
-    /// operator's queue when it has some: to save many keys, use
-    /// [`Self::snapshot_keys`].
+    /// when the key has none. Its waiting events and timers are found by a
+    /// scan of the operator's queues: to save many keys, use
+    /// [`Self::snapshot_keys`], which scans them once.
     pub fn snapshot_key(&self, key: &K) -> Option<Vec<u8>> {
-        let slot = self.lookup(key).1?;
-        let entry = &self.keys[slot as usize];
-        let waiting: Vec<&Waiting<E>> = if entry.queued > 0 {
-            self.waiting
-                .iter()
-                .filter(|w| w.slot == slot && w.gen == entry.gen)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Some(self.encode_key(slot, waiting))
+        self.snapshot_keys(std::slice::from_ref(key))
+            .pop()
+            .flatten()
     }
 
     /// [`Self::snapshot_key`] of each of `keys`, in order, reading the
-    /// waiting events once for all of them.
+    /// operator's queues of waiting events and timers once for all of them.
     pub fn snapshot_keys(&self, keys: &[K]) -> Vec<Option<Vec<u8>>> {
         let slots: Vec<Option<u32>> = keys.iter().map(|k| self.lookup(k).1).collect();
+        let live = |slot: u32, gen: u32| self.keys.get(slot as usize).is_some_and(|e| e.gen == gen);
         let mut waiting: FxHashMap<u32, Vec<&Waiting<E>>> = FxHashMap::default();
-        let wanted: FxHashSet<u32> = slots
+        let mut timers: FxHashMap<u32, Vec<i64>> = FxHashMap::default();
+        let wanted: FxHashSet<u32> = slots.iter().flatten().copied().collect();
+        if slots
             .iter()
             .flatten()
-            .copied()
-            .filter(|&s| self.keys[s as usize].queued > 0)
-            .collect();
-        if !wanted.is_empty() {
+            .any(|&s| self.keys[s as usize].queued > 0)
+        {
             for w in self.waiting.iter() {
-                if wanted.contains(&w.slot) && self.keys[w.slot as usize].gen == w.gen {
+                if wanted.contains(&w.slot) && live(w.slot, w.gen) {
                     waiting.entry(w.slot).or_default().push(w);
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            for &(at, slot, gen) in self.window_timers.iter() {
+                if wanted.contains(&slot) && live(slot, gen) {
+                    timers.entry(slot).or_default().push(at);
                 }
             }
         }
@@ -651,12 +651,21 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
             .into_iter()
             .map(|s| {
                 let s = s?;
-                Some(self.encode_key(s, waiting.remove(&s).unwrap_or_default()))
+                Some(self.encode_key(
+                    s,
+                    waiting.remove(&s).unwrap_or_default(),
+                    timers.remove(&s).unwrap_or_default(),
+                ))
             })
             .collect()
     }
 
-    fn encode_key(&self, slot: u32, mut waiting: Vec<&Waiting<E>>) -> Vec<u8> {
+    fn encode_key(
+        &self,
+        slot: u32,
+        mut waiting: Vec<&Waiting<E>>,
+        mut timers: Vec<i64>,
+    ) -> Vec<u8> {
         let entry = &self.keys[slot as usize];
         let state = &entry.state;
         let store = self.buf.store();
@@ -741,6 +750,11 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
             put_zig(&mut out, w.ts);
             put_var(&mut out, w.seq);
             w.event.encode(&mut out);
+        }
+        timers.sort_unstable();
+        put_var(&mut out, timers.len() as u64);
+        for at in timers {
+            put_zig(&mut out, at);
         }
         out
     }
@@ -866,6 +880,18 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
             }
             waiting.push((ts, seq, E::decode(input)?));
         }
+        let n = get_count(input, "number of timers")?;
+        let mut timers: Vec<i64> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = get_zig(input, "timer")?;
+            if timers.last().is_some_and(|&t| t > at) {
+                return Err(invalid(
+                    "timers",
+                    format!("{at} is before the timer before it"),
+                ));
+            }
+            timers.push(at);
+        }
         if !input.is_empty() {
             return Err(StateError::Trailing {
                 what: "key state",
@@ -879,6 +905,7 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
             held,
             counts,
             waiting,
+            timers,
         })
     }
 
@@ -924,27 +951,14 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
             &image.counts,
         );
         if state.is_idle() && image.waiting.is_empty() {
-            // No state: as after the key's last drop.
+            // No state: as after the key's last drop (its timers find
+            // nothing to do).
             for r in refs {
                 self.buf.store_mut().remove_node(r);
             }
             state.recycle(&mut self.buf);
             return Ok(());
         }
-        let mut timers: SmallVec<[i64; 4]> = SmallVec::new();
-        if let Some(w) = self.nfa.window() {
-            for r in state.all_runs() {
-                let (ts, _) = r.start_parts();
-                if ts > 0 {
-                    timers.push(match self.domain {
-                        TimeDomain::EventTime => ts.saturating_add(w),
-                        TimeDomain::ProcessingTime => ts.saturating_add(w).saturating_add(1),
-                    });
-                }
-            }
-        }
-        timers.sort_unstable();
-        timers.dedup();
         let hash = self.hasher.hash_one(&key);
         let slot = self.insert_key(hash, key);
         let entry = &mut self.keys[slot as usize];
@@ -954,7 +968,7 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
         for (ts, seq, event) in image.waiting {
             self.waiting.push_restored(ts, seq, slot, gen, event);
         }
-        for at in timers {
+        for at in image.timers {
             self.window_timers.push((at, slot, gen));
         }
         set_bit(&mut self.changes.stored_bits, slot);
