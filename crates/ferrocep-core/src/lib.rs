@@ -5,7 +5,8 @@
 //! - [`pattern`]: the Flink-like Pattern API;
 //! - [`nfa`]: the NFA compiled from a pattern, its per-key state and shared buffer;
 //! - [`operator`]: the keyed CEP operator (Flink `CepOperator`): event-time buffering,
-//!   watermarks, timers, processing time with an injected clock;
+//!   watermarks, timers, processing time with an injected clock; its state
+//!   saved and restored key by key, in key groups ([`operator::state`]);
 //! - [`time`]: durations and the bounded-out-of-orderness watermark;
 //! - [`expr`]: the CEL-subset condition language of spec files;
 //! - [`event`]: JSON event lines: field extraction, keys and timestamps, and the values and

@@ -397,6 +397,97 @@ impl<E> Store<E> {
         result
     }
 }
+/// Reading and rebuilding one key's part of the store, for snapshots
+/// (`operator::state`): the nodes a key's runs reach and their events.
+impl<E> Store<E> {
+    /// Whether `r` is a live node (not freed since the handle was made).
+    pub(crate) fn is_live(&self, r: NodeRef) -> bool {
+        self.node(r).is_some()
+    }
+
+    /// A live node's stage, event and lock count.
+    pub(crate) fn node_parts(&self, r: NodeRef) -> Option<(u32, EventIdx, u32)> {
+        self.node(r).map(|n| (n.stage, n.event, n.lock))
+    }
+
+    /// A live node's edges, in order: (target, version, lock count).
+    pub(crate) fn node_edges(
+        &self,
+        r: NodeRef,
+    ) -> impl Iterator<Item = (Option<NodeRef>, &DeweyNumber, u32)> + '_ {
+        self.node(r)
+            .map_or(&[][..], |n| n.edges.as_slice())
+            .iter()
+            .map(|e| (e.target, &e.version, e.lock))
+    }
+
+    /// Stores a restored event, unlocked until nodes take it
+    /// ([`Self::restore_node`]).
+    pub(crate) fn restore_event(&mut self, event: E, id: EventId) -> EventIdx {
+        self.events.insert(EventEntry {
+            event,
+            ts: id.ts,
+            seq: id.seq,
+            lock: 0,
+        }) as EventIdx
+    }
+
+    /// Adds a restored node (edges come with [`Self::restore_edge`]); the
+    /// node holds its event, as a node made by `put` does.
+    pub(crate) fn restore_node(&mut self, stage: u32, ev: EventIdx, lock: u32) -> NodeRef {
+        if let Some(e) = self.events.get_mut(ev as usize) {
+            e.lock += 1;
+        }
+        let gen = self.next_gen;
+        self.next_gen = NonZeroU32::new(gen.get().wrapping_add(1)).unwrap_or(NonZeroU32::MIN);
+        let idx = self.nodes.insert(Node {
+            gen,
+            stage,
+            event: ev,
+            lock,
+            edges: Edges::None,
+        }) as u32;
+        NodeRef { idx, gen }
+    }
+
+    /// Appends an edge to a restored node.
+    pub(crate) fn restore_edge(
+        &mut self,
+        r: NodeRef,
+        target: Option<NodeRef>,
+        version: DeweyNumber,
+        lock: u32,
+    ) {
+        if let Some(n) = self.node_mut(r) {
+            n.edges.push(Edge {
+                target,
+                version,
+                lock,
+            });
+        }
+    }
+
+    /// Frees a node whatever its counts (its key is being removed),
+    /// releasing its event.
+    pub(crate) fn remove_node(&mut self, r: NodeRef) {
+        if let Some(n) = self.node(r) {
+            let ev = n.event;
+            self.nodes.remove(r.idx as usize);
+            self.release_event(ev);
+        }
+    }
+}
+
+impl NodeRef {
+    /// A handle that is never live: what a run or edge holds after Flink's
+    /// counting freed its node, restored as such. No store reaches
+    /// `u32::MAX` nodes.
+    pub(crate) const DANGLING: NodeRef = NodeRef {
+        idx: u32::MAX,
+        gen: NonZeroU32::MAX,
+    };
+}
+
 #[cfg(test)]
 mod size_tests {
     use super::*;

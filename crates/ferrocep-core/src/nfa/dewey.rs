@@ -29,7 +29,8 @@ enum Repr {
 }
 
 impl DeweyNumber {
-    fn from_digits(d: &[u32]) -> Self {
+    /// The version of digits `d` (in its one form for that value).
+    pub(crate) fn from_digits(d: &[u32]) -> Self {
         let fits = !d.is_empty()
             && d.len() <= 1 + INLINE_REST
             && d[1..].iter().all(|&x| x <= u16::MAX as u32);
@@ -63,7 +64,8 @@ impl DeweyNumber {
         }
     }
 
-    fn digits(&self) -> impl Iterator<Item = u32> + '_ {
+    /// The digits, first to last.
+    pub(crate) fn digits(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len()).map(|i| self.digit(i))
     }
 
@@ -89,6 +91,7 @@ impl DeweyNumber {
     }
 
     /// Adds `times` to the last digit.
+    #[inline]
     pub fn increase(&self, times: u32) -> Self {
         if let Repr::Inline { len, first, rest } = &self.0 {
             let (len, mut first, mut rest) = (*len, *first, *rest);

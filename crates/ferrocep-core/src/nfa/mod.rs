@@ -18,6 +18,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use buffer::EventId;
+pub(crate) use run::{run_sort_key, Run};
 pub use run::{NfaOutput, NfaRunner, NfaState, SharedBuffer};
 
 use crate::pattern::{Condition, SkipStrategy};

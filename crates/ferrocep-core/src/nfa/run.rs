@@ -67,10 +67,45 @@ impl Run {
     }
 
     fn sort_key(&self) -> (i64, i64) {
-        match self.start_event() {
-            Some(e) => (e.ts, e.seq as i64),
-            None => (i64::MAX, i32::MAX as i64),
+        run_sort_key(self.start_ts, self.start_seq)
+    }
+
+    /// A run from its parts (a restored snapshot).
+    pub(crate) fn from_parts(
+        state: u32,
+        start_ts: i64,
+        start_seq: u32,
+        prev: Option<NodeRef>,
+        version: DeweyNumber,
+    ) -> Run {
+        Run {
+            state,
+            start_seq,
+            start_ts,
+            prev,
+            version,
         }
+    }
+
+    /// The NFA state the run is in.
+    pub(crate) fn state(&self) -> u32 {
+        self.state
+    }
+
+    /// The start event's timestamp and sequence number (`-1`, `u32::MAX`
+    /// for the start run).
+    pub(crate) fn start_parts(&self) -> (i64, u32) {
+        (self.start_ts, self.start_seq)
+    }
+
+    /// The last node taken, if any.
+    pub(crate) fn prev(&self) -> Option<NodeRef> {
+        self.prev
+    }
+
+    /// The run's version.
+    pub(crate) fn version(&self) -> &DeweyNumber {
+        &self.version
     }
 
     #[inline]
@@ -89,6 +124,16 @@ impl Run {
     #[inline]
     fn start_event(&self) -> Option<EventId> {
         (self.start_seq != u32::MAX).then_some(self.start())
+    }
+}
+
+/// The order of runs (see [`run_cmp`]) from a run's start event: the
+/// start run (`start_seq == u32::MAX`) last.
+pub(crate) fn run_sort_key(start_ts: i64, start_seq: u32) -> (i64, i64) {
+    if start_seq != u32::MAX {
+        (start_ts, start_seq as i64)
+    } else {
+        (i64::MAX, i32::MAX as i64)
     }
 }
 
@@ -144,6 +189,16 @@ impl<E> SharedBuffer<E> {
     /// Number of events held.
     pub fn num_events(&self) -> usize {
         self.store.num_events()
+    }
+
+    /// The events and nodes (for snapshots).
+    pub(crate) fn store(&self) -> &Store<E> {
+        &self.store
+    }
+
+    /// The events and nodes (for restoring snapshots).
+    pub(crate) fn store_mut(&mut self) -> &mut Store<E> {
+        &mut self.store
     }
 
     /// Number of nodes held.
@@ -380,6 +435,72 @@ impl NfaState {
                 Stored::Heap(JavaPq::from_heap_vec(v))
             }
         };
+    }
+
+    /// The partial matches in heap order, the start run included (copies).
+    pub(crate) fn partial_runs(&self, start: u32) -> SmallVec<[Run; INLINE_RUNS]> {
+        match &self.partial {
+            Stored::Start { version, other } => other
+                .iter()
+                .cloned()
+                .chain(std::iter::once(Run::new_start(
+                    start,
+                    DeweyNumber::new(*version),
+                )))
+                .collect(),
+            Stored::Heap(q) => q.iter().cloned().collect(),
+        }
+    }
+
+    /// The matches held back by the skip strategy, in heap order.
+    pub(crate) fn completed_runs(&self) -> &[Run] {
+        self.completed.as_ref().map_or(&[], |c| c.iter().as_slice())
+    }
+
+    /// Every run, partial (the start run of the compact shape excepted)
+    /// and held back.
+    pub(crate) fn all_runs(&self) -> impl Iterator<Item = &Run> {
+        self.partial.runs().chain(self.completed_runs())
+    }
+
+    /// The event counts per timestamp: (timestamp, count), counts > 0.
+    pub(crate) fn counts(&self) -> SmallVec<[(i64, u32); 2]> {
+        match &self.counters {
+            Counters::One { count: 0, .. } => SmallVec::new(),
+            Counters::One { ts, count } => smallvec::smallvec![(*ts, *count)],
+            Counters::Many(v) => v.iter().copied().collect(),
+        }
+    }
+
+    /// A state from its parts: `partial` and `completed` in heap order,
+    /// `counts` with distinct timestamps and counts > 0 (a restored
+    /// snapshot); `start` is the NFA's start state.
+    pub(crate) fn from_parts<E>(
+        buf: &mut SharedBuffer<E>,
+        start: u32,
+        partial: Vec<Run>,
+        completed: Vec<Run>,
+        counts: &[(i64, u32)],
+    ) -> NfaState {
+        let mut st = NfaState {
+            partial: Stored::Heap(JavaPq::default()),
+            completed: (!completed.is_empty()).then(|| Box::new(JavaPq::from_heap_vec(completed))),
+            counters: match counts {
+                [] => Counters::default(),
+                [(ts, count)] => Counters::One {
+                    ts: *ts,
+                    count: *count,
+                },
+                more => Counters::Many(Box::new(more.to_vec())),
+            },
+        };
+        let q: Partial = if partial.len() > INLINE_RUNS {
+            JavaPq::from_heap_vec(partial)
+        } else {
+            JavaPq::from_heap_items(partial.into_iter().collect())
+        };
+        st.set_partial(buf, start, q);
+        st
     }
 
     fn next_event_id(&mut self, ts: i64) -> EventId {
@@ -712,14 +833,17 @@ impl<E> Nfa<E> {
             Some(p) => buf.store.extract(p, &m.version, false),
             None => Default::default(),
         };
+        // Emitted before pruning, which emits nothing: the path's events are
+        // then live whatever the lock counts (a restored state is trusted
+        // no further than that).
+        if let Some(first) = paths.first() {
+            self.emit(buf, first, out, None);
+        }
         if let Some(pid) = self.pruning_id(buf, &paths) {
             self.prune(buf, partial, pid);
             if let Some(c) = completed {
                 self.prune(buf, c, pid);
             }
-        }
-        if let Some(first) = paths.first() {
-            self.emit(buf, first, out, None);
         }
         if let Some(p) = m.prev {
             buf.store.release_node(p, &m.version);

@@ -18,6 +18,10 @@ use std::hash::{Hash, Hasher};
 use std::ops::Range;
 
 use arcstr::ArcStr;
+
+use crate::operator::state::{
+    get_count, get_str, get_u8, get_var, put_bytes, put_var, StateCodec, StateError,
+};
 use triomphe::ThinArc;
 
 /// Number of condition bits stored inline, without allocating.
@@ -350,6 +354,53 @@ impl fmt::Debug for JsonEvent {
             .field("raw", &self.raw())
             .field("conds", &BitString(self.words()))
             .finish()
+    }
+}
+
+/// Saved as its line and its condition bits, in the form they have (up
+/// to 64 inline, more in one allocation with the line): `bytes` line, then
+/// `u8 0 | var bits` or `u8 1 | var words { var word }`.
+impl StateCodec for JsonEvent {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_bytes(out, self.raw().as_bytes());
+        match &self.0 {
+            Repr::Narrow { bits, .. } => {
+                out.push(0);
+                put_var(out, *bits);
+            }
+            Repr::Wide(a) => {
+                out.push(1);
+                put_var(out, a.slice.len() as u64);
+                for &w in &a.slice {
+                    put_var(out, w);
+                }
+            }
+        }
+    }
+
+    fn decode(input: &mut &[u8]) -> Result<Self, StateError> {
+        let raw = get_str(input, "event line")?;
+        let line = Line::whole(ArcStr::from(raw));
+        match get_u8(input, "event condition form")? {
+            0 => Ok(JsonEvent(Repr::Narrow {
+                line,
+                bits: get_var(input, "event conditions")?,
+            })),
+            1 => {
+                let n = get_count(input, "event condition words")?;
+                let mut words = Vec::with_capacity(n);
+                for _ in 0..n {
+                    words.push(get_var(input, "event conditions")?);
+                }
+                Ok(JsonEvent(Repr::Wide(ThinArc::from_header_and_slice(
+                    line, &words,
+                ))))
+            }
+            f => Err(StateError::Invalid {
+                what: "event condition form",
+                detail: format!("{f} is neither 0 (inline) nor 1 (shared)"),
+            }),
+        }
     }
 }
 
