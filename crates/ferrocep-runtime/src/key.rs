@@ -263,3 +263,28 @@ mod tests {
         assert_eq!(routes.len(), texts.len());
     }
 }
+
+/// A key in checkpoints: its JSON text, or none ([`Key::None`]).
+impl ferrocep_core::operator::state::StateCodec for Key {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self.text() {
+            None => out.push(0),
+            Some(t) => {
+                out.push(1);
+                ferrocep_core::operator::state::put_bytes(out, t.as_bytes());
+            }
+        }
+    }
+
+    fn decode(input: &mut &[u8]) -> Result<Self, ferrocep_core::operator::state::StateError> {
+        use ferrocep_core::operator::state::{get_str, get_u8, StateError};
+        match get_u8(input, "key tag")? {
+            0 => Ok(Key::None),
+            1 => Ok(Key::new(get_str(input, "key text")?)),
+            t => Err(StateError::Invalid {
+                what: "key tag",
+                detail: format!("{t}"),
+            }),
+        }
+    }
+}

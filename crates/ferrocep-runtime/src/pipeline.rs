@@ -138,6 +138,7 @@ impl Pipeline {
             runtime: runtime.handle().clone(),
             data_dir: data_dir.clone(),
             resume_from: 0,
+            resume: None,
         };
         let source_thread = std::thread::Builder::new()
             .name(format!("ferrocep-source-{kind_name}"))

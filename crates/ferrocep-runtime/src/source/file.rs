@@ -29,7 +29,7 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// Where a file source is: the file it reads (device and inode) and the
 /// offset in it of the next line, with the `base` added to offsets to make
 /// positions (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FilePosition {
     /// Device of the file (0 where the platform has none).
     pub dev: u64,
@@ -215,20 +215,26 @@ impl Reader<'_> {
     }
 
     /// Sends `batch` unless it is empty; `false` when the pipeline stops.
-    fn send(&mut self, batch: Batch) -> bool {
+    fn send(&mut self, mut batch: Batch) -> bool {
+        let at = FilePosition {
+            dev: self.id.0,
+            ino: self.id.1,
+            offset: self.lines.line_start(),
+            base: self.base,
+        };
         if !batch.is_empty() {
+            batch.resume = Some(super::Resume {
+                position: at.position(),
+                file: Some(at),
+                t0: None,
+            });
             let n = batch.len() as u64;
             if !self.ctx.out.send(SourceMsg::Batch(batch)) {
                 return false;
             }
             self.counter.inc_by(n);
         }
-        self.progress.set(FilePosition {
-            dev: self.id.0,
-            ino: self.id.1,
-            offset: self.lines.line_start(),
-            base: self.base,
-        });
+        self.progress.set(at);
         true
     }
 

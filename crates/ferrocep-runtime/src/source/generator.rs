@@ -315,7 +315,12 @@ impl GeneratorSource {
         let limit = self.cfg.events.unwrap_or(u64::MAX);
         let mut pos = ctx.resume_from;
         gen.skip_to(pos);
-        let t0 = ctx.clock.now_ms() - gen.next_due();
+        // A resumed run keeps its schedule's start, so the same events come
+        // with the same timestamps.
+        let t0 = match ctx.resume.as_ref().and_then(|r| r.t0) {
+            Some(t0) if pos > 0 => t0,
+            _ => ctx.clock.now_ms() - gen.next_due(),
+        };
         let mut line = String::with_capacity(160);
         loop {
             if ctx.out.stop().is_raised() {
@@ -333,6 +338,11 @@ impl GeneratorSource {
                 batch.push(pos, line.as_bytes());
                 pos += 1;
             }
+            batch.resume = Some(super::Resume {
+                position: pos,
+                file: None,
+                t0: Some(t0),
+            });
             let n = batch.len();
             if n > 0 {
                 if !ctx.out.send(SourceMsg::Batch(batch)) {

@@ -329,6 +329,11 @@ fn send_available(
             return true;
         }
         let n = batch.len() as u64;
+        batch.resume = Some(super::Resume {
+            position: end,
+            file: None,
+            t0: None,
+        });
         if !ctx.out.send(SourceMsg::Batch(std::mem::take(batch))) {
             return false;
         }
@@ -761,6 +766,7 @@ mod tests {
             runtime: rt.handle().clone(),
             data_dir: data_dir.to_path_buf(),
             resume_from: opts.resume_from,
+            resume: None,
         };
         let mut src = HttpSource::new(
             "127.0.0.1:0".parse().unwrap(),
@@ -1176,6 +1182,7 @@ mod tests {
             runtime: rt.handle().clone(),
             data_dir: dir.path().to_path_buf(),
             resume_from: 0,
+            resume: None,
         };
         let src = HttpSource::new(addr, "/events".into(), 1 << 20, 1 << 20, validator());
         let err = Box::new(src).run(ctx).unwrap_err();

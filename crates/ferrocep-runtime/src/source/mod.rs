@@ -43,6 +43,26 @@ pub struct Batch {
     pub text: Vec<u8>,
     /// The records in source order.
     pub records: Vec<Record>,
+    /// Where the source resumes once this batch and everything before it are
+    /// in the state (what a checkpoint records); `None` for a source that
+    /// cannot resume (stdin).
+    pub resume: Option<Resume>,
+}
+
+/// Where a source resumes: the position of its first event not yet taken,
+/// and what else it needs to read exactly the same events again. Stored in
+/// checkpoints as JSON.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    /// The position of the next event.
+    pub position: Position,
+    /// A file source: the file's identity and the base of its positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePosition>,
+    /// The generator: the clock time its schedule starts at (so that a
+    /// replay gives the same timestamps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t0: Option<i64>,
 }
 
 /// One raw event of a [`Batch`].
@@ -62,6 +82,7 @@ impl Batch {
         Batch {
             text: Vec::with_capacity(bytes),
             records: Vec::new(),
+            resume: None,
         }
     }
 
@@ -191,6 +212,8 @@ pub struct SourceCtx {
     /// Where to resume: the position of the first event not yet taken into
     /// state (0 at a fresh start). Sources that cannot seek ignore it.
     pub resume_from: Position,
+    /// What the checkpoint recorded with it ([`Resume`]), if anything.
+    pub resume: Option<Resume>,
 }
 
 /// A source of raw events.
@@ -259,6 +282,7 @@ pub(crate) mod testing {
             runtime: runtime.handle().clone(),
             data_dir: dir.path().to_path_buf(),
             resume_from,
+            resume: None,
         };
         TestCtx {
             ctx,
