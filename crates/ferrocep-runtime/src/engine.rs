@@ -597,7 +597,7 @@ impl Engine {
                 }
             }
             if !full {
-                deletes.extend(dropped.iter().map(|k| encode(k)));
+                deletes.extend(dropped.iter().map(encode));
             }
             let mut meta = vec![META_VERSION];
             ferrocep_core::operator::state::put_bytes(&mut meta, &p.op.snapshot_meta());

@@ -172,6 +172,31 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// A key in checkpoints: its JSON text, or none ([`Key::None`]).
+impl ferrocep_core::operator::state::StateCodec for Key {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self.text() {
+            None => out.push(0),
+            Some(t) => {
+                out.push(1);
+                ferrocep_core::operator::state::put_bytes(out, t.as_bytes());
+            }
+        }
+    }
+
+    fn decode(input: &mut &[u8]) -> Result<Self, ferrocep_core::operator::state::StateError> {
+        use ferrocep_core::operator::state::{get_str, get_u8, StateError};
+        match get_u8(input, "key tag")? {
+            0 => Ok(Key::None),
+            1 => Ok(Key::new(get_str(input, "key text")?)),
+            t => Err(StateError::Invalid {
+                what: "key tag",
+                detail: format!("{t}"),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,30 +286,5 @@ mod tests {
         assert_eq!(keys.len(), texts.len());
         let routes: HashSet<u64> = texts.iter().map(|t| Key::new(t).route_hash()).collect();
         assert_eq!(routes.len(), texts.len());
-    }
-}
-
-/// A key in checkpoints: its JSON text, or none ([`Key::None`]).
-impl ferrocep_core::operator::state::StateCodec for Key {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self.text() {
-            None => out.push(0),
-            Some(t) => {
-                out.push(1);
-                ferrocep_core::operator::state::put_bytes(out, t.as_bytes());
-            }
-        }
-    }
-
-    fn decode(input: &mut &[u8]) -> Result<Self, ferrocep_core::operator::state::StateError> {
-        use ferrocep_core::operator::state::{get_str, get_u8, StateError};
-        match get_u8(input, "key tag")? {
-            0 => Ok(Key::None),
-            1 => Ok(Key::new(get_str(input, "key text")?)),
-            t => Err(StateError::Invalid {
-                what: "key tag",
-                detail: format!("{t}"),
-            }),
-        }
     }
 }
