@@ -127,6 +127,7 @@ fn run(args: &Args) -> Result<(), String> {
         runtime: rt.handle().clone(),
         data_dir: dir.clone(),
         resume_from: 0,
+        resume: None,
     };
     let src = HttpSource::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
