@@ -4,13 +4,18 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::config::{EndOfInputConfig, LoadedConfig, SinkConfig, SourceConfig};
 use crate::engine::{Engine, EngineOptions};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, SinkSlot};
+use crate::pipeline::{Checkpointing, Pipeline, SinkSlot};
+use crate::sink::file::FileCommit;
+use crate::source::ingest_log::IngestLog;
+use crate::source::Resume;
 use crate::server::Readiness;
 use crate::sink::{Kind, SinkCtx};
 use crate::source::file::FileSource;
@@ -71,6 +76,11 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         },
     )
     .map_err(|e| StartError(format!("{}: patterns: {e}", loaded.path.display())))?;
+    // The state of the last checkpoint, if the data directory has one.
+    let store = crate::checkpoint::Store::open(&data_dir).map_err(|e| StartError(e.to_string()))?;
+    let mut engine = engine;
+    let restored = restore(&store, &mut engine, &cfg.name, &data_dir)?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("ferrocep-io")
@@ -83,13 +93,20 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
     crate::pipeline::stop_on_signals(runtime.handle(), stop.clone())
         .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
 
+    let mut ingest_log: Option<IngestLog> = None;
     let (source, flush_at_end): (Box<dyn Source>, bool) = match &cfg.source {
         SourceConfig::File {
             path,
             follow,
             end_of_input,
         } => (
-            Box::new(FileSource::new(loaded.resolve(path), *follow)),
+            Box::new({
+                let f = FileSource::new(loaded.resolve(path), *follow);
+                match restored.as_ref().and_then(|r| r.resume.as_ref()).and_then(|r| r.file) {
+                    Some(at) => f.resume(at),
+                    None => f,
+                }
+            }),
             *end_of_input == EndOfInputConfig::Flush,
         ),
         SourceConfig::Stdin { end_of_input } => (
@@ -106,14 +123,18 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 StartError(format!("{}: source.listen: {e}", loaded.path.display()))
             })?;
             let validator: crate::source::http::Validator = Arc::new(engine.validator());
+            let log = IngestLog::open(&data_dir.join("ingest")).map_err(|e| {
+                StartError(format!(
+                    "cannot open the ingest log in '{}': {e}",
+                    data_dir.join("ingest").display()
+                ))
+            })?;
+            ingest_log = Some(log.clone());
             (
-                Box::new(HttpSource::new(
-                    addr,
-                    path.clone(),
-                    max_body.0,
-                    max_backlog.0,
-                    validator,
-                )),
+                Box::new(
+                    HttpSource::new(addr, path.clone(), max_body.0, max_backlog.0, validator)
+                        .with_log(log),
+                ),
                 true,
             )
         }
@@ -121,6 +142,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
     };
 
     let mut sinks = Vec::new();
+    let mut file_sinks = Vec::new();
     for kind in Kind::ALL {
         for (i, sc) in sinks_of(cfg, kind).iter().enumerate() {
             let name = format!("outputs.{}[{i}]", kind.as_str());
@@ -131,9 +153,24 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 data_dir: data_dir.clone(),
                 clock: o.clock.clone(),
             };
-            let handle = crate::sink::spawn(sc, ctx, runtime.handle())
+            if let (SinkConfig::File { path, .. }, Some(r)) = (sc, restored.as_ref()) {
+                // Exactly once: the file is cut back to what the checkpoint
+                // holds; the replay writes the rest again.
+                if let Some(commit) = r.file_sinks.get(&name) {
+                    crate::sink::file::restore(&loaded.dir.join(path), commit)
+                        .map_err(|e| StartError(format!("{name}: restoring the file: {e}")))?;
+                }
+            }
+            let spawned = crate::sink::spawn_sink(sc, ctx, runtime.handle(), crate::sink::QUEUE)
                 .map_err(|e| StartError(format!("{}: {name}: {e}", loaded.path.display())))?;
-            sinks.push(SinkSlot { kind, name, handle });
+            if let Some(state) = spawned.file {
+                file_sinks.push((name.clone(), state));
+            }
+            sinks.push(SinkSlot {
+                kind,
+                name,
+                handle: spawned.handle,
+            });
         }
     }
 
@@ -172,6 +209,15 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             flush_at_end,
             server,
             progress: o.progress,
+            checkpoints: Some(Checkpointing {
+                store: Some(store),
+                interval: Duration::from_millis(cfg.state.checkpoint_interval.0.max(1) as u64),
+                file_sinks,
+                ingest_log,
+                next_id: restored.as_ref().map_or(1, |r| r.id + 1),
+                sink_wait: Duration::from_secs(30),
+            }),
+            resume: restored.and_then(|r| r.resume),
         },
         server_stop,
         lock,
@@ -214,4 +260,96 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<File, StartError> {
             Err(StartError(format!("cannot lock '{}': {e}", path.display())))
         }
     }
+}
+
+/// What a restored checkpoint gives the rest of the start.
+struct Restored {
+    id: u64,
+    resume: Option<Resume>,
+    file_sinks: BTreeMap<String, FileCommit>,
+}
+
+/// Restores the last checkpoint of `store` into `engine` (nothing for a
+/// fresh data directory), and turns on change tracking for the next ones.
+/// A checkpoint of other patterns (by name or fingerprint), or of another
+/// pipeline, is refused: restoring a partial match into another automaton
+/// would be wrong.
+fn restore(
+    store: &crate::checkpoint::Store,
+    engine: &mut Engine,
+    pipeline: &str,
+    data_dir: &std::path::Path,
+) -> Result<Option<Restored>, StartError> {
+    let Some(loaded) = store.load().map_err(|e| StartError(e.to_string()))? else {
+        engine.enable_checkpoints(true);
+        return Ok(None);
+    };
+    let dir = data_dir.display();
+    if loaded.pipeline != pipeline {
+        return Err(StartError(format!(
+            "the data directory '{dir}' holds the state of pipeline '{}', not '{pipeline}': use another data directory",
+            loaded.pipeline
+        )));
+    }
+    let now = engine.fingerprints();
+    let saved: Vec<(String, String)> = loaded
+        .patterns
+        .iter()
+        .map(|p| (p.name.clone(), p.fingerprint.clone()))
+        .collect();
+    let now_list: Vec<(String, String)> =
+        now.iter().map(|(n, f)| (n.to_string(), f.clone())).collect();
+    if saved != now_list {
+        let describe = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(n, f)| format!("{n} ({f})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(StartError(format!(
+            "the data directory '{dir}' holds state for other patterns: checkpoint {} has [{}], the config has [{}]; \
+             restoring partial matches into another automaton would be wrong: run the old patterns, or use another data directory",
+            loaded.id,
+            describe(&saved),
+            describe(&now_list)
+        )));
+    }
+    // Restored keys are in the store already: tracking starts before them.
+    engine.enable_checkpoints(false);
+    let mut keys = 0u64;
+    for p in &loaded.patterns {
+        engine
+            .restore_meta(&p.name, &p.meta)
+            .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
+        keys += store
+            .for_each_key(&p.name, 0..ferrocep_core::operator::state::KEY_GROUPS, |_, k, v| {
+                engine.restore_key(&p.name, k, v)
+            })
+            .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
+    }
+    let resume = if loaded.source.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice::<Resume>(&loaded.source).map_err(|e| {
+            StartError(format!("data directory '{dir}': the source position is unreadable: {e}"))
+        })?)
+    };
+    let mut file_sinks = BTreeMap::new();
+    for (name, bytes) in &loaded.sinks {
+        let commit: FileCommit = serde_json::from_slice(bytes).map_err(|e| {
+            StartError(format!("data directory '{dir}': the position of sink {name} is unreadable: {e}"))
+        })?;
+        file_sinks.insert(name.clone(), commit);
+    }
+    tracing::info!(
+        checkpoint = loaded.id,
+        keys,
+        position = resume.as_ref().map(|r| r.position),
+        "state restored"
+    );
+    Ok(Some(Restored {
+        id: loaded.id,
+        resume,
+        file_sinks,
+    }))
 }

@@ -538,12 +538,14 @@ pub fn fingerprint(spec: &Spec) -> String {
 const META_VERSION: u8 = 1;
 
 impl Engine {
-    /// Starts tracking which keys change, for incremental checkpoints; the
-    /// first checkpoint after this writes every key.
-    pub fn enable_checkpoints(&mut self) {
+    /// Starts tracking which keys change, for incremental checkpoints. With
+    /// `full`, the first checkpoint writes every key (no checkpoint holds
+    /// them yet); call it before restoring keys, which are then in the store
+    /// already.
+    pub fn enable_checkpoints(&mut self, full: bool) {
         for p in &mut self.patterns {
             p.op.set_change_tracking(true);
-            p.full_next = true;
+            p.full_next = full;
         }
     }
 
@@ -1108,7 +1110,7 @@ mod tests {
                 whole.on_end(flush, &mut want);
                 for cut in [n / 3, n / 2, n.saturating_sub(1)] {
                     let mut a = Engine::new(&patterns, EngineOptions::default()).unwrap();
-                    a.enable_checkpoints();
+                    a.enable_checkpoints(true);
                     let mut got = Vec::new();
                     let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
                     let mut meta = a.checkpoint().remove(0).meta;

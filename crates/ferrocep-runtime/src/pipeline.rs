@@ -35,7 +35,9 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::server::Readiness;
 use crate::sink::{Kind, Output, SinkHandle};
-use crate::source::{Source, SourceCtx, SourceMsg, SourceTx, StopFlag};
+use crate::sink::file::FileSinkState;
+use crate::source::ingest_log::IngestLog;
+use crate::source::{Resume, Source, SourceCtx, SourceMsg, SourceTx, StopFlag};
 
 /// Batches queued between the source and the engine.
 const SOURCE_QUEUE: usize = 16;
@@ -83,6 +85,29 @@ pub struct Pipeline {
     pub server: Option<SocketAddr>,
     /// Print a progress line on stderr (when it is a terminal).
     pub progress: bool,
+    /// Checkpoints (none: the state is not kept).
+    pub checkpoints: Option<Checkpointing>,
+    /// Where the source resumes (from the restored checkpoint).
+    pub resume: Option<Resume>,
+}
+
+/// What checkpoints need: the store, how often, and the sinks and the log
+/// whose positions they record.
+pub struct Checkpointing {
+    /// The store in the data directory (moved to the checkpoint thread when
+    /// the run starts).
+    pub store: Option<crate::checkpoint::Store>,
+    /// Time between two checkpoints.
+    pub interval: Duration,
+    /// File sinks by name: their committed length goes into each checkpoint.
+    pub file_sinks: Vec<(String, Arc<FileSinkState>)>,
+    /// The HTTP source's ingest log: truncated behind each checkpoint.
+    pub ingest_log: Option<IngestLog>,
+    /// The number of the next checkpoint.
+    pub next_id: u64,
+    /// How long a checkpoint waits for the sinks to deliver what came
+    /// before it; then it is skipped (and tried again at the next interval).
+    pub sink_wait: Duration,
 }
 
 /// How a run ended.
@@ -100,6 +125,9 @@ pub enum RunError {
     /// The source failed.
     #[error("source failed: {0}")]
     Source(String),
+    /// Checkpoints cannot be taken.
+    #[error("checkpoints: {0}")]
+    Checkpoint(String),
     /// A sink stopped taking outputs.
     #[error("sink {sink} failed: {reason}")]
     Sink {
@@ -128,6 +156,8 @@ impl Pipeline {
             flush_at_end,
             server: _,
             progress,
+            mut checkpoints,
+            resume,
         } = self;
         let (tx, rx) = mpsc::sync_channel::<SourceMsg>(SOURCE_QUEUE);
         let kind_name = source.kind();
@@ -137,8 +167,21 @@ impl Pipeline {
             metrics: metrics.clone(),
             runtime: runtime.handle().clone(),
             data_dir: data_dir.clone(),
-            resume_from: 0,
-            resume: None,
+            resume_from: resume.as_ref().map_or(0, |r| r.position),
+            resume: resume.clone(),
+        };
+        let mut last_resume = resume;
+        let mut last_checkpoint = Instant::now();
+        let mut writer = match checkpoints.as_mut() {
+            Some(c) => {
+                let store = c.store.take().ok_or_else(|| {
+                    RunError::Checkpoint("the store is missing".to_string())
+                })?;
+                Some(CheckpointWriter::start(store, c.ingest_log.clone()).map_err(|e| {
+                    RunError::Checkpoint(format!("cannot start the checkpoint thread: {e}"))
+                })?)
+            }
+            None => None,
         };
         let source_thread = std::thread::Builder::new()
             .name(format!("ferrocep-source-{kind_name}"))
@@ -160,7 +203,12 @@ impl Pipeline {
                 // What the source already read is taken; nothing more.
                 while let Ok(msg) = rx.try_recv() {
                     match msg {
-                        SourceMsg::Batch(b) => engine.on_batch(&b, clock.now_ms(), &mut out),
+                        SourceMsg::Batch(b) => {
+                            engine.on_batch(&b, clock.now_ms(), &mut out);
+                            if b.resume.is_some() {
+                                last_resume = b.resume;
+                            }
+                        }
                         SourceMsg::Rejected { pos, raw, reason } => {
                             engine.on_rejected(pos, &raw, &reason, &mut out)
                         }
@@ -183,7 +231,12 @@ impl Pipeline {
                 None => TICK,
             };
             match rx.recv_timeout(wait) {
-                Ok(SourceMsg::Batch(b)) => engine.on_batch(&b, clock.now_ms(), &mut out),
+                Ok(SourceMsg::Batch(b)) => {
+                    engine.on_batch(&b, clock.now_ms(), &mut out);
+                    if b.resume.is_some() {
+                        last_resume = b.resume;
+                    }
+                }
                 Ok(SourceMsg::Rejected { pos, raw, reason }) => {
                     engine.on_rejected(pos, &raw, &reason, &mut out)
                 }
@@ -206,6 +259,13 @@ impl Pipeline {
             if let Err(e) = router.route(&mut out) {
                 failure = Some(e);
                 break;
+            }
+            if let (Some(c), Some(w)) = (checkpoints.as_mut(), writer.as_mut()) {
+                w.poll(false, &mut engine, &metrics, &clock);
+                if last_checkpoint.elapsed() >= c.interval {
+                    last_checkpoint = Instant::now();
+                    checkpoint(c, w, &mut engine, &router, &name, last_resume.as_ref());
+                }
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
                 last_metrics = Instant::now();
@@ -236,6 +296,15 @@ impl Pipeline {
             errors = stats.outputs[3],
             "input closed; delivering outputs in flight"
         );
+        if let (Some(c), Some(mut w)) = (checkpoints.as_mut(), writer.take()) {
+            w.poll(true, &mut engine, &metrics, &clock);
+            if failure.is_none() {
+                // The final checkpoint: what was read, and every output of it.
+                checkpoint(c, &mut w, &mut engine, &router, &name, last_resume.as_ref());
+                w.poll(true, &mut engine, &metrics, &clock);
+            }
+            w.close();
+        }
         router.close(&runtime);
         runtime.shutdown_timeout(Duration::from_secs(1));
         match failure {
@@ -251,6 +320,8 @@ struct Router {
     by_kind: [Vec<usize>; 4],
     /// Each sink's queue-length gauge (looked up once, not per output).
     queue_gauges: Vec<prometheus_client::metrics::gauge::Gauge>,
+    /// Outputs handed to each sink so far.
+    sent: Vec<u64>,
     ready: Arc<Readiness>,
 }
 
@@ -269,10 +340,12 @@ impl Router {
                     .clone()
             })
             .collect();
+        let sent = vec![0; sinks.len()];
         Router {
             sinks,
             by_kind,
             queue_gauges,
+            sent,
             ready,
         }
     }
@@ -307,6 +380,7 @@ impl Router {
                         reason: "it stopped taking outputs (see the log)".into(),
                     });
                 }
+                self.sent[i] += 1;
             }
         }
         for (slot, gauge) in self.sinks.iter().zip(&self.queue_gauges) {
@@ -346,6 +420,221 @@ impl Router {
                 }
             }
         });
+    }
+}
+
+/// A checkpoint's data, taken on the engine thread and written by the
+/// checkpoint thread while the engine goes on (Flink's asynchronous
+/// snapshot).
+struct CheckpointJob {
+    id: u64,
+    pipeline: String,
+    parts: Vec<crate::engine::PatternCheckpoint>,
+    source: Vec<u8>,
+    sinks: Vec<(String, Vec<u8>)>,
+    /// The ingest log is truncated behind this position once it is written.
+    truncate: Option<u64>,
+    started: Instant,
+}
+
+/// What the checkpoint thread says about a job.
+struct CheckpointDone {
+    id: u64,
+    result: Result<crate::checkpoint::CommitStats, String>,
+    started: Instant,
+}
+
+/// The checkpoint thread: owns the store, writes one job at a time.
+struct CheckpointWriter {
+    jobs: mpsc::SyncSender<CheckpointJob>,
+    done: mpsc::Receiver<CheckpointDone>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    in_flight: bool,
+}
+
+impl CheckpointWriter {
+    fn start(mut store: crate::checkpoint::Store, log: Option<IngestLog>) -> std::io::Result<Self> {
+        let (jobs, job_rx) = mpsc::sync_channel::<CheckpointJob>(1);
+        let (done_tx, done) = mpsc::channel::<CheckpointDone>();
+        let thread = std::thread::Builder::new()
+            .name("ferrocep-checkpoint".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let result = write_job(&mut store, &job);
+                    if result.is_ok() {
+                        if let (Some(log), Some(pos)) = (&log, job.truncate) {
+                            if let Err(e) = log.truncate_before(pos) {
+                                tracing::warn!(error = %e, "cannot truncate the ingest log behind the checkpoint");
+                            }
+                        }
+                    }
+                    let _ = done_tx.send(CheckpointDone {
+                        id: job.id,
+                        result,
+                        started: job.started,
+                    });
+                }
+            })?;
+        Ok(CheckpointWriter {
+            jobs,
+            done,
+            thread: Some(thread),
+            in_flight: false,
+        })
+    }
+
+    /// Takes the result of the job in flight, waiting for it with `wait`.
+    fn poll(&mut self, wait: bool, engine: &mut Engine, metrics: &Metrics, clock: &SharedClock) {
+        if !self.in_flight {
+            return;
+        }
+        let done = if wait {
+            self.done.recv().ok()
+        } else {
+            self.done.try_recv().ok()
+        };
+        let Some(d) = done else {
+            if wait {
+                self.in_flight = false;
+            }
+            return;
+        };
+        self.in_flight = false;
+        match d.result {
+            Ok(stats) => {
+                let ms = d.started.elapsed().as_millis() as i64;
+                metrics.checkpoint_duration_ms.set(ms);
+                metrics.checkpoint_size_bytes.set(stats.bytes_written as i64);
+                metrics.checkpoint_last_ms.set(clock.now_ms());
+                tracing::debug!(
+                    id = d.id,
+                    keys_written = stats.keys_written,
+                    keys_deleted = stats.keys_deleted,
+                    bytes = stats.bytes_written,
+                    ms,
+                    "checkpoint"
+                );
+            }
+            Err(e) => {
+                engine.checkpoint_failed();
+                tracing::error!(id = d.id, error = %e, "checkpoint failed; the next one writes the whole state");
+            }
+        }
+    }
+
+    fn close(mut self) {
+        drop(self.jobs);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_job(
+    store: &mut crate::checkpoint::Store,
+    job: &CheckpointJob,
+) -> Result<crate::checkpoint::CommitStats, String> {
+    use crate::checkpoint::{CheckpointWrite, KeyRef, KeyState, PatternRecord};
+    let records: Vec<PatternRecord> = job
+        .parts
+        .iter()
+        .map(|p| PatternRecord {
+            name: p.name.to_string(),
+            fingerprint: p.fingerprint.clone(),
+            version: 1,
+            meta: p.meta.clone(),
+        })
+        .collect();
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
+    for p in &job.parts {
+        if p.full {
+            dropped.push(&p.name);
+        }
+        for (g, k, v) in &p.upserts {
+            upserts.push(KeyState {
+                pattern: &p.name,
+                key_group: *g,
+                key: k,
+                state: v,
+            });
+        }
+        for (g, k) in &p.deletes {
+            deletes.push(KeyRef {
+                pattern: &p.name,
+                key_group: *g,
+                key: k,
+            });
+        }
+    }
+    let write = CheckpointWrite {
+        id: job.id,
+        pipeline: &job.pipeline,
+        patterns: &records,
+        upserts: &upserts,
+        deletes: &deletes,
+        dropped_patterns: &dropped,
+        source: &job.source,
+        sinks: &job.sinks,
+    };
+    store.commit(&write).map_err(|e| e.to_string())
+}
+
+/// Starts a checkpoint (see the module docs): waits until every sink has
+/// delivered every output handed to it, reads the file sinks' committed
+/// lengths, takes the engine's changes, and hands them with the source
+/// position to the checkpoint thread. Skipped, with a warning, when a sink
+/// has not caught up within `sink_wait`.
+fn checkpoint(
+    c: &mut Checkpointing,
+    writer: &mut CheckpointWriter,
+    engine: &mut Engine,
+    router: &Router,
+    name: &str,
+    resume: Option<&Resume>,
+) {
+    if writer.in_flight {
+        return; // one at a time; the next interval tries again
+    }
+    let started = Instant::now();
+    // Every output before the checkpoint must be delivered: a crash after it
+    // replays only what comes after.
+    let deadline = started + c.sink_wait;
+    for (slot, &sent) in router.sinks.iter().zip(&router.sent) {
+        while slot.handle.delivered.load(Ordering::SeqCst) < sent {
+            if Instant::now() >= deadline {
+                tracing::warn!(sink = %slot.name, "checkpoint skipped: the sink has not delivered the outputs before it yet");
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let mut sinks = Vec::with_capacity(c.file_sinks.len());
+    for (sink, state) in &c.file_sinks {
+        match state.sync() {
+            Ok(commit) => sinks.push((sink.clone(), serde_json::to_vec(&commit).unwrap_or_default())),
+            Err(e) => {
+                tracing::warn!(sink = %sink, error = %e, "checkpoint skipped: the file sink cannot sync");
+                return;
+            }
+        }
+    }
+    let job = CheckpointJob {
+        id: c.next_id,
+        pipeline: name.to_string(),
+        parts: engine.checkpoint(),
+        source: resume.map_or_else(Vec::new, |r| serde_json::to_vec(r).unwrap_or_default()),
+        sinks,
+        truncate: resume.map(|r| r.position).filter(|_| c.ingest_log.is_some()),
+        started,
+    };
+    c.next_id += 1;
+    if writer.jobs.send(job).is_ok() {
+        writer.in_flight = true;
+    } else {
+        engine.checkpoint_failed();
+        tracing::error!("the checkpoint thread is gone; checkpoints stop");
     }
 }
 
@@ -572,6 +861,8 @@ mod tests {
             flush_at_end: true,
             server: None,
             progress: false,
+            checkpoints: None,
+            resume: None,
         };
         (p, stop)
     }

@@ -550,3 +550,126 @@ fn http_post(port: u16, path: &str, content_type: &str, body: &[u8]) -> Option<(
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
     Some((code, body))
 }
+
+/// Orders for the recovery tests: creates, pays (some late, some never),
+/// over `n` events, in order of time.
+fn orders(n: usize) -> Vec<String> {
+    let mut lines = Vec::with_capacity(n);
+    let mut i = 0u64;
+    while lines.len() < n {
+        let ts = 1_000 + i * 50;
+        lines.push(format!(
+            "{{\"order_id\":\"o{i}\",\"type\":\"create\",\"ts\":{ts}}}"
+        ));
+        // Pay o(i-40) now: 2 s after its create, within the 10 s window;
+        // every 7th order is never paid (a timeout), every 11th is paid
+        // after 12 s (a timeout, then a late pay or none).
+        if i >= 40 && (i - 40) % 7 != 0 {
+            lines.push(format!(
+                "{{\"order_id\":\"o{}\",\"type\":\"pay\",\"ts\":{ts}}}",
+                i - 40
+            ));
+        }
+        if i >= 240 && (i - 240) % 11 == 0 {
+            lines.push(format!(
+                "{{\"order_id\":\"o{}\",\"type\":\"pay\",\"ts\":{ts}}}",
+                i - 240
+            ));
+        }
+        i += 1;
+    }
+    lines.truncate(n);
+    lines
+}
+
+/// SIGKILL in the middle of a run, at a random moment (during a checkpoint
+/// too), then a restart on the same data directory: the file sinks end up
+/// holding exactly the outputs of an uninterrupted run, each once.
+#[test]
+fn sigkill_then_restart_gives_exactly_once_file_outputs() {
+    let dir = TempDir::new("run-kill");
+    dir.file("orders.yaml", SPEC);
+    let lines = orders(30_000);
+    let all: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let full = dir.file("full.jsonl", &all);
+    let events = dir.file("events.jsonl", "");
+    let config = dir.file(
+        "pipe.yaml",
+        "name: kill\npatterns: [orders.yaml]\nsource: {type: file, path: events.jsonl, follow: true}\n\
+         outputs:\n  match: [{type: file, path: out/m.jsonl}]\n  timeout: [{type: file, path: out/t.jsonl}]\n  \
+         late: [{type: file, path: out/l.jsonl}]\nstate: {dir: data, checkpoint_interval: 50ms}\n",
+    );
+    let append = |from: usize, to: usize| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&events).unwrap();
+        let text: String = lines[from..to].iter().map(|l| format!("{l}\n")).collect();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let count_outputs = || {
+        ["m", "t", "l"]
+            .iter()
+            .map(|f| read_lines(&dir.path().join(format!("out/{f}.jsonl"))).len())
+            .sum::<usize>()
+    };
+    // Two kills at pseudo-random moments, each after some input.
+    let mut s = Service::start(dir.path(), &config, &[]);
+    let seed = std::process::id() as usize;
+    let mut written = 0;
+    for (round, kill_after) in [(0, 8_000 + seed % 3_000), (1, 19_000 + seed % 4_000)] {
+        while written < kill_after {
+            let to = (written + 500).min(kill_after);
+            append(written, to);
+            written = to;
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        std::thread::sleep(Duration::from_millis((seed % 7 * 23) as u64));
+        s.signal("KILL");
+        let _ = s.wait(Duration::from_secs(10));
+        assert!(count_outputs() > 0, "round {round}: nothing written before the kill");
+        s = Service::start(dir.path(), &config, &[]);
+    }
+    append(written, lines.len());
+    let want = run_match(
+        &dir.path().join("orders.yaml"),
+        &full,
+        &["--end-of-input", "stop", "--workers", "1"],
+    );
+    let mut want: Vec<String> = json_lines(&want.stdout).iter().map(as_match).collect();
+    want.sort();
+    eventually(Duration::from_secs(60), "every output after the restarts", || {
+        (count_outputs() >= want.len()).then_some(())
+    });
+    // Let a duplicate, if any, show up.
+    std::thread::sleep(Duration::from_millis(500));
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
+    let mut got: Vec<Value> = Vec::new();
+    for f in ["m", "t", "l"] {
+        got.extend(read_lines(&dir.path().join(format!("out/{f}.jsonl"))));
+    }
+    let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), got.len(), "an output was written twice");
+    let mut got: Vec<String> = got.iter().map(as_match).collect();
+    got.sort();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the outputs differ from an uninterrupted run");
+}
+
+/// A checkpoint of other patterns is refused with a clear error (exit 2),
+/// never restored into the wrong automaton.
+#[test]
+fn changed_pattern_is_refused_at_restart() {
+    let dir = TempDir::new("run-changed");
+    dir.file("orders.yaml", SPEC);
+    dir.file("events.jsonl", &orders(100).join("\n"));
+    let config = dir.file(
+        "pipe.yaml",
+        "name: changed\npatterns: [orders.yaml]\nsource: {type: file, path: events.jsonl}\n\
+         outputs: {match: [], timeout: []}\nstate: {dir: data}\n",
+    );
+    let mut s = Service::start(dir.path(), &config, &[]);
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
+    dir.file("orders.yaml", &SPEC.replace("within: 10s", "within: 15s"));
+    let mut s = Service::start(dir.path(), &config, &[]);
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(2));
+    assert!(s.stderr().contains("other patterns"), "{}", s.stderr());
+}

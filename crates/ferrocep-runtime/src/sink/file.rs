@@ -38,7 +38,7 @@ pub const KEEP: usize = 10;
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a file sink stands: what a checkpoint records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileCommit {
     /// Outputs finished with since the sink started (the same count as
     /// [`super::SinkHandle::delivered`], read together with `len`).
