@@ -3,6 +3,7 @@
 //! - `benches/*.rs`: criterion micro-benchmarks of the hot paths
 //!   (`cargo bench -p ferrocep-bench`);
 //! - `src/bin/pending.rs`: memory per pending partial match;
+//! - `src/bin/store_bench.rs`: the checkpoint store, redb vs fjall;
 //! - `src/bin/ingest_load.rs`: events/s the HTTP source acknowledges, and
 //!   reply latency, on loopback;
 //! - `bench/compare.sh` and `bench/memory.sh` at the repository root drive the

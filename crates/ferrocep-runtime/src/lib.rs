@@ -15,11 +15,13 @@
 //! - [`config`]: the pipeline config of `ferrocep run`;
 //! - [`source`], [`sink`]: where `run` reads events and writes outputs;
 //! - [`source::ingest_log`]: the durable log behind the HTTP source;
-//! - [`metrics`]: the Prometheus metrics of `run`.
+//! - [`metrics`]: the Prometheus metrics of `run`;
+//! - [`checkpoint`]: the checkpoint store in the data directory.
 
 #![warn(missing_docs)]
 
 pub mod assemble;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod engine;
