@@ -1,10 +1,10 @@
 //! Builds a [`Pipeline`] from a loaded config: the engine, the source, the
 //! sinks, the operations server and the data directory.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +13,15 @@ use crate::config::{EndOfInputConfig, LoadedConfig, SinkConfig, SourceConfig};
 use crate::engine::{Engine, EngineOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::{Checkpointing, Pipeline, SinkSlot};
-use crate::sink::file::FileCommit;
-use crate::source::ingest_log::IngestLog;
-use crate::source::Resume;
 use crate::server::Readiness;
+use crate::sink::file::FileCommit;
 use crate::sink::{Kind, SinkCtx};
 use crate::source::file::FileSource;
 use crate::source::generator::GeneratorSource;
 use crate::source::http::HttpSource;
+use crate::source::ingest_log::IngestLog;
 use crate::source::stdin::StdinSource;
+use crate::source::Resume;
 use crate::source::{Source, StopFlag};
 
 /// What the command line adds to a config.
@@ -102,7 +102,11 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         } => (
             Box::new({
                 let f = FileSource::new(loaded.resolve(path), *follow);
-                match restored.as_ref().and_then(|r| r.resume.as_ref()).and_then(|r| r.file) {
+                match restored
+                    .as_ref()
+                    .and_then(|r| r.resume.as_ref())
+                    .and_then(|r| r.file)
+                {
                     Some(at) => f.resume(at),
                     None => f,
                 }
@@ -297,8 +301,10 @@ fn restore(
         .iter()
         .map(|p| (p.name.clone(), p.fingerprint.clone()))
         .collect();
-    let now_list: Vec<(String, String)> =
-        now.iter().map(|(n, f)| (n.to_string(), f.clone())).collect();
+    let now_list: Vec<(String, String)> = now
+        .iter()
+        .map(|(n, f)| (n.to_string(), f.clone()))
+        .collect();
     if saved != now_list {
         let describe = |v: &[(String, String)]| {
             v.iter()
@@ -322,22 +328,30 @@ fn restore(
             .restore_meta(&p.name, &p.meta)
             .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
         keys += store
-            .for_each_key(&p.name, 0..ferrocep_core::operator::state::KEY_GROUPS, |_, k, v| {
-                engine.restore_key(&p.name, k, v)
-            })
+            .for_each_key(
+                &p.name,
+                0..ferrocep_core::operator::state::KEY_GROUPS,
+                |_, k, v| engine.restore_key(&p.name, k, v),
+            )
             .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
     }
     let resume = if loaded.source.is_empty() {
         None
     } else {
-        Some(serde_json::from_slice::<Resume>(&loaded.source).map_err(|e| {
-            StartError(format!("data directory '{dir}': the source position is unreadable: {e}"))
-        })?)
+        Some(
+            serde_json::from_slice::<Resume>(&loaded.source).map_err(|e| {
+                StartError(format!(
+                    "data directory '{dir}': the source position is unreadable: {e}"
+                ))
+            })?,
+        )
     };
     let mut file_sinks = BTreeMap::new();
     for (name, bytes) in &loaded.sinks {
         let commit: FileCommit = serde_json::from_slice(bytes).map_err(|e| {
-            StartError(format!("data directory '{dir}': the position of sink {name} is unreadable: {e}"))
+            StartError(format!(
+                "data directory '{dir}': the position of sink {name} is unreadable: {e}"
+            ))
         })?;
         file_sinks.insert(name.clone(), commit);
     }

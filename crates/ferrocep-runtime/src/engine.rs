@@ -33,6 +33,7 @@ use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
+use ferrocep_core::Nfa;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::key::Key;
@@ -77,6 +78,10 @@ struct Group {
     /// The largest timestamp read so far (event time).
     max: Option<i64>,
 }
+
+/// A pattern's name, pending partial matches (when counted), keys with
+/// state, and watermark.
+pub type PatternState = (Arc<str>, Option<usize>, usize, i64);
 
 /// A pattern's name and its outputs of each kind, in [`Kind::ALL`] order.
 pub type PatternCounts = (Arc<str>, [u64; 4]);
@@ -124,47 +129,6 @@ pub struct Engine {
 impl Engine {
     /// An engine for `patterns` (each with its name).
     pub fn new(patterns: &[(String, Spec)], options: EngineOptions) -> Result<Engine, EngineError> {
-        let mut ops = Vec::with_capacity(patterns.len());
-        for (name, spec) in patterns {
-            let nfa = Arc::new(
-                spec.compile()
-                    .map_err(|e| EngineError(format!("pattern '{name}': {e}")))?,
-            );
-            let event_time = spec.time.is_some();
-            let domain = if event_time {
-                TimeDomain::EventTime
-            } else {
-                TimeDomain::ProcessingTime
-            };
-            let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
-            let mut op = CepOperator::new(nfa, domain);
-            op.set_bounded_out_of_orderness(ooo);
-            let heads = Kind::ALL.map(|k| {
-                let mut h = b"{\"kind\":\"".to_vec();
-                h.extend_from_slice(k.as_str().as_bytes());
-                h.extend_from_slice(b"\",\"pattern\":");
-                let _ = write_json_str(&mut h, name);
-                h.extend_from_slice(b",\"id\":");
-                let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
-                h.pop(); // the closing quote: the id goes on
-                h.into_boxed_slice()
-            });
-            let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
-            ops.push(PatternOp {
-                name: Arc::from(name.as_str()),
-                op,
-                ooo,
-                event_time,
-                applied: None,
-                w_last: MIN_WATERMARK,
-                heads,
-                ids,
-                counts: [0; 4],
-                scratch: Vec::new(),
-                fingerprint: fingerprint(spec),
-                full_next: false,
-            });
-        }
         // Group by key and time field, in pattern order; specs that cannot
         // share one read (two spellings of one dotted field) run apart.
         let mut members: Vec<Vec<usize>> = Vec::new();
@@ -204,6 +168,56 @@ impl Engine {
                     }
                 }
             }
+        }
+        // Each pattern runs the automaton of its spec as its group's set
+        // holds it: the set numbers the conditions of all its specs together,
+        // and the events carry their bits in that numbering.
+        let mut compiled: Vec<Option<Arc<Nfa<JsonEvent>>>> = vec![None; patterns.len()];
+        for g in &groups {
+            for (j, &i) in g.members.iter().enumerate() {
+                let nfa = g.set.specs()[j]
+                    .compile()
+                    .map_err(|e| EngineError(format!("pattern '{}': {e}", patterns[i].0)))?;
+                compiled[i] = Some(Arc::new(nfa));
+            }
+        }
+        let mut ops = Vec::with_capacity(patterns.len());
+        for ((name, spec), nfa) in patterns.iter().zip(compiled) {
+            let nfa = nfa.ok_or_else(|| EngineError(format!("pattern '{name}' is in no group")))?;
+            let event_time = spec.time.is_some();
+            let domain = if event_time {
+                TimeDomain::EventTime
+            } else {
+                TimeDomain::ProcessingTime
+            };
+            let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
+            let mut op = CepOperator::new(nfa, domain);
+            op.set_bounded_out_of_orderness(ooo);
+            let heads = Kind::ALL.map(|k| {
+                let mut h = b"{\"kind\":\"".to_vec();
+                h.extend_from_slice(k.as_str().as_bytes());
+                h.extend_from_slice(b"\",\"pattern\":");
+                let _ = write_json_str(&mut h, name);
+                h.extend_from_slice(b",\"id\":");
+                let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
+                h.pop(); // the closing quote: the id goes on
+                h.into_boxed_slice()
+            });
+            let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
+            ops.push(PatternOp {
+                name: Arc::from(name.as_str()),
+                op,
+                ooo,
+                event_time,
+                applied: None,
+                w_last: MIN_WATERMARK,
+                heads,
+                ids,
+                counts: [0; 4],
+                scratch: Vec::new(),
+                fingerprint: fingerprint(spec),
+                full_next: false,
+            });
         }
         Ok(Engine {
             patterns: ops,
@@ -254,16 +268,16 @@ impl Engine {
         }
     }
 
-    /// Per pattern: its name, pending partial matches, keys with state and
-    /// watermark (or processing time). Walks every key: call it now and then,
-    /// not per event.
-    pub fn pattern_state(&self) -> Vec<(Arc<str>, usize, usize, i64)> {
+    /// Per pattern: its name, pending partial matches (with `walk` only:
+    /// counting them walks every key), keys with state and watermark (or
+    /// processing time).
+    pub fn pattern_state(&self, walk: bool) -> Vec<PatternState> {
         self.patterns
             .iter()
             .map(|p| {
                 (
                     p.name.clone(),
-                    p.op.num_partial_matches(),
+                    walk.then(|| p.op.num_partial_matches()),
                     p.op.num_keys(),
                     p.op.current_time(),
                 )
@@ -1162,5 +1176,85 @@ mod tests {
         assert_ne!(fingerprint(&a), fingerprint(&b));
         // The name is the pattern's label, not its automaton.
         assert_eq!(fingerprint(&a), fingerprint(&c));
+    }
+
+    /// Two patterns with one key and time field share a read of each event:
+    /// each still runs its own conditions (a group numbers the conditions of
+    /// all its specs together), as `match` with both specs does.
+    #[test]
+    fn patterns_sharing_a_key_keep_their_own_conditions() {
+        let big = Spec::from_str(
+            r#"{"name":"big","key":"id","time":{"field":"ts"},"within":"10s",
+                "stages":[{"name":"c","where":"kind == \"big\" && t == \"c\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let probe = Spec::from_str(
+            r#"{"name":"probe","key":"id","time":{"field":"ts"},"within":"2s",
+                "stages":[{"name":"c","where":"kind == \"probe\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\" && kind == \"probe\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let input = [
+            r#"{"id":"b","kind":"big","t":"c","ts":1000}"#,
+            r#"{"id":"q","kind":"probe","t":"c","ts":1100}"#,
+            r#"{"id":"b","kind":"big","t":"p","ts":1500}"#,
+            r#"{"id":"r","kind":"probe","t":"c","ts":1600}"#,
+            r#"{"id":"r","kind":"probe","t":"p","ts":1700}"#,
+            r#"{"id":"z","kind":"big","t":"c","ts":30000}"#,
+        ];
+        let patterns = [
+            ("big".to_string(), big.clone()),
+            ("probe".to_string(), probe.clone()),
+        ];
+        let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
+        let mut out = Vec::new();
+        let mut b = Batch::default();
+        for (i, l) in input.iter().enumerate() {
+            b.push(i as u64, l.as_bytes());
+        }
+        e.on_batch(&b, 0, &mut out);
+        e.on_end(false, &mut out);
+        let mut got: Vec<String> = out
+            .iter()
+            .map(|o| {
+                let mut v: serde_json::Value = serde_json::from_slice(o.line()).unwrap();
+                v.as_object_mut().unwrap().remove("id");
+                v.to_string()
+            })
+            .collect();
+        got.sort();
+        let set = SpecSet::new(vec![big, probe]).unwrap();
+        let plan = Plan::new(&set, &["big".to_string(), "probe".to_string()]).unwrap();
+        let mut text = Vec::new();
+        crate::replay::run_with(
+            &set,
+            &plan,
+            Cursor::new(input.join("\n").into_bytes()),
+            &mut text,
+            &mut std::io::sink(),
+            &Options {
+                end_of_input: EndOfInput::Stop,
+                ..Options::default()
+            },
+            &ManualClock::new(0),
+        )
+        .unwrap();
+        let mut want: Vec<String> = text
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice::<serde_json::Value>(l)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+        // b matched by big, r by probe, q and r's pay (a probe event too)
+        // timed out by probe; big's conditions never matched a probe event.
+        assert_eq!(got.len(), 4, "{got:?}");
     }
 }

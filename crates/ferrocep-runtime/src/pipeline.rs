@@ -34,13 +34,16 @@ use crate::clock::SharedClock;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::server::Readiness;
-use crate::sink::{Kind, Output, SinkHandle};
 use crate::sink::file::FileSinkState;
+use crate::sink::{Kind, Output, SinkHandle};
 use crate::source::ingest_log::IngestLog;
 use crate::source::{Resume, Source, SourceCtx, SourceMsg, SourceTx, StopFlag};
 
 /// Batches queued between the source and the engine.
 const SOURCE_QUEUE: usize = 16;
+
+/// How often the gauges that walk the engine's state are set.
+const PUBLISH_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the engine looks at the stop flag and updates metrics when
 /// nothing else wakes it.
@@ -174,12 +177,15 @@ impl Pipeline {
         let mut last_checkpoint = Instant::now();
         let mut writer = match checkpoints.as_mut() {
             Some(c) => {
-                let store = c.store.take().ok_or_else(|| {
-                    RunError::Checkpoint("the store is missing".to_string())
-                })?;
-                Some(CheckpointWriter::start(store, c.ingest_log.clone()).map_err(|e| {
-                    RunError::Checkpoint(format!("cannot start the checkpoint thread: {e}"))
-                })?)
+                let store = c
+                    .store
+                    .take()
+                    .ok_or_else(|| RunError::Checkpoint("the store is missing".to_string()))?;
+                Some(
+                    CheckpointWriter::start(store, c.ingest_log.clone()).map_err(|e| {
+                        RunError::Checkpoint(format!("cannot start the checkpoint thread: {e}"))
+                    })?,
+                )
             }
             None => None,
         };
@@ -194,8 +200,9 @@ impl Pipeline {
         let mut router = Router::new(sinks, metrics.clone(), ready.clone());
         let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
         let mut out: Vec<Output> = Vec::new();
-        publish(&engine, &metrics, clock.now_ms());
+        publish(&engine, &metrics, clock.now_ms(), true);
         let mut last_metrics = Instant::now();
+        let mut last_walk = Instant::now();
         let mut failure: Option<RunError> = None;
         let mut ended = Ended::Stopped;
         loop {
@@ -269,13 +276,20 @@ impl Pipeline {
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
                 last_metrics = Instant::now();
-                publish(&engine, &metrics, clock.now_ms());
+                // Counting pending partial matches walks every key: every
+                // 10 s, so that it never holds timers up for long (10 ms at
+                // 1M keys); the rest every second.
+                let walk = last_walk.elapsed() >= PUBLISH_EVERY;
+                if walk {
+                    last_walk = Instant::now();
+                }
+                publish(&engine, &metrics, clock.now_ms(), walk);
                 progress.show(&engine, clock.now_ms());
             }
         }
         stop.raise();
         ready.source_open.store(false, Ordering::SeqCst);
-        publish(&engine, &metrics, clock.now_ms());
+        publish(&engine, &metrics, clock.now_ms(), true);
         progress.finish();
         drop(rx);
         match source_thread.join() {
@@ -504,7 +518,9 @@ impl CheckpointWriter {
             Ok(stats) => {
                 let ms = d.started.elapsed().as_millis() as i64;
                 metrics.checkpoint_duration_ms.set(ms);
-                metrics.checkpoint_size_bytes.set(stats.bytes_written as i64);
+                metrics
+                    .checkpoint_size_bytes
+                    .set(stats.bytes_written as i64);
                 metrics.checkpoint_last_ms.set(clock.now_ms());
                 tracing::debug!(
                     id = d.id,
@@ -613,7 +629,10 @@ fn checkpoint(
     let mut sinks = Vec::with_capacity(c.file_sinks.len());
     for (sink, state) in &c.file_sinks {
         match state.sync() {
-            Ok(commit) => sinks.push((sink.clone(), serde_json::to_vec(&commit).unwrap_or_default())),
+            Ok(commit) => sinks.push((
+                sink.clone(),
+                serde_json::to_vec(&commit).unwrap_or_default(),
+            )),
             Err(e) => {
                 tracing::warn!(sink = %sink, error = %e, "checkpoint skipped: the file sink cannot sync");
                 return;
@@ -626,7 +645,9 @@ fn checkpoint(
         parts: engine.checkpoint(),
         source: resume.map_or_else(Vec::new, |r| serde_json::to_vec(r).unwrap_or_default()),
         sinks,
-        truncate: resume.map(|r| r.position).filter(|_| c.ingest_log.is_some()),
+        truncate: resume
+            .map(|r| r.position)
+            .filter(|_| c.ingest_log.is_some()),
         started,
     };
     c.next_id += 1;
@@ -638,14 +659,17 @@ fn checkpoint(
     }
 }
 
-/// Sets the gauges that need a walk over the engine's state.
-fn publish(engine: &Engine, metrics: &Metrics, now: i64) {
-    for (name, pending, keys, time) in engine.pattern_state() {
+/// Sets the gauges of the engine's state (with `walk`, also the pending
+/// partial matches, which takes a walk over every key).
+fn publish(engine: &Engine, metrics: &Metrics, now: i64, walk: bool) {
+    for (name, pending, keys, time) in engine.pattern_state(walk) {
         let l = Metrics::label("pattern", &name);
-        metrics
-            .pending_partial_matches
-            .get_or_create(&l)
-            .set(pending as i64);
+        if let Some(pending) = pending {
+            metrics
+                .pending_partial_matches
+                .get_or_create(&l)
+                .set(pending as i64);
+        }
         metrics.pending_keys.get_or_create(&l).set(keys as i64);
         metrics.watermark_ms.get_or_create(&l).set(time);
         let lag = if time > i64::MIN / 2 {
@@ -691,8 +715,8 @@ impl Progress {
             None => 0.0,
         };
         self.last = Some((Instant::now(), stats.events));
-        let state = engine.pattern_state();
-        let pending: usize = state.iter().map(|s| s.1).sum();
+        let state = engine.pattern_state(false);
+        let pending: usize = state.iter().map(|s| s.2).sum();
         let wm = state.iter().map(|s| s.3).min().unwrap_or(i64::MIN);
         let wm = if wm > i64::MIN / 2 {
             format!("{}s behind", now.saturating_sub(wm) / 1000)
@@ -700,7 +724,7 @@ impl Progress {
             "none".into()
         };
         eprint!(
-            "\r\x1b[K{:.0} events/s · {} events · watermark {} · {} pending · {} matches · {} timeouts · {} late · {} errors",
+            "\r\x1b[K{:.0} events/s · {} events · watermark {} · {} keys pending · {} matches · {} timeouts · {} late · {} errors",
             rate,
             stats.events,
             wm,
