@@ -5,6 +5,8 @@
 //! - `src/bin/pending.rs`: memory per pending partial match;
 //! - `src/bin/ingest_load.rs`: events/s the HTTP source acknowledges, and
 //!   reply latency, on loopback;
+//! - `src/bin/lateness.rs`: how late `ferrocep run` delivers timeouts with
+//!   1M partial matches pending (it starts the real binary);
 //! - `bench/compare.sh` and `bench/memory.sh` at the repository root drive the
 //!   side-by-side run against Flink and the memory runs.
 //!
