@@ -168,6 +168,12 @@ fn rss_of(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The 1-, 5- and 15-minute load averages.
+fn loadavg() -> String {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -365,6 +371,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
 }
 
 fn measure(args: &Args, bin: &Path, dir: &Path) -> Result<(), String> {
+    let load_before = loadavg();
     let port = free_port()?;
     write_file(&dir.join("big.yaml"), BIG_SPEC)?;
     let probe_key = if args.same_key {
@@ -536,10 +543,9 @@ fn measure(args: &Args, bin: &Path, dir: &Path) -> Result<(), String> {
         mib(rss)
     );
     eprintln!(
-        "lateness: other timeout lines {other}; the run exited: {status}; load before: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        "lateness: other timeout lines {other}; the run exited: {status}; \
+         load average before: {load_before}, after: {}",
+        loadavg()
     );
     if let Some(path) = &args.csv {
         let mut s = String::from("pending,probe_key,timeout_at_ms,observed_ms,lateness_ms\n");
