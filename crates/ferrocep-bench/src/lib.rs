@@ -6,6 +6,8 @@
 //! - `src/bin/store_bench.rs`: the checkpoint store, redb vs fjall;
 //! - `src/bin/ingest_load.rs`: events/s the HTTP source acknowledges, and
 //!   reply latency, on loopback;
+//! - `src/bin/lateness.rs`: how late `ferrocep run` delivers timeouts with
+//!   1M partial matches pending (it starts the real binary);
 //! - `bench/compare.sh` and `bench/memory.sh` at the repository root drive the
 //!   side-by-side run against Flink and the memory runs.
 //!
