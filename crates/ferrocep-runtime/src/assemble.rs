@@ -12,7 +12,7 @@ use crate::clock::SharedClock;
 use crate::config::{EndOfInputConfig, LoadedConfig, SinkConfig, SourceConfig};
 use crate::engine::{Engine, EngineOptions};
 use crate::metrics::Metrics;
-use crate::pipeline::{Checkpointing, Pipeline, SinkSlot};
+use crate::pipeline::{Checkpointing, Pipeline, SinkSlot, SourceCheckpoint};
 use crate::server::Readiness;
 use crate::sink::file::FileCommit;
 use crate::sink::{Kind, SinkCtx};
@@ -79,7 +79,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
     // The state of the last checkpoint, if the data directory has one.
     let store = crate::checkpoint::Store::open(&data_dir).map_err(|e| StartError(e.to_string()))?;
     let mut engine = engine;
-    let restored = restore(&store, &mut engine, &cfg.name, &data_dir)?;
+    let restored = restore(&store, &mut engine, &cfg.name, &data_dir, o.clock.now_ms())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -283,6 +283,7 @@ fn restore(
     engine: &mut Engine,
     pipeline: &str,
     data_dir: &std::path::Path,
+    now_ms: i64,
 ) -> Result<Option<Restored>, StartError> {
     let Some(loaded) = store.load().map_err(|e| StartError(e.to_string()))? else {
         engine.enable_checkpoints(true);
@@ -335,17 +336,16 @@ fn restore(
             )
             .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
     }
-    let resume = if loaded.source.is_empty() {
-        None
+    let source: SourceCheckpoint = if loaded.source.is_empty() {
+        SourceCheckpoint::default()
     } else {
-        Some(
-            serde_json::from_slice::<Resume>(&loaded.source).map_err(|e| {
-                StartError(format!(
-                    "data directory '{dir}': the source position is unreadable: {e}"
-                ))
-            })?,
-        )
+        serde_json::from_slice(&loaded.source).map_err(|e| {
+            StartError(format!(
+                "data directory '{dir}': the source position is unreadable: {e}"
+            ))
+        })?
     };
+    let resume = source.resume;
     let mut file_sinks = BTreeMap::new();
     for (name, bytes) in &loaded.sinks {
         let commit: FileCommit = serde_json::from_slice(bytes).map_err(|e| {
@@ -355,10 +355,15 @@ fn restore(
         })?;
         file_sinks.insert(name.clone(), commit);
     }
+    let pending: usize = engine.pattern_state(true).iter().filter_map(|s| s.1).sum();
+    let age_s = (now_ms - source.at_ms).max(0) as f64 / 1000.0;
     tracing::info!(
         checkpoint = loaded.id,
+        patterns = %loaded.patterns.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
         keys,
-        position = resume.as_ref().map(|r| r.position),
+        pending_partial_matches = pending,
+        source_position = resume.as_ref().map(|r| r.position),
+        age_s,
         "state restored"
     );
     Ok(Some(Restored {

@@ -198,6 +198,18 @@ impl Pipeline {
         tracing::info!(pipeline = %name, source = kind_name, "running");
 
         let mut router = Router::new(sinks, metrics.clone(), ready.clone());
+        if let (Some(c), Some(w), None) =
+            (checkpoints.as_mut(), writer.as_mut(), last_resume.as_ref())
+        {
+            if c.next_id == 1 {
+                // A fresh data directory: a first checkpoint of the empty
+                // state and the sinks as they are, so that a crash before the
+                // next one restarts from here (file sinks cut back to it),
+                // not from nothing with the outputs already written.
+                checkpoint(c, w, &mut engine, &router, &name, None, &clock);
+                w.poll(true, &mut engine, &metrics, &clock);
+            }
+        }
         let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
         let mut out: Vec<Output> = Vec::new();
         publish(&engine, &metrics, clock.now_ms(), true);
@@ -271,7 +283,15 @@ impl Pipeline {
                 w.poll(false, &mut engine, &metrics, &clock);
                 if last_checkpoint.elapsed() >= c.interval {
                     last_checkpoint = Instant::now();
-                    checkpoint(c, w, &mut engine, &router, &name, last_resume.as_ref());
+                    checkpoint(
+                        c,
+                        w,
+                        &mut engine,
+                        &router,
+                        &name,
+                        last_resume.as_ref(),
+                        &clock,
+                    );
                 }
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -314,7 +334,15 @@ impl Pipeline {
             w.poll(true, &mut engine, &metrics, &clock);
             if failure.is_none() {
                 // The final checkpoint: what was read, and every output of it.
-                checkpoint(c, &mut w, &mut engine, &router, &name, last_resume.as_ref());
+                checkpoint(
+                    c,
+                    &mut w,
+                    &mut engine,
+                    &router,
+                    &name,
+                    last_resume.as_ref(),
+                    &clock,
+                );
                 w.poll(true, &mut engine, &metrics, &clock);
             }
             w.close();
@@ -435,6 +463,16 @@ impl Router {
             }
         });
     }
+}
+
+/// The source part of a checkpoint (`meta/source` in the store, as JSON):
+/// where the source resumes, and when the checkpoint was taken.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SourceCheckpoint {
+    /// Where the source resumes (`None`: it cannot, or nothing was read).
+    pub resume: Option<Resume>,
+    /// The clock time of the checkpoint, epoch ms.
+    pub at_ms: i64,
 }
 
 /// A checkpoint's data, taken on the engine thread and written by the
@@ -609,6 +647,7 @@ fn checkpoint(
     router: &Router,
     name: &str,
     resume: Option<&Resume>,
+    clock: &SharedClock,
 ) {
     if writer.in_flight {
         return; // one at a time; the next interval tries again
@@ -643,7 +682,11 @@ fn checkpoint(
         id: c.next_id,
         pipeline: name.to_string(),
         parts: engine.checkpoint(),
-        source: resume.map_or_else(Vec::new, |r| serde_json::to_vec(r).unwrap_or_default()),
+        source: serde_json::to_vec(&SourceCheckpoint {
+            resume: resume.cloned(),
+            at_ms: clock.now_ms(),
+        })
+        .unwrap_or_default(),
         sinks,
         truncate: resume
             .map(|r| r.position)
