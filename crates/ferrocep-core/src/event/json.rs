@@ -895,7 +895,7 @@ pub(crate) fn write_jackson_string(out: &mut String, mut s: &[u8]) {
 }
 
 /// `text` (a key's JSON text) as Java's UTF-8 output prints it: each lone-surrogate escape of
-/// [`write_jackson_string`] becomes `?`.
+/// `write_jackson_string` becomes `?`.
 pub fn print_lone_surrogates(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
     if !b.contains(&b'\\') {

@@ -14,7 +14,7 @@
 //! before it.
 //!
 //! [`spawn`] starts the sink a [`SinkConfig`] names: [`stdout`] (also
-//! stderr), [`file`] or [`webhook`]. Each writes what is already queued at
+//! stderr), [`file`](mod@file) or [`webhook`]. Each writes what is already queued at
 //! once, so an output reaches its destination (or its first webhook
 //! attempt) within milliseconds of being queued, and each finishes with
 //! everything still queued once the queue is closed (all senders dropped):

@@ -228,11 +228,11 @@ impl Reader<'_> {
                 file: Some(at),
                 t0: None,
             });
-            let n = batch.len() as u64;
+            // Counted as handed over: a reader of the queue sees the count.
+            self.counter.inc_by(batch.len() as u64);
             if !self.ctx.out.send(SourceMsg::Batch(batch)) {
                 return false;
             }
-            self.counter.inc_by(n);
         }
         self.progress.set(at);
         true

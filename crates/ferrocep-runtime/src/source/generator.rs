@@ -345,10 +345,10 @@ impl GeneratorSource {
             });
             let n = batch.len();
             if n > 0 {
+                counter.inc_by(n as u64);
                 if !ctx.out.send(SourceMsg::Batch(batch)) {
                     return Ok(());
                 }
-                counter.inc_by(n as u64);
             }
             if n == MAX_BATCH || pos >= limit {
                 continue;

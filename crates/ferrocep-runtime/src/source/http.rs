@@ -334,10 +334,11 @@ fn send_available(
             file: None,
             t0: None,
         });
+        // Counted as handed over: a reader of the queue sees the count.
+        events_in.inc_by(n);
         if !ctx.out.send(SourceMsg::Batch(std::mem::take(batch))) {
             return false;
         }
-        events_in.inc_by(n);
         consumed.fetch_max(end, Ordering::SeqCst);
         true
     };
@@ -359,10 +360,10 @@ fn send_available(
                     raw: String::from_utf8_lossy(&raw).into_owned(),
                     reason,
                 };
+                input_errors.inc();
                 if !ctx.out.send(msg) {
                     return Ok(false);
                 }
-                input_errors.inc();
                 consumed.fetch_max(e.next, Ordering::SeqCst);
             }
         }
