@@ -89,6 +89,31 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         .map_err(|e| StartError(format!("cannot start the async runtime: {e}")))?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(Readiness::default());
+    if let Ok(mut list) = ready.patterns.lock() {
+        for ((p, r), (_, fp)) in loaded
+            .patterns
+            .iter()
+            .zip(&cfg.patterns)
+            .zip(engine.fingerprints())
+        {
+            list.push(crate::server::PatternInfo {
+                name: p.name.clone(),
+                version: 1,
+                state: "active",
+                fingerprint: fp,
+                file: match &p.source {
+                    crate::config::PatternSource::File(f) => Some(f.display().to_string()),
+                    _ => None,
+                },
+                spec: match r {
+                    crate::config::PatternRef::Inline(v) => Some(v.clone()),
+                    crate::config::PatternRef::Path(_) => None,
+                },
+                pending_partial_matches: None,
+                pending_keys: 0,
+            });
+        }
+    }
     let stop = StopFlag::new();
     crate::pipeline::stop_on_signals(runtime.handle(), stop.clone())
         .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;

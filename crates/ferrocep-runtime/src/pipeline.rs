@@ -212,7 +212,7 @@ impl Pipeline {
         }
         let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
         let mut out: Vec<Output> = Vec::new();
-        publish(&engine, &metrics, clock.now_ms(), true);
+        publish(&engine, &metrics, &ready, clock.now_ms(), true);
         let mut last_metrics = Instant::now();
         let mut last_walk = Instant::now();
         let mut failure: Option<RunError> = None;
@@ -303,13 +303,13 @@ impl Pipeline {
                 if walk {
                     last_walk = Instant::now();
                 }
-                publish(&engine, &metrics, clock.now_ms(), walk);
+                publish(&engine, &metrics, &ready, clock.now_ms(), walk);
                 progress.show(&engine, clock.now_ms());
             }
         }
         stop.raise();
         ready.source_open.store(false, Ordering::SeqCst);
-        publish(&engine, &metrics, clock.now_ms(), true);
+        publish(&engine, &metrics, &ready, clock.now_ms(), true);
         progress.finish();
         drop(rx);
         match source_thread.join() {
@@ -704,8 +704,19 @@ fn checkpoint(
 
 /// Sets the gauges of the engine's state (with `walk`, also the pending
 /// partial matches, which takes a walk over every key).
-fn publish(engine: &Engine, metrics: &Metrics, now: i64, walk: bool) {
-    for (name, pending, keys, time) in engine.pattern_state(walk) {
+fn publish(engine: &Engine, metrics: &Metrics, ready: &Readiness, now: i64, walk: bool) {
+    let state = engine.pattern_state(walk);
+    if let Ok(mut list) = ready.patterns.lock() {
+        for (name, pending, keys, _) in &state {
+            if let Some(info) = list.iter_mut().find(|i| *i.name == **name) {
+                info.pending_keys = *keys as u64;
+                if let Some(p) = pending {
+                    info.pending_partial_matches = Some(*p as u64);
+                }
+            }
+        }
+    }
+    for (name, pending, keys, time) in state {
         let l = Metrics::label("pattern", &name);
         if let Some(pending) = pending {
             metrics

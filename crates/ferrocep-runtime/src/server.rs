@@ -1,6 +1,8 @@
 //! The operations server of `ferrocep run`: `/metrics` (Prometheus text),
-//! `/healthz` (the process is up) and `/readyz` (state restored, source open,
-//! sinks accepting), on the async runtime.
+//! `/healthz` (the process is up), `/readyz` (state restored, source open,
+//! sinks accepting) and `/patterns` (the running patterns), on the async
+//! runtime. Changing patterns while running (`PUT`/`DELETE
+//! /patterns/NAME`) is not supported yet: those answer 501.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +26,31 @@ pub struct Readiness {
     pub source_open: AtomicBool,
     /// Sinks whose queue is full (the pipeline sets it from the queues).
     pub sinks_blocked: AtomicBool,
+    /// The running patterns, as `GET /patterns` lists them.
+    pub patterns: std::sync::Mutex<Vec<PatternInfo>>,
+}
+
+/// A running pattern, as `GET /patterns` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatternInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version (1: as started).
+    pub version: u64,
+    /// `active` (draining versions come with pattern changes).
+    pub state: &'static str,
+    /// Its automaton's fingerprint (what checkpoints are checked against).
+    pub fingerprint: String,
+    /// The spec file it was read from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The spec, when it was given inline in the config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+    /// Partial matches pending (counted every 10 s).
+    pub pending_partial_matches: Option<u64>,
+    /// Keys with state.
+    pub pending_keys: u64,
 }
 
 impl Readiness {
@@ -53,6 +80,11 @@ pub fn router(metrics: Arc<Metrics>, ready: Arc<Readiness>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/patterns", get(patterns))
+        .route(
+            "/patterns/{name}",
+            get(pattern).put(not_supported).delete(not_supported),
+        )
         .with_state(Ctx { metrics, ready })
 }
 
@@ -63,6 +95,47 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         ctx.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn patterns(State(ctx): State<Ctx>) -> Response {
+    let list = ctx
+        .ready
+        .patterns
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({ "patterns": list })).into_response()
+}
+
+async fn pattern(
+    State(ctx): State<Ctx>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let found = ctx
+        .ready
+        .patterns
+        .lock()
+        .ok()
+        .and_then(|p| p.iter().find(|p| p.name == name).cloned());
+    match found {
+        Some(p) => axum::Json(p).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": format!("no pattern '{name}'") })),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_supported() -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        axum::Json(serde_json::json!({
+            "error": "changing patterns while running is not supported yet: change the config and restart \
+                      (a checkpoint is restored only into the same patterns)"
+        })),
     )
         .into_response()
 }

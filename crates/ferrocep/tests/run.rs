@@ -388,6 +388,18 @@ fn operations_endpoints() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    let (code, body) = get("/patterns").unwrap();
+    assert_eq!(code, 200);
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let p = &list["patterns"][0];
+    assert_eq!(
+        (p["name"].as_str(), p["version"].as_u64()),
+        (Some("orders"), Some(1))
+    );
+    assert_eq!(p["state"], "active");
+    assert_eq!(p["pending_partial_matches"], 1);
+    assert_eq!(get("/patterns/orders").unwrap().0, 200);
+    assert_eq!(get("/patterns/nope").unwrap().0, 404);
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
 }
