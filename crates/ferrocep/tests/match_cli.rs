@@ -376,3 +376,39 @@ fn huge_pages_on_and_off_give_the_same_output() {
     assert!(run("1", "on") == off, "one worker, huge pages on");
     assert!(run("2", "on") == off, "two workers, huge pages on");
 }
+
+/// Processing time on a live input that goes quiet: the timeout is printed
+/// when its timer is due, before the input ends (the reading thread waits
+/// for input, the matching thread for the timer).
+#[test]
+fn processing_time_timeout_fires_on_a_quiet_pipe() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("pt-quiet");
+    let spec = dir.file(
+        "pt.yaml",
+        "key: id\nwithin: 300ms\nstages:\n  - {name: a, where: 't == \"a\"'}\n  - {name: b, contiguity: followed_by, where: 't == \"b\"'}\n",
+    );
+    let mut child = bin()
+        .args(["match", "--input", "-", "--spec"])
+        .arg(&spec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"id":"x","t":"a"}}"#).unwrap();
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"kind\":\"timeout\""), "{line}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+    // The input is still open: the timeout did not wait for its end.
+    assert!(child.try_wait().unwrap().is_none());
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
