@@ -22,7 +22,7 @@
 //! Every event carries its id as both `order_id` and `probe_id`, and `probe`
 //! is keyed by `probe_id`, so that the two patterns run in separate groups
 //! of the engine. `--same-key` keys `probe` by `order_id` as well (one group,
-//! one condition set for both): at e380f25 that makes `probe` read `big`'s
+//! one condition set for both): at d67914c that makes `probe` read `big`'s
 //! conditions (`Engine::new` compiles each spec as written, not as numbered
 //! in its group's `SpecSet`), and the run fails on the first `big` create
 //! that `probe` times out.
