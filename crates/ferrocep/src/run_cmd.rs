@@ -78,8 +78,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
 /// Structured logs to stderr: `RUST_LOG` if set, else `level`.
 fn init_logging(level: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
+    // The store's own progress messages are for its developers.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(format!("{level},fjall=warn,lsm_tree=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
