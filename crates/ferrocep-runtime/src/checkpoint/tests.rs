@@ -592,3 +592,99 @@ fn sigkill_during_commits_leaves_the_last_complete_checkpoint() {
     }
     assert!(last > 0, "the child never completed a checkpoint");
 }
+
+/// A torn write at the storage layer: the journal holds checkpoint 3 whole
+/// and only part of checkpoint 4 (the crash came while 4 was being written,
+/// so `LAST` still says 3). At every cut of 4's bytes the store opens with
+/// checkpoint 3, whole: its source position, its sinks and every key as 3
+/// wrote it.
+#[test]
+fn a_torn_commit_leaves_the_previous_checkpoint_whole() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    let pats = [pat("p", "f", b"m")];
+    let state =
+        |id: u64, i: u32| format!("state {i} of checkpoint {id} {}", "x".repeat(200)).into_bytes();
+    let keys: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("key-{i}").into_bytes())
+        .collect();
+    let commit = |store: &mut Store, id: u64| {
+        let states: Vec<Vec<u8>> = (0..300u32).map(|i| state(id, i)).collect();
+        let ups: Vec<KeyState> = keys
+            .iter()
+            .zip(&states)
+            .enumerate()
+            .map(|(i, (k, v))| ks("p", i as u32 % 128, k, v))
+            .collect();
+        let sinks = vec![("out".to_string(), format!("{id}").into_bytes())];
+        store
+            .commit(&write(id, &pats, &ups, &[], &[], &sinks))
+            .unwrap();
+    };
+    let journal = |dir: &Path| -> std::path::PathBuf {
+        std::fs::read_dir(dir.join("state/fjall"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .expect("a journal file")
+    };
+    {
+        let mut store = Store::open(&dir).unwrap();
+        for id in 1..=3 {
+            commit(&mut store, id);
+        }
+    }
+    // A reopen trims the journal (preallocated while open) to what it holds.
+    drop(Store::open(&dir).unwrap());
+    let j = journal(&dir);
+    let len3 = std::fs::metadata(&j).unwrap().len();
+    let last3 = std::fs::read(dir.join("state/LAST")).unwrap();
+    {
+        let mut store = Store::open(&dir).unwrap();
+        commit(&mut store, 4);
+    }
+    drop(Store::open(&dir).unwrap());
+    let j4 = journal(&dir);
+    let after4 = std::fs::read(&j4).unwrap();
+    assert_eq!(j4, j, "checkpoint 4 went to another journal file");
+    assert!(after4.len() as u64 > len3 + 1000);
+    let saved = base.path().join("saved");
+    copy_dir(&dir, &saved);
+    for cut in [
+        len3 + 1,
+        len3 + 17,
+        (len3 + after4.len() as u64) / 2,
+        after4.len() as u64 - 1,
+    ] {
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(&saved, &dir);
+        let f = std::fs::OpenOptions::new().write(true).open(&j).unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        std::fs::write(dir.join("state/LAST"), &last3).unwrap();
+        let store = Store::open(&dir).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let loaded = store.load().unwrap().expect("a checkpoint");
+        assert_eq!(loaded.id, 3, "cut at {cut}");
+        assert_eq!(loaded.sinks, vec![("out".to_string(), b"3".to_vec())]);
+        let got = all_keys(&store, "p");
+        assert_eq!(got.len(), 300);
+        for (i, (_, k, v)) in got.iter().enumerate() {
+            let n: u32 = std::str::from_utf8(&k[4..]).unwrap().parse().unwrap();
+            assert_eq!(v, &state(3, n), "cut at {cut}, key {i}");
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
