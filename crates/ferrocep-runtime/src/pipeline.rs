@@ -1023,4 +1023,61 @@ mod tests {
         assert_eq!(run.join().unwrap().unwrap(), Ended::Stopped);
         assert_eq!(kept.lock().unwrap().len(), 2);
     }
+
+    /// A checkpoint whose write fails (injected at the store) leaves the one
+    /// before it usable, and the next one writes the whole state: the last
+    /// checkpoint restores every key, including those changed while the
+    /// failed one was being taken.
+    #[test]
+    fn a_failed_checkpoint_write_is_followed_by_a_full_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::checkpoint::Store::open(dir.path()).unwrap();
+        // 1 is the first (empty) checkpoint; 3 fails.
+        store.fail_commit = Some(3);
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let batches: Vec<Batch> = (0..8u64)
+            .map(|i| {
+                let mut b = batch(
+                    &[&format!(r#"{{"id":"k{i}","t":"c","ts":{}}}"#, 1000 + i)],
+                    i,
+                );
+                b.resume = Some(Resume {
+                    position: i + 1,
+                    file: None,
+                    t0: None,
+                });
+                b
+            })
+            .collect();
+        let source = ListSource { batches, end: true };
+        let (mut p, _) = pipeline(source, Arc::new(ManualClock::new(0)), None, kept);
+        p.flush_at_end = false;
+        p.engine.enable_checkpoints(true);
+        p.checkpoints = Some(Checkpointing {
+            store: Some(store),
+            interval: Duration::ZERO,
+            file_sinks: Vec::new(),
+            ingest_log: None,
+            next_id: 1,
+            sink_wait: Duration::from_secs(5),
+        });
+        assert_eq!(p.run().unwrap(), Ended::EndOfInput);
+        let store = crate::checkpoint::Store::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert!(loaded.id > 3, "{}", loaded.id);
+        let source: SourceCheckpoint = serde_json::from_slice(&loaded.source).unwrap();
+        assert_eq!(source.resume.unwrap().position, 8);
+        let mut restored =
+            Engine::new(&[("orders".into(), spec())], EngineOptions::default()).unwrap();
+        restored
+            .restore_meta("orders", &loaded.patterns[0].meta)
+            .unwrap();
+        let n = store
+            .for_each_key("orders", 0..128, |_, k, v| {
+                restored.restore_key("orders", k, v)
+            })
+            .unwrap();
+        // Every create's key: k0 .. k7 (the watermark 1006 leaves k7 waiting).
+        assert_eq!(n, 8);
+    }
 }

@@ -45,6 +45,10 @@ pub struct Store {
     ids: HashMap<String, u32>,
     last_id: Option<u64>,
     next_pattern_id: u32,
+    /// Tests: the commit of this checkpoint id fails as a failed write would,
+    /// before anything is written.
+    #[cfg(test)]
+    pub(crate) fail_commit: Option<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -186,6 +190,8 @@ impl Store {
             ids: HashMap::new(),
             last_id: None,
             next_pattern_id: 1,
+            #[cfg(test)]
+            fail_commit: None,
         };
         store.read_state(file_version)?;
         store.check_last(&last_path)?;
@@ -530,6 +536,14 @@ impl Store {
         }
 
         let mut stats = CommitStats::default();
+        #[cfg(test)]
+        if self.fail_commit == Some(w.id) {
+            return Err(StoreError::Io {
+                path: dir.clone(),
+                what: "writing the checkpoint",
+                source: std::io::Error::other("injected write failure"),
+            });
+        }
         let mut batch: OwnedWriteBatch = self.db.batch().durability(Some(PersistMode::SyncAll));
         for name in &dropped {
             let Some(&old) = self.ids.get(*name) else {
