@@ -1032,41 +1032,40 @@ mod tests {
     fn a_failed_checkpoint_write_is_followed_by_a_full_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = crate::checkpoint::Store::open(dir.path()).unwrap();
-        // 1 is the first (empty) checkpoint; 3 fails.
-        store.fail_commit = Some(3);
-        let kept = Arc::new(Mutex::new(Vec::new()));
-        let batches: Vec<Batch> = (0..8u64)
-            .map(|i| {
-                let mut b = batch(
-                    &[&format!(r#"{{"id":"k{i}","t":"c","ts":{}}}"#, 1000 + i)],
-                    i,
-                );
-                b.resume = Some(Resume {
-                    position: i + 1,
-                    file: None,
-                    t0: None,
-                });
-                b
-            })
-            .collect();
-        let source = ListSource { batches, end: true };
-        let (mut p, _) = pipeline(source, Arc::new(ManualClock::new(0)), None, kept);
-        p.flush_at_end = false;
-        p.engine.enable_checkpoints(true);
-        p.checkpoints = Some(Checkpointing {
-            store: Some(store),
-            interval: Duration::ZERO,
-            file_sinks: Vec::new(),
-            ingest_log: None,
-            next_id: 1,
-            sink_wait: Duration::from_secs(5),
-        });
-        assert_eq!(p.run().unwrap(), Ended::EndOfInput);
+        store.fail_commit = Some(2);
+        let mut engine =
+            Engine::new(&[("orders".into(), spec())], EngineOptions::default()).unwrap();
+        engine.enable_checkpoints(true);
+        let mut out = Vec::new();
+        let mut commit = |engine: &mut Engine, id: u64| {
+            let job = CheckpointJob {
+                id,
+                pipeline: "t".into(),
+                parts: engine.checkpoint(),
+                source: Vec::new(),
+                sinks: Vec::new(),
+                truncate: None,
+                started: Instant::now(),
+            };
+            let r = write_job(&mut store, &job);
+            if r.is_err() {
+                engine.checkpoint_failed();
+            }
+            r.is_ok()
+        };
+        for i in 0..9u64 {
+            let line = format!(r#"{{"id":"k{i}","t":"c","ts":{}}}"#, 1000 + i);
+            engine.on_batch(&batch(&[&line], i), 0, &mut out);
+            if i % 3 == 2 {
+                let id = i / 3 + 1;
+                assert_eq!(commit(&mut engine, id), id != 2, "checkpoint {id}");
+            }
+        }
+        drop(commit);
+        drop(store);
         let store = crate::checkpoint::Store::open(dir.path()).unwrap();
         let loaded = store.load().unwrap().unwrap();
-        assert!(loaded.id > 3, "{}", loaded.id);
-        let source: SourceCheckpoint = serde_json::from_slice(&loaded.source).unwrap();
-        assert_eq!(source.resume.unwrap().position, 8);
+        assert_eq!(loaded.id, 3);
         let mut restored =
             Engine::new(&[("orders".into(), spec())], EngineOptions::default()).unwrap();
         restored
@@ -1077,7 +1076,7 @@ mod tests {
                 restored.restore_key("orders", k, v)
             })
             .unwrap();
-        // Every create's key: k0 .. k7 (the watermark 1006 leaves k7 waiting).
-        assert_eq!(n, 8);
+        // Every create's key, those of the failed checkpoint included.
+        assert_eq!(n, 9);
     }
 }
