@@ -1061,7 +1061,6 @@ mod tests {
                 assert_eq!(commit(&mut engine, id), id != 2, "checkpoint {id}");
             }
         }
-        drop(commit);
         drop(store);
         let store = crate::checkpoint::Store::open(dir.path()).unwrap();
         let loaded = store.load().unwrap().unwrap();
