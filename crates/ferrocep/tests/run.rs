@@ -91,6 +91,21 @@ impl Drop for Service {
     }
 }
 
+/// The seed of the random kill moments: `FERROCEP_TEST_SEED` to replay a
+/// failure, else new each run (printed, so a failure says how to replay it).
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("FERROCEP_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.subsec_nanos() as u64)
+        });
+    eprintln!("kill moments from seed {seed} (FERROCEP_TEST_SEED={seed} replays them)");
+    seed
+}
+
 /// A free port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -628,7 +643,7 @@ fn sigkill_then_restart_gives_exactly_once_file_outputs() {
     };
     // Two kills at pseudo-random moments, each after some input.
     let mut s = Service::start(dir.path(), &config, &[]);
-    let seed = std::process::id() as usize;
+    let seed = test_seed() as usize;
     let mut written = 0;
     for (round, kill_after) in [(0, 8_000 + seed % 3_000), (1, 19_000 + seed % 4_000)] {
         while written < kill_after {
@@ -712,7 +727,7 @@ fn http_acknowledged_events_survive_sigkill() {
         ),
     );
     let mut s = Service::start(dir.path(), &config, &[]);
-    let seed = std::process::id() as u64;
+    let seed = test_seed();
     let mut acked: Vec<String> = Vec::new();
     let mut next = 0u64;
     for round in 0..3u64 {
@@ -859,7 +874,7 @@ fn generator_replays_the_same_events_after_sigkill() {
     assert!(want.len() > 1_000, "{}", want.len());
 
     let config = dir.file("kill.yaml", &pipe("kill", "kill-data"));
-    let seed = std::process::id() as u64;
+    let seed = test_seed();
     let mut s = Service::start(dir.path(), &config, &[]);
     for round in 0..2u64 {
         std::thread::sleep(Duration::from_millis(400 + (seed + round * 131) % 700));
@@ -922,7 +937,7 @@ fn webhook_is_at_least_once_through_sigkill() {
         let text: String = lines[from..to].iter().map(|l| format!("{l}\n")).collect();
         f.write_all(text.as_bytes()).unwrap();
     };
-    let seed = std::process::id() as usize;
+    let seed = test_seed() as usize;
     let mut s = Service::start(dir.path(), &config, &[]);
     let mut written = 0;
     for kill_after in [3_000 + seed % 2_000, 7_000 + seed % 3_000] {
