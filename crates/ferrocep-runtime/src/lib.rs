@@ -16,7 +16,13 @@
 //! - [`source`], [`sink`]: where `run` reads events and writes outputs;
 //! - [`source::ingest_log`]: the durable log behind the HTTP source;
 //! - [`metrics`]: the Prometheus metrics of `run`;
-//! - [`checkpoint`]: the checkpoint store in the data directory.
+//! - [`checkpoint`]: the checkpoint store in the data directory;
+//! - [`engine`]: every pattern of `run` over one source, watermarks, the
+//!   quiet-stream rule, output ids, checkpoint and restore of its state;
+//! - [`pipeline`]: `run`'s source, engine and sinks joined, checkpoints, stop;
+//! - [`assemble`]: a pipeline built from a loaded config, restored from its
+//!   data directory;
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns`.
 
 #![warn(missing_docs)]
 

@@ -14,11 +14,21 @@
 //! waits on it, the source queue fills and the source waits, so memory stays
 //! bounded and nothing is dropped.
 //!
+//! Checkpoints ([`Checkpointing`]): every interval, the engine thread waits
+//! until every sink has delivered every output handed to it, reads each file
+//! sink's committed length, and takes the engine's changes since the last
+//! checkpoint ([`Engine::checkpoint`]) with the source's resume position; a
+//! checkpoint thread writes them to the store in one atomic commit while the
+//! engine goes on (one at a time; a failed one makes the next one full). A
+//! fresh data directory gets a checkpoint before anything is read, and a stop
+//! takes a final one, so a restart resumes exactly where the last one was.
+//!
 //! Stopping (SIGTERM, SIGINT, [`StopFlag::raise`]): the source stops
-//! reading, the engine takes what was already read, every sink finishes with
-//! every output queued, then [`Pipeline::run`] returns. A second signal
-//! during that wait exits at once. The end of a bounded input (a file without
-//! `follow`) stops the same way after `end_of_input`.
+//! reading, the engine takes what was already read, a final checkpoint is
+//! taken, every sink finishes with every output queued, then
+//! [`Pipeline::run`] returns. A second signal during that wait exits at once.
+//! The end of a bounded input (a file without `follow`) stops the same way
+//! after `end_of_input`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
