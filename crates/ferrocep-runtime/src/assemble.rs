@@ -23,6 +23,7 @@ use crate::source::ingest_log::IngestLog;
 use crate::source::stdin::StdinSource;
 use crate::source::Resume;
 use crate::source::{Source, StopFlag};
+use crate::workers::Engines;
 
 /// What the command line adds to a config.
 pub struct Overrides {
@@ -32,6 +33,8 @@ pub struct Overrides {
     pub clock: SharedClock,
     /// Show a progress line when stderr is a terminal.
     pub progress: bool,
+    /// Threads that match (`--workers`), keys split among them.
+    pub workers: usize,
 }
 
 /// Why a pipeline could not start (exit status 2).
@@ -69,17 +72,26 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         .iter()
         .map(|p| (p.name.clone(), p.spec.clone()))
         .collect();
-    let engine = Engine::new(
-        &patterns,
-        EngineOptions {
-            idle_timeout: cfg.time.idle_timeout.map(|m| m.0),
-        },
-    )
-    .map_err(|e| StartError(format!("{}: patterns: {e}", loaded.path.display())))?;
+    let workers = o.workers.max(1) as u32;
+    let mut engines = Vec::with_capacity(workers as usize);
+    for w in 0..workers {
+        let mut e = Engine::new(
+            &patterns,
+            EngineOptions {
+                idle_timeout: cfg.time.idle_timeout.map(|m| m.0),
+            },
+        )
+        .map_err(|e| StartError(format!("{}: patterns: {e}", loaded.path.display())))?;
+        e.set_partition(w, workers);
+        engines.push(e);
+    }
     // The state of the last checkpoint, if the data directory has one.
     let store = crate::checkpoint::Store::open(&data_dir).map_err(|e| StartError(e.to_string()))?;
-    let mut engine = engine;
-    let restored = restore(&store, &mut engine, &cfg.name, &data_dir, o.clock.now_ms())?;
+    let restored = restore(&store, &mut engines, &cfg.name, &data_dir, o.clock.now_ms())?;
+    let fingerprints = engines[0].fingerprints();
+    let validator: crate::source::http::Validator = Arc::new(engines[0].validator());
+    let engine = Engines::start(engines)
+        .map_err(|e| StartError(format!("cannot start the worker threads: {e}")))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,12 +102,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(Readiness::default());
     if let Ok(mut list) = ready.patterns.lock() {
-        for ((p, r), (_, fp)) in loaded
-            .patterns
-            .iter()
-            .zip(&cfg.patterns)
-            .zip(engine.fingerprints())
-        {
+        for ((p, r), (_, fp)) in loaded.patterns.iter().zip(&cfg.patterns).zip(fingerprints) {
             list.push(crate::server::PatternInfo {
                 name: p.name.clone(),
                 version: 1,
@@ -151,7 +158,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             let addr: SocketAddr = listen.parse().map_err(|e| {
                 StartError(format!("{}: source.listen: {e}", loaded.path.display()))
             })?;
-            let validator: crate::source::http::Validator = Arc::new(engine.validator());
+            let validator = validator.clone();
             let log = IngestLog::open(&data_dir.join("ingest")).map_err(|e| {
                 StartError(format!(
                     "cannot open the ingest log in '{}': {e}",
@@ -305,13 +312,15 @@ struct Restored {
 /// would be wrong.
 fn restore(
     store: &crate::checkpoint::Store,
-    engine: &mut Engine,
+    engines: &mut [Engine],
     pipeline: &str,
     data_dir: &std::path::Path,
     now_ms: i64,
 ) -> Result<Option<Restored>, StartError> {
     let Some(loaded) = store.load().map_err(|e| StartError(e.to_string()))? else {
-        engine.enable_checkpoints(true);
+        for e in engines.iter_mut() {
+            e.enable_checkpoints(true);
+        }
         return Ok(None);
     };
     let dir = data_dir.display();
@@ -321,7 +330,7 @@ fn restore(
             loaded.pipeline
         )));
     }
-    let now = engine.fingerprints();
+    let now = engines[0].fingerprints();
     let saved: Vec<(String, String)> = loaded
         .patterns
         .iter()
@@ -347,17 +356,30 @@ fn restore(
         )));
     }
     // Restored keys are in the store already: tracking starts before them.
-    engine.enable_checkpoints(false);
+    let workers = engines.len() as u32;
     let mut keys = 0u64;
+    for e in engines.iter_mut() {
+        e.enable_checkpoints(false);
+    }
     for p in &loaded.patterns {
-        engine
-            .restore_meta(&p.name, &p.meta)
-            .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
+        for e in engines.iter_mut() {
+            e.restore_meta(&p.name, &p.meta)
+                .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
+        }
+        // Each key goes to the worker that owns it now, whatever the
+        // number of workers that wrote it.
         keys += store
             .for_each_key(
                 &p.name,
                 0..ferrocep_core::operator::state::KEY_GROUPS,
-                |_, k, v| engine.restore_key(&p.name, k, v),
+                |_, k, v| {
+                    use ferrocep_core::operator::state::StateCodec;
+                    let mut input = k;
+                    let key = crate::key::Key::decode(&mut input)
+                        .map_err(|e| format!("pattern '{}': key: {e}", p.name))?;
+                    let w = crate::engine::owner(&key, workers) as usize;
+                    engines[w].restore_key(&p.name, k, v)
+                },
             )
             .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
     }
@@ -380,7 +402,11 @@ fn restore(
         })?;
         file_sinks.insert(name.clone(), commit);
     }
-    let pending: usize = engine.pattern_state(true).iter().filter_map(|s| s.1).sum();
+    let pending: usize = engines
+        .iter()
+        .flat_map(|e| e.pattern_state(true))
+        .filter_map(|s| s.1)
+        .sum();
     let age_s = (now_ms - source.at_ms).max(0) as f64 / 1000.0;
     tracing::info!(
         checkpoint = loaded.id,

@@ -116,8 +116,11 @@ pub struct Engine {
     t_last: Option<i64>,
     /// Field values, reused from event to event.
     scratch: Vec<Value<'static>>,
-    /// Events of a batch being matched, reused.
-    routed: Vec<(Key, i64, JsonEvent)>,
+    /// Events of a batch being matched, reused; `false`: another worker's.
+    routed: Vec<(Key, i64, JsonEvent, bool)>,
+    /// This engine's share of the keys when several share the work:
+    /// (worker, workers).
+    part: Option<(u32, u32)>,
     /// The text of a batch's events with their positions.
     block: String,
     /// Events taken so far.
@@ -226,6 +229,7 @@ impl Engine {
             t_last: None,
             scratch: Vec::new(),
             routed: Vec::new(),
+            part: None,
             block: String::new(),
             events: 0,
             rejected: 0,
@@ -246,6 +250,18 @@ impl Engine {
             }
             Ok(())
         }
+    }
+
+    /// Makes this engine worker `worker` of `workers`: it matches only the
+    /// keys [`owner`] gives it, reads every event for its time, and only
+    /// worker 0 reports input errors.
+    pub fn set_partition(&mut self, worker: u32, workers: u32) {
+        self.part = (workers > 1).then_some((worker, workers));
+    }
+
+    /// Whether this engine matches `key` (see [`Engine::set_partition`]).
+    pub fn owns(&self, key: &Key) -> bool {
+        self.part.is_none_or(|(w, n)| owner(key, n) == w)
     }
 
     /// The names of the patterns, in config order.
@@ -316,8 +332,10 @@ impl Engine {
         let g = &mut self.groups[gi];
         let block = &mut self.block;
         block.clear();
-        let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions)> =
+        let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions, bool)> =
             Vec::with_capacity(batch.len());
+        let part = self.part;
+        let errors_here = part.is_none_or(|(w, _)| w == 0);
         for r in &batch.records {
             let bytes = batch.bytes(r);
             let lossy;
@@ -331,16 +349,18 @@ impl Engine {
             match g.set.ingest_parts(line, &mut self.scratch) {
                 Ok(p) => {
                     let key = Key::from_opt(p.key.as_deref());
+                    let ts = p.timestamp.unwrap_or(0);
+                    if part.is_some_and(|(w, n)| owner(&key, n) != w) {
+                        // Another worker's key: only its time counts here.
+                        parts.push((key, ts, 0..0, p.conditions, false));
+                        continue;
+                    }
                     let start = block.len();
                     push_pos(block, r.pos);
                     block.push_str(p.json);
-                    parts.push((
-                        key,
-                        p.timestamp.unwrap_or(0),
-                        start..block.len(),
-                        p.conditions,
-                    ));
+                    parts.push((key, ts, start..block.len(), p.conditions, true));
                 }
+                Err(_) if !errors_here => {}
                 Err(e) => {
                     for &pi in &g.members {
                         let p = &mut self.patterns[pi];
@@ -355,11 +375,15 @@ impl Engine {
         }
         let text = TextBlock::from(block.as_str());
         self.routed.clear();
-        for (key, ts, range, conds) in parts {
-            let event = JsonEvent::in_block(&text, range, conds)
-                // Every range was just written into the block.
-                .unwrap_or_default();
-            self.routed.push((key, ts, event));
+        for (key, ts, range, conds, own) in parts {
+            let event = if own {
+                JsonEvent::in_block(&text, range, conds)
+                    // Every range was just written into the block.
+                    .unwrap_or_default()
+            } else {
+                JsonEvent::default()
+            };
+            self.routed.push((key, ts, event, own));
         }
         let g = &mut self.groups[gi];
         let n = g.members.len();
@@ -376,7 +400,20 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 let mut max = base;
-                for (key, ts, event) in self.routed.iter_mut() {
+                for (key, ts, event, own) in self.routed.iter_mut() {
+                    if !*own {
+                        // Another worker's event: its watermark is applied
+                        // here only where something of this worker's keys
+                        // falls due, which is all a single operator's keys
+                        // would see of it.
+                        let wm = watermark(max, p.ooo);
+                        if p.applied != max && p.op.next_timer().is_some_and(|t| t <= wm) {
+                            p.applied = max;
+                            p.op.advance_time(wm, &mut sink);
+                        }
+                        max = max_of(max, Some(*ts));
+                        continue;
+                    }
                     if p.applied != max {
                         p.applied = max;
                         p.op.advance_time(watermark(max, p.ooo), &mut sink);
@@ -408,7 +445,10 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 p.op.advance_time(now, &mut sink);
-                for (key, _, event) in self.routed.iter_mut() {
+                for (key, _, event, own) in self.routed.iter_mut() {
+                    if !*own {
+                        continue;
+                    }
                     if last {
                         let e = std::mem::take(event);
                         p.op.process_element_by(key, e, now, &mut sink);
@@ -701,6 +741,16 @@ fn watermark(max: Option<i64>, ooo: i64) -> i64 {
         None => MIN_WATERMARK,
         Some(m) => m.saturating_sub(ooo).saturating_sub(1),
     }
+}
+
+/// The worker, of `workers`, that owns `key`: whole key groups (by the key's
+/// stable hash) go to each worker, as Flink assigns them.
+pub fn owner(key: &Key, workers: u32) -> u32 {
+    use ferrocep_core::operator::state::{key_group, key_group_range};
+    let g = key_group(key.route_hash());
+    (0..workers)
+        .find(|&w| key_group_range(w, workers).contains(&g))
+        .unwrap_or(0)
 }
 
 /// Writes `pos` as [`POS_HEX`] hex digits.
@@ -1256,5 +1306,70 @@ mod tests {
         // b matched by big, r by probe, q and r's pay (a probe event too)
         // timed out by probe; big's conditions never matched a probe event.
         assert_eq!(got.len(), 4, "{got:?}");
+    }
+
+    /// Key-partitioned engines (each reads every event, matches its keys)
+    /// give a single engine's outputs, ids included, on every recorded case,
+    /// in any batching.
+    #[test]
+    fn partitioned_engines_equal_one_engine_on_recorded_cases() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrocep/tests/cases");
+        let mut checked = 0;
+        for dir in ["edges", "flink-ports"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let case: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let spec = Spec::from_str(&case["spec"].to_string(), Format::Json).unwrap();
+                let flush = case["end_of_input"].as_str() != Some("stop");
+                let events: Vec<String> = case["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect();
+                let patterns = [("p".to_string(), spec.clone())];
+                let run = |workers: u32, size: usize| {
+                    let mut engines: Vec<Engine> = (0..workers)
+                        .map(|w| {
+                            let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
+                            e.set_partition(w, workers);
+                            e
+                        })
+                        .collect();
+                    let mut out = Vec::new();
+                    for (c, chunk) in events.chunks(size).enumerate() {
+                        let mut b = Batch::default();
+                        for (i, e) in chunk.iter().enumerate() {
+                            b.push((c * size + i) as u64 * 100, e.as_bytes());
+                        }
+                        for e in &mut engines {
+                            e.on_batch(&b, 0, &mut out);
+                        }
+                    }
+                    for e in &mut engines {
+                        e.on_end(flush, &mut out);
+                    }
+                    let mut lines: Vec<Vec<u8>> = out.iter().map(|o| o.line().to_vec()).collect();
+                    lines.sort();
+                    lines
+                };
+                if spec.time.is_none() {
+                    continue; // processing time: stamps differ from run to run
+                }
+                let want = run(1, 3);
+                for workers in [2, 3, 5] {
+                    for size in [1, 4, 1000] {
+                        assert!(
+                            run(workers, size) == want,
+                            "{}: {workers} workers, batches of {size}",
+                            path.display()
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} cases");
     }
 }

@@ -22,7 +22,8 @@
 //! - [`pipeline`]: `run`'s source, engine and sinks joined, checkpoints, stop;
 //! - [`assemble`]: a pipeline built from a loaded config, restored from its
 //!   data directory;
-//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns`.
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns`;
+//! - [`workers`]: `run --workers N`, the engine's keys split over threads.
 
 #![warn(missing_docs)]
 
@@ -44,3 +45,4 @@ pub mod replay;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod workers;

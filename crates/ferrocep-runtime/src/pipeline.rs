@@ -41,13 +41,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::clock::SharedClock;
-use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::server::Readiness;
 use crate::sink::file::FileSinkState;
 use crate::sink::{Kind, Output, SinkHandle};
 use crate::source::ingest_log::IngestLog;
 use crate::source::{Resume, Source, SourceCtx, SourceMsg, SourceTx, StopFlag};
+use crate::workers::Engines;
 
 /// Batches queued between the source and the engine.
 const SOURCE_QUEUE: usize = 16;
@@ -74,8 +74,8 @@ pub struct SinkSlot {
 pub struct Pipeline {
     /// The pipeline's name.
     pub name: String,
-    /// The engine with every pattern.
-    pub engine: Engine,
+    /// The engine with every pattern (one, or several splitting the keys).
+    pub engine: Engines,
     /// The source, not yet started.
     pub source: Box<dyn Source>,
     /// The sinks, running.
@@ -222,7 +222,7 @@ impl Pipeline {
         }
         let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
         let mut out: Vec<Output> = Vec::new();
-        publish(&engine, &metrics, &ready, clock.now_ms(), true);
+        publish(&mut engine, &metrics, &ready, clock.now_ms(), true);
         let mut last_metrics = Instant::now();
         let mut last_walk = Instant::now();
         let mut failure: Option<RunError> = None;
@@ -233,9 +233,10 @@ impl Pipeline {
                 while let Ok(msg) = rx.try_recv() {
                     match msg {
                         SourceMsg::Batch(b) => {
+                            let b = Arc::new(b);
                             engine.on_batch(&b, clock.now_ms(), &mut out);
                             if b.resume.is_some() {
-                                last_resume = b.resume;
+                                last_resume = b.resume.clone();
                             }
                         }
                         SourceMsg::Rejected { pos, raw, reason } => {
@@ -261,9 +262,10 @@ impl Pipeline {
             };
             match rx.recv_timeout(wait) {
                 Ok(SourceMsg::Batch(b)) => {
+                    let b = Arc::new(b);
                     engine.on_batch(&b, clock.now_ms(), &mut out);
                     if b.resume.is_some() {
-                        last_resume = b.resume;
+                        last_resume = b.resume.clone();
                     }
                 }
                 Ok(SourceMsg::Rejected { pos, raw, reason }) => {
@@ -313,13 +315,13 @@ impl Pipeline {
                 if walk {
                     last_walk = Instant::now();
                 }
-                publish(&engine, &metrics, &ready, clock.now_ms(), walk);
-                progress.show(&engine, clock.now_ms());
+                publish(&mut engine, &metrics, &ready, clock.now_ms(), walk);
+                progress.show(&mut engine, clock.now_ms());
             }
         }
         stop.raise();
         ready.source_open.store(false, Ordering::SeqCst);
-        publish(&engine, &metrics, &ready, clock.now_ms(), true);
+        publish(&mut engine, &metrics, &ready, clock.now_ms(), true);
         progress.finish();
         drop(rx);
         match source_thread.join() {
@@ -546,7 +548,7 @@ impl CheckpointWriter {
     }
 
     /// Takes the result of the job in flight, waiting for it with `wait`.
-    fn poll(&mut self, wait: bool, engine: &mut Engine, metrics: &Metrics, clock: &SharedClock) {
+    fn poll(&mut self, wait: bool, engine: &mut Engines, metrics: &Metrics, clock: &SharedClock) {
         if !self.in_flight {
             return;
         }
@@ -653,7 +655,7 @@ fn write_job(
 fn checkpoint(
     c: &mut Checkpointing,
     writer: &mut CheckpointWriter,
-    engine: &mut Engine,
+    engine: &mut Engines,
     router: &Router,
     name: &str,
     resume: Option<&Resume>,
@@ -714,7 +716,7 @@ fn checkpoint(
 
 /// Sets the gauges of the engine's state (with `walk`, also the pending
 /// partial matches, which takes a walk over every key).
-fn publish(engine: &Engine, metrics: &Metrics, ready: &Readiness, now: i64, walk: bool) {
+fn publish(engine: &mut Engines, metrics: &Metrics, ready: &Readiness, now: i64, walk: bool) {
     let state = engine.pattern_state(walk);
     if let Ok(mut list) = ready.patterns.lock() {
         for (name, pending, keys, _) in &state {
@@ -769,7 +771,7 @@ impl Progress {
         Progress { on, last: None }
     }
 
-    fn show(&mut self, engine: &Engine, now: i64) {
+    fn show(&mut self, engine: &mut Engines, now: i64) {
         if !self.on {
             return;
         }
@@ -850,6 +852,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::engine::Engine;
     use crate::engine::EngineOptions;
     use crate::source::Batch;
 
@@ -933,11 +936,13 @@ mod tests {
         let stop = StopFlag::new();
         let p = Pipeline {
             name: "t".into(),
-            engine: Engine::new(
-                &[("orders".into(), spec())],
-                EngineOptions { idle_timeout: idle },
-            )
-            .unwrap(),
+            engine: Engines::single(
+                Engine::new(
+                    &[("orders".into(), spec())],
+                    EngineOptions { idle_timeout: idle },
+                )
+                .unwrap(),
+            ),
             source: Box::new(source),
             sinks,
             runtime,

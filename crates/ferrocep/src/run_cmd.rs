@@ -29,8 +29,9 @@ pub struct RunArgs {
     /// The data directory (overrides the config's `state.dir`).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Threads that match (accepted for the contract; the engine of `run`
-    /// matches on one thread for now).
+    /// Threads that match, the keys split among them by key group (default
+    /// 1). Each reads every event, so more workers pay off when matching
+    /// costs more than parsing.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: Option<u32>,
     /// Log level when `RUST_LOG` is not set: error, warn, info, debug, trace.
@@ -60,6 +61,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             data_dir: args.data_dir.clone(),
             clock: Arc::new(SystemClock),
             progress: !args.no_progress,
+            workers: args.workers.unwrap_or(1) as usize,
         },
     )
     .map_err(|e| Failure::start(e.to_string()))?;

@@ -177,23 +177,32 @@ fn file_to_file_equals_match() {
             input.display()
         ),
     );
-    let mut s = Service::start(dir.path(), &config, &[]);
-    assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
-    let out = dir.path().join("out");
+    for workers in ["1", "2", "3"] {
+        let _ = std::fs::remove_dir_all(dir.path().join("out"));
+        let _ = std::fs::remove_dir_all(dir.path().join("data"));
+        let mut s = Service::start(dir.path(), &config, &["--workers", workers]);
+        assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
+        check_file_outputs(dir.path(), &spec, &input, workers);
+    }
+}
+
+/// The outputs of `file_to_file_equals_match` against `match`'s.
+fn check_file_outputs(dir: &Path, spec: &Path, input: &Path, workers: &str) {
+    let out = dir.join("out");
     let mut got: Vec<Value> = Vec::new();
     for f in ["all.jsonl", "timeouts.jsonl", "late.jsonl"] {
         got.extend(read_lines(&out.join(f)));
     }
     let errors = read_lines(&out.join("errors.jsonl"));
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors.len(), 1, "--workers {workers}: {errors:?}");
     assert_eq!(errors[0]["raw"], "this line is not JSON");
     assert_eq!(errors[0]["kind"], "error");
-    let want = run_match(&spec, &input, &["--workers", "1"]);
+    let want = run_match(spec, input, &["--workers", "1"]);
     let mut want: Vec<String> = json_lines(&want.stdout).iter().map(as_match).collect();
     let mut got_m: Vec<String> = got.iter().map(as_match).collect();
     want.sort();
     got_m.sort();
-    assert_eq!(got_m, want);
+    assert_eq!(got_m, want, "--workers {workers}");
     let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), got.len(), "ids are unique");
     assert!(got.iter().all(|v| v["pattern"] == "order-timeout"));
@@ -641,8 +650,9 @@ fn sigkill_then_restart_gives_exactly_once_file_outputs() {
             .map(|f| read_lines(&dir.path().join(format!("out/{f}.jsonl"))).len())
             .sum::<usize>()
     };
-    // Two kills at pseudo-random moments, each after some input.
-    let mut s = Service::start(dir.path(), &config, &[]);
+    // Two kills at pseudo-random moments, each after some input; each
+    // restart with another number of workers (the state is in key groups).
+    let mut s = Service::start(dir.path(), &config, &["--workers", "2"]);
     let seed = test_seed() as usize;
     let mut written = 0;
     for (round, kill_after) in [(0, 8_000 + seed % 3_000), (1, 19_000 + seed % 4_000)] {

@@ -1,0 +1,285 @@
+//! `run --workers N`: the engine's keys split over N threads.
+//!
+//! Worker `w` owns whole key groups ([`crate::engine::owner`]), as Flink
+//! assigns key groups to parallel instances, so a restart with another
+//! number of workers restores the same state. Every worker reads every event
+//! of a batch (its time moves every watermark) and matches only its own
+//! keys; a watermark between two of its events is applied where a timer or
+//! waiting event of its keys falls due, which is exactly what those keys see
+//! in a single engine (a test compares them on every recorded case). Worker
+//! 0 runs on the pipeline's thread and alone reports input errors; the
+//! others answer each command with their outputs and their next wake-up.
+//! Outputs of one batch come out worker by worker: as a multiset they are a
+//! single engine's, ids included.
+//!
+//! Parsing is repeated by every worker: the gain is in matching, and a
+//! pattern set that costs more to match than to parse gains the most.
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::engine::{Engine, EngineStats, PatternCheckpoint, PatternCounts, PatternState};
+use crate::sink::Output;
+use crate::source::{Batch, Position};
+
+/// What a worker thread is asked to do.
+enum Cmd {
+    Batch(Arc<Batch>, i64),
+    Time(i64),
+    End(bool),
+    Checkpoint,
+    CheckpointFailed,
+    State(bool),
+    Counts,
+}
+
+/// What it answers.
+enum Reply {
+    Out(Vec<Output>, Option<i64>),
+    Parts(Vec<PatternCheckpoint>),
+    State(Vec<PatternState>),
+    Counts(Vec<PatternCounts>),
+}
+
+struct Remote {
+    tx: SyncSender<Cmd>,
+    rx: Receiver<Reply>,
+    thread: Option<JoinHandle<()>>,
+    wake: Option<i64>,
+}
+
+/// One engine, or several splitting the keys (see the module docs), behind
+/// the engine's own methods.
+pub struct Engines {
+    local: Engine,
+    remotes: Vec<Remote>,
+}
+
+impl Engines {
+    /// One engine on the calling thread.
+    pub fn single(engine: Engine) -> Engines {
+        Engines {
+            local: engine,
+            remotes: Vec::new(),
+        }
+    }
+
+    /// `engines[w]` as worker `w` (already partitioned with
+    /// [`Engine::set_partition`] and restored): the first stays on the
+    /// calling thread, each other gets a thread of its own.
+    pub fn start(engines: Vec<Engine>) -> std::io::Result<Engines> {
+        let mut it = engines.into_iter();
+        let local = it
+            .next()
+            .ok_or_else(|| std::io::Error::other("no engine"))?;
+        let mut remotes = Vec::new();
+        for (i, mut e) in it.enumerate() {
+            let (tx, cmd_rx) = mpsc::sync_channel::<Cmd>(1);
+            let (reply_tx, rx) = mpsc::sync_channel::<Reply>(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("ferrocep-worker-{}", i + 1))
+                .spawn(move || {
+                    for cmd in cmd_rx {
+                        let reply = match cmd {
+                            Cmd::Batch(b, now) => {
+                                let mut out = Vec::new();
+                                e.on_batch(&b, now, &mut out);
+                                Reply::Out(out, e.next_wake())
+                            }
+                            Cmd::Time(now) => {
+                                let mut out = Vec::new();
+                                e.on_time(now, &mut out);
+                                Reply::Out(out, e.next_wake())
+                            }
+                            Cmd::End(flush) => {
+                                let mut out = Vec::new();
+                                e.on_end(flush, &mut out);
+                                Reply::Out(out, e.next_wake())
+                            }
+                            Cmd::Checkpoint => Reply::Parts(e.checkpoint()),
+                            Cmd::CheckpointFailed => {
+                                e.checkpoint_failed();
+                                Reply::Out(Vec::new(), e.next_wake())
+                            }
+                            Cmd::State(walk) => Reply::State(e.pattern_state(walk)),
+                            Cmd::Counts => Reply::Counts(e.output_counts().0),
+                        };
+                        if reply_tx.send(reply).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+            remotes.push(Remote {
+                tx,
+                rx,
+                thread: Some(thread),
+                wake: None,
+            });
+        }
+        Ok(Engines { local, remotes })
+    }
+
+    /// The engine on the calling thread (worker 0).
+    pub fn local(&self) -> &Engine {
+        &self.local
+    }
+
+    /// Sends `cmd` to every other worker, runs `here` on this one, then
+    /// takes their replies in worker order.
+    fn all(&mut self, cmd: impl Fn() -> Cmd, here: impl FnOnce(&mut Engine)) -> Vec<Reply> {
+        let mut sent = Vec::with_capacity(self.remotes.len());
+        for r in &self.remotes {
+            sent.push(r.tx.send(cmd()).is_ok());
+        }
+        here(&mut self.local);
+        let mut replies = Vec::with_capacity(self.remotes.len());
+        for (r, ok) in self.remotes.iter_mut().zip(sent) {
+            // A worker that died (it panicked) leaves its keys unserved:
+            // that is a bug, and it is loud.
+            let reply = ok.then(|| r.rx.recv().ok()).flatten();
+            match reply {
+                Some(reply) => replies.push(reply),
+                None => panic!("a worker thread of the engine died"),
+            }
+        }
+        replies
+    }
+
+    fn outputs(&mut self, replies: Vec<Reply>, out: &mut Vec<Output>) {
+        for (r, reply) in self.remotes.iter_mut().zip(replies) {
+            if let Reply::Out(o, wake) = reply {
+                out.extend(o);
+                r.wake = wake;
+            }
+        }
+    }
+
+    /// [`Engine::on_batch`] on every worker.
+    pub fn on_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        let replies = self.all(
+            || Cmd::Batch(batch.clone(), now),
+            |e| e.on_batch(batch, now, out),
+        );
+        self.outputs(replies, out);
+    }
+
+    /// [`Engine::on_time`] on every worker.
+    pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
+        if self.remotes.is_empty() {
+            return self.local.on_time(now, out);
+        }
+        let replies = self.all(|| Cmd::Time(now), |e| e.on_time(now, out));
+        self.outputs(replies, out);
+    }
+
+    /// [`Engine::on_end`] on every worker.
+    pub fn on_end(&mut self, flush: bool, out: &mut Vec<Output>) {
+        let replies = self.all(|| Cmd::End(flush), |e| e.on_end(flush, out));
+        self.outputs(replies, out);
+    }
+
+    /// [`Engine::on_rejected`] (worker 0 reports input errors).
+    pub fn on_rejected(&mut self, pos: Position, raw: &str, reason: &str, out: &mut Vec<Output>) {
+        self.local.on_rejected(pos, raw, reason, out);
+    }
+
+    /// The earliest [`Engine::next_wake`] of the workers.
+    pub fn next_wake(&self) -> Option<i64> {
+        self.remotes
+            .iter()
+            .map(|r| r.wake)
+            .fold(self.local.next_wake(), |a, b| match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+    }
+
+    /// [`Engine::checkpoint`] of every worker, merged: each pattern's keys of
+    /// all workers, its operator-level state from worker 0 (the workers'
+    /// times are the same; restoring raises each arrival counter past the
+    /// restored keys').
+    pub fn checkpoint(&mut self) -> Vec<PatternCheckpoint> {
+        let mut mine = Vec::new();
+        let replies = self.all(|| Cmd::Checkpoint, |e| mine = e.checkpoint());
+        for reply in replies {
+            if let Reply::Parts(parts) = reply {
+                for (m, p) in mine.iter_mut().zip(parts) {
+                    m.upserts.extend(p.upserts);
+                    m.deletes.extend(p.deletes);
+                    m.full |= p.full;
+                }
+            }
+        }
+        mine
+    }
+
+    /// [`Engine::checkpoint_failed`] on every worker.
+    pub fn checkpoint_failed(&mut self) {
+        let replies = self.all(|| Cmd::CheckpointFailed, |e| e.checkpoint_failed());
+        let mut none = Vec::new();
+        self.outputs(replies, &mut none);
+    }
+
+    /// [`Engine::pattern_state`] summed over the workers (the watermark: the
+    /// furthest, as every worker reads every event).
+    pub fn pattern_state(&mut self, walk: bool) -> Vec<PatternState> {
+        let mut mine = Vec::new();
+        let replies = self.all(|| Cmd::State(walk), |e| mine = e.pattern_state(walk));
+        for reply in replies {
+            if let Reply::State(s) = reply {
+                for (m, o) in mine.iter_mut().zip(s) {
+                    m.1 = match (m.1, o.1) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        _ => None,
+                    };
+                    m.2 += o.2;
+                    m.3 = m.3.max(o.3);
+                }
+            }
+        }
+        mine
+    }
+
+    /// Outputs per pattern and kind, summed over the workers, and the input
+    /// errors no pattern could read.
+    pub fn output_counts(&mut self) -> (Vec<PatternCounts>, u64) {
+        let (mut mine, rejected) = self.local.output_counts();
+        let replies = self.all(|| Cmd::Counts, |_| {});
+        for reply in replies {
+            if let Reply::Counts(c) = reply {
+                for (m, o) in mine.iter_mut().zip(c) {
+                    for (a, b) in m.1.iter_mut().zip(o.1) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        (mine, rejected)
+    }
+
+    /// Events taken (worker 0 reads them all) and outputs of each kind.
+    pub fn stats(&mut self) -> EngineStats {
+        let events = self.local.stats().events;
+        let (per, rejected) = self.output_counts();
+        let mut outputs = [0; 4];
+        for (_, c) in per {
+            for (o, n) in outputs.iter_mut().zip(c) {
+                *o += n;
+            }
+        }
+        outputs[crate::sink::Kind::Error as usize] += rejected;
+        EngineStats { events, outputs }
+    }
+}
+
+impl Drop for Engines {
+    fn drop(&mut self) {
+        for mut r in self.remotes.drain(..) {
+            drop(r.tx);
+            if let Some(t) = r.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
