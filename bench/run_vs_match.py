@@ -5,8 +5,7 @@ side on the same events: alternating runs, medians, the ratio of events/s.
     cargo build --release -p ferrocep
     python3 bench/run_vs_match.py --input EVENTS.jsonl [--spec SPEC] [--repeat 5]
 
-Both run one matching thread (`match --workers 1`; `run` matches on one
-thread) with the same spec; `match` writes stdout to a file, `run` writes
+Both run `--workers N` matching threads (default 1) with the same spec; `match` writes stdout to a file, `run` writes
 match/timeout/late outputs to three file sinks (each line also carries
 `pattern` and `id`). Prints a markdown table; `--csv FILE` writes the raw
 timings.
@@ -36,6 +35,7 @@ def main():
     ap.add_argument("--spec", default=os.path.join(ROOT, "examples/order-timeout.yaml"))
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/ferrocep"))
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1, help="for both commands")
     ap.add_argument("--csv")
     a = ap.parse_args()
     events = sum(1 for _ in open(a.input, "rb"))
@@ -59,10 +59,10 @@ def main():
             shutil.rmtree(os.path.join(work, "data"), ignore_errors=True)
             if which == "match":
                 with open(os.path.join(work, "match-out.jsonl"), "wb") as out:
-                    t = timed([a.bin, "match", "--workers", "1", "--spec", a.spec, "--input", a.input], out)
+                    t = timed([a.bin, "match", "--workers", str(a.workers), "--spec", a.spec, "--input", a.input], out)
                 lines = sum(1 for _ in open(os.path.join(work, "match-out.jsonl"), "rb"))
             else:
-                t = timed([a.bin, "run", "--config", config, "--no-progress", "--log-level", "warn"], subprocess.DEVNULL)
+                t = timed([a.bin, "run", "--config", config, "--workers", str(a.workers), "--no-progress", "--log-level", "warn"], subprocess.DEVNULL)
                 lines = sum(
                     sum(1 for _ in open(os.path.join(work, "out", f), "rb"))
                     for f in ("match.jsonl", "timeout.jsonl", "late.jsonl")
@@ -76,7 +76,7 @@ def main():
     for w in ("match", "run"):
         print(f"| `{w}` | {med[w]:.3f} s | {events / med[w] / 1e3:.0f} k | {outs[w]} |")
     print(f"\n`run` at {med['match'] / med['run'] * 100:.0f} % of `match`'s events/s "
-          f"({events} events, {a.repeat} alternating repeats, medians)")
+          f"({events} events, --workers {a.workers}, {a.repeat} alternating repeats, medians)")
     if outs["match"] != outs["run"]:
         print(f"WARNING: output counts differ: {outs}", file=sys.stderr)
     if a.csv:
