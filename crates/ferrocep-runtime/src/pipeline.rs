@@ -8,7 +8,7 @@
 //!
 //! The engine runs on the calling thread: matching is CPU-bound and keeps
 //! its state in one core's caches. It waits for the source's next batch only
-//! until the next timer is due ([`Engine::next_wake`]), so timeouts fire on
+//! until the next timer is due ([`crate::engine::Engine::next_wake`]), so timeouts fire on
 //! time on a quiet stream. Sinks and network sources run on a small tokio
 //! runtime. Every queue is bounded: a slow sink fills its queue, the engine
 //! waits on it, the source queue fills and the source waits, so memory stays
@@ -17,7 +17,7 @@
 //! Checkpoints ([`Checkpointing`]): every interval, the engine thread waits
 //! until every sink has delivered every output handed to it, reads each file
 //! sink's committed length, and takes the engine's changes since the last
-//! checkpoint ([`Engine::checkpoint`]) with the source's resume position; a
+//! checkpoint ([`crate::engine::Engine::checkpoint`]) with the source's resume position; a
 //! checkpoint thread writes them to the store in one atomic commit while the
 //! engine goes on (one at a time; a failed one makes the next one full). A
 //! fresh data directory gets a checkpoint before anything is read, and a stop
