@@ -224,7 +224,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 server_stop.clone(),
             )
             .map_err(|e| StartError(format!("server.listen: cannot listen on {addr}: {e}")))?;
-            tracing::info!(%local, "operations server listening (/metrics, /healthz, /readyz)");
+            tracing::info!(%local, "operations server listening (/metrics, /healthz, /readyz, /patterns)");
             Some(local)
         }
         None => None,
