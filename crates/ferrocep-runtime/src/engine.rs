@@ -37,6 +37,7 @@ use ferrocep_core::Nfa;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::key::Key;
+use crate::matcher::{max_of, watermark};
 use crate::output::{write_events_after, write_json_str, write_key};
 use crate::sink::{Kind, Output};
 use crate::source::{Batch, Position};
@@ -727,41 +728,23 @@ impl Engine {
     }
 }
 
-fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The bounded-out-of-orderness watermark after events whose largest
-/// timestamp is `max`.
-fn watermark(max: Option<i64>, ooo: i64) -> i64 {
-    match max {
-        None => MIN_WATERMARK,
-        Some(m) => m.saturating_sub(ooo).saturating_sub(1),
-    }
-}
-
 /// The worker, of `workers`, that owns `key`: whole key groups (by the key's
 /// stable hash) go to each worker, as Flink assigns them.
 pub fn owner(key: &Key, workers: u32) -> u32 {
-    use ferrocep_core::operator::state::{key_group, key_group_range};
-    let g = key_group(key.route_hash());
-    (0..workers)
-        .find(|&w| key_group_range(w, workers).contains(&g))
-        .unwrap_or(0)
+    use ferrocep_core::operator::state::{key_group, key_group_worker};
+    key_group_worker(key_group(key.route_hash()), workers)
+}
+
+/// `v` as 16 lowercase hex digits.
+fn hex16(v: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    std::array::from_fn(|i| HEX[((v >> ((15 - i) * 4)) & 0xf) as usize])
 }
 
 /// Writes `pos` as [`POS_HEX`] hex digits.
 fn push_pos(block: &mut String, pos: Position) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; POS_HEX];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = HEX[((pos >> ((POS_HEX - 1 - i) * 4)) & 0xf) as usize];
-    }
     // Hex digits are ASCII.
-    block.push_str(std::str::from_utf8(&buf).unwrap_or("0000000000000000"));
+    block.push_str(std::str::from_utf8(&hex16(pos)).unwrap_or("0000000000000000"));
 }
 
 /// The position in front of an event's stored text.
@@ -862,11 +845,8 @@ impl RunSink<'_> {
         let mut n = first.len();
         out[n] = b'-';
         n += 1;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for i in (0..16).rev() {
-            out[n] = HEX[((digest >> (i * 4)) & 0xf) as usize];
-            n += 1;
-        }
+        out[n..n + 16].copy_from_slice(&hex16(digest));
+        n += 16;
         (out, n, text)
     }
 }
@@ -916,6 +896,46 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::matcher::Plan;
     use crate::options::{EndOfInput, Options};
+
+    /// A recorded case of the repository, in event time (processing time
+    /// stamps differ from run to run).
+    struct Case {
+        path: std::path::PathBuf,
+        spec: Spec,
+        flush: bool,
+        /// Each event's JSON text.
+        events: Vec<String>,
+    }
+
+    /// Every event-time case of `crates/ferrocep/tests/cases` (more than 50).
+    fn event_time_cases() -> Vec<Case> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrocep/tests/cases");
+        let mut cases = Vec::new();
+        for dir in ["edges", "flink-ports"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let case: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let spec = Spec::from_str(&case["spec"].to_string(), Format::Json).unwrap();
+                if spec.time.is_none() {
+                    continue;
+                }
+                cases.push(Case {
+                    path,
+                    spec,
+                    flush: case["end_of_input"].as_str() != Some("stop"),
+                    events: case["events"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect(),
+                });
+            }
+        }
+        assert!(cases.len() > 50, "only {} cases", cases.len());
+        cases
+    }
 
     /// `line` without the `"pattern"` and `"id"` members `run` adds.
     fn as_match_prints(line: &[u8]) -> serde_json::Value {
@@ -992,34 +1012,21 @@ mod tests {
     /// exactly `match`'s outputs, in the same order, whatever the batches.
     #[test]
     fn engine_equals_match_on_recorded_cases() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrocep/tests/cases");
-        let mut checked = 0;
-        for dir in ["edges", "flink-ports"] {
-            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
-                let case: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                let spec = Spec::from_str(&case["spec"].to_string(), Format::Json).unwrap();
-                if spec.time.is_none() {
-                    continue;
-                }
-                let flush = case["end_of_input"].as_str() != Some("stop");
-                let input: String = case["events"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| format!("{e}\n"))
-                    .collect();
-                let want = replay(&spec, &input, flush);
-                for sizes in [&[1usize][..], &[3, 1, 4, 1, 5], &[1000]] {
-                    let got = engine_run(&spec, &input, flush, sizes);
-                    let got: Vec<_> = got.iter().map(|o| as_match_prints(o.line())).collect();
-                    assert_eq!(got, want, "{} in batches {sizes:?}", path.display());
-                }
-                checked += 1;
+        for Case {
+            path,
+            spec,
+            flush,
+            events,
+        } in event_time_cases()
+        {
+            let input: String = events.iter().map(|e| format!("{e}\n")).collect();
+            let want = replay(&spec, &input, flush);
+            for sizes in [&[1usize][..], &[3, 1, 4, 1, 5], &[1000]] {
+                let got = engine_run(&spec, &input, flush, sizes);
+                let got: Vec<_> = got.iter().map(|o| as_match_prints(o.line())).collect();
+                assert_eq!(got, want, "{} in batches {sizes:?}", path.display());
             }
         }
-        assert!(checked > 50, "only {checked} cases");
     }
 
     #[test]
@@ -1139,77 +1146,63 @@ mod tests {
     #[test]
     fn restore_from_incremental_checkpoints_continues_exactly() {
         use std::collections::BTreeMap;
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrocep/tests/cases");
-        let mut checked = 0;
-        for dir in ["edges", "flink-ports"] {
-            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
-                let case: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                let spec = Spec::from_str(&case["spec"].to_string(), Format::Json).unwrap();
-                if spec.time.is_none() {
-                    continue;
+        for Case {
+            path,
+            spec,
+            flush,
+            events,
+        } in event_time_cases()
+        {
+            let n = events.len();
+            let batch = |from: usize, to: usize| {
+                let mut b = Batch::default();
+                for (i, e) in events.iter().enumerate().take(to).skip(from) {
+                    b.push(i as u64 * 1000, e.as_bytes());
                 }
-                let flush = case["end_of_input"].as_str() != Some("stop");
-                let events: Vec<String> = case["events"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect();
-                let n = events.len();
-                let batch = |from: usize, to: usize| {
-                    let mut b = Batch::default();
-                    for (i, e) in events.iter().enumerate().take(to).skip(from) {
-                        b.push(i as u64 * 1000, e.as_bytes());
-                    }
-                    b
-                };
-                let patterns = [("p".to_string(), spec.clone())];
-                let mut whole = Engine::new(&patterns, EngineOptions::default()).unwrap();
-                let mut want = Vec::new();
-                for i in 0..n {
-                    whole.on_batch(&batch(i, i + 1), 0, &mut want);
-                }
-                whole.on_end(flush, &mut want);
-                for cut in [n / 3, n / 2, n.saturating_sub(1)] {
-                    let mut a = Engine::new(&patterns, EngineOptions::default()).unwrap();
-                    a.enable_checkpoints(true);
-                    let mut got = Vec::new();
-                    let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-                    let mut meta = a.checkpoint().remove(0).meta;
-                    for i in 0..cut {
-                        a.on_batch(&batch(i, i + 1), 0, &mut got);
-                        if i % 2 == 0 || i + 1 == cut {
-                            for pc in a.checkpoint() {
-                                if pc.full {
-                                    store.clear();
-                                }
-                                for (_, k, v) in pc.upserts {
-                                    store.insert(k, v);
-                                }
-                                for (_, k) in pc.deletes {
-                                    store.remove(&k);
-                                }
-                                meta = pc.meta;
+                b
+            };
+            let patterns = [("p".to_string(), spec.clone())];
+            let mut whole = Engine::new(&patterns, EngineOptions::default()).unwrap();
+            let mut want = Vec::new();
+            for i in 0..n {
+                whole.on_batch(&batch(i, i + 1), 0, &mut want);
+            }
+            whole.on_end(flush, &mut want);
+            for cut in [n / 3, n / 2, n.saturating_sub(1)] {
+                let mut a = Engine::new(&patterns, EngineOptions::default()).unwrap();
+                a.enable_checkpoints(true);
+                let mut got = Vec::new();
+                let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+                let mut meta = a.checkpoint().remove(0).meta;
+                for i in 0..cut {
+                    a.on_batch(&batch(i, i + 1), 0, &mut got);
+                    if i % 2 == 0 || i + 1 == cut {
+                        for pc in a.checkpoint() {
+                            if pc.full {
+                                store.clear();
                             }
+                            for (_, k, v) in pc.upserts {
+                                store.insert(k, v);
+                            }
+                            for (_, k) in pc.deletes {
+                                store.remove(&k);
+                            }
+                            meta = pc.meta;
                         }
                     }
-                    let mut b = Engine::new(&patterns, EngineOptions::default()).unwrap();
-                    b.restore_meta("p", &meta).unwrap();
-                    for (k, v) in &store {
-                        b.restore_key("p", k, v).unwrap();
-                    }
-                    for i in cut..n {
-                        b.on_batch(&batch(i, i + 1), 0, &mut got);
-                    }
-                    b.on_end(flush, &mut got);
-                    assert_eq!(got, want, "{} cut at {cut}", path.display());
                 }
-                checked += 1;
+                let mut b = Engine::new(&patterns, EngineOptions::default()).unwrap();
+                b.restore_meta("p", &meta).unwrap();
+                for (k, v) in &store {
+                    b.restore_key("p", k, v).unwrap();
+                }
+                for i in cut..n {
+                    b.on_batch(&batch(i, i + 1), 0, &mut got);
+                }
+                b.on_end(flush, &mut got);
+                assert_eq!(got, want, "{} cut at {cut}", path.display());
             }
         }
-        assert!(checked > 50, "only {checked} cases");
     }
 
     #[test]
@@ -1313,63 +1306,49 @@ mod tests {
     /// in any batching.
     #[test]
     fn partitioned_engines_equal_one_engine_on_recorded_cases() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrocep/tests/cases");
-        let mut checked = 0;
-        for dir in ["edges", "flink-ports"] {
-            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
-                let case: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                let spec = Spec::from_str(&case["spec"].to_string(), Format::Json).unwrap();
-                let flush = case["end_of_input"].as_str() != Some("stop");
-                let events: Vec<String> = case["events"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e.to_string())
+        for Case {
+            path,
+            spec,
+            flush,
+            events,
+        } in event_time_cases()
+        {
+            let patterns = [("p".to_string(), spec.clone())];
+            let run = |workers: u32, size: usize| {
+                let mut engines: Vec<Engine> = (0..workers)
+                    .map(|w| {
+                        let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
+                        e.set_partition(w, workers);
+                        e
+                    })
                     .collect();
-                let patterns = [("p".to_string(), spec.clone())];
-                let run = |workers: u32, size: usize| {
-                    let mut engines: Vec<Engine> = (0..workers)
-                        .map(|w| {
-                            let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
-                            e.set_partition(w, workers);
-                            e
-                        })
-                        .collect();
-                    let mut out = Vec::new();
-                    for (c, chunk) in events.chunks(size).enumerate() {
-                        let mut b = Batch::default();
-                        for (i, e) in chunk.iter().enumerate() {
-                            b.push((c * size + i) as u64 * 100, e.as_bytes());
-                        }
-                        for e in &mut engines {
-                            e.on_batch(&b, 0, &mut out);
-                        }
+                let mut out = Vec::new();
+                for (c, chunk) in events.chunks(size).enumerate() {
+                    let mut b = Batch::default();
+                    for (i, e) in chunk.iter().enumerate() {
+                        b.push((c * size + i) as u64 * 100, e.as_bytes());
                     }
                     for e in &mut engines {
-                        e.on_end(flush, &mut out);
-                    }
-                    let mut lines: Vec<Vec<u8>> = out.iter().map(|o| o.line().to_vec()).collect();
-                    lines.sort();
-                    lines
-                };
-                if spec.time.is_none() {
-                    continue; // processing time: stamps differ from run to run
-                }
-                let want = run(1, 3);
-                for workers in [2, 3, 5] {
-                    for size in [1, 4, 1000] {
-                        assert!(
-                            run(workers, size) == want,
-                            "{}: {workers} workers, batches of {size}",
-                            path.display()
-                        );
+                        e.on_batch(&b, 0, &mut out);
                     }
                 }
-                checked += 1;
+                for e in &mut engines {
+                    e.on_end(flush, &mut out);
+                }
+                let mut lines: Vec<Vec<u8>> = out.iter().map(|o| o.line().to_vec()).collect();
+                lines.sort();
+                lines
+            };
+            let want = run(1, 3);
+            for workers in [2, 3, 5] {
+                for size in [1, 4, 1000] {
+                    assert!(
+                        run(workers, size) == want,
+                        "{}: {workers} workers, batches of {size}",
+                        path.display()
+                    );
+                }
             }
         }
-        assert!(checked > 50, "only {checked} cases");
     }
 }

@@ -120,11 +120,6 @@ impl Engines {
         Ok(Engines { local, remotes })
     }
 
-    /// The engine on the calling thread (worker 0).
-    pub fn local(&self) -> &Engine {
-        &self.local
-    }
-
     /// Sends `cmd` to every other worker, runs `here` on this one, then
     /// takes their replies in worker order.
     fn all(&mut self, cmd: impl Fn() -> Cmd, here: impl FnOnce(&mut Engine)) -> Vec<Reply> {

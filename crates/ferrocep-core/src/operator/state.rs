@@ -409,6 +409,12 @@ pub fn key_group_range(worker: u32, workers: u32) -> Range<u32> {
     start as u32..end as u32
 }
 
+/// The worker, of `workers`, whose [`key_group_range`] holds `group` (Flink
+/// `computeOperatorIndexForKeyGroup`).
+pub fn key_group_worker(group: u32, workers: u32) -> u32 {
+    (u64::from(group) * u64::from(workers.max(1)) / u64::from(KEY_GROUPS)) as u32
+}
+
 /// A reference to a node as saved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum NodeSlot {
@@ -1160,6 +1166,7 @@ mod tests {
             for w in 0..workers {
                 let r = key_group_range(w, workers);
                 assert_eq!(r.start, next.min(KEY_GROUPS), "{w} of {workers}");
+                assert!(r.clone().all(|g| key_group_worker(g, workers) == w));
                 next = r.end.max(next);
             }
             assert_eq!(next, KEY_GROUPS);
