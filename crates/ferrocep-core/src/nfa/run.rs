@@ -608,6 +608,7 @@ impl<E> Nfa<E> {
     /// Feeds one event with timestamp `ts` (Flink `NFA.process`). Returns
     /// whether a new partial match left the start state with a start
     /// timestamp > 0 (the operator then registers a window timer).
+    #[inline]
     pub fn process(
         &self,
         buf: &mut SharedBuffer<E>,
@@ -615,6 +616,21 @@ impl<E> Nfa<E> {
         event: E,
         ts: i64,
         out: &mut impl NfaOutput<E>,
+    ) -> bool {
+        self.process_gated(buf, st, event, ts, out, true)
+    }
+
+    /// [`Nfa::process`]; with `starts` false the event only continues
+    /// partial matches: the start run does not take it (a pattern that is
+    /// draining after a change takes no new starts).
+    pub fn process_gated(
+        &self,
+        buf: &mut SharedBuffer<E>,
+        st: &mut NfaState,
+        event: E,
+        ts: i64,
+        out: &mut impl NfaOutput<E>,
+        starts: bool,
     ) -> bool {
         let ev = buf.store.begin_event(event, ts);
         let mut new_start = false;
@@ -624,6 +640,10 @@ impl<E> Nfa<E> {
         let mut potential = JavaPq::from_heap_vec(potential);
         let mut runs = old.into_items();
         for run in runs.drain(..) {
+            if !starts && run.start_event().is_none() {
+                new_partial.offer(run, run_cmp);
+                continue;
+            }
             let from_start = self.is_start(&run);
             self.compute_next_states(buf, st, run, ev, ts, &mut next);
             let mut discard = false;
@@ -739,6 +759,25 @@ impl<E> Nfa<E> {
         }
         self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         st.set_partial(buf, self.start, new_partial);
+    }
+
+    /// Reports every partial match of `st` and every match its skip
+    /// strategy holds back as timed out at `at`, for a pattern whose pending
+    /// partial matches are dropped. The state is not changed: drop it after.
+    pub fn report_pending(
+        &self,
+        buf: &SharedBuffer<E>,
+        st: &NfaState,
+        at: i64,
+        out: &mut impl NfaOutput<E>,
+    ) {
+        for run in st.all_runs() {
+            if let Some(p) = run.prev {
+                if let Some(path) = buf.store.extract(p, &run.version, true).into_iter().next() {
+                    self.emit(buf, &path, out, Some(at));
+                }
+            }
+        }
     }
 
     fn emit(

@@ -93,6 +93,9 @@ pub struct CepOperator<K, E> {
     out_of_orderness: Option<i64>,
     /// Keys changed and dropped since the last checkpoint.
     changes: Changes<K>,
+    /// Draining: events that arrive from this arrival number on take no new
+    /// starts (see [`CepOperator::stop_starts`]).
+    starts_until: Option<u64>,
 }
 
 /// Change tracking for incremental checkpoints ([`CepOperator::take_dirty`]):
@@ -213,6 +216,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             max_ts: i64::MIN,
             out_of_orderness: None,
             changes: Changes::default(),
+            starts_until: None,
         }
     }
 
@@ -267,6 +271,59 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             std::collections::HashSet::with_capacity_and_hasher(dropped.len(), FxBuildHasher);
         dropped.retain(|k| self.lookup(k).1.is_none() && seen.insert(k.clone()));
         (changed, dropped)
+    }
+
+    /// Stops new starts, for a pattern that drains after a change: events
+    /// received from now on only continue the partial matches there are
+    /// (events received before, still waiting for the watermark, may start
+    /// as usual); late events are not reported, and keys without state
+    /// skip every event. Returns the arrival number from which events take
+    /// no new starts, to save with a checkpoint and give back to
+    /// [`Self::stop_starts_from`].
+    pub fn stop_starts(&mut self) -> u64 {
+        let from = *self.starts_until.get_or_insert(self.waiting.next_seq);
+        from
+    }
+
+    /// [`Self::stop_starts`] from arrival number `from` (a restored
+    /// operator's).
+    pub fn stop_starts_from(&mut self, from: u64) {
+        self.starts_until = Some(from);
+    }
+
+    /// The arrival number from which events take no new starts, if
+    /// [`Self::stop_starts`] was called.
+    pub fn starts_stopped(&self) -> Option<u64> {
+        self.starts_until
+    }
+
+    /// Whether no key holds state and no event waits: a draining pattern is
+    /// done.
+    pub fn is_empty(&self) -> bool {
+        self.keys.len() == 0
+    }
+
+    /// Reports what is pending, for a pattern whose pending partial matches
+    /// are dropped: each partial match (and each match the skip strategy
+    /// holds back) as a timeout at the current time, and each event still
+    /// waiting for the watermark as late. Consumes the operator.
+    pub fn report_pending<S: OutputSink<K, E>>(self, sink: &mut S) {
+        let now = self.current;
+        for (_, e) in self.keys.iter() {
+            let mut out = KeyedOut {
+                key: &e.key,
+                timestamp: now,
+                sink: &mut *sink,
+            };
+            self.nfa.report_pending(&self.buf, &e.state, now, &mut out);
+        }
+        let mut waiting: Vec<&Waiting<E>> = self.waiting.iter().collect();
+        waiting.sort_by_key(|w| w.order());
+        for w in waiting {
+            if let Some(e) = self.keys.get(w.slot as usize).filter(|e| e.gen == w.gen) {
+                sink.on_late(&e.key, &w.event, w.ts);
+            }
+        }
     }
 
     /// The keys holding state.
@@ -392,6 +449,10 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// Whether an event for a key without state changes nothing (see
     /// [`Self::set_bounded_out_of_orderness`]).
     fn skippable(&self, event: &E, timestamp: i64) -> bool {
+        if self.starts_until.is_some() {
+            // Draining: a key without state has nothing to continue.
+            return true;
+        }
         let in_order = match self.domain {
             TimeDomain::ProcessingTime => true,
             TimeDomain::EventTime => self
@@ -445,7 +506,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         sink: &mut S,
     ) {
         if self.is_late(timestamp) {
-            sink.on_late(&key, &event, timestamp);
+            if self.starts_until.is_none() {
+                sink.on_late(&key, &event, timestamp);
+            }
             return;
         }
         // As `slot_or_skip`, moving the key in when it is new.
@@ -467,7 +530,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         S: OutputSink<K, E>,
     {
         if self.is_late(timestamp) {
-            sink.on_late(&key.to_owned(), &event, timestamp);
+            if self.starts_until.is_none() {
+                sink.on_late(&key.to_owned(), &event, timestamp);
+            }
             return;
         }
         if let Some(slot) = self.slot_or_skip(key, &event, timestamp) {
@@ -486,7 +551,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         E: Clone,
     {
         if self.is_late(timestamp) {
-            sink.on_late(&key.to_owned(), event, timestamp);
+            if self.starts_until.is_none() {
+                sink.on_late(&key.to_owned(), event, timestamp);
+            }
             return;
         }
         if let Some(slot) = self.slot_or_skip(key, event, timestamp) {
@@ -529,8 +596,15 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                     sink,
                 };
                 nfa.advance_time(&mut self.buf, &mut entry.state, timestamp, &mut out);
-                let new_start =
-                    nfa.process(&mut self.buf, &mut entry.state, event, timestamp, &mut out);
+                let starts = self.starts_until.is_none();
+                let new_start = nfa.process_gated(
+                    &mut self.buf,
+                    &mut entry.state,
+                    event,
+                    timestamp,
+                    &mut out,
+                    starts,
+                );
                 if new_start {
                     if let Some(w) = nfa.window() {
                         self.register_window_timer(
@@ -607,7 +681,15 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             // second event of the same timestamp this finds nothing to do, as
             // nothing started before it can expire at the same time.
             nfa.advance_time(&mut self.buf, &mut entry.state, w.ts, &mut out);
-            let new_start = nfa.process(&mut self.buf, &mut entry.state, w.event, w.ts, &mut out);
+            let starts = self.starts_until.is_none_or(|c| w.seq < c);
+            let new_start = nfa.process_gated(
+                &mut self.buf,
+                &mut entry.state,
+                w.event,
+                w.ts,
+                &mut out,
+                starts,
+            );
             if touched.last() != Some(&(w.slot, w.gen)) {
                 touched.push((w.slot, w.gen));
             }
@@ -931,6 +1013,67 @@ mod tests {
         assert_eq!(op.num_keys(), 0);
         op.process_element("o3", ("create", 0), 2, &mut out);
         assert_eq!(op.num_keys(), 1);
+    }
+
+    #[test]
+    fn stopped_starts_only_continue_what_is_pending() {
+        let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
+        let mut out = Collector::default();
+        // Received before the stop, still waiting for the watermark: starts.
+        op.process_element("o1", ("create", 1_000), 1_000, &mut out);
+        let from = op.stop_starts();
+        assert_eq!(op.starts_stopped(), Some(from));
+        // After the stop: a create of a waiting key takes no start, a key
+        // without state is not created, a late event is not reported.
+        op.process_element("o1", ("create", 1_500), 1_500, &mut out);
+        op.process_element("o2", ("create", 1_200), 1_200, &mut out);
+        assert_eq!(op.num_keys(), 1);
+        op.process_element("o1", ("pay", 2_000), 2_000, &mut out);
+        op.advance_time(2_000, &mut out);
+        op.process_element("o3", ("create", 5), 5, &mut out);
+        assert!(out
+            .outputs
+            .iter()
+            .all(|o| !matches!(o, Output::Late { .. })));
+        assert_eq!(
+            out.matches(),
+            vec![vec![
+                ("create".to_string(), vec![("create", 1_000)]),
+                ("pay".to_string(), vec![("pay", 2_000)]),
+            ]]
+        );
+        assert!(
+            op.is_empty(),
+            "nothing pending: the draining version is done"
+        );
+
+        // Processing time: every event after the stop only continues.
+        let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::ProcessingTime);
+        let mut out = Collector::default();
+        op.process_element("u1", ("create", 0), 1, &mut out);
+        op.stop_starts();
+        op.process_element("u1", ("create", 0), 2, &mut out);
+        op.process_element("u2", ("create", 0), 3, &mut out);
+        assert_eq!(op.num_partial_matches(), 1);
+        op.process_element("u1", ("pay", 0), 4, &mut out);
+        assert_eq!(out.matches().len(), 1);
+        assert!(op.is_empty());
+    }
+
+    #[test]
+    fn report_pending_gives_partial_matches_and_waiting_events() {
+        let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
+        let mut out = Collector::default();
+        op.process_element("o1", ("create", 1_000), 1_000, &mut out);
+        op.advance_time(1_000, &mut out);
+        op.process_element("o2", ("create", 3_000), 3_000, &mut out);
+        op.report_pending(&mut out);
+        assert_eq!(out.timeouts().len(), 1, "o1's partial match");
+        assert_eq!(out.timeouts()[0].1, 1_000, "reported at the current time");
+        assert!(
+            matches!(out.outputs.last(), Some(Output::Late { key: "o2", .. })),
+            "o2's event, still waiting"
+        );
     }
 
     #[test]
