@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::config::{EndOfInputConfig, LoadedConfig, SinkConfig, SourceConfig};
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{fingerprint, Change, Engine, EngineOptions, PatternDef, PendingPolicy};
 use crate::metrics::Metrics;
 use crate::pipeline::{Checkpointing, Pipeline, SinkSlot, SourceCheckpoint};
 use crate::server::Readiness;
@@ -67,28 +67,94 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         ))
     })?;
     let lock = lock_data_dir(&data_dir)?;
-    let patterns: Vec<(String, ferrocep_core::spec::Spec)> = loaded
+    let config_defs: Vec<PatternDef> = loaded
         .patterns
         .iter()
-        .map(|p| (p.name.clone(), p.spec.clone()))
+        .map(|p| PatternDef {
+            name: p.name.clone(),
+            spec: p.spec.clone(),
+            version: 1,
+            text: Some(p.text.clone()),
+        })
         .collect();
+    let config_patterns: Vec<(String, String)> = loaded
+        .patterns
+        .iter()
+        .map(|p| (p.name.clone(), fingerprint(&p.spec)))
+        .collect();
+    // The state of the last checkpoint, if the data directory has one: it
+    // names the patterns that ran (changes included), which run again.
+    let store = crate::checkpoint::Store::open(&data_dir).map_err(|e| StartError(e.to_string()))?;
+    let checkpoint = store.load().map_err(|e| StartError(e.to_string()))?;
+    let saved = match &checkpoint {
+        Some(c) => saved_patterns(c, &data_dir)?,
+        None => None,
+    };
+    let defs = saved.as_ref().unwrap_or(&config_defs);
     let workers = o.workers.max(1) as u32;
     let mut engines = Vec::with_capacity(workers as usize);
     for w in 0..workers {
-        let mut e = Engine::new(
-            &patterns,
+        let mut e = Engine::with_patterns(
+            defs,
             EngineOptions {
                 idle_timeout: cfg.time.idle_timeout.map(|m| m.0),
             },
         )
-        .map_err(|e| StartError(format!("{}: patterns: {e}", loaded.path.display())))?;
+        .map_err(|e| match saved {
+            Some(_) => StartError(format!(
+                "data directory '{}': the saved patterns: {e}",
+                data_dir.display()
+            )),
+            None => StartError(format!("{}: patterns: {e}", loaded.path.display())),
+        })?;
         e.set_partition(w, workers);
         engines.push(e);
     }
-    // The state of the last checkpoint, if the data directory has one.
-    let store = crate::checkpoint::Store::open(&data_dir).map_err(|e| StartError(e.to_string()))?;
-    let restored = restore(&store, &mut engines, &cfg.name, &data_dir, o.clock.now_ms())?;
-    let fingerprints = engines[0].fingerprints();
+    let restored = restore(
+        &store,
+        checkpoint,
+        saved.is_some(),
+        &mut engines,
+        &cfg.name,
+        &data_dir,
+        o.clock.now_ms(),
+    )?;
+    // A config whose patterns changed since they were last applied (at a
+    // start or by SIGHUP) is applied now, as SIGHUP would: a changed
+    // pattern drains its old version.
+    if let Some(r) = &restored {
+        let changed = match &r.config_patterns {
+            Some(before) => *before != config_patterns,
+            None => false,
+        };
+        if saved.is_some() && changed {
+            let mut changes: Vec<Change> = config_defs.iter().cloned().map(Change::Put).collect();
+            for (name, _) in engines[0].fingerprints() {
+                if !config_patterns.iter().any(|(n, _)| **n == *name) {
+                    changes.push(Change::Remove(name.to_string()));
+                }
+            }
+            for e in engines.iter_mut() {
+                let mut none = Vec::new();
+                let applied = e
+                    .apply(&changes, PendingPolicy::Drain, &mut none)
+                    .map_err(|e| StartError(format!("{}: patterns: {e}", loaded.path.display())))?;
+                if e.is_first_worker() {
+                    for a in applied.iter().filter(|a| a.action != "unchanged") {
+                        tracing::info!(
+                            who = "start",
+                            pattern = %a.name,
+                            action = a.action,
+                            version = a.version,
+                            previous = a.previous,
+                            draining = a.draining,
+                            "pattern change: the config's patterns differ from the checkpoint's"
+                        );
+                    }
+                }
+            }
+        }
+    }
     let validator: crate::source::http::Validator = Arc::new(engines[0].validator());
     let engine = Engines::start(engines)
         .map_err(|e| StartError(format!("cannot start the worker threads: {e}")))?;
@@ -101,28 +167,13 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         .map_err(|e| StartError(format!("cannot start the async runtime: {e}")))?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(Readiness::default());
-    if let Ok(mut list) = ready.patterns.lock() {
-        for ((p, r), (_, fp)) in loaded.patterns.iter().zip(&cfg.patterns).zip(fingerprints) {
-            list.push(crate::server::PatternInfo {
-                name: p.name.clone(),
-                version: 1,
-                state: "active",
-                fingerprint: fp,
-                file: match &p.source {
-                    crate::config::PatternSource::File(f) => Some(f.display().to_string()),
-                    _ => None,
-                },
-                spec: match r {
-                    crate::config::PatternRef::Inline(v) => Some(v.clone()),
-                    crate::config::PatternRef::Path(_) => None,
-                },
-                pending_partial_matches: None,
-                pending_keys: 0,
-            });
-        }
-    }
     let stop = StopFlag::new();
-    crate::pipeline::stop_on_signals(runtime.handle(), stop.clone())
+    let (control_tx, control_rx) = crate::control::channel();
+    crate::pipeline::stop_on_signals(
+        runtime.handle(),
+        stop.clone(),
+        Some((control_tx.clone(), loaded.path.clone())),
+    )
         .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
 
     let mut ingest_log: Option<IngestLog> = None;
@@ -216,15 +267,28 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             let addr: SocketAddr = s.listen.parse().map_err(|e| {
                 StartError(format!("{}: server.listen: {e}", loaded.path.display()))
             })?;
+            let admin = crate::server::Admin {
+                control: control_tx.clone(),
+                token: admin_token(&s.admin, loaded)?,
+                allow_remote: s.admin.allow_remote,
+                max_body: usize::try_from(s.admin.max_body.0).unwrap_or(usize::MAX),
+            };
+            let token = admin.token.is_some();
             let local = crate::server::start(
                 runtime.handle(),
                 addr,
                 metrics.clone(),
                 ready.clone(),
+                Some(admin),
                 server_stop.clone(),
             )
             .map_err(|e| StartError(format!("server.listen: cannot listen on {addr}: {e}")))?;
-            tracing::info!(%local, "operations server listening (/metrics, /healthz, /readyz, /patterns)");
+            tracing::info!(
+                %local,
+                admin_token = token,
+                admin_remote = s.admin.allow_remote,
+                "operations server listening (/metrics, /healthz, /readyz, /patterns; PUT/DELETE /patterns/NAME change patterns)"
+            );
             Some(local)
         }
         None => None,
@@ -254,10 +318,46 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 sink_wait: Duration::from_secs(30),
             }),
             resume: restored.and_then(|r| r.resume),
+            control: Some(control_rx),
+            config_patterns,
         },
         server_stop,
         lock,
     })
+}
+
+/// The admin token, from the environment variable or file the config
+/// names (never from the config itself).
+fn admin_token(
+    a: &crate::config::AdminConfig,
+    loaded: &LoadedConfig,
+) -> Result<Option<String>, StartError> {
+    let cfg = loaded.path.display();
+    let token = if let Some(var) = &a.token_env {
+        let v = std::env::var(var).map_err(|_| {
+            StartError(format!(
+                "{cfg}: server.admin.token_env: the environment variable {var} is not set"
+            ))
+        })?;
+        Some(v)
+    } else if let Some(file) = &a.token_file {
+        let path = loaded.resolve(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            StartError(format!(
+                "{cfg}: server.admin.token_file: cannot read '{}': {e}",
+                path.display()
+            ))
+        })?;
+        Some(text.lines().next().unwrap_or("").to_string())
+    } else {
+        None
+    };
+    match token.map(|t| t.trim().to_string()) {
+        Some(t) if t.is_empty() => Err(StartError(format!(
+            "{cfg}: server.admin: the token is empty"
+        ))),
+        t => Ok(t),
+    }
 }
 
 /// The sinks of `kind`: as configured, or the defaults (match and timeout
@@ -303,6 +403,50 @@ struct Restored {
     id: u64,
     resume: Option<Resume>,
     file_sinks: BTreeMap<String, FileCommit>,
+    /// The config's patterns as last applied.
+    config_patterns: Option<Vec<(String, String)>>,
+}
+
+/// The patterns a checkpoint saved with their specs, in the order they
+/// ran; `None` for a checkpoint that saved no specs (the config's patterns
+/// are meant, and must be the same).
+fn saved_patterns(
+    c: &crate::checkpoint::Loaded,
+    data_dir: &std::path::Path,
+) -> Result<Option<Vec<PatternDef>>, StartError> {
+    let dir = data_dir.display();
+    let mut saved = Vec::with_capacity(c.patterns.len());
+    for p in &c.patterns {
+        let s = Engine::saved_pattern(&p.meta)
+            .map_err(|e| StartError(format!("data directory '{dir}': pattern '{}': {e}", p.name)))?;
+        match s {
+            Some(s) => saved.push(s),
+            None => return Ok(None),
+        }
+    }
+    if saved.is_empty() || saved.iter().any(|s| s.text.is_none()) {
+        return Ok(None);
+    }
+    saved.sort_by_key(|s| s.order);
+    let mut defs = Vec::with_capacity(saved.len());
+    for s in saved {
+        let Some((text, format)) = s.text else {
+            continue;
+        };
+        let spec = ferrocep_core::spec::Spec::from_str(&text, format).map_err(|e| {
+            StartError(format!(
+                "data directory '{dir}': the saved spec of pattern '{}' version {}: {e}",
+                s.name, s.version
+            ))
+        })?;
+        defs.push(PatternDef {
+            name: s.name,
+            spec,
+            version: s.version,
+            text: Some((text.into(), format)),
+        });
+    }
+    Ok(Some(defs))
 }
 
 /// Restores the last checkpoint of `store` into `engine` (nothing for a
@@ -312,12 +456,14 @@ struct Restored {
 /// would be wrong.
 fn restore(
     store: &crate::checkpoint::Store,
+    checkpoint: Option<crate::checkpoint::Loaded>,
+    specs_saved: bool,
     engines: &mut [Engine],
     pipeline: &str,
     data_dir: &std::path::Path,
     now_ms: i64,
 ) -> Result<Option<Restored>, StartError> {
-    let Some(loaded) = store.load().map_err(|e| StartError(e.to_string()))? else {
+    let Some(loaded) = checkpoint else {
         for e in engines.iter_mut() {
             e.enable_checkpoints(true);
         }
@@ -340,7 +486,7 @@ fn restore(
         .iter()
         .map(|(n, f)| (n.to_string(), f.clone()))
         .collect();
-    if saved != now_list {
+    if !specs_saved && saved != now_list {
         let describe = |v: &[(String, String)]| {
             v.iter()
                 .map(|(n, f)| format!("{n} ({f})"))
@@ -405,7 +551,7 @@ fn restore(
     let pending: usize = engines
         .iter()
         .flat_map(|e| e.pattern_state(true))
-        .filter_map(|s| s.1)
+        .filter_map(|s| s.pending)
         .sum();
     let age_s = (now_ms - source.at_ms).max(0) as f64 / 1000.0;
     tracing::info!(
@@ -421,5 +567,6 @@ fn restore(
         id: loaded.id,
         resume,
         file_sinks,
+        config_patterns: source.config_patterns,
     }))
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use ferrocep_core::event::Value;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
-use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
+use ferrocep_core::spec::{Conditions, Format, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::Nfa;
 use xxhash_rust::xxh3::xxh3_64;
@@ -45,9 +45,16 @@ use crate::source::{Batch, Position};
 /// Width of the position in front of each event's stored text.
 const POS_HEX: usize = 16;
 
-/// A pattern as the engine runs it.
+/// A pattern as the engine runs it: one version of a named pattern.
 struct PatternOp {
     name: Arc<str>,
+    /// 1 as first run; each replacement adds one.
+    version: u32,
+    /// Its identity in checkpoints ([`store_name`]).
+    store_name: Arc<str>,
+    /// The spec's text and format, saved with checkpoints so that a restart
+    /// runs the same patterns whatever the config says by then.
+    text: Option<(Arc<str>, Format)>,
     op: CepOperator<Key, JsonEvent>,
     ooo: i64,
     event_time: bool,
@@ -68,11 +75,18 @@ struct PatternOp {
     fingerprint: String,
     /// The next checkpoint writes every key.
     full_next: bool,
+    /// Restored events carry condition bits numbered over another set of
+    /// specs: they are derived again from their text.
+    remap: bool,
 }
 
 /// Patterns sharing a key and time field, and so one read of each event.
 struct Group {
     set: SpecSet,
+    /// The specs of `set` as given, in its order. A change only appends to
+    /// them, so that the conditions of the specs before keep their numbers
+    /// (events waiting in operators carry their bits in that numbering).
+    originals: Vec<Spec>,
     /// Indices into [`Engine::patterns`].
     members: Vec<usize>,
     event_time: bool,
@@ -80,9 +94,94 @@ struct Group {
     max: Option<i64>,
 }
 
-/// A pattern's name, pending partial matches (when counted), keys with
-/// state, and watermark.
-pub type PatternState = (Arc<str>, Option<usize>, usize, i64);
+/// One version of a pattern as it stands: what `GET /patterns` and the
+/// metrics show.
+#[derive(Clone, Debug)]
+pub struct PatternState {
+    /// The pattern's name.
+    pub name: Arc<str>,
+    /// Its version.
+    pub version: u32,
+    /// Draining: an old version that takes no new starts.
+    pub draining: bool,
+    /// Pending partial matches (when counted: it walks every key).
+    pub pending: Option<usize>,
+    /// Keys with state.
+    pub keys: usize,
+    /// The watermark (event time) or the processing time.
+    pub time: i64,
+    /// [`fingerprint`] of its spec.
+    pub fingerprint: String,
+    /// The spec's text and format, when known.
+    pub text: Option<(Arc<str>, Format)>,
+}
+
+/// A pattern to run: its name, spec, version, and the spec's text and
+/// format when known (a restart runs the patterns a checkpoint saved from
+/// it).
+#[derive(Clone, Debug)]
+pub struct PatternDef {
+    /// The pattern's name.
+    pub name: String,
+    /// Its checked spec.
+    pub spec: Spec,
+    /// Its version (1 unless restored).
+    pub version: u32,
+    /// The spec's text and format.
+    pub text: Option<(Arc<str>, Format)>,
+}
+
+impl PatternDef {
+    /// Version 1 of `spec`, without its text.
+    pub fn new(name: impl Into<String>, spec: Spec) -> PatternDef {
+        PatternDef {
+            name: name.into(),
+            spec,
+            version: 1,
+            text: None,
+        }
+    }
+}
+
+/// A change of the running patterns ([`Engine::apply`]).
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Adds a pattern, or replaces the active version of the one of that
+    /// name (a spec with the same fingerprint changes nothing).
+    Put(PatternDef),
+    /// Removes the active version of the pattern of that name.
+    Remove(String),
+}
+
+/// What becomes of a replaced or removed version's pending partial matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PendingPolicy {
+    /// They stay until they complete or time out; the version takes no new
+    /// starts (the default).
+    #[default]
+    Drain,
+    /// They go to `error` at once, each with the reason, and the version is
+    /// gone.
+    Drop,
+}
+
+/// What a change did to one pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The pattern's name.
+    pub name: String,
+    /// `added`, `replaced`, `removed` or `unchanged`.
+    pub action: &'static str,
+    /// The active version after the change (`None`: removed).
+    pub version: Option<u32>,
+    /// The version replaced or removed, if any.
+    pub previous: Option<u32>,
+    /// The previous version drains (`false`: its pending state was dropped,
+    /// or there was none to keep).
+    pub draining: bool,
+    /// Partial matches and waiting events sent to `error` (`?pending=drop`).
+    pub dropped: u64,
+}
 
 /// A pattern's name and its outputs of each kind, in [`Kind::ALL`] order.
 pub type PatternCounts = (Arc<str>, [u64; 4]);
@@ -128,43 +227,143 @@ pub struct Engine {
     events: u64,
     /// Error outputs of input no pattern could read.
     rejected: u64,
+    /// Store names of versions gone since the last checkpoint.
+    retired: Vec<Arc<str>>,
+    /// Outputs of versions gone, by name (the counters only go up).
+    retired_counts: Vec<PatternCounts>,
+    /// Checkpoints are on: new versions track their changes.
+    tracking: bool,
+}
+
+/// What identifies the numbering of a set's conditions: XXH3-64 of their
+/// sources in order. Events saved under another numbering are re-read.
+fn layout_of(set: &SpecSet) -> u64 {
+    let mut text = String::new();
+    for c in set.condition_sources() {
+        text.push_str(c);
+        text.push('\0');
+    }
+    xxh3_64(text.as_bytes())
+}
+
+/// Whether two specs read events alike (same key and time field), so that
+/// one group can read for both.
+fn same_read(a: &Spec, b: &Spec) -> bool {
+    a.key == b.key && a.time.as_ref().map(|t| &t.field) == b.time.as_ref().map(|t| &t.field)
+}
+
+/// A version's identity in checkpoints: the name for version 1 (as before
+/// patterns could change), `NAME` + U+001F + `vN` after.
+pub fn store_name(name: &str, version: u32) -> String {
+    if version <= 1 {
+        name.to_string()
+    } else {
+        format!("{name}\u{1f}v{version}")
+    }
+}
+
+impl PatternOp {
+    fn new(def: &PatternDef, nfa: Arc<Nfa<JsonEvent>>) -> PatternOp {
+        let spec = &def.spec;
+        let name = def.name.as_str();
+        let event_time = spec.time.is_some();
+        let domain = if event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
+        let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
+        let mut op = CepOperator::new(nfa, domain);
+        op.set_bounded_out_of_orderness(ooo);
+        let heads = Kind::ALL.map(|k| {
+            let mut h = b"{\"kind\":\"".to_vec();
+            h.extend_from_slice(k.as_str().as_bytes());
+            h.extend_from_slice(b"\",\"pattern\":");
+            let _ = write_json_str(&mut h, name);
+            if def.version > 1 {
+                h.extend_from_slice(b",\"version\":");
+                h.extend_from_slice(itoa::Buffer::new().format(def.version).as_bytes());
+            }
+            h.extend_from_slice(b",\"id\":");
+            let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
+            h.pop(); // the closing quote: the id goes on
+            h.into_boxed_slice()
+        });
+        let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
+        PatternOp {
+            name: Arc::from(name),
+            version: def.version.max(1),
+            store_name: Arc::from(store_name(name, def.version)),
+            text: def.text.clone(),
+            op,
+            ooo,
+            event_time,
+            applied: None,
+            w_last: MIN_WATERMARK,
+            heads,
+            ids,
+            counts: [0; 4],
+            scratch: Vec::new(),
+            fingerprint: fingerprint(spec),
+            full_next: false,
+            remap: false,
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.op.starts_stopped().is_some()
+    }
 }
 
 impl Engine {
-    /// An engine for `patterns` (each with its name).
+    /// An engine for `patterns` (each with its name), version 1 of each.
     pub fn new(patterns: &[(String, Spec)], options: EngineOptions) -> Result<Engine, EngineError> {
+        let defs: Vec<PatternDef> = patterns
+            .iter()
+            .map(|(n, s)| PatternDef::new(n.clone(), s.clone()))
+            .collect();
+        Engine::with_patterns(&defs, options)
+    }
+
+    /// An engine for `patterns` (names unique among the active versions; a
+    /// restored draining version has the name of its successor).
+    pub fn with_patterns(
+        patterns: &[PatternDef],
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
         // Group by key and time field, in pattern order; specs that cannot
         // share one read (two spellings of one dotted field) run apart.
         let mut members: Vec<Vec<usize>> = Vec::new();
-        for (i, (_, spec)) in patterns.iter().enumerate() {
-            let same = |j: &usize| {
-                let first = &patterns[*j].1;
-                first.key == spec.key
-                    && first.time.as_ref().map(|t| &t.field) == spec.time.as_ref().map(|t| &t.field)
-            };
-            match members.iter_mut().find(|m| m.first().is_some_and(same)) {
+        for (i, def) in patterns.iter().enumerate() {
+            match members
+                .iter_mut()
+                .find(|m| m.first().is_some_and(|&j| same_read(&patterns[j].spec, &def.spec)))
+            {
                 Some(m) => m.push(i),
                 None => members.push(vec![i]),
             }
         }
         let mut groups = Vec::with_capacity(members.len());
         for m in members {
-            let specs = m.iter().map(|&i| patterns[i].1.clone()).collect();
-            let event_time = patterns[m[0]].1.time.is_some();
-            match SpecSet::new(specs) {
+            let specs: Vec<Spec> = m.iter().map(|&i| patterns[i].spec.clone()).collect();
+            let event_time = patterns[m[0]].spec.time.is_some();
+            match SpecSet::new(specs.clone()) {
                 Ok(set) => groups.push(Group {
                     set,
+                    originals: specs,
                     members: m,
                     event_time,
                     max: None,
                 }),
                 Err(_) => {
                     for i in m {
-                        let set = SpecSet::new(vec![patterns[i].1.clone()]).map_err(|e| {
-                            EngineError(format!("pattern '{}': {e}", patterns[i].0))
+                        let spec = patterns[i].spec.clone();
+                        let set = SpecSet::new(vec![spec.clone()]).map_err(|e| {
+                            EngineError(format!("pattern '{}': {e}", patterns[i].name))
                         })?;
                         groups.push(Group {
                             set,
+                            originals: vec![spec],
                             members: vec![i],
                             event_time,
                             max: None,
@@ -181,47 +380,15 @@ impl Engine {
             for (j, &i) in g.members.iter().enumerate() {
                 let nfa = g.set.specs()[j]
                     .compile()
-                    .map_err(|e| EngineError(format!("pattern '{}': {e}", patterns[i].0)))?;
+                    .map_err(|e| EngineError(format!("pattern '{}': {e}", patterns[i].name)))?;
                 compiled[i] = Some(Arc::new(nfa));
             }
         }
         let mut ops = Vec::with_capacity(patterns.len());
-        for ((name, spec), nfa) in patterns.iter().zip(compiled) {
-            let nfa = nfa.ok_or_else(|| EngineError(format!("pattern '{name}' is in no group")))?;
-            let event_time = spec.time.is_some();
-            let domain = if event_time {
-                TimeDomain::EventTime
-            } else {
-                TimeDomain::ProcessingTime
-            };
-            let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
-            let mut op = CepOperator::new(nfa, domain);
-            op.set_bounded_out_of_orderness(ooo);
-            let heads = Kind::ALL.map(|k| {
-                let mut h = b"{\"kind\":\"".to_vec();
-                h.extend_from_slice(k.as_str().as_bytes());
-                h.extend_from_slice(b"\",\"pattern\":");
-                let _ = write_json_str(&mut h, name);
-                h.extend_from_slice(b",\"id\":");
-                let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
-                h.pop(); // the closing quote: the id goes on
-                h.into_boxed_slice()
-            });
-            let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
-            ops.push(PatternOp {
-                name: Arc::from(name.as_str()),
-                op,
-                ooo,
-                event_time,
-                applied: None,
-                w_last: MIN_WATERMARK,
-                heads,
-                ids,
-                counts: [0; 4],
-                scratch: Vec::new(),
-                fingerprint: fingerprint(spec),
-                full_next: false,
-            });
+        for (def, nfa) in patterns.iter().zip(compiled) {
+            let nfa =
+                nfa.ok_or_else(|| EngineError(format!("pattern '{}' is in no group", def.name)))?;
+            ops.push(PatternOp::new(def, nfa));
         }
         Ok(Engine {
             patterns: ops,
@@ -234,6 +401,9 @@ impl Engine {
             block: String::new(),
             events: 0,
             rejected: 0,
+            retired: Vec::new(),
+            retired_counts: Vec::new(),
+            tracking: false,
         })
     }
 
@@ -258,6 +428,12 @@ impl Engine {
     /// worker 0 reports input errors.
     pub fn set_partition(&mut self, worker: u32, workers: u32) {
         self.part = (workers > 1).then_some((worker, workers));
+    }
+
+    /// Whether this engine is worker 0 (or the only one): the one that
+    /// reports what all do alike.
+    pub fn is_first_worker(&self) -> bool {
+        self.part.is_none_or(|(w, _)| w == 0)
     }
 
     /// Whether this engine matches `key` (see [`Engine::set_partition`]).
@@ -285,19 +461,20 @@ impl Engine {
         }
     }
 
-    /// Per pattern: its name, pending partial matches (with `walk` only:
-    /// counting them walks every key), keys with state and watermark (or
-    /// processing time).
+    /// Per version of each pattern, in order (see [`PatternState`]); with
+    /// `walk`, the pending partial matches are counted (it walks every key).
     pub fn pattern_state(&self, walk: bool) -> Vec<PatternState> {
         self.patterns
             .iter()
-            .map(|p| {
-                (
-                    p.name.clone(),
-                    walk.then(|| p.op.num_partial_matches()),
-                    p.op.num_keys(),
-                    p.op.current_time(),
-                )
+            .map(|p| PatternState {
+                name: p.name.clone(),
+                version: p.version,
+                draining: p.draining(),
+                pending: walk.then(|| p.op.num_partial_matches()),
+                keys: p.op.num_keys(),
+                time: p.op.current_time(),
+                fingerprint: p.fingerprint.clone(),
+                text: p.text.clone(),
             })
             .collect()
     }
@@ -365,6 +542,10 @@ impl Engine {
                 Err(e) => {
                     for &pi in &g.members {
                         let p = &mut self.patterns[pi];
+                        if p.draining() {
+                            // The active version of the name reports it.
+                            continue;
+                        }
                         p.counts[Kind::Error as usize] += 1;
                         out.push(error_output(Some(&p.name), r.pos, line, &e.reason));
                     }
@@ -552,20 +733,287 @@ impl Engine {
     /// Outputs of each kind so far, per pattern in config order, and those
     /// of input no pattern could read ([`Engine::on_rejected`]).
     pub fn output_counts(&self) -> (Vec<PatternCounts>, u64) {
-        let per = self
+        let mut per: Vec<PatternCounts> = Vec::with_capacity(self.patterns.len());
+        let all = self
             .patterns
             .iter()
-            .map(|p| (p.name.clone(), p.counts))
-            .collect();
+            .map(|p| (&p.name, &p.counts))
+            .chain(self.retired_counts.iter().map(|(n, c)| (n, c)));
+        for (name, counts) in all {
+            match per.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => {
+                    for (a, b) in c.iter_mut().zip(counts) {
+                        *a += b;
+                    }
+                }
+                None => per.push((name.clone(), *counts)),
+            }
+        }
         (per, self.rejected)
+    }
+
+    /// Applies `changes` at once, between two batches: the source position
+    /// of the next event is where they take effect (see the module docs).
+    /// All or nothing: a change that cannot be made (a name to remove that
+    /// does not run, a spec that cannot be compiled) fails them all.
+    /// `pending` says what becomes of the state of replaced and removed
+    /// versions; dropped partial matches are appended to `out` as errors.
+    pub fn apply(
+        &mut self,
+        changes: &[Change],
+        pending: PendingPolicy,
+        out: &mut Vec<Output>,
+    ) -> Result<Vec<Applied>, EngineError> {
+        // Check first, so that a failure changes nothing.
+        for c in changes {
+            match c {
+                Change::Put(def) => {
+                    def.spec.compile().map_err(|e| {
+                        EngineError(format!("pattern '{}': {e}", def.name))
+                    })?;
+                }
+                Change::Remove(name) => {
+                    if self.active(name).is_none() {
+                        return Err(EngineError(format!("no pattern '{name}' runs")));
+                    }
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(changes.len());
+        for c in changes {
+            let (name, def) = match c {
+                Change::Put(def) => (def.name.as_str(), Some(def)),
+                Change::Remove(name) => (name.as_str(), None),
+            };
+            let old = self.active(name);
+            if let (Some(i), Some(def)) = (old, def) {
+                if self.patterns[i].fingerprint == fingerprint(&def.spec) {
+                    // Unchanged: its state stays as it is; only the text
+                    // (formatting, comments) may be new.
+                    if def.text.is_some() {
+                        self.patterns[i].text = def.text.clone();
+                    }
+                    done.push(Applied {
+                        name: name.to_string(),
+                        action: "unchanged",
+                        version: Some(self.patterns[i].version),
+                        previous: None,
+                        draining: false,
+                        dropped: 0,
+                    });
+                    continue;
+                }
+            }
+            let mut applied = Applied {
+                name: name.to_string(),
+                action: match (old, def) {
+                    (None, _) => "added",
+                    (Some(_), Some(_)) => "replaced",
+                    (Some(_), None) => "removed",
+                },
+                version: None,
+                previous: None,
+                draining: false,
+                dropped: 0,
+            };
+            let next_version = self
+                .patterns
+                .iter()
+                .filter(|p| *p.name == *name)
+                .map(|p| p.version)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            if let Some(i) = old {
+                applied.previous = Some(self.patterns[i].version);
+                match pending {
+                    PendingPolicy::Drop => {
+                        applied.dropped = self.drop_version(i, out);
+                    }
+                    PendingPolicy::Drain => {
+                        let p = &mut self.patterns[i];
+                        p.op.stop_starts();
+                        applied.draining = !p.op.is_empty();
+                        if !applied.draining {
+                            self.retire_at(i);
+                        }
+                    }
+                }
+            }
+            if let Some(def) = def {
+                let mut def = def.clone();
+                def.version = if old.is_some() || next_version > 1 {
+                    next_version
+                } else {
+                    def.version.max(1)
+                };
+                applied.version = Some(def.version);
+                self.add_version(&def)?;
+            }
+            done.push(applied);
+        }
+        Ok(done)
+    }
+
+    /// The index of the active (not draining) version of `name`.
+    fn active(&self, name: &str) -> Option<usize> {
+        self.patterns
+            .iter()
+            .position(|p| *p.name == *name && !p.draining())
+    }
+
+    /// Adds a version: into a group that reads events alike, its set
+    /// extended at the end (the specs before keep their condition numbers),
+    /// or a group of its own.
+    fn add_version(&mut self, def: &PatternDef) -> Result<(), EngineError> {
+        let err = |e: &dyn std::fmt::Display| EngineError(format!("pattern '{}': {e}", def.name));
+        let index = self.patterns.len();
+        let mut placed = None;
+        for (gi, g) in self.groups.iter().enumerate() {
+            if !g.originals.first().is_some_and(|f| same_read(f, &def.spec)) {
+                continue;
+            }
+            let mut specs = g.originals.clone();
+            specs.push(def.spec.clone());
+            if let Ok(set) = SpecSet::new(specs.clone()) {
+                placed = Some((gi, set, specs));
+                break;
+            }
+        }
+        let (gi, nfa) = match placed {
+            Some((gi, set, specs)) => {
+                let nfa = set.specs()[specs.len() - 1].compile().map_err(|e| err(&e))?;
+                let g = &mut self.groups[gi];
+                g.set = set;
+                g.originals = specs;
+                g.members.push(index);
+                (gi, nfa)
+            }
+            None => {
+                let set = SpecSet::new(vec![def.spec.clone()]).map_err(|e| err(&e))?;
+                let nfa = set.specs()[0].compile().map_err(|e| err(&e))?;
+                self.groups.push(Group {
+                    set,
+                    originals: vec![def.spec.clone()],
+                    members: vec![index],
+                    event_time: def.spec.time.is_some(),
+                    max: None,
+                });
+                (self.groups.len() - 1, nfa)
+            }
+        };
+        let mut p = PatternOp::new(def, Arc::new(nfa));
+        if self.tracking {
+            p.op.set_change_tracking(true);
+        }
+        // It starts at the time the others are at: an event late for them
+        // is late for it too.
+        let max = self.groups[gi].max;
+        if p.event_time {
+            p.applied = max;
+            if max.is_some() {
+                let mut none = Vec::new();
+                let mut sink = RunSink {
+                    out: &mut none,
+                    heads: &p.heads,
+                    ids: &p.ids,
+                    counts: &mut p.counts,
+                    scratch: &mut p.scratch,
+                };
+                p.op.advance_time(watermark(max, p.ooo), &mut sink);
+            }
+            p.w_last = p.op.current_time();
+        }
+        self.patterns.push(p);
+        Ok(())
+    }
+
+    /// Drops version `i` with its state: every partial match and waiting
+    /// event goes to `error` with the reason. Returns how many.
+    fn drop_version(&mut self, i: usize, out: &mut Vec<Output>) -> u64 {
+        let p = &mut self.patterns[i];
+        let nfa = p.op.nfa().clone();
+        let domain = if p.event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
+        let op = std::mem::replace(&mut p.op, CepOperator::new(nfa, domain));
+        let reason = format!(
+            "pattern '{}' version {} was changed with pending=drop",
+            p.name, p.version
+        );
+        let mut sink = DropSink {
+            out,
+            pattern: &p.name,
+            version: p.version,
+            reason: &reason,
+            scratch: &mut p.scratch,
+            dropped: 0,
+        };
+        op.report_pending(&mut sink);
+        let dropped = sink.dropped;
+        p.counts[Kind::Error as usize] += dropped;
+        self.retire_at(i);
+        dropped
+    }
+
+    /// Removes version `i` for good; the next checkpoint deletes its state.
+    fn retire_at(&mut self, i: usize) {
+        let p = self.patterns.remove(i);
+        self.retired.push(p.store_name.clone());
+        match self.retired_counts.iter_mut().find(|(n, _)| *n == p.name) {
+            Some((_, c)) => {
+                for (a, b) in c.iter_mut().zip(p.counts) {
+                    *a += b;
+                }
+            }
+            None => self.retired_counts.push((p.name.clone(), p.counts)),
+        }
+        for g in &mut self.groups {
+            g.members.retain(|&m| m != i);
+            for m in &mut g.members {
+                if *m > i {
+                    *m -= 1;
+                }
+            }
+        }
+        // A group with no member reads nothing any more. One that keeps
+        // members keeps the retired spec in its set: renumbering would
+        // break the waiting events' condition bits.
+        self.groups.retain(|g| !g.members.is_empty());
+    }
+
+    /// Store names of the draining versions with nothing left here: no
+    /// key, no waiting event.
+    pub fn drained(&self) -> Vec<Arc<str>> {
+        self.patterns
+            .iter()
+            .filter(|p| p.draining() && p.op.is_empty())
+            .map(|p| p.store_name.clone())
+            .collect()
+    }
+
+    /// Retires the draining version `store_name` once it has drained (on
+    /// every worker: see [`Engine::drained`]). Returns its name and version.
+    pub fn retire(&mut self, store_name: &str) -> Option<(Arc<str>, u32)> {
+        let i = self
+            .patterns
+            .iter()
+            .position(|p| *p.store_name == *store_name && p.draining() && p.op.is_empty())?;
+        let (name, version) = (self.patterns[i].name.clone(), self.patterns[i].version);
+        self.retire_at(i);
+        Some((name, version))
     }
 }
 
 /// One pattern's part of a checkpoint (see [`Engine::checkpoint`]).
 #[derive(Debug, Clone)]
 pub struct PatternCheckpoint {
-    /// The pattern's name.
+    /// The version's identity in the store ([`store_name`]).
     pub name: Arc<str>,
+    /// Its version.
+    pub version: u32,
     /// Its fingerprint ([`fingerprint`]).
     pub fingerprint: String,
     /// Operator-level state: the watermark and what the time rules need.
@@ -576,6 +1024,16 @@ pub struct PatternCheckpoint {
     pub deletes: Vec<(u32, Vec<u8>)>,
     /// `upserts` holds every key: the pattern's stored keys are replaced.
     pub full: bool,
+}
+
+/// What a checkpoint holds of the patterns: each running version's part,
+/// and the store names of versions gone since the previous checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EngineCheckpoint {
+    /// Each running version, in order.
+    pub parts: Vec<PatternCheckpoint>,
+    /// Versions retired since the last checkpoint: their state is deleted.
+    pub retired: Vec<Arc<str>>,
 }
 
 /// What identifies a pattern's automaton: XXH3-64 (hex) of its checked
@@ -589,8 +1047,24 @@ pub fn fingerprint(spec: &Spec) -> String {
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
 
-/// Version of the engine's per-pattern meta blob.
-const META_VERSION: u8 = 1;
+/// Version of the engine's per-pattern meta blob. Version 2 adds the
+/// pattern's name, version, drain point and spec text.
+const META_VERSION: u8 = 2;
+
+/// A version as a checkpoint saved it ([`Engine::saved_pattern`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedPattern {
+    /// The pattern's name.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// Its place among the engine's patterns (outputs of one batch come
+    /// out in that order).
+    pub order: u32,
+    /// The spec's text and format (`None`: saved before checkpoints held
+    /// specs; the config's spec of that name is meant).
+    pub text: Option<(String, Format)>,
+}
 
 impl Engine {
     /// Starts tracking which keys change, for incremental checkpoints. With
@@ -598,16 +1072,18 @@ impl Engine {
     /// them yet); call it before restoring keys, which are then in the store
     /// already.
     pub fn enable_checkpoints(&mut self, full: bool) {
+        self.tracking = true;
         for p in &mut self.patterns {
             p.op.set_change_tracking(true);
             p.full_next = full;
         }
     }
 
-    /// The fingerprint of each pattern, in config order.
+    /// The fingerprint of each active pattern, in order.
     pub fn fingerprints(&self) -> Vec<(Arc<str>, String)> {
         self.patterns
             .iter()
+            .filter(|p| !p.draining())
             .map(|p| (p.name.clone(), p.fingerprint.clone()))
             .collect()
     }
@@ -617,17 +1093,17 @@ impl Engine {
     /// each pattern's operator-level state. If the checkpoint that uses this
     /// fails, call [`Engine::checkpoint_failed`]: the next one then writes
     /// every key.
-    pub fn checkpoint(&mut self) -> Vec<PatternCheckpoint> {
+    pub fn checkpoint(&mut self) -> EngineCheckpoint {
         use ferrocep_core::operator::state::{key_group, stable_key_hash, StateCodec};
-        let group_max: Vec<Option<i64>> = {
-            let mut v = vec![None; self.patterns.len()];
-            for g in &self.groups {
-                for &i in &g.members {
-                    v[i] = g.max;
-                }
+        let mut group_max: Vec<Option<i64>> = vec![None; self.patterns.len()];
+        let mut layouts = vec![0u64; self.patterns.len()];
+        for g in &self.groups {
+            let layout = layout_of(&g.set);
+            for &i in &g.members {
+                group_max[i] = g.max;
+                layouts[i] = layout;
             }
-            v
-        };
+        }
         let mut out = Vec::with_capacity(self.patterns.len());
         for (i, p) in self.patterns.iter_mut().enumerate() {
             let (changed, dropped) = p.op.take_dirty();
@@ -661,8 +1137,11 @@ impl Engine {
             p.applied.encode(&mut meta);
             p.w_last.encode(&mut meta);
             group_max[i].encode(&mut meta);
+            encode_saved(&mut meta, p, i as u32);
+            layouts[i].encode(&mut meta);
             out.push(PatternCheckpoint {
-                name: p.name.clone(),
+                name: p.store_name.clone(),
+                version: p.version,
                 fingerprint: p.fingerprint.clone(),
                 meta,
                 upserts,
@@ -670,7 +1149,33 @@ impl Engine {
                 full,
             });
         }
-        out
+        EngineCheckpoint {
+            parts: out,
+            retired: std::mem::take(&mut self.retired),
+        }
+    }
+
+    /// The pattern a checkpoint's meta blob saved: name, version and spec
+    /// text (`None` for a blob of version 1, which saved no spec).
+    pub fn saved_pattern(bytes: &[u8]) -> Result<Option<SavedPattern>, String> {
+        use ferrocep_core::operator::state::{get_bytes, get_u8, StateCodec};
+        let mut input = bytes;
+        let err = |e: ferrocep_core::operator::state::StateError| format!("pattern record: {e}");
+        let v = get_u8(&mut input, "meta version").map_err(err)?;
+        if v == 1 {
+            return Ok(None);
+        }
+        if v != META_VERSION {
+            return Err(format!(
+                "pattern record of version {v}, this ferrocep reads up to {META_VERSION}"
+            ));
+        }
+        get_bytes(&mut input, "operator meta").map_err(err)?;
+        Option::<i64>::decode(&mut input).map_err(err)?;
+        i64::decode(&mut input).map_err(err)?;
+        Option::<i64>::decode(&mut input).map_err(err)?;
+        let (saved, _) = decode_saved(&mut input).map_err(err)?;
+        Ok(Some(saved))
     }
 
     /// The checkpoint that used the last [`Engine::checkpoint`] failed: the
@@ -688,14 +1193,14 @@ impl Engine {
             .patterns
             .iter_mut()
             .enumerate()
-            .find(|(_, p)| &*p.name == pattern)
+            .find(|(_, p)| &*p.store_name == pattern)
             .ok_or_else(|| format!("no pattern '{pattern}'"))?;
         let mut input = bytes;
         let err = |e: ferrocep_core::operator::state::StateError| {
             format!("pattern '{pattern}': operator state: {e}")
         };
         let v = get_u8(&mut input, "meta version").map_err(err)?;
-        if v != META_VERSION {
+        if v != META_VERSION && v != 1 {
             return Err(format!(
                 "pattern '{pattern}': operator state of version {v}, this ferrocep reads {META_VERSION}"
             ));
@@ -705,6 +1210,26 @@ impl Engine {
         p.applied = Option::<i64>::decode(&mut input).map_err(err)?;
         p.w_last = i64::decode(&mut input).map_err(err)?;
         let max = Option::<i64>::decode(&mut input).map_err(err)?;
+        if v >= 2 {
+            let (_, drain_from) = decode_saved(&mut input).map_err(err)?;
+            if let Some(from) = drain_from {
+                p.op.stop_starts_from(from);
+            }
+        }
+        // Version 1 saved no layout: its patterns ran as configured, as
+        // they are now (a checkpoint of other patterns was refused).
+        let saved_layout = if v >= 2 {
+            Some(u64::decode(&mut input).map_err(err)?)
+        } else {
+            None
+        };
+        let layout = self
+            .groups
+            .iter()
+            .find(|g| g.members.contains(&i))
+            .map(|g| layout_of(&g.set));
+        let p = &mut self.patterns[i];
+        p.remap = saved_layout.is_some() && saved_layout != layout;
         for g in &mut self.groups {
             if g.members.contains(&i) {
                 g.max = max_of(g.max, max);
@@ -719,13 +1244,101 @@ impl Engine {
         let p = self
             .patterns
             .iter_mut()
-            .find(|p| &*p.name == pattern)
+            .find(|p| &*p.store_name == pattern)
             .ok_or_else(|| format!("no pattern '{pattern}'"))?;
         let mut input = key;
         let k = Key::decode(&mut input).map_err(|e| format!("pattern '{pattern}': key: {e}"))?;
-        p.op.restore_key(k, state)
-            .map_err(|e| format!("pattern '{pattern}': key state: {e}"))
+        let r = if p.remap {
+            let i = self
+                .patterns
+                .iter()
+                .position(|p| &*p.store_name == pattern)
+                .unwrap_or(0);
+            let Some(g) = self.groups.iter().find(|g| g.members.contains(&i)) else {
+                return Err(format!("pattern '{pattern}' is in no group"));
+            };
+            let set = &g.set;
+            let scratch = &mut self.scratch;
+            self.patterns[i]
+                .op
+                .restore_key_with(k, state, |e| reread(set, e, scratch))
+        } else {
+            p.op.restore_key(k, state)
+        };
+        r.map_err(|e| format!("pattern '{pattern}': key state: {e}"))
     }
+}
+
+/// `e` with its conditions evaluated again by `set` (its text kept, the
+/// position in front included).
+fn reread(
+    set: &SpecSet,
+    e: JsonEvent,
+    scratch: &mut Vec<Value<'static>>,
+) -> Result<JsonEvent, ferrocep_core::operator::state::StateError> {
+    let invalid = |detail: String| ferrocep_core::operator::state::StateError::Invalid {
+        what: "restored event",
+        detail,
+    };
+    let raw = e.raw();
+    let conditions = set
+        .ingest_parts(text_of(&e), scratch)
+        .map_err(|err| invalid(err.reason))?
+        .conditions;
+    let block = TextBlock::from(raw);
+    JsonEvent::in_block(&block, 0..raw.len(), conditions)
+        .ok_or_else(|| invalid("its text is too long".to_string()))
+}
+
+/// Writes what meta version 2 adds: name, version, drain point, spec text.
+fn encode_saved(out: &mut Vec<u8>, p: &PatternOp, order: u32) {
+    use ferrocep_core::operator::state::{put_bytes, StateCodec};
+    put_bytes(out, p.name.as_bytes());
+    u64::from(p.version).encode(out);
+    order.encode(out);
+    p.op.starts_stopped().encode(out);
+    match &p.text {
+        None => out.push(0),
+        Some((text, format)) => {
+            out.push(match format {
+                Format::Json => 1,
+                Format::Yaml => 2,
+                _ => 3,
+            });
+            put_bytes(out, text.as_bytes());
+        }
+    }
+}
+
+/// Reads what [`encode_saved`] wrote: the pattern and its drain point.
+fn decode_saved(
+    input: &mut &[u8],
+) -> Result<(SavedPattern, Option<u64>), ferrocep_core::operator::state::StateError> {
+    use ferrocep_core::operator::state::{get_str, get_u8, StateCodec};
+    let name = get_str(input, "pattern name")?.to_string();
+    let version = u64::decode(input)?;
+    let order = u32::decode(input)?;
+    let drain_from = Option::<u64>::decode(input)?;
+    let text = match get_u8(input, "spec format")? {
+        0 => None,
+        f => {
+            let format = match f {
+                1 => Format::Json,
+                2 => Format::Yaml,
+                _ => Format::Auto,
+            };
+            Some((get_str(input, "spec text")?.to_string(), format))
+        }
+    };
+    Ok((
+        SavedPattern {
+            name,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            order,
+            text,
+        },
+        drain_from,
+    ))
 }
 
 /// The worker, of `workers`, that owns `key`: whole key groups (by the key's
@@ -885,8 +1498,81 @@ impl OutputSink<Key, JsonEvent> for RunSink<'_> {
     }
 }
 
+/// The pending state of a version dropped by a change, as `error` outputs:
+/// `{"kind":"error","pattern":..,"version":..,"id":..,"reason":..,` then
+/// `"events":{stage:[..]}` for a partial match or `"event":..` for an event
+/// still waiting for the watermark.
+struct DropSink<'a> {
+    out: &'a mut Vec<Output>,
+    pattern: &'a str,
+    version: u32,
+    reason: &'a str,
+    scratch: &'a mut Vec<u8>,
+    dropped: u64,
+}
+
+impl DropSink<'_> {
+    fn head(&self, id: &str, key: &Key) -> Vec<u8> {
+        let mut line = Vec::with_capacity(160);
+        line.extend_from_slice(b"{\"kind\":\"error\",\"pattern\":");
+        let _ = write_json_str(&mut line, self.pattern);
+        line.extend_from_slice(b",\"version\":");
+        line.extend_from_slice(itoa::Buffer::new().format(self.version).as_bytes());
+        line.extend_from_slice(b",\"id\":");
+        let _ = write_json_str(&mut line, id);
+        line.extend_from_slice(b",\"reason\":");
+        let _ = write_json_str(&mut line, self.reason);
+        let _ = write_key(&mut line, key);
+        line
+    }
+}
+
+impl OutputSink<Key, JsonEvent> for DropSink<'_> {
+    fn on_match(&mut self, _key: &Key, _m: &MatchRef<'_, JsonEvent>, _ts: i64) {}
+
+    fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _at: i64) {
+        // The id as a timeout's, of kind error: the same partial match
+        // dropped in a replay has the same id.
+        let h = &mut *self.scratch;
+        h.clear();
+        h.extend_from_slice(format!("{}:error:", self.pattern).as_bytes());
+        let mut first = None;
+        for (stage, e) in m.iter() {
+            let pos = pos_of(e);
+            first.get_or_insert(pos);
+            h.push(0);
+            h.extend_from_slice(stage.as_bytes());
+            h.push(0);
+            h.extend_from_slice(&pos.to_le_bytes());
+        }
+        let hex = hex16(xxh3_64(h));
+        let id = format!(
+            "{}:error:{}-{}",
+            self.pattern,
+            first.unwrap_or(0),
+            std::str::from_utf8(&hex).unwrap_or_default()
+        );
+        let mut line = self.head(&id, key);
+        let _ = write_events_after(&mut line, m, POS_HEX);
+        line.push(b'}');
+        self.dropped += 1;
+        self.out.push(Output::new(Kind::Error, &id, &line));
+    }
+
+    fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: i64) {
+        let id = format!("{}:error:{}", self.pattern, pos_of(event));
+        let mut line = self.head(&id, key);
+        line.extend_from_slice(b",\"event\":");
+        line.extend_from_slice(text_of(event).as_bytes());
+        line.push(b'}');
+        self.dropped += 1;
+        self.out.push(Output::new(Kind::Error, &id, &line));
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::io::Cursor;
     use std::path::Path;
 
@@ -1173,11 +1859,11 @@ mod tests {
                 a.enable_checkpoints(true);
                 let mut got = Vec::new();
                 let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-                let mut meta = a.checkpoint().remove(0).meta;
+                let mut meta = a.checkpoint().parts.remove(0).meta;
                 for i in 0..cut {
                     a.on_batch(&batch(i, i + 1), 0, &mut got);
                     if i % 2 == 0 || i + 1 == cut {
-                        for pc in a.checkpoint() {
+                        for pc in a.checkpoint().parts {
                             if pc.full {
                                 store.clear();
                             }
@@ -1203,6 +1889,231 @@ mod tests {
                 assert_eq!(got, want, "{} cut at {cut}", path.display());
             }
         }
+    }
+
+    fn order_spec(within: &str, pay: &str) -> Spec {
+        Spec::from_str(
+            &format!(
+                r#"{{"key":"id","time":{{"field":"ts"}},"within":"{within}",
+                    "stages":[{{"name":"c","where":"t == \"c\""}},
+                              {{"name":"p","contiguity":"followed_by","where":"{pay}"}}]}}"#
+            ),
+            Format::Json,
+        )
+        .unwrap()
+    }
+
+    /// Orders o0.. created every 700 ms, each paid 4, 9, 15 s later or
+    /// never (by its number); in time order. Positions: index * 100.
+    fn order_events(n: usize) -> Vec<(u64, String)> {
+        let mut ev: Vec<(i64, String)> = Vec::new();
+        for i in 0..n as i64 {
+            let ts = 1_000 + i * 700;
+            ev.push((ts, format!(r#"{{"id":"o{i}","t":"c","ts":{ts}}}"#)));
+            let delay = [4_000, 9_000, 15_000, -1][(i % 4) as usize];
+            if delay > 0 {
+                let p = ts + delay;
+                ev.push((p, format!(r#"{{"id":"o{i}","t":"p","ts":{p}}}"#)));
+            }
+        }
+        ev.sort_by_key(|e| e.0);
+        ev.into_iter()
+            .enumerate()
+            .map(|(i, (_, l))| (i as u64 * 100, l))
+            .collect()
+    }
+
+    fn feed(e: &mut Engine, events: &[(u64, String)], out: &mut Vec<Output>) {
+        for (pos, line) in events {
+            let mut b = Batch::default();
+            b.push(*pos, line.as_bytes());
+            e.on_batch(&b, 0, out);
+        }
+    }
+
+    /// An output as `match` would print it, its version taken off.
+    fn unversioned(o: &Output) -> String {
+        let mut v: serde_json::Value = serde_json::from_slice(o.line()).unwrap();
+        v.as_object_mut().unwrap().remove("version");
+        v.to_string()
+    }
+
+    /// The first position of a match or timeout (from its id).
+    fn first_pos(o: &Output) -> u64 {
+        let own = o.id().rsplit(':').next().unwrap();
+        own.split('-').next().unwrap().parse().unwrap()
+    }
+
+    /// A replaced pattern drains: starts before the change are the old
+    /// version's and end by its window, starts after are the new one's;
+    /// each side equals a run of that version alone, and another pattern of
+    /// the same group is untouched. A checkpoint in the middle of the drain,
+    /// restored into an engine built from the saved patterns, goes on with
+    /// exactly the same outputs.
+    #[test]
+    fn replacing_a_pattern_drains_the_old_version() {
+        let v1 = order_spec("10s", "t == \\\"p\\\"");
+        let v2 = order_spec("20s", "t == \\\"p\\\" && ts > 0");
+        let other = order_spec("5s", "t == \\\"p\\\"");
+        let events = order_events(120);
+        let cut = events.len() / 2;
+        let change_pos = events[cut].0;
+        let both = [
+            ("orders".to_string(), v1.clone()),
+            ("other".to_string(), other.clone()),
+        ];
+
+        // Reference runs: each version alone.
+        let mut want_v1 = Vec::new();
+        let mut e = Engine::new(&both[..1], EngineOptions::default()).unwrap();
+        feed(&mut e, &events, &mut want_v1);
+        e.on_end(true, &mut want_v1);
+        let mut want_other = Vec::new();
+        let mut e = Engine::new(&both[1..], EngineOptions::default()).unwrap();
+        feed(&mut e, &events, &mut want_other);
+        e.on_end(true, &mut want_other);
+        let mut want_v2 = Vec::new();
+        let mut e = Engine::new(&[("orders".into(), v2.clone())], EngineOptions::default()).unwrap();
+        // The new version starts at the watermark the others are at.
+        feed(&mut e, &events[cut - 1..cut], &mut Vec::new());
+        feed(&mut e, &events[cut..], &mut want_v2);
+        e.on_end(true, &mut want_v2);
+        let old_side = want_v1.iter().filter(|o| first_pos(o) < change_pos).count();
+        let new_side = want_v2.iter().filter(|o| first_pos(o) >= change_pos).count();
+        assert!(old_side > 20 && new_side > 20, "{old_side} {new_side}");
+        let mut want: Vec<String> = want_v1
+            .iter()
+            .filter(|o| first_pos(o) < change_pos)
+            .chain(want_v2.iter().filter(|o| first_pos(o) >= change_pos))
+            .chain(&want_other)
+            .map(unversioned)
+            .collect();
+        want.sort();
+
+        for restart_at in [None, Some(cut + 20), Some(cut + 60)] {
+            let mut e = Engine::new(&both, EngineOptions::default()).unwrap();
+            e.enable_checkpoints(true);
+            let mut got = Vec::new();
+            feed(&mut e, &events[..cut], &mut got);
+            let applied = e
+                .apply(
+                    &[Change::Put(PatternDef {
+                        name: "orders".into(),
+                        spec: v2.clone(),
+                        version: 1,
+                        text: None,
+                    })],
+                    PendingPolicy::Drain,
+                    &mut got,
+                )
+                .unwrap();
+            assert_eq!(applied[0].action, "replaced");
+            assert_eq!((applied[0].version, applied[0].previous), (Some(2), Some(1)));
+            assert!(applied[0].draining);
+            let states = e.pattern_state(true);
+            assert_eq!(states.len(), 3);
+            assert!(states[0].draining && states[0].pending.unwrap() > 0);
+            let rest = match restart_at {
+                None => cut,
+                Some(at) => {
+                    feed(&mut e, &events[cut..at], &mut got);
+                    // The whole state, as a store would hold it.
+                    let ck = e.checkpoint();
+                    let saved: Vec<SavedPattern> = ck
+                        .parts
+                        .iter()
+                        .map(|p| Engine::saved_pattern(&p.meta).unwrap().unwrap())
+                        .collect();
+                    let defs: Vec<PatternDef> = saved
+                        .iter()
+                        .map(|s| PatternDef {
+                            name: s.name.clone(),
+                            spec: if s.name == "other" {
+                                other.clone()
+                            } else if s.version == 1 {
+                                v1.clone()
+                            } else {
+                                v2.clone()
+                            },
+                            version: s.version,
+                            text: None,
+                        })
+                        .collect();
+                    let mut b = Engine::with_patterns(&defs, EngineOptions::default()).unwrap();
+                    for p in &ck.parts {
+                        b.restore_meta(&p.name, &p.meta).unwrap();
+                        for (_, k, v) in &p.upserts {
+                            b.restore_key(&p.name, k, v).unwrap();
+                        }
+                    }
+                    e = b;
+                    at
+                }
+            };
+            feed(&mut e, &events[rest..], &mut got);
+            e.on_end(true, &mut got);
+            // Everything ended: the old version has drained.
+            assert_eq!(e.drained().len(), 1);
+            let gone = e.retire(&e.drained()[0].clone()).unwrap();
+            assert_eq!((&*gone.0, gone.1), ("orders", 1));
+            assert_eq!(e.checkpoint().retired.len(), 1);
+            let versions: BTreeSet<&str> = got
+                .iter()
+                .filter(|o| o.id().starts_with("orders:") && first_pos(o) >= change_pos)
+                .map(|o| if std::str::from_utf8(o.line()).unwrap().contains("\"version\":2") { "v2" } else { "v1" })
+                .collect();
+            assert_eq!(versions, BTreeSet::from(["v2"]), "outputs of the new version carry it");
+            let mut got: Vec<String> = got.iter().map(unversioned).collect();
+            got.sort();
+            assert_eq!(got, want, "restart at {restart_at:?}");
+        }
+    }
+
+    /// `pending=drop`: the old version's partial matches and waiting events
+    /// go to `error` with the reason, at once; removal takes the name away.
+    #[test]
+    fn drop_and_remove() {
+        let v1 = order_spec("10s", "t == \\\"p\\\"");
+        let events = order_events(20);
+        let mut e = Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
+        let mut out = Vec::new();
+        feed(&mut e, &events[..10], &mut out);
+        let pending = e.pattern_state(true)[0].pending.unwrap();
+        assert!(pending > 0);
+        out.clear();
+        let applied = e
+            .apply(&[Change::Remove("orders".into())], PendingPolicy::Drop, &mut out)
+            .unwrap();
+        assert_eq!(applied[0].action, "removed");
+        assert!(applied[0].dropped >= pending as u64);
+        assert_eq!(out.len() as u64, applied[0].dropped);
+        for o in &out {
+            assert_eq!(o.kind, Kind::Error);
+            let v: serde_json::Value = serde_json::from_slice(o.line()).unwrap();
+            assert!(v["reason"].as_str().unwrap().contains("pending=drop"), "{v}");
+        }
+        assert!(e.pattern_state(false).is_empty());
+        assert_eq!(e.checkpoint().retired.len(), 1);
+        assert!(e
+            .apply(&[Change::Remove("orders".into())], PendingPolicy::Drain, &mut out)
+            .is_err());
+        // Unchanged specs keep their state; a new name is added.
+        let mut e = Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
+        feed(&mut e, &events[..10], &mut out);
+        let before = e.pattern_state(true)[0].pending;
+        let a = e
+            .apply(
+                &[
+                    Change::Put(PatternDef::new("orders", v1.clone())),
+                    Change::Put(PatternDef::new("big", order_spec("1s", "t == \\\"p\\\""))),
+                ],
+                PendingPolicy::Drain,
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!((a[0].action, a[1].action), ("unchanged", "added"));
+        assert_eq!(e.pattern_state(true)[0].pending, before);
+        assert_eq!(e.pattern_state(true)[1].version, 1);
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! - [`pipeline`]: `run`'s source, engine and sinks joined, checkpoints, stop;
 //! - [`assemble`]: a pipeline built from a loaded config, restored from its
 //!   data directory;
-//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns`;
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns` and the
+//!   admin API that changes patterns;
+//! - [`control`]: pattern changes asked of the engine thread, and answers;
 //! - [`workers`]: `run --workers N`, the engine's keys split over threads.
 
 #![warn(missing_docs)]
@@ -31,6 +33,7 @@ pub mod assemble;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod input;
 pub mod key;

@@ -51,6 +51,12 @@ pub struct Metrics {
     pub checkpoint_size_bytes: Gauge,
     /// When the last checkpoint completed (epoch ms; 0: none yet).
     pub checkpoint_last_ms: Gauge,
+    /// Pattern changes, by `action` (added, replaced, removed, unchanged,
+    /// rejected) and `via` (api, sighup, start).
+    pub pattern_changes: Family<Labels1, Counter>,
+    /// Partial matches pending in draining versions, by `pattern` and
+    /// `version`.
+    pub draining_partial_matches: Family<Labels1, Gauge>,
 }
 
 impl Default for Metrics {
@@ -81,6 +87,8 @@ impl Metrics {
             checkpoint_duration_ms: Gauge::default(),
             checkpoint_size_bytes: Gauge::default(),
             checkpoint_last_ms: Gauge::default(),
+            pattern_changes: Family::default(),
+            draining_partial_matches: Family::default(),
         };
         r.register(
             "events_in",
@@ -157,6 +165,16 @@ impl Metrics {
             "checkpoint_last_ms",
             "When the last checkpoint completed, epoch ms",
             m.checkpoint_last_ms.clone(),
+        );
+        r.register(
+            "pattern_changes",
+            "Pattern changes by action and origin",
+            m.pattern_changes.clone(),
+        );
+        r.register(
+            "draining_partial_matches",
+            "Partial matches pending in draining versions, by pattern and version",
+            m.draining_partial_matches.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

@@ -55,9 +55,9 @@ const SOURCE_QUEUE: usize = 16;
 /// How often the gauges that walk the engine's state are set.
 const PUBLISH_EVERY: Duration = Duration::from_secs(10);
 
-/// How often the engine looks at the stop flag and updates metrics when
+/// How often the engine looks at the stop flag and pattern changes when
 /// nothing else wakes it.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(20);
 
 /// A sink of the pipeline and the kind of output it takes.
 pub struct SinkSlot {
@@ -102,6 +102,11 @@ pub struct Pipeline {
     pub checkpoints: Option<Checkpointing>,
     /// Where the source resumes (from the restored checkpoint).
     pub resume: Option<Resume>,
+    /// Pattern changes asked by the admin API and SIGHUP.
+    pub control: Option<crate::control::ControlRx>,
+    /// The config's patterns (name, fingerprint) as last applied, saved
+    /// with checkpoints: a restart whose config differs applies it.
+    pub config_patterns: Vec<(String, String)>,
 }
 
 /// What checkpoints need: the store, how often, and the sinks and the log
@@ -171,7 +176,10 @@ impl Pipeline {
             progress,
             mut checkpoints,
             resume,
+            control,
+            mut config_patterns,
         } = self;
+        let mut changes = ChangeState::default();
         let (tx, rx) = mpsc::sync_channel::<SourceMsg>(SOURCE_QUEUE);
         let kind_name = source.kind();
         let ctx = SourceCtx {
@@ -216,10 +224,11 @@ impl Pipeline {
                 // state and the sinks as they are, so that a crash before the
                 // next one restarts from here (file sinks cut back to it),
                 // not from nothing with the outputs already written.
-                checkpoint(c, w, &mut engine, &router, &name, None, &clock);
+                checkpoint(c, w, &mut engine, &router, &name, None, &clock, &config_patterns);
                 w.poll(true, &mut engine, &metrics, &clock);
             }
         }
+        list_patterns(&mut engine, &ready, true);
         let mut progress = Progress::new(progress && std::io::stderr().is_terminal());
         let mut out: Vec<Output> = Vec::new();
         publish(&mut engine, &metrics, &ready, clock.now_ms(), true);
@@ -254,6 +263,27 @@ impl Pipeline {
             engine.on_time(clock.now_ms(), &mut out);
             if let Err(e) = router.route(&mut out) {
                 failure = Some(e);
+                break;
+            }
+            // Pattern changes, between two batches.
+            while let Some(req) = control.as_ref().and_then(|c| c.try_recv().ok()) {
+                let position = last_resume.as_ref().map(|r| r.position);
+                changes.handle(
+                    req,
+                    &mut engine,
+                    &mut out,
+                    &ready,
+                    &metrics,
+                    position,
+                    checkpoints.is_some(),
+                    &mut config_patterns,
+                );
+                if let Err(e) = router.route(&mut out) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if failure.is_some() {
                 break;
             }
             let wait = match engine.next_wake() {
@@ -292,10 +322,12 @@ impl Pipeline {
                 break;
             }
             if let (Some(c), Some(w)) = (checkpoints.as_mut(), writer.as_mut()) {
-                w.poll(false, &mut engine, &metrics, &clock);
-                if last_checkpoint.elapsed() >= c.interval {
+                if let Some(done) = w.poll(false, &mut engine, &metrics, &clock) {
+                    changes.checkpointed(done);
+                }
+                if changes.force || last_checkpoint.elapsed() >= c.interval {
                     last_checkpoint = Instant::now();
-                    checkpoint(
+                    if let Some(id) = checkpoint(
                         c,
                         w,
                         &mut engine,
@@ -303,7 +335,10 @@ impl Pipeline {
                         &name,
                         last_resume.as_ref(),
                         &clock,
-                    );
+                        &config_patterns,
+                    ) {
+                        changes.started(id);
+                    }
                 }
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -314,6 +349,10 @@ impl Pipeline {
                 let walk = last_walk.elapsed() >= PUBLISH_EVERY;
                 if walk {
                     last_walk = Instant::now();
+                }
+                for (p, v) in engine.retire_drained() {
+                    tracing::info!(pattern = %p, version = v, "draining version done: nothing pending any more");
+                    list_patterns(&mut engine, &ready, false);
                 }
                 publish(&mut engine, &metrics, &ready, clock.now_ms(), walk);
                 progress.show(&mut engine, clock.now_ms());
@@ -343,10 +382,12 @@ impl Pipeline {
             "input closed; delivering outputs in flight"
         );
         if let (Some(c), Some(mut w)) = (checkpoints.as_mut(), writer.take()) {
-            w.poll(true, &mut engine, &metrics, &clock);
+            if let Some(done) = w.poll(true, &mut engine, &metrics, &clock) {
+                changes.checkpointed(done);
+            }
             if failure.is_none() {
                 // The final checkpoint: what was read, and every output of it.
-                checkpoint(
+                if let Some(id) = checkpoint(
                     c,
                     &mut w,
                     &mut engine,
@@ -354,11 +395,17 @@ impl Pipeline {
                     &name,
                     last_resume.as_ref(),
                     &clock,
-                );
-                w.poll(true, &mut engine, &metrics, &clock);
+                    &config_patterns,
+                ) {
+                    changes.started(id);
+                }
+                if let Some(done) = w.poll(true, &mut engine, &metrics, &clock) {
+                    changes.checkpointed(done);
+                }
             }
             w.close();
         }
+        changes.abandon();
         router.close(&runtime);
         runtime.shutdown_timeout(Duration::from_secs(1));
         match failure {
@@ -485,6 +532,10 @@ pub struct SourceCheckpoint {
     pub resume: Option<Resume>,
     /// The clock time of the checkpoint, epoch ms.
     pub at_ms: i64,
+    /// The config's patterns (name, fingerprint) as last applied, at start
+    /// or by SIGHUP (`None`: saved before patterns could change).
+    #[serde(default)]
+    pub config_patterns: Option<Vec<(String, String)>>,
 }
 
 /// A checkpoint's data, taken on the engine thread and written by the
@@ -493,7 +544,7 @@ pub struct SourceCheckpoint {
 struct CheckpointJob {
     id: u64,
     pipeline: String,
-    parts: Vec<crate::engine::PatternCheckpoint>,
+    parts: crate::engine::EngineCheckpoint,
     source: Vec<u8>,
     sinks: Vec<(String, Vec<u8>)>,
     /// The ingest log is truncated behind this position once it is written.
@@ -548,9 +599,15 @@ impl CheckpointWriter {
     }
 
     /// Takes the result of the job in flight, waiting for it with `wait`.
-    fn poll(&mut self, wait: bool, engine: &mut Engines, metrics: &Metrics, clock: &SharedClock) {
+    fn poll(
+        &mut self,
+        wait: bool,
+        engine: &mut Engines,
+        metrics: &Metrics,
+        clock: &SharedClock,
+    ) -> Option<(u64, bool)> {
         if !self.in_flight {
-            return;
+            return None;
         }
         let done = if wait {
             self.done.recv().ok()
@@ -561,9 +618,10 @@ impl CheckpointWriter {
             if wait {
                 self.in_flight = false;
             }
-            return;
+            return None;
         };
         self.in_flight = false;
+        let ok = d.result.is_ok();
         match d.result {
             Ok(stats) => {
                 let ms = d.started.elapsed().as_millis() as i64;
@@ -586,6 +644,7 @@ impl CheckpointWriter {
                 tracing::error!(id = d.id, error = %e, "checkpoint failed; the next one writes the whole state");
             }
         }
+        Some((d.id, ok))
     }
 
     fn close(mut self) {
@@ -603,18 +662,19 @@ fn write_job(
     use crate::checkpoint::{CheckpointWrite, KeyRef, KeyState, PatternRecord};
     let records: Vec<PatternRecord> = job
         .parts
+        .parts
         .iter()
         .map(|p| PatternRecord {
             name: p.name.to_string(),
             fingerprint: p.fingerprint.clone(),
-            version: 1,
+            version: u64::from(p.version),
             meta: p.meta.clone(),
         })
         .collect();
     let mut upserts = Vec::new();
     let mut deletes = Vec::new();
-    let mut dropped: Vec<&str> = Vec::new();
-    for p in &job.parts {
+    let mut dropped: Vec<&str> = job.parts.retired.iter().map(|n| &**n).collect();
+    for p in &job.parts.parts {
         if p.full {
             dropped.push(&p.name);
         }
@@ -652,6 +712,7 @@ fn write_job(
 /// lengths, takes the engine's changes, and hands them with the source
 /// position to the checkpoint thread. Skipped, with a warning, when a sink
 /// has not caught up within `sink_wait`.
+#[allow(clippy::too_many_arguments)]
 fn checkpoint(
     c: &mut Checkpointing,
     writer: &mut CheckpointWriter,
@@ -660,9 +721,10 @@ fn checkpoint(
     name: &str,
     resume: Option<&Resume>,
     clock: &SharedClock,
-) {
+    config_patterns: &[(String, String)],
+) -> Option<u64> {
     if writer.in_flight {
-        return; // one at a time; the next interval tries again
+        return None; // one at a time; the next interval tries again
     }
     let started = Instant::now();
     // Every output before the checkpoint must be delivered: a crash after it
@@ -672,7 +734,7 @@ fn checkpoint(
         while slot.handle.delivered.load(Ordering::SeqCst) < sent {
             if Instant::now() >= deadline {
                 tracing::warn!(sink = %slot.name, "checkpoint skipped: the sink has not delivered the outputs before it yet");
-                return;
+                return None;
             }
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -686,7 +748,7 @@ fn checkpoint(
             )),
             Err(e) => {
                 tracing::warn!(sink = %sink, error = %e, "checkpoint skipped: the file sink cannot sync");
-                return;
+                return None;
             }
         }
     }
@@ -697,6 +759,7 @@ fn checkpoint(
         source: serde_json::to_vec(&SourceCheckpoint {
             resume: resume.cloned(),
             at_ms: clock.now_ms(),
+            config_patterns: Some(config_patterns.to_vec()),
         })
         .unwrap_or_default(),
         sinks,
@@ -705,12 +768,242 @@ fn checkpoint(
             .filter(|_| c.ingest_log.is_some()),
         started,
     };
+    let id = c.next_id;
     c.next_id += 1;
     if writer.jobs.send(job).is_ok() {
         writer.in_flight = true;
+        Some(id)
     } else {
         engine.checkpoint_failed();
         tracing::error!("the checkpoint thread is gone; checkpoints stop");
+        None
+    }
+}
+
+/// Pattern changes on the engine thread: applies them, and answers each
+/// once a checkpoint that holds it is committed (see [`crate::control`]).
+#[derive(Default)]
+struct ChangeState {
+    /// Answers waiting for a checkpoint: the checkpoint's id once one was
+    /// started after the change.
+    awaiting: Vec<Awaiting>,
+    /// A checkpoint is wanted now, not at the next interval.
+    force: bool,
+}
+
+struct Awaiting {
+    checkpoint: Option<u64>,
+    done: crate::control::Done,
+    reply: tokio::sync::oneshot::Sender<Result<crate::control::Done, crate::control::Refused>>,
+}
+
+impl ChangeState {
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &mut self,
+        req: crate::control::Request,
+        engine: &mut Engines,
+        out: &mut Vec<Output>,
+        ready: &Readiness,
+        metrics: &Metrics,
+        position: Option<u64>,
+        durable: bool,
+        config_patterns: &mut Vec<(String, String)>,
+    ) {
+        use crate::control::{AppliedView, Done, Origin, Refused, Request};
+        let (changes, pending, origin, reply) = match req {
+            Request::Change {
+                changes,
+                pending,
+                origin,
+                reply,
+            } => (changes, pending, origin, reply),
+            Request::Reload(path) => match reload_changes(&path, engine) {
+                Ok((changes, config)) => {
+                    *config_patterns = config;
+                    (
+                        changes,
+                        crate::engine::PendingPolicy::Drain,
+                        Origin::Sighup,
+                        None,
+                    )
+                }
+                Err(errors) => {
+                    metrics
+                        .pattern_changes
+                        .get_or_create(&Metrics::labels2(("action", "rejected"), ("via", "sighup")))
+                        .inc();
+                    tracing::error!(config = %path.display(), "SIGHUP: the config has errors; the running patterns are unchanged:\n{errors}");
+                    return;
+                }
+            },
+        };
+        let started = Instant::now();
+        match engine.apply(changes, pending, out) {
+            Ok(applied) => {
+                for a in &applied {
+                    metrics
+                        .pattern_changes
+                        .get_or_create(&Metrics::labels2(("action", a.action), ("via", origin.via())))
+                        .inc();
+                    if a.action != "unchanged" {
+                        tracing::info!(
+                            who = %origin.who(),
+                            pattern = %a.name,
+                            action = a.action,
+                            version = a.version,
+                            previous = a.previous,
+                            draining = a.draining,
+                            dropped = a.dropped,
+                            position,
+                            apply_us = started.elapsed().as_micros() as u64,
+                            "pattern change"
+                        );
+                    }
+                }
+                list_patterns(engine, ready, false);
+                let done = Done {
+                    changes: applied.iter().map(|a| AppliedView::new(a, pending)).collect(),
+                    position,
+                    checkpoint: None,
+                };
+                let changed = applied.iter().any(|a| a.action != "unchanged");
+                match reply {
+                    Some(reply) if durable && changed => {
+                        self.force = true;
+                        self.awaiting.push(Awaiting {
+                            checkpoint: None,
+                            done,
+                            reply,
+                        });
+                    }
+                    Some(reply) => {
+                        let _ = reply.send(Ok(done));
+                    }
+                    None if durable && changed => self.force = true,
+                    None => {}
+                }
+            }
+            Err(e) => {
+                metrics
+                    .pattern_changes
+                    .get_or_create(&Metrics::labels2(("action", "rejected"), ("via", origin.via())))
+                    .inc();
+                tracing::warn!(who = %origin.who(), error = %e, "pattern change refused");
+                let status = if e.0.starts_with("no pattern") { 404 } else { 400 };
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(Refused {
+                        status,
+                        reason: e.0,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// A checkpoint was started: it holds every change applied before it.
+    fn started(&mut self, id: u64) {
+        self.force = false;
+        for a in &mut self.awaiting {
+            a.checkpoint.get_or_insert(id);
+        }
+    }
+
+    /// A checkpoint ended: answer the changes it holds, or take another.
+    fn checkpointed(&mut self, (id, ok): (u64, bool)) {
+        if !ok {
+            for a in &mut self.awaiting {
+                if a.checkpoint == Some(id) {
+                    a.checkpoint = None;
+                    self.force = true;
+                }
+            }
+            return;
+        }
+        let mut i = 0;
+        while i < self.awaiting.len() {
+            if self.awaiting[i].checkpoint.is_some_and(|c| c <= id) {
+                let mut a = self.awaiting.swap_remove(i);
+                a.done.checkpoint = Some(id);
+                let _ = a.reply.send(Ok(a.done));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The run is over: changes not yet in a checkpoint are answered so.
+    fn abandon(&mut self) {
+        for a in self.awaiting.drain(..) {
+            let _ = a.reply.send(Err(crate::control::Refused {
+                status: 503,
+                reason: "ferrocep stopped before a checkpoint held the change; it may be absent after a restart".into(),
+            }));
+        }
+    }
+}
+
+/// The changes that make the running patterns the config's (SIGHUP), and
+/// the config's patterns as (name, fingerprint); or the config's errors.
+fn reload_changes(
+    path: &std::path::Path,
+    engine: &mut Engines,
+) -> Result<(Vec<crate::engine::Change>, Vec<(String, String)>), String> {
+    use crate::engine::{fingerprint, Change, PatternDef};
+    let loaded = crate::config::load(path).map_err(|e| e.to_string())?;
+    let mut changes = Vec::new();
+    let mut names = Vec::new();
+    for p in &loaded.patterns {
+        names.push((p.name.clone(), fingerprint(&p.spec)));
+        changes.push(Change::Put(PatternDef {
+            name: p.name.clone(),
+            spec: p.spec.clone(),
+            version: 1,
+            text: Some(p.text.clone()),
+        }));
+    }
+    for s in engine.pattern_state(false) {
+        if !s.draining && !names.iter().any(|(n, _)| *n == *s.name) {
+            changes.push(Change::Remove(s.name.to_string()));
+        }
+    }
+    Ok((changes, names))
+}
+
+/// Sets the list `GET /patterns` shows from the engine (with `walk`, with
+/// fresh pending counts).
+fn list_patterns(engine: &mut Engines, ready: &Readiness, walk: bool) {
+    let state = engine.pattern_state(walk);
+    let Ok(mut list) = ready.patterns.lock() else {
+        return;
+    };
+    let old = std::mem::take(&mut *list);
+    for s in state {
+        let before = old
+            .iter()
+            .find(|i| *i.name == *s.name && i.version == u64::from(s.version));
+        list.push(crate::server::PatternInfo {
+            name: s.name.to_string(),
+            version: u64::from(s.version),
+            state: if s.draining { "draining" } else { "active" },
+            fingerprint: s.fingerprint.clone(),
+            spec: s.text.as_ref().and_then(|(t, f)| spec_value(t, *f)),
+            pending_partial_matches: s
+                .pending
+                .map(|p| p as u64)
+                .or_else(|| before.and_then(|b| b.pending_partial_matches)),
+            pending_keys: s.keys as u64,
+        });
+    }
+}
+
+/// A spec's text as a JSON value, for `GET /patterns`.
+fn spec_value(text: &str, format: ferrocep_core::spec::Format) -> Option<serde_json::Value> {
+    match format {
+        ferrocep_core::spec::Format::Json => serde_json::from_str(text).ok(),
+        _ => serde_json::from_str(text)
+            .ok()
+            .or_else(|| serde_saphyr::from_str(text).ok()),
     }
 }
 
@@ -719,17 +1012,43 @@ fn checkpoint(
 fn publish(engine: &mut Engines, metrics: &Metrics, ready: &Readiness, now: i64, walk: bool) {
     let state = engine.pattern_state(walk);
     if let Ok(mut list) = ready.patterns.lock() {
-        for (name, pending, keys, _) in &state {
-            if let Some(info) = list.iter_mut().find(|i| *i.name == **name) {
-                info.pending_keys = *keys as u64;
-                if let Some(p) = pending {
-                    info.pending_partial_matches = Some(*p as u64);
+        for s in &state {
+            if let Some(info) = list
+                .iter_mut()
+                .find(|i| *i.name == *s.name && i.version == u64::from(s.version))
+            {
+                info.pending_keys = s.keys as u64;
+                info.state = if s.draining { "draining" } else { "active" };
+                if let Some(p) = s.pending {
+                    info.pending_partial_matches = Some(p as u64);
                 }
             }
         }
     }
-    for (name, pending, keys, time) in state {
-        let l = Metrics::label("pattern", &name);
+    // Gauges by pattern: its versions together; draining versions also by
+    // version.
+    let mut by_name: Vec<(&str, Option<usize>, usize, i64)> = Vec::new();
+    for s in &state {
+        match by_name.iter_mut().find(|b| b.0 == &*s.name) {
+            Some(b) => {
+                b.1 = b.1.zip(s.pending).map(|(a, c)| a + c);
+                b.2 += s.keys;
+                b.3 = b.3.max(s.time);
+            }
+            None => by_name.push((&s.name, s.pending, s.keys, s.time)),
+        }
+        if s.draining {
+            if let Some(p) = s.pending {
+                let version = s.version.to_string();
+                metrics
+                    .draining_partial_matches
+                    .get_or_create(&Metrics::labels2(("pattern", &s.name), ("version", &version)))
+                    .set(p as i64);
+            }
+        }
+    }
+    for (name, pending, keys, time) in by_name {
+        let l = Metrics::label("pattern", name);
         if let Some(pending) = pending {
             metrics
                 .pending_partial_matches
@@ -782,8 +1101,8 @@ impl Progress {
         };
         self.last = Some((Instant::now(), stats.events));
         let state = engine.pattern_state(false);
-        let pending: usize = state.iter().map(|s| s.2).sum();
-        let wm = state.iter().map(|s| s.3).min().unwrap_or(i64::MIN);
+        let pending: usize = state.iter().map(|s| s.keys).sum();
+        let wm = state.iter().map(|s| s.time).min().unwrap_or(i64::MIN);
         let wm = if wm > i64::MIN / 2 {
             format!("{}s behind", now.saturating_sub(wm) / 1000)
         } else {
@@ -813,7 +1132,11 @@ impl Progress {
 /// process at once (status 130), for an operator who does not want to wait
 /// for a sink that is down. SIGHUP is logged: pattern changes while running
 /// are not supported yet.
-pub fn stop_on_signals(rt: &tokio::runtime::Handle, stop: StopFlag) -> std::io::Result<()> {
+pub fn stop_on_signals(
+    rt: &tokio::runtime::Handle,
+    stop: StopFlag,
+    reload: Option<(crate::control::ControlTx, PathBuf)>,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let _guard = rt.enter();
     let mut term = signal(SignalKind::terminate())?;
@@ -826,7 +1149,13 @@ pub fn stop_on_signals(rt: &tokio::runtime::Handle, stop: StopFlag) -> std::io::
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
                 _ = hup.recv() => {
-                    tracing::warn!("SIGHUP: re-reading patterns while running is not supported yet; ignored");
+                    match &reload {
+                        Some((tx, path)) => {
+                            tracing::info!(config = %path.display(), "SIGHUP: re-reading the config's patterns");
+                            let _ = tx.send(crate::control::Request::Reload(path.clone()));
+                        }
+                        None => tracing::warn!("SIGHUP: nothing to re-read; ignored"),
+                    }
                     continue;
                 }
             };
@@ -956,6 +1285,8 @@ mod tests {
             progress: false,
             checkpoints: None,
             resume: None,
+            control: None,
+            config_patterns: Vec::new(),
         };
         (p, stop)
     }

@@ -19,7 +19,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::engine::{Engine, EngineStats, PatternCheckpoint, PatternCounts, PatternState};
+use crate::engine::{
+    Applied, Change, Engine, EngineCheckpoint, EngineError, EngineStats, PatternCounts,
+    PatternState, PendingPolicy,
+};
 use crate::sink::Output;
 use crate::source::{Batch, Position};
 
@@ -32,14 +35,19 @@ enum Cmd {
     CheckpointFailed,
     State(bool),
     Counts,
+    Apply(Arc<Vec<Change>>, PendingPolicy),
+    Drained,
+    Retire(Arc<str>),
 }
 
 /// What it answers.
 enum Reply {
     Out(Vec<Output>, Option<i64>),
-    Parts(Vec<PatternCheckpoint>),
+    Parts(EngineCheckpoint),
     State(Vec<PatternState>),
     Counts(Vec<PatternCounts>),
+    Applied(Result<Vec<Applied>, EngineError>, Vec<Output>),
+    Drained(Vec<Arc<str>>),
 }
 
 struct Remote {
@@ -104,6 +112,16 @@ impl Engines {
                             }
                             Cmd::State(walk) => Reply::State(e.pattern_state(walk)),
                             Cmd::Counts => Reply::Counts(e.output_counts().0),
+                            Cmd::Apply(changes, pending) => {
+                                let mut out = Vec::new();
+                                let r = e.apply(&changes, pending, &mut out);
+                                Reply::Applied(r, out)
+                            }
+                            Cmd::Drained => Reply::Drained(e.drained()),
+                            Cmd::Retire(name) => {
+                                e.retire(&name);
+                                Reply::Out(Vec::new(), e.next_wake())
+                            }
                         };
                         if reply_tx.send(reply).is_err() {
                             return;
@@ -194,12 +212,14 @@ impl Engines {
     /// all workers, its operator-level state from worker 0 (the workers'
     /// times are the same; restoring raises each arrival counter past the
     /// restored keys').
-    pub fn checkpoint(&mut self) -> Vec<PatternCheckpoint> {
-        let mut mine = Vec::new();
+    pub fn checkpoint(&mut self) -> EngineCheckpoint {
+        let mut mine = EngineCheckpoint::default();
         let replies = self.all(|| Cmd::Checkpoint, |e| mine = e.checkpoint());
         for reply in replies {
             if let Reply::Parts(parts) = reply {
-                for (m, p) in mine.iter_mut().zip(parts) {
+                // The workers change patterns in lockstep: the same versions
+                // in the same order.
+                for (m, p) in mine.parts.iter_mut().zip(parts.parts) {
                     m.upserts.extend(p.upserts);
                     m.deletes.extend(p.deletes);
                     m.full |= p.full;
@@ -224,12 +244,12 @@ impl Engines {
         for reply in replies {
             if let Reply::State(s) = reply {
                 for (m, o) in mine.iter_mut().zip(s) {
-                    m.1 = match (m.1, o.1) {
+                    m.pending = match (m.pending, o.pending) {
                         (Some(a), Some(b)) => Some(a + b),
                         _ => None,
                     };
-                    m.2 += o.2;
-                    m.3 = m.3.max(o.3);
+                    m.keys += o.keys;
+                    m.time = m.time.max(o.time);
                 }
             }
         }
@@ -251,6 +271,60 @@ impl Engines {
             }
         }
         (mine, rejected)
+    }
+
+    /// [`Engine::apply`] on every worker, at the same point of the input.
+    /// The workers hold the same versions, so they all succeed or all fail;
+    /// the dropped counts are summed.
+    pub fn apply(
+        &mut self,
+        changes: Vec<Change>,
+        pending: PendingPolicy,
+        out: &mut Vec<Output>,
+    ) -> Result<Vec<Applied>, EngineError> {
+        let changes = Arc::new(changes);
+        let mut mine = Ok(Vec::new());
+        let replies = self.all(
+            || Cmd::Apply(changes.clone(), pending),
+            |e| mine = e.apply(&changes, pending, out),
+        );
+        for reply in replies {
+            if let Reply::Applied(r, o) = reply {
+                out.extend(o);
+                if let (Ok(m), Ok(r)) = (mine.as_mut(), r) {
+                    for (a, b) in m.iter_mut().zip(r) {
+                        a.dropped += b.dropped;
+                        a.draining |= b.draining;
+                    }
+                }
+            }
+        }
+        mine
+    }
+
+    /// Retires the draining versions that have drained on every worker;
+    /// returns each one's name and version.
+    pub fn retire_drained(&mut self) -> Vec<(Arc<str>, u32)> {
+        let mut common = self.local.drained();
+        if common.is_empty() {
+            return Vec::new();
+        }
+        let replies = self.all(|| Cmd::Drained, |_| {});
+        for reply in replies {
+            if let Reply::Drained(d) = reply {
+                common.retain(|n| d.contains(n));
+            }
+        }
+        let mut gone = Vec::new();
+        for name in common {
+            let replies = self.all(
+                || Cmd::Retire(name.clone()),
+                |e| gone.extend(e.retire(&name)),
+            );
+            let mut none = Vec::new();
+            self.outputs(replies, &mut none);
+        }
+        gone
     }
 
     /// Events taken (worker 0 reads them all) and outputs of each kind.

@@ -920,7 +920,30 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
     /// the key has. On error the operator is unchanged. The key counts as
     /// stored, not changed, for [`Self::take_dirty`].
     pub fn restore_key(&mut self, key: K, bytes: &[u8]) -> Result<(), StateError> {
-        let image = self.decode_key(bytes)?;
+        self.restore_key_with(key, bytes, Ok)
+    }
+
+    /// [`Self::restore_key`], each event passed through `map` first: a
+    /// caller whose events carry derived data that may have changed since
+    /// the snapshot (condition bits numbered over another set of patterns)
+    /// derives it again. On error the operator is unchanged.
+    pub fn restore_key_with(
+        &mut self,
+        key: K,
+        bytes: &[u8],
+        mut map: impl FnMut(E) -> Result<E, StateError>,
+    ) -> Result<(), StateError> {
+        let mut image = self.decode_key(bytes)?;
+        image.events = image
+            .events
+            .into_iter()
+            .map(|(e, id)| Ok((map(e)?, id)))
+            .collect::<Result<_, StateError>>()?;
+        image.waiting = image
+            .waiting
+            .into_iter()
+            .map(|(ts, seq, e)| Ok((ts, seq, map(e)?)))
+            .collect::<Result<_, StateError>>()?;
         self.remove_key(&key);
         let start = self.nfa.start;
         let store = self.buf.store_mut();

@@ -187,6 +187,15 @@ impl SpecSet {
         self.keyed
     }
 
+    /// The sources of the set's conditions, in the numbering of its events'
+    /// condition bits.
+    pub fn condition_sources(&self) -> impl Iterator<Item = &str> {
+        self.specs
+            .first()
+            .into_iter()
+            .flat_map(|s| s.conditions.iter().map(|c| c.source()))
+    }
+
     /// Number of distinct conditions over all specs.
     pub fn condition_count(&self) -> usize {
         self.conditions.len()

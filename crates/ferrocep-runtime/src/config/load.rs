@@ -55,6 +55,9 @@ pub struct LoadedPattern {
     pub spec: Spec,
     /// Where the spec came from.
     pub source: PatternSource,
+    /// The spec's text and format, as read (checkpoints save it, so that a
+    /// restart runs the patterns that ran).
+    pub text: (std::sync::Arc<str>, Format),
 }
 
 /// Where a pattern spec came from.
@@ -335,6 +338,26 @@ impl Loader<'_> {
         };
         if let Some(Some(server)) = &server {
             self.check_listen(&server.listen, &[key("server"), key("listen")]);
+            let a = &server.admin;
+            let base = [key("server"), key("admin")];
+            if a.token_env.is_some() && a.token_file.is_some() {
+                self.error(
+                    &with(&base, key("token_file")),
+                    "give the token by `token_env` or by `token_file`, not both",
+                );
+            }
+            if a.allow_remote && a.token_env.is_none() && a.token_file.is_none() {
+                self.error(
+                    &with(&base, key("allow_remote")),
+                    "changes from other machines need a token: set `token_env` or `token_file`",
+                );
+            }
+            if a.token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                self.error(&with(&base, key("token_env")), "must not be empty");
+            }
+            if a.max_body.0 == 0 {
+                self.error(&with(&base, key("max_body")), "must be more than 0");
+            }
         }
         self.check_files();
 
@@ -409,6 +432,11 @@ impl Loader<'_> {
                 ok = false;
                 continue;
             };
+            if let Err(e) = super::check_pattern_name(&pattern.name) {
+                self.error(&path, e);
+                ok = false;
+                continue;
+            }
             if let Some(first) = names.get(&pattern.name) {
                 let message = format!(
                     "duplicate pattern name '{}' (also patterns[{first}]); set a distinct `name` in one of the specs",
@@ -450,9 +478,15 @@ impl Loader<'_> {
                         return None;
                     }
                 };
+                // Read again for the text; `from_path` read it a moment ago.
+                let text = std::fs::read_to_string(&resolved)
+                    .map_err(|e| self.error(path, format!("{}: {e}", resolved.display())))
+                    .ok()?;
+                let format = Format::from_path(&resolved);
                 Some(LoadedPattern {
                     name,
                     spec,
+                    text: (text.into(), format),
                     source: PatternSource::File(resolved),
                 })
             }
@@ -469,6 +503,7 @@ impl Loader<'_> {
                     name,
                     spec,
                     source: PatternSource::Inline,
+                    text: (item.to_string().into(), Format::Json),
                 })
             }
             other => {

@@ -447,4 +447,54 @@ fn default_checkpoint_interval() -> Millis {
 pub struct ServerConfig {
     /// Address of `/metrics`, `/healthz`, `/readyz`, e.g. `127.0.0.1:9464`.
     pub listen: String,
+    /// The admin API (`PUT`/`DELETE /patterns/NAME`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `server.admin`: who may change patterns. The token itself is never in
+/// the config: it comes from an environment variable or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Accept changes from peers other than loopback (default false: only
+    /// from this machine, whatever address `listen` binds). Needs a token.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// Name of an environment variable holding the bearer token that
+    /// changes must carry.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding the bearer token (its first line).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The largest request body (a pattern spec), default 1 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body: Bytes,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            allow_remote: false,
+            token_env: None,
+            token_file: None,
+            max_body: default_max_body(),
+        }
+    }
+}
+
+/// Whether `name` can name a pattern: not empty, at most 200 bytes, no
+/// control characters (names appear in paths, ids, logs and labels).
+pub fn check_pattern_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a pattern name must not be empty".into());
+    }
+    if name.len() > 200 {
+        return Err("a pattern name must be at most 200 bytes".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a pattern name must not contain control characters".into());
+    }
+    Ok(())
 }
