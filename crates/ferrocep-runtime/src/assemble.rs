@@ -128,7 +128,10 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             None => false,
         };
         if saved.is_some() && changed {
-            let mut changes: Vec<Change> = config_defs.iter().cloned().map(Change::Put).collect();
+            let mut changes: Vec<Change> = config_defs
+                .iter()
+                .map(|d| Change::Put(Box::new(d.clone())))
+                .collect();
             for (name, _) in engines[0].fingerprints() {
                 if !config_patterns.iter().any(|(n, _)| **n == *name) {
                     changes.push(Change::Remove(name.to_string()));
@@ -174,7 +177,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         stop.clone(),
         Some((control_tx.clone(), loaded.path.clone())),
     )
-        .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
+    .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
 
     let mut ingest_log: Option<IngestLog> = None;
     let (source, flush_at_end): (Box<dyn Source>, bool) = match &cfg.source {
@@ -417,8 +420,9 @@ fn saved_patterns(
     let dir = data_dir.display();
     let mut saved = Vec::with_capacity(c.patterns.len());
     for p in &c.patterns {
-        let s = Engine::saved_pattern(&p.meta)
-            .map_err(|e| StartError(format!("data directory '{dir}': pattern '{}': {e}", p.name)))?;
+        let s = Engine::saved_pattern(&p.meta).map_err(|e| {
+            StartError(format!("data directory '{dir}': pattern '{}': {e}", p.name))
+        })?;
         match s {
             Some(s) => saved.push(s),
             None => return Ok(None),

@@ -148,7 +148,7 @@ impl PatternDef {
 pub enum Change {
     /// Adds a pattern, or replaces the active version of the one of that
     /// name (a spec with the same fingerprint changes nothing).
-    Put(PatternDef),
+    Put(Box<PatternDef>),
     /// Removes the active version of the pattern of that name.
     Remove(String),
 }
@@ -335,10 +335,10 @@ impl Engine {
         // share one read (two spellings of one dotted field) run apart.
         let mut members: Vec<Vec<usize>> = Vec::new();
         for (i, def) in patterns.iter().enumerate() {
-            match members
-                .iter_mut()
-                .find(|m| m.first().is_some_and(|&j| same_read(&patterns[j].spec, &def.spec)))
-            {
+            match members.iter_mut().find(|m| {
+                m.first()
+                    .is_some_and(|&j| same_read(&patterns[j].spec, &def.spec))
+            }) {
                 Some(m) => m.push(i),
                 None => members.push(vec![i]),
             }
@@ -768,9 +768,9 @@ impl Engine {
         for c in changes {
             match c {
                 Change::Put(def) => {
-                    def.spec.compile().map_err(|e| {
-                        EngineError(format!("pattern '{}': {e}", def.name))
-                    })?;
+                    def.spec
+                        .compile()
+                        .map_err(|e| EngineError(format!("pattern '{}': {e}", def.name)))?;
                 }
                 Change::Remove(name) => {
                     if self.active(name).is_none() {
@@ -882,7 +882,9 @@ impl Engine {
         }
         let (gi, nfa) = match placed {
             Some((gi, set, specs)) => {
-                let nfa = set.specs()[specs.len() - 1].compile().map_err(|e| err(&e))?;
+                let nfa = set.specs()[specs.len() - 1]
+                    .compile()
+                    .map_err(|e| err(&e))?;
                 let g = &mut self.groups[gi];
                 g.set = set;
                 g.originals = specs;
@@ -1973,13 +1975,17 @@ mod tests {
         feed(&mut e, &events, &mut want_other);
         e.on_end(true, &mut want_other);
         let mut want_v2 = Vec::new();
-        let mut e = Engine::new(&[("orders".into(), v2.clone())], EngineOptions::default()).unwrap();
+        let mut e =
+            Engine::new(&[("orders".into(), v2.clone())], EngineOptions::default()).unwrap();
         // The new version starts at the watermark the others are at.
         feed(&mut e, &events[cut - 1..cut], &mut Vec::new());
         feed(&mut e, &events[cut..], &mut want_v2);
         e.on_end(true, &mut want_v2);
         let old_side = want_v1.iter().filter(|o| first_pos(o) < change_pos).count();
-        let new_side = want_v2.iter().filter(|o| first_pos(o) >= change_pos).count();
+        let new_side = want_v2
+            .iter()
+            .filter(|o| first_pos(o) >= change_pos)
+            .count();
         assert!(old_side > 20 && new_side > 20, "{old_side} {new_side}");
         let mut want: Vec<String> = want_v1
             .iter()
@@ -1997,18 +2003,21 @@ mod tests {
             feed(&mut e, &events[..cut], &mut got);
             let applied = e
                 .apply(
-                    &[Change::Put(PatternDef {
+                    &[Change::Put(Box::new(PatternDef {
                         name: "orders".into(),
                         spec: v2.clone(),
                         version: 1,
                         text: None,
-                    })],
+                    }))],
                     PendingPolicy::Drain,
                     &mut got,
                 )
                 .unwrap();
             assert_eq!(applied[0].action, "replaced");
-            assert_eq!((applied[0].version, applied[0].previous), (Some(2), Some(1)));
+            assert_eq!(
+                (applied[0].version, applied[0].previous),
+                (Some(2), Some(1))
+            );
             assert!(applied[0].draining);
             let states = e.pattern_state(true);
             assert_eq!(states.len(), 3);
@@ -2060,9 +2069,22 @@ mod tests {
             let versions: BTreeSet<&str> = got
                 .iter()
                 .filter(|o| o.id().starts_with("orders:") && first_pos(o) >= change_pos)
-                .map(|o| if std::str::from_utf8(o.line()).unwrap().contains("\"version\":2") { "v2" } else { "v1" })
+                .map(|o| {
+                    if std::str::from_utf8(o.line())
+                        .unwrap()
+                        .contains("\"version\":2")
+                    {
+                        "v2"
+                    } else {
+                        "v1"
+                    }
+                })
                 .collect();
-            assert_eq!(versions, BTreeSet::from(["v2"]), "outputs of the new version carry it");
+            assert_eq!(
+                versions,
+                BTreeSet::from(["v2"]),
+                "outputs of the new version carry it"
+            );
             let mut got: Vec<String> = got.iter().map(unversioned).collect();
             got.sort();
             assert_eq!(got, want, "restart at {restart_at:?}");
@@ -2075,14 +2097,19 @@ mod tests {
     fn drop_and_remove() {
         let v1 = order_spec("10s", "t == \\\"p\\\"");
         let events = order_events(20);
-        let mut e = Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
+        let mut e =
+            Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
         let mut out = Vec::new();
         feed(&mut e, &events[..10], &mut out);
         let pending = e.pattern_state(true)[0].pending.unwrap();
         assert!(pending > 0);
         out.clear();
         let applied = e
-            .apply(&[Change::Remove("orders".into())], PendingPolicy::Drop, &mut out)
+            .apply(
+                &[Change::Remove("orders".into())],
+                PendingPolicy::Drop,
+                &mut out,
+            )
             .unwrap();
         assert_eq!(applied[0].action, "removed");
         assert!(applied[0].dropped >= pending as u64);
@@ -2090,22 +2117,33 @@ mod tests {
         for o in &out {
             assert_eq!(o.kind, Kind::Error);
             let v: serde_json::Value = serde_json::from_slice(o.line()).unwrap();
-            assert!(v["reason"].as_str().unwrap().contains("pending=drop"), "{v}");
+            assert!(
+                v["reason"].as_str().unwrap().contains("pending=drop"),
+                "{v}"
+            );
         }
         assert!(e.pattern_state(false).is_empty());
         assert_eq!(e.checkpoint().retired.len(), 1);
         assert!(e
-            .apply(&[Change::Remove("orders".into())], PendingPolicy::Drain, &mut out)
+            .apply(
+                &[Change::Remove("orders".into())],
+                PendingPolicy::Drain,
+                &mut out
+            )
             .is_err());
         // Unchanged specs keep their state; a new name is added.
-        let mut e = Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
+        let mut e =
+            Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
         feed(&mut e, &events[..10], &mut out);
         let before = e.pattern_state(true)[0].pending;
         let a = e
             .apply(
                 &[
-                    Change::Put(PatternDef::new("orders", v1.clone())),
-                    Change::Put(PatternDef::new("big", order_spec("1s", "t == \\\"p\\\""))),
+                    Change::Put(Box::new(PatternDef::new("orders", v1.clone()))),
+                    Change::Put(Box::new(PatternDef::new(
+                        "big",
+                        order_spec("1s", "t == \\\"p\\\""),
+                    ))),
                 ],
                 PendingPolicy::Drain,
                 &mut out,

@@ -224,7 +224,16 @@ impl Pipeline {
                 // state and the sinks as they are, so that a crash before the
                 // next one restarts from here (file sinks cut back to it),
                 // not from nothing with the outputs already written.
-                checkpoint(c, w, &mut engine, &router, &name, None, &clock, &config_patterns);
+                checkpoint(
+                    c,
+                    w,
+                    &mut engine,
+                    &router,
+                    &name,
+                    None,
+                    &clock,
+                    &config_patterns,
+                );
                 w.poll(true, &mut engine, &metrics, &clock);
             }
         }
@@ -844,7 +853,10 @@ impl ChangeState {
                 for a in &applied {
                     metrics
                         .pattern_changes
-                        .get_or_create(&Metrics::labels2(("action", a.action), ("via", origin.via())))
+                        .get_or_create(&Metrics::labels2(
+                            ("action", a.action),
+                            ("via", origin.via()),
+                        ))
                         .inc();
                     if a.action != "unchanged" {
                         tracing::info!(
@@ -863,7 +875,10 @@ impl ChangeState {
                 }
                 list_patterns(engine, ready, false);
                 let done = Done {
-                    changes: applied.iter().map(|a| AppliedView::new(a, pending)).collect(),
+                    changes: applied
+                        .iter()
+                        .map(|a| AppliedView::new(a, pending))
+                        .collect(),
                     position,
                     checkpoint: None,
                 };
@@ -887,10 +902,17 @@ impl ChangeState {
             Err(e) => {
                 metrics
                     .pattern_changes
-                    .get_or_create(&Metrics::labels2(("action", "rejected"), ("via", origin.via())))
+                    .get_or_create(&Metrics::labels2(
+                        ("action", "rejected"),
+                        ("via", origin.via()),
+                    ))
                     .inc();
                 tracing::warn!(who = %origin.who(), error = %e, "pattern change refused");
-                let status = if e.0.starts_with("no pattern") { 404 } else { 400 };
+                let status = if e.0.starts_with("no pattern") {
+                    404
+                } else {
+                    400
+                };
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(Refused {
                         status,
@@ -943,24 +965,24 @@ impl ChangeState {
     }
 }
 
+/// What SIGHUP applies, and the config's patterns as (name, fingerprint).
+type Reload = (Vec<crate::engine::Change>, Vec<(String, String)>);
+
 /// The changes that make the running patterns the config's (SIGHUP), and
 /// the config's patterns as (name, fingerprint); or the config's errors.
-fn reload_changes(
-    path: &std::path::Path,
-    engine: &mut Engines,
-) -> Result<(Vec<crate::engine::Change>, Vec<(String, String)>), String> {
+fn reload_changes(path: &std::path::Path, engine: &mut Engines) -> Result<Reload, String> {
     use crate::engine::{fingerprint, Change, PatternDef};
     let loaded = crate::config::load(path).map_err(|e| e.to_string())?;
     let mut changes = Vec::new();
     let mut names = Vec::new();
     for p in &loaded.patterns {
         names.push((p.name.clone(), fingerprint(&p.spec)));
-        changes.push(Change::Put(PatternDef {
+        changes.push(Change::Put(Box::new(PatternDef {
             name: p.name.clone(),
             spec: p.spec.clone(),
             version: 1,
             text: Some(p.text.clone()),
-        }));
+        })));
     }
     for s in engine.pattern_state(false) {
         if !s.draining && !names.iter().any(|(n, _)| *n == *s.name) {
@@ -1042,7 +1064,10 @@ fn publish(engine: &mut Engines, metrics: &Metrics, ready: &Readiness, now: i64,
                 let version = s.version.to_string();
                 metrics
                     .draining_partial_matches
-                    .get_or_create(&Metrics::labels2(("pattern", &s.name), ("version", &version)))
+                    .get_or_create(&Metrics::labels2(
+                        ("pattern", &s.name),
+                        ("version", &version),
+                    ))
                     .set(p as i64);
             }
         }

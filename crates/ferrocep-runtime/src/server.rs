@@ -152,8 +152,10 @@ fn admit<'a>(ctx: &'a Ctx, peer: &SocketAddr, headers: &HeaderMap) -> Result<&'a
                 StatusCode::UNAUTHORIZED,
                 "a valid bearer token is required (Authorization: Bearer TOKEN)",
             );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             return Err(r);
         }
     }
@@ -183,7 +185,13 @@ fn pending_policy(q: &ChangeQuery) -> Result<PendingPolicy, Response> {
 }
 
 /// Sends a change to the engine thread and answers with what it did.
-async fn change(admin: &Admin, changes: Vec<Change>, pending: PendingPolicy, peer: &SocketAddr, status: StatusCode) -> Response {
+async fn change(
+    admin: &Admin,
+    changes: Vec<Change>,
+    pending: PendingPolicy,
+    peer: &SocketAddr,
+    status: StatusCode,
+) -> Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = Request::Change {
         changes,
@@ -236,8 +244,12 @@ fn body_format(headers: &HeaderMap) -> Result<Format, Response> {
 /// A spec body checked as `validate` checks a spec: every error with its
 /// field path.
 fn parse_spec(name: &str, body: &[u8], format: Format) -> Result<Spec, Response> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not UTF-8: {e}"),
+        )
+    })?;
     let refuse = |path: Option<&str>, message: String| {
         (
             StatusCode::BAD_REQUEST,
@@ -285,7 +297,10 @@ async fn put_pattern(
         Err(r) => return r,
     };
     let Ok(Query(query)) = query else {
-        return error(StatusCode::BAD_REQUEST, "the only parameter is pending=drain|drop");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the only parameter is pending=drain|drop",
+        );
     };
     let pending = match pending_policy(&query) {
         Ok(p) => p,
@@ -309,7 +324,14 @@ async fn put_pattern(
         version: 1,
         text: Some((text, format)),
     };
-    change(&admin, vec![Change::Put(def)], pending, &peer, StatusCode::OK).await
+    change(
+        &admin,
+        vec![Change::Put(Box::new(def))],
+        pending,
+        &peer,
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn delete_pattern(
@@ -324,13 +346,23 @@ async fn delete_pattern(
         Err(r) => return r,
     };
     let Ok(Query(query)) = query else {
-        return error(StatusCode::BAD_REQUEST, "the only parameter is pending=drain|drop");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the only parameter is pending=drain|drop",
+        );
     };
     let pending = match pending_policy(&query) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    change(&admin, vec![Change::Remove(name)], pending, &peer, StatusCode::OK).await
+    change(
+        &admin,
+        vec![Change::Remove(name)],
+        pending,
+        &peer,
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn metrics_text(State(ctx): State<Ctx>) -> Response {
@@ -371,7 +403,10 @@ async fn pattern(
         Some(p) => {
             let mut v = serde_json::to_value(&p).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
-                o.insert("draining".into(), serde_json::to_value(&draining).unwrap_or_default());
+                o.insert(
+                    "draining".into(),
+                    serde_json::to_value(&draining).unwrap_or_default(),
+                );
             }
             axum::Json(v).into_response()
         }

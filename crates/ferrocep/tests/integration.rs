@@ -12,6 +12,8 @@
 //! - `multi_spec`: several `--spec`s over one stream, labelled by pattern;
 //! - `run`: `ferrocep run` with real files, a webhook receiver, signals and
 //!   the operations endpoints;
+//! - `pattern_changes`: patterns changed while `run` runs (admin API,
+//!   SIGHUP, draining, SIGKILL after a change, restart mid-drain);
 //! - `validate`: `validate --config`, good and bad configs.
 
 mod conformance;
@@ -19,6 +21,7 @@ mod demo;
 mod examples;
 mod match_cli;
 mod multi_spec;
+mod pattern_changes;
 mod run;
 mod util;
 mod validate;

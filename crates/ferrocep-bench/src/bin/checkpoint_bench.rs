@@ -253,7 +253,7 @@ struct Taken {
 fn take(engine: &mut Engine, store: &mut Store, id: u64) -> Result<Taken, String> {
     let s0 = sched();
     let t = Instant::now();
-    let parts = engine.checkpoint();
+    let parts = engine.checkpoint().parts;
     let pause = t.elapsed();
     let s1 = sched();
     let upserts = parts.iter().map(|p| p.upserts.len() as u64).sum();
@@ -284,7 +284,7 @@ fn take(engine: &mut Engine, store: &mut Store, id: u64) -> Result<Taken, String
 }
 
 fn keys_of(engine: &Engine) -> usize {
-    engine.pattern_state(false).iter().map(|s| s.2).sum()
+    engine.pattern_state(false).iter().map(|s| s.keys).sum()
 }
 
 /// Opens the store and restores it into a new engine, as `assemble.rs`
