@@ -52,6 +52,9 @@ pub(crate) struct State<E> {
     /// Index of the stage (shared-buffer page) the state belongs to.
     pub(crate) stage: u32,
     pub(crate) kind: StateKind,
+    /// The PREVIOUS_AND_CURRENT window of a run in this state (Flink's
+    /// `windowTimes`): it times out when `now - previous >= window`.
+    pub(crate) window: Option<i64>,
     pub(crate) transitions: Vec<Transition<E>>,
 }
 
@@ -66,6 +69,8 @@ pub struct Nfa<E> {
     /// Whether every transition out of the start state looks at the event
     /// alone, so [`Nfa::may_start`] can decide without a partial match.
     start_is_simple: bool,
+    /// Whether some state has a PREVIOUS_AND_CURRENT window.
+    pub(crate) has_state_windows: bool,
 }
 
 /// The context of a condition that does not read it.
@@ -93,6 +98,7 @@ impl<E> Nfa<E> {
             .transitions
             .iter()
             .all(|t| !t.condition.is_iterative());
+        let has_state_windows = states.iter().any(|s| s.window.is_some());
         Nfa {
             states,
             start,
@@ -101,6 +107,7 @@ impl<E> Nfa<E> {
             skip,
             skip_stage,
             start_is_simple,
+            has_state_windows,
         }
     }
 
@@ -121,6 +128,13 @@ impl<E> Nfa<E> {
     /// The whole-pattern window in milliseconds (the smallest `within`), if any.
     pub fn window(&self) -> Option<i64> {
         self.window
+    }
+
+    /// Whether some stage has a PREVIOUS_AND_CURRENT window (its partial
+    /// matches may time out whenever time advances, not only at
+    /// `start + window`).
+    pub fn has_stage_windows(&self) -> bool {
+        self.has_state_windows
     }
 
     /// The after-match skip strategy.

@@ -690,23 +690,29 @@ impl<E> Nfa<E> {
         // Fast path: nothing can expire. The heap head is the run with the
         // earliest start (the start run sorts last), so if it has not expired
         // none has; and with no expiry and no held match nothing changes.
-        let Some(window) = self.window.filter(|w| *w > 0) else {
-            if st.completed.is_none() {
-                return;
-            }
-            let mut partial = st.take_partial(self.start);
-            self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
-            st.set_partial(buf, self.start, partial);
-            return;
-        };
-        if st.completed.is_none() {
-            match st.partial.head() {
-                Some(head) if self.is_start(head) => return,
-                Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
-                    return
+        // Per-stage windows run from each run's previous event, which the
+        // heap does not order: then every run is looked at.
+        if !self.has_state_windows {
+            let Some(window) = self.window.filter(|w| *w > 0) else {
+                if st.completed.is_none() {
+                    return;
                 }
-                None => return,
-                _ => {}
+                let mut partial = st.take_partial(self.start);
+                self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
+                st.set_partial(buf, self.start, partial);
+                return;
+            };
+            if st.completed.is_none() {
+                match st.partial.head() {
+                    Some(head) if self.is_start(head) => return,
+                    Some(head)
+                        if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window =>
+                    {
+                        return
+                    }
+                    None => return,
+                    _ => {}
+                }
             }
         }
         let old = st.take_partial(self.start);
@@ -714,10 +720,20 @@ impl<E> Nfa<E> {
         let mut potential: JavaPq<Run> = JavaPq::default();
         let mut runs = old.into_items();
         for run in runs.drain(..) {
-            let timed_out = match self.window {
+            // Flink checks the state's window from the previous event first,
+            // and reports its expiry when both have expired.
+            let by_previous = match self.states[run.state as usize].window {
+                Some(w) if !self.is_start(&run) => {
+                    let prev_ts = run.prev.map_or(-1, |p| buf.store.node_ts(p));
+                    (ts.wrapping_sub(prev_ts) >= w).then(|| prev_ts.wrapping_add(w))
+                }
+                _ => None,
+            };
+            let by_first = match self.window {
                 Some(w) => !self.is_start(&run) && w > 0 && ts.wrapping_sub(run.start_ts()) >= w,
                 None => false,
             };
+            let timed_out = by_previous.is_some() || by_first;
             if !timed_out {
                 new_partial.offer(run, run_cmp);
                 continue;
@@ -727,7 +743,8 @@ impl<E> Nfa<E> {
                 continue;
             }
             if let Some(p) = run.prev {
-                let at = run.start_ts().wrapping_add(self.window.unwrap_or(0));
+                let at = by_previous
+                    .unwrap_or_else(|| run.start_ts().wrapping_add(self.window.unwrap_or(0)));
                 if let Some(path) = buf.store.extract(p, &run.version, true).into_iter().next() {
                     self.emit(buf, &path, out, Some(at));
                 }

@@ -147,6 +147,9 @@ pub struct StageSpec {
     pub consecutive: bool,
     /// `allow_combinations: true`.
     pub allow_combinations: bool,
+    /// `within`: the most time in ms between the match's previous event and
+    /// this stage's (Flink `within(d, WithinType.PREVIOUS_AND_CURRENT)`).
+    pub within: Option<i64>,
 }
 
 /// A checked spec: what to key by, the notion of time, and the pattern.

@@ -35,6 +35,7 @@ const STAGE_FIELDS: &[&str] = &[
     "consecutive",
     "allow_combinations",
     "until",
+    "within",
 ];
 const CONTIGUITIES: &[&str] = &[
     "next",
@@ -553,6 +554,23 @@ impl Validator<'_> {
             .map(|t| count(t, &join(path, "times_or_more")))
             .transpose()?;
 
+        let one_or_more = boolean(entries, "one_or_more", path)?;
+        let optional = boolean(entries, "optional", path)?;
+        let greedy = boolean(entries, "greedy", path)?;
+        let consecutive = boolean(entries, "consecutive", path)?;
+        let allow_combinations = boolean(entries, "allow_combinations", path)?;
+        let within = match get(entries, "within") {
+            None => None,
+            Some(n) => {
+                let wpath = join(path, "within");
+                let w = duration(n, &wpath)?;
+                if w <= 0 {
+                    return Err(err(n, wpath, "must be positive, found 0"));
+                }
+                Some(w)
+            }
+        };
+
         Ok(StageSpec {
             name,
             contiguity,
@@ -560,11 +578,12 @@ impl Validator<'_> {
             until,
             times,
             times_or_more,
-            one_or_more: boolean(entries, "one_or_more", path)?,
-            optional: boolean(entries, "optional", path)?,
-            greedy: boolean(entries, "greedy", path)?,
-            consecutive: boolean(entries, "consecutive", path)?,
-            allow_combinations: boolean(entries, "allow_combinations", path)?,
+            one_or_more,
+            optional,
+            greedy,
+            consecutive,
+            allow_combinations,
+            within,
         })
     }
 
