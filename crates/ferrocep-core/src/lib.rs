@@ -27,5 +27,5 @@ pub mod time;
 pub use nfa::Nfa;
 pub use output::{MatchRef, OutputSink};
 pub use pattern::{
-    Condition, Context, Contiguity, Pattern, PatternError, SkipStrategy, WithinType,
+    Condition, Context, Contiguity, MatchFailure, Pattern, PatternError, SkipStrategy, WithinType,
 };

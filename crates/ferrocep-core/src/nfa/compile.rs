@@ -155,7 +155,7 @@ pub(crate) fn compile<E>(pattern: Pattern<E>) -> Result<Nfa<E>, PatternError> {
             "NotFollowedBy is not supported without windowTime as a last part of a Pattern",
         ));
     }
-    Ok(c.finish(pattern.skip.clone()))
+    Ok(c.finish(pattern.skip.clone(), pattern.skip_throw))
 }
 
 fn check_groups_nonempty<E>(p: &Pattern<E>) -> Result<(), PatternError> {
@@ -766,7 +766,7 @@ impl<'p, E> Compiler<'p, E> {
         }
     }
 
-    fn finish(self, skip: SkipStrategy) -> Nfa<E> {
+    fn finish(self, skip: SkipStrategy, skip_throw: bool) -> Nfa<E> {
         let mut stage_names: Vec<Arc<str>> = Vec::new();
         let mut stage_of = |name: &str| -> u32 {
             let orig = original_name(name);
@@ -819,6 +819,7 @@ impl<'p, E> Compiler<'p, E> {
             self.window.filter(|w| *w > 0),
             skip,
             skip_stage,
+            skip_throw,
         )
     }
 }

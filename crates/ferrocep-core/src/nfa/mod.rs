@@ -66,6 +66,8 @@ pub struct Nfa<E> {
     pub(crate) window: Option<i64>,
     pub(crate) skip: SkipStrategy,
     pub(crate) skip_stage: Option<u32>,
+    /// `throwExceptionOnMiss` of the skip strategy.
+    pub(crate) skip_throw: bool,
     /// Whether every transition out of the start state looks at the event
     /// alone, so [`Nfa::may_start`] can decide without a partial match.
     start_is_simple: bool,
@@ -93,6 +95,7 @@ impl<E> Nfa<E> {
         window: Option<i64>,
         skip: SkipStrategy,
         skip_stage: Option<u32>,
+        skip_throw: bool,
     ) -> Self {
         let start_is_simple = states[start as usize]
             .transitions
@@ -106,6 +109,7 @@ impl<E> Nfa<E> {
             window,
             skip,
             skip_stage,
+            skip_throw,
             start_is_simple,
             has_state_windows,
         }
@@ -140,6 +144,12 @@ impl<E> Nfa<E> {
     /// The after-match skip strategy.
     pub fn skip_strategy(&self) -> &SkipStrategy {
         &self.skip
+    }
+
+    /// Whether the skip strategy fails on a miss
+    /// ([`crate::Pattern::throw_exception_on_miss`]).
+    pub fn throws_on_miss(&self) -> bool {
+        self.skip_throw
     }
 
     /// Number of NFA states (for diagnostics).

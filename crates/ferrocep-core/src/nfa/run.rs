@@ -24,7 +24,7 @@ use super::dewey::DeweyNumber;
 use super::pq::JavaPq;
 use super::{Action, Nfa, StateKind};
 use crate::output::MatchRef;
-use crate::pattern::{Condition, Context, SkipStrategy};
+use crate::pattern::{Condition, Context, MatchFailure, SkipStrategy};
 
 /// A partial match (Flink `ComputationState`).
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +160,9 @@ pub struct SharedBuffer<E> {
     run_pool: Vec<Vec<Run>>,
     /// Scratch vectors of `process` (next states, retained states, matches).
     scratch: [Vec<Run>; 3],
+    /// The first match a throwing skip strategy could not skip past (read
+    /// and cleared with [`SharedBuffer::take_failure`]).
+    failure: Option<MatchFailure>,
 }
 
 impl<E> Default for SharedBuffer<E> {
@@ -168,6 +171,7 @@ impl<E> Default for SharedBuffer<E> {
             store: Store::default(),
             run_pool: Vec::new(),
             scratch: Default::default(),
+            failure: None,
         }
     }
 }
@@ -184,6 +188,18 @@ impl<E> SharedBuffer<E> {
             v.clear();
             self.run_pool.push(v);
         }
+    }
+
+    /// The failure of a skip strategy with `throwExceptionOnMiss` since the
+    /// last call, if any (the first one).
+    pub fn take_failure(&mut self) -> Option<MatchFailure> {
+        self.failure.take()
+    }
+
+    /// Whether a failure is waiting for [`Self::take_failure`].
+    #[inline]
+    pub fn has_failure(&self) -> bool {
+        self.failure.is_some()
     }
 
     /// Number of events held.
@@ -850,6 +866,19 @@ impl<E> Nfa<E> {
             Some(p) => buf.store.extract(p, &m.version, false),
             None => Default::default(),
         };
+        // Flink computes the pruning id, which throws, before it emits: the
+        // failed match is not emitted and nothing is pruned.
+        if self.skip_throw {
+            if let Some(f) = self.skip_miss(buf, &paths) {
+                if buf.failure.is_none() {
+                    buf.failure = Some(f);
+                }
+                if let Some(p) = m.prev {
+                    buf.store.release_node(p, &m.version);
+                }
+                return;
+            }
+        }
         // Emitted before pruning, which emits nothing: the path's events are
         // then live whatever the lock counts (a restored state is trusted
         // no further than that).
@@ -865,6 +894,47 @@ impl<E> Nfa<E> {
         if let Some(p) = m.prev {
             buf.store.release_node(p, &m.version);
         }
+    }
+
+    /// Flink's `SkipToElementStrategy.getPruningId` with
+    /// `shouldThrowException`: the failure it throws, if any.
+    fn skip_miss(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<MatchFailure> {
+        let stage = self.skip_stage?;
+        let stage_name = self.stage_names[stage as usize].to_string();
+        let id = |e: EventIdx| buf.store.event_entry(e).id();
+        let mut pruning: Option<EventId> = None;
+        for path in paths {
+            let mut of_stage = path.iter().filter(|(s, _)| *s == stage);
+            let pick = if matches!(self.skip, SkipStrategy::SkipToFirst(_)) {
+                of_stage.next()
+            } else {
+                of_stage.next_back()
+            };
+            match pick {
+                None => {
+                    let mut found: Vec<&str> = Vec::new();
+                    for (s, _) in path.iter() {
+                        let n = &*self.stage_names[*s as usize];
+                        if !found.contains(&n) {
+                            found.push(n);
+                        }
+                    }
+                    return Some(MatchFailure::NoSuchElement {
+                        stage: stage_name,
+                        found: format!("{{{}}}", found.join(", ")),
+                    });
+                }
+                Some((_, e)) => {
+                    let v = id(*e);
+                    pruning = Some(pruning.map_or(v, |p| p.max(v)));
+                }
+            }
+            let first = path.iter().map(|(_, e)| id(*e)).min();
+            if pruning.is_some() && pruning == first {
+                return Some(MatchFailure::FirstElement { stage: stage_name });
+            }
+        }
+        None
     }
 
     fn pruning_id(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<EventId> {

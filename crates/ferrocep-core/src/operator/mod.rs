@@ -93,6 +93,18 @@ pub struct CepOperator<K, E> {
     out_of_orderness: Option<i64>,
     /// Keys changed and dropped since the last checkpoint.
     changes: Changes<K>,
+    /// The first match a throwing skip strategy could not skip past.
+    failure: Option<Failure<K>>,
+}
+
+/// A failed match of a skip strategy with `throwExceptionOnMiss`, with the
+/// key it happened for (see [`CepOperator::failure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure<K> {
+    /// The key whose match failed.
+    pub key: K,
+    /// What failed, in Flink's words.
+    pub error: crate::pattern::MatchFailure,
 }
 
 /// Change tracking for incremental checkpoints ([`CepOperator::take_dirty`]):
@@ -213,6 +225,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             max_ts: i64::MIN,
             out_of_orderness: None,
             changes: Changes::default(),
+            failure: None,
         }
     }
 
@@ -308,6 +321,36 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                     prefetch(at.wrapping_add(64));
                     prefetch(at.wrapping_add(128));
                 }
+            }
+        }
+    }
+
+    /// The first match that a skip strategy with `throwExceptionOnMiss`
+    /// could not skip past, and its key ([`crate::Pattern::throw_exception_on_miss`]).
+    /// Flink fails the job there: a caller reproducing that stops feeding
+    /// the operator once this is set. The failed match is not emitted; the
+    /// operator goes on as if the strategy had skipped nothing.
+    pub fn failure(&self) -> Option<&Failure<K>> {
+        self.failure.as_ref()
+    }
+
+    /// Records the NFA's failure, if it has one, for the key of `slot`.
+    /// On every event's path: one test of a field that is always clear for
+    /// patterns without `throwExceptionOnMiss`.
+    #[inline(always)]
+    fn check_failure<S: OutputSink<K, E>>(&mut self, slot: u32, sink: &mut S) {
+        if self.buf.has_failure() {
+            self.note_failure(slot, sink);
+        }
+    }
+
+    #[inline(never)]
+    fn note_failure<S: OutputSink<K, E>>(&mut self, slot: u32, sink: &mut S) {
+        if let Some(error) = self.buf.take_failure() {
+            if self.failure.is_none() {
+                let key = self.keys[slot as usize].key.clone();
+                sink.on_failure(&key, &error);
+                self.failure = Some(Failure { key, error });
             }
         }
     }
@@ -539,6 +582,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                         );
                     }
                 }
+                self.check_failure(slot, sink);
                 self.drop_if_idle(slot);
             }
         }
@@ -617,6 +661,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                         .push((w.ts.saturating_add(win), w.slot, w.gen));
                 }
             }
+            self.check_failure(w.slot, sink);
         }
         for &(slot, gen) in &touched {
             if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
@@ -641,6 +686,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         };
         self.nfa
             .advance_time(&mut self.buf, &mut entry.state, now, &mut out);
+        self.check_failure(slot, sink);
         self.drop_if_idle(slot);
     }
 }

@@ -100,6 +100,40 @@ pub enum PatternError {
     },
 }
 
+/// A match that a skip strategy with [`Pattern::throw_exception_on_miss`]
+/// cannot skip past: Flink's `FlinkRuntimeException` from
+/// `SkipToElementStrategy`, which fails the job. Messages are Flink's.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MatchFailure {
+    /// The match has no event of the strategy's stage.
+    #[error("Could not skip to {stage}. No such element in the found match {found}")]
+    NoSuchElement {
+        /// The stage the strategy skips to.
+        stage: String,
+        /// The stages that took part in the match, as `{a, c}`.
+        found: String,
+    },
+    /// The strategy would skip to the match's own first event, which would
+    /// find the same match again (`skip_to_first` on the first stage).
+    #[error("Could not skip to first element of a match.")]
+    FirstElement {
+        /// The stage the strategy skips to.
+        stage: String,
+    },
+}
+
+impl MatchFailure {
+    /// The stage the skip strategy names.
+    pub fn stage(&self) -> &str {
+        match self {
+            MatchFailure::NoSuchElement { stage, .. } | MatchFailure::FirstElement { stage } => {
+                stage
+            }
+        }
+    }
+}
+
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -200,6 +234,8 @@ impl<E> Stage<E> {
 pub struct Pattern<E> {
     pub(crate) stages: Vec<Stage<E>>,
     pub(crate) skip: SkipStrategy,
+    /// Flink's `throwExceptionOnMiss()` on a skip-to-element strategy.
+    pub(crate) skip_throw: bool,
     pub(crate) error: Option<PatternError>,
 }
 
@@ -219,6 +255,7 @@ impl<E> Pattern<E> {
                 Contiguity::Strict,
             )],
             skip,
+            skip_throw: false,
             error: None,
         }
     }
@@ -234,6 +271,7 @@ impl<E> Pattern<E> {
         let mut p = Pattern {
             stages: Vec::new(),
             skip,
+            skip_throw: false,
             error: None,
         };
         p.push_group(group, Contiguity::Strict);
@@ -243,6 +281,31 @@ impl<E> Pattern<E> {
     /// The after-match skip strategy.
     pub fn skip_strategy(&self) -> &SkipStrategy {
         &self.skip
+    }
+
+    /// Makes a `skip_to_first` / `skip_to_last` strategy fail when a match
+    /// has no event of its stage (Flink's
+    /// `skipToFirst(..).throwExceptionOnMiss()`), instead of skipping
+    /// nothing. The failure is a [`MatchFailure`], reported with its key by
+    /// the operator ([`crate::operator::CepOperator::failure`]); the match is
+    /// not emitted. Other strategies refuse it.
+    pub fn throw_exception_on_miss(mut self) -> Self {
+        if self.skip.stage_name().is_none() {
+            let name = self.last_name();
+            self.fail(
+                &name,
+                "throwExceptionOnMiss applies to skip_to_first and skip_to_last only",
+            );
+        } else {
+            self.skip_throw = true;
+        }
+        self
+    }
+
+    /// Whether the skip strategy fails on a miss
+    /// ([`Pattern::throw_exception_on_miss`]).
+    pub fn throws_on_miss(&self) -> bool {
+        self.skip_throw
     }
 
     /// The names of the stages, first to last (groups contribute their inner names).

@@ -100,5 +100,8 @@ pub(crate) fn build(spec: &Spec) -> (Pattern<JsonEvent>, Option<(String, Pattern
     if let Some(w) = spec.within {
         p = check(p.within_ms(w), &|| "within".to_string());
     }
+    if spec.skip_throw {
+        p = check(p.throw_exception_on_miss(), &|| "skip".to_string());
+    }
     (p, first_error)
 }

@@ -169,6 +169,10 @@ pub struct Spec {
     pub within: Option<i64>,
     /// After-match skip strategy.
     pub skip: SkipStrategy,
+    /// `skip: {skip_to_first: STAGE, throw_exception_on_miss: true}`: a match
+    /// without an event of the stage fails the run (Flink's
+    /// `throwExceptionOnMiss()`).
+    pub skip_throw: bool,
     /// The stages, first to last (at least one).
     pub stages: Vec<StageSpec>,
     conditions: Vec<Expr>,
@@ -239,6 +243,7 @@ impl Spec {
             time: v.time,
             within: v.within,
             skip: v.skip,
+            skip_throw: v.skip_throw,
             stages: v.stages,
             conditions: v.conditions,
             extractor,
@@ -369,6 +374,7 @@ impl fmt::Debug for Spec {
             .field("time", &self.time)
             .field("within", &self.within)
             .field("skip", &self.skip)
+            .field("skip_throw", &self.skip_throw)
             .field("stages", &self.stages)
             .field("file", &self.file)
             .finish_non_exhaustive()
