@@ -163,6 +163,8 @@ pub struct SharedBuffer<E> {
     /// The first match a throwing skip strategy could not skip past (read
     /// and cleared with [`SharedBuffer::take_failure`]).
     failure: Option<MatchFailure>,
+    /// What conditions read as the current processing time.
+    processing_time: i64,
 }
 
 impl<E> Default for SharedBuffer<E> {
@@ -172,6 +174,7 @@ impl<E> Default for SharedBuffer<E> {
             run_pool: Vec::new(),
             scratch: Default::default(),
             failure: None,
+            processing_time: i64::MIN,
         }
     }
 }
@@ -194,6 +197,18 @@ impl<E> SharedBuffer<E> {
     /// last call, if any (the first one).
     pub fn take_failure(&mut self) -> Option<MatchFailure> {
         self.failure.take()
+    }
+
+    /// Sets what conditions read as the current processing time
+    /// ([`crate::Context::current_processing_time`]).
+    #[inline]
+    pub fn set_processing_time(&mut self, now: i64) {
+        self.processing_time = now;
+    }
+
+    /// The current processing time given with [`Self::set_processing_time`].
+    pub fn processing_time(&self) -> i64 {
+        self.processing_time
     }
 
     /// Whether a failure is waiting for [`Self::take_failure`].
@@ -564,6 +579,10 @@ impl<E> Context<E> for Ctx<'_, E> {
 
     fn timestamp(&self) -> i64 {
         self.ts
+    }
+
+    fn current_processing_time(&self) -> i64 {
+        self.buf.processing_time
     }
 }
 

@@ -355,6 +355,20 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }
     }
 
+    /// Sets the current processing time, which conditions read with
+    /// [`crate::Context::current_processing_time`] (Flink's
+    /// `currentProcessingTime()`; the core has no clock: drive this from the
+    /// caller's injectable clock). In processing time the operator also
+    /// sets it from each event's stamp and each `advance_time`.
+    pub fn set_processing_time(&mut self, now: i64) {
+        self.buf.set_processing_time(now);
+    }
+
+    /// The current processing time as last given (`i64::MIN` before any).
+    pub fn current_processing_time(&self) -> i64 {
+        self.buf.processing_time()
+    }
+
     /// The compiled pattern.
     pub fn nfa(&self) -> &Arc<Nfa<E>> {
         &self.nfa
@@ -564,6 +578,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                 if timestamp > self.current {
                     self.current = timestamp;
                 }
+                self.buf.set_processing_time(self.current);
                 let nfa = self.nfa.clone();
                 let entry = &mut self.keys[slot as usize];
                 let mut out = KeyedOut {
@@ -593,6 +608,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     pub fn advance_time<S: OutputSink<K, E>>(&mut self, time: i64, sink: &mut S) {
         if time > self.current {
             self.current = time;
+        }
+        if self.domain == TimeDomain::ProcessingTime {
+            self.buf.set_processing_time(self.current);
         }
         let now = self.current;
         if self.waiting.peek_ts().is_some_and(|t| t <= now) {
