@@ -148,8 +148,7 @@ pub(crate) fn compile<E>(pattern: Pattern<E>) -> Result<Nfa<E>, PatternError> {
         .states
         .iter()
         .any(|s| s.name == last.name() && s.window.is_some_and(|w| w > 0));
-    if last.consuming() == Contiguity::NotFollow && !last_has_window && c.window.unwrap_or(0) <= 0
-    {
+    if last.consuming() == Contiguity::NotFollow && !last_has_window && c.window.unwrap_or(0) <= 0 {
         return Err(err(
             last.name(),
             "NotFollowedBy is not supported without windowTime as a last part of a Pattern",
@@ -214,7 +213,11 @@ impl<'p, E> Compiler<'p, E> {
     /// Flink's `checkPatternWindowTimes`.
     fn check_window_times(&self) -> Result<(), PatternError> {
         if let Some(w) = self.window {
-            if let Some(s) = self.states.iter().find(|s| s.window.is_some_and(|sw| sw > w)) {
+            if let Some(s) = self
+                .states
+                .iter()
+                .find(|s| s.window.is_some_and(|sw| sw > w))
+            {
                 return Err(err(
                     original_name(&s.name),
                     "The window length between the previous and current event cannot be larger than the window length between the first and last event for a Pattern.",

@@ -443,7 +443,11 @@ impl Validator<'_> {
                     || (entries.len() == 2 && entries.iter().any(|(k, _)| k == THROW_ON_MISS)) =>
             {
                 let Some((k, v)) = entries.iter().find(|(k, _)| k != THROW_ON_MISS) else {
-                    return Err(err(n, "skip", "expected a strategy beside throw_exception_on_miss"));
+                    return Err(err(
+                        n,
+                        "skip",
+                        "expected a strategy beside throw_exception_on_miss",
+                    ));
                 };
                 let stage = text(v, &format!("skip.{k}"))?;
                 (k.clone(), Some(stage.to_string()))
