@@ -26,4 +26,6 @@ pub mod time;
 
 pub use nfa::Nfa;
 pub use output::{MatchRef, OutputSink};
-pub use pattern::{Condition, Context, Contiguity, Pattern, PatternError, SkipStrategy};
+pub use pattern::{
+    Condition, Context, Contiguity, MatchFailure, Pattern, PatternError, SkipStrategy, WithinType,
+};

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use crate::pattern::MatchFailure;
+
 /// A match or timed-out partial match, borrowed from the shared buffer.
 ///
 /// Stages appear in pattern order, each with its events in match order; stages
@@ -85,6 +87,13 @@ pub trait OutputSink<K, E> {
     fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64);
     /// An event behind the watermark on arrival; it is not matched.
     fn on_late(&mut self, key: &K, event: &E, timestamp: i64);
+    /// A match of `key` that the skip strategy could not skip past
+    /// ([`crate::Pattern::throw_exception_on_miss`]; Flink fails the job
+    /// there). Called once, for the first failure; the operator also keeps
+    /// it ([`crate::operator::CepOperator::failure`]). Ignored by default.
+    fn on_failure(&mut self, key: &K, failure: &MatchFailure) {
+        let _ = (key, failure);
+    }
 }
 
 /// An owned output, as [`Collector`] keeps it.

@@ -405,6 +405,15 @@ impl<E> Store<E> {
         self.node(r).is_some()
     }
 
+    /// The timestamp of the event of node `r` (Flink's `previousTimestamp`
+    /// of a run whose last node is `r`).
+    pub(crate) fn node_ts(&self, r: NodeRef) -> i64 {
+        match self.node_parts(r) {
+            Some((_, ev, _)) => self.event_entry(ev).id().ts,
+            None => -1,
+        }
+    }
+
     /// A live node's stage, event and lock count.
     pub(crate) fn node_parts(&self, r: NodeRef) -> Option<(u32, EventIdx, u32)> {
         self.node(r).map(|n| (n.stage, n.event, n.lock))

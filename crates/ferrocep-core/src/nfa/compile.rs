@@ -73,6 +73,8 @@ struct BState<E> {
     name: String,
     kind: StateKind,
     start: bool,
+    /// Flink's `windowTimes` entry of the state (PREVIOUS_AND_CURRENT).
+    window: Option<i64>,
     transitions: Vec<(Action, usize, Option<Condition<E>>)>,
 }
 
@@ -141,13 +143,18 @@ pub(crate) fn compile<E>(pattern: Pattern<E>) -> Result<Nfa<E>, PatternError> {
     let sink = c.create_ending_state();
     let sink = c.create_middle_states(sink);
     c.create_start_state(sink);
-    if last.consuming() == Contiguity::NotFollow && c.window.unwrap_or(0) <= 0 {
+    c.check_window_times()?;
+    let last_has_window = c
+        .states
+        .iter()
+        .any(|s| s.name == last.name() && s.window.is_some_and(|w| w > 0));
+    if last.consuming() == Contiguity::NotFollow && !last_has_window && c.window.unwrap_or(0) <= 0 {
         return Err(err(
             last.name(),
             "NotFollowedBy is not supported without windowTime as a last part of a Pattern",
         ));
     }
-    Ok(c.finish(pattern.skip.clone()))
+    Ok(c.finish(pattern.skip.clone(), pattern.skip_throw))
 }
 
 fn check_groups_nonempty<E>(p: &Pattern<E>) -> Result<(), PatternError> {
@@ -203,6 +210,23 @@ impl<'p, E> Compiler<'p, E> {
         Ok(())
     }
 
+    /// Flink's `checkPatternWindowTimes`.
+    fn check_window_times(&self) -> Result<(), PatternError> {
+        if let Some(w) = self.window {
+            if let Some(s) = self
+                .states
+                .iter()
+                .find(|s| s.window.is_some_and(|sw| sw > w))
+            {
+                return Err(err(
+                    original_name(&s.name),
+                    "The window length between the previous and current event cannot be larger than the window length between the first and last event for a Pattern.",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_skip_strategy(&self, skip: &SkipStrategy) -> Result<(), PatternError> {
         if let Some(name) = skip.stage_name() {
             let mut p = self.current;
@@ -239,6 +263,7 @@ impl<'p, E> Compiler<'p, E> {
             name,
             kind,
             start: false,
+            window: None,
             transitions: Vec::new(),
         });
         self.states.len() - 1
@@ -247,6 +272,22 @@ impl<'p, E> Compiler<'p, E> {
     fn create_state(&mut self, kind: StateKind) -> usize {
         let name = self.current.name();
         self.create_state_named(name, kind)
+    }
+
+    /// Flink's `createState(stateType, true)`: a state that takes the
+    /// stage's events gets the stage's PREVIOUS_AND_CURRENT window; with a
+    /// quantifier, only its second and later states (names with ':') get
+    /// the quantifier's window (`times(n, windowTime)`), and the stage's
+    /// own PREVIOUS_AND_CURRENT window is not used.
+    fn create_take_state(&mut self, kind: StateKind) -> usize {
+        let s = self.create_state(kind);
+        let st = self.current.st();
+        self.states[s].window = match st.times {
+            None => st.prev_window,
+            Some(t) if self.states[s].name.contains(':') => t.window,
+            Some(_) => None,
+        };
+        s
     }
 
     fn add(&mut self, from: usize, action: Action, to: usize, cond: Option<Condition<E>>) {
@@ -355,10 +396,10 @@ impl<'p, E> Compiler<'p, E> {
         while let Some(prev) = self.current.previous() {
             match self.current.consuming() {
                 Contiguity::NotFollow => {
-                    if self.window.unwrap_or(0) > 0
+                    if (self.current.st().prev_window.is_some() || self.window.unwrap_or(0) > 0)
                         && self.states[last_sink].kind == StateKind::Final
                     {
-                        let not_follow = self.create_state(StateKind::Pending);
+                        let not_follow = self.create_take_state(StateKind::Pending);
                         let not_cond = self.take_condition(self.current);
                         let stop = self.create_stop_state(not_cond.clone(), self.current.name());
                         self.add(not_follow, Action::Proceed, stop, Some(not_cond.clone()));
@@ -367,7 +408,7 @@ impl<'p, E> Compiler<'p, E> {
                     }
                 }
                 Contiguity::NotNext => {
-                    let not_next = self.create_state(StateKind::Normal);
+                    let not_next = self.create_take_state(StateKind::Normal);
                     let not_cond = self.take_condition(self.current);
                     let stop = self.create_stop_state(not_cond.clone(), self.current.name());
                     if self.states[last_sink].kind == StateKind::Final {
@@ -409,7 +450,11 @@ impl<'p, E> Compiler<'p, E> {
 
     fn convert_pattern(&mut self, sink: usize) -> usize {
         let q = self.current.st().quantifier.kind;
-        let times = self.current.st().times.unwrap_or(Times { from: 1, to: 1 });
+        let times = self.current.st().times.unwrap_or(Times {
+            from: 1,
+            to: 1,
+            window: None,
+        });
         let last_sink = match q {
             QuantKind::Looping => {
                 self.set_current_group_first_of_loop(false);
@@ -575,7 +620,7 @@ impl<'p, E> Compiler<'p, E> {
         if let Some(g) = self.current.group() {
             return self.create_group_pattern_state(g, sink, proceed, optional);
         }
-        let singleton = self.create_state(StateKind::Normal);
+        let singleton = self.create_take_state(StateKind::Normal);
         let sink = self.copy_without_transitive_nots(sink);
         self.add(singleton, Action::Take, sink, Some(take.clone()));
         let proceed_cond = self.true_function();
@@ -651,7 +696,7 @@ impl<'p, E> Compiler<'p, E> {
 
     fn create_looping_group_pattern_state(&mut self, group: &'p Pattern<E>, sink: usize) -> usize {
         let proceed_cond = self.true_function();
-        let dummy = self.create_state(StateKind::Normal);
+        let dummy = self.create_take_state(StateKind::Normal);
         let saved = self.enter_group(group);
         let mut last_sink = self.create_middle_states(dummy);
         last_sink = self.convert_pattern(last_sink);
@@ -674,7 +719,7 @@ impl<'p, E> Compiler<'p, E> {
         let take = extend_with_until(Some(self.take_condition(self.current)), until.clone(), true)
             .unwrap_or(Condition::True);
         let proceed_cond = self.true_function();
-        let looping = self.create_state(StateKind::Normal);
+        let looping = self.create_take_state(StateKind::Normal);
         if self.current.st().quantifier.greedy {
             if let Some(u) = &until {
                 let copy = self.copy(sink);
@@ -724,7 +769,7 @@ impl<'p, E> Compiler<'p, E> {
         }
     }
 
-    fn finish(self, skip: SkipStrategy) -> Nfa<E> {
+    fn finish(self, skip: SkipStrategy, skip_throw: bool) -> Nfa<E> {
         let mut stage_names: Vec<Arc<str>> = Vec::new();
         let mut stage_of = |name: &str| -> u32 {
             let orig = original_name(name);
@@ -753,6 +798,7 @@ impl<'p, E> Compiler<'p, E> {
                     name: s.name.into(),
                     stage: page[i],
                     kind: s.kind,
+                    window: s.window.filter(|w| *w > 0),
                     transitions: s
                         .transitions
                         .into_iter()
@@ -776,6 +822,7 @@ impl<'p, E> Compiler<'p, E> {
             self.window.filter(|w| *w > 0),
             skip,
             skip_stage,
+            skip_throw,
         )
     }
 }

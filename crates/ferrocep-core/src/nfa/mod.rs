@@ -52,6 +52,9 @@ pub(crate) struct State<E> {
     /// Index of the stage (shared-buffer page) the state belongs to.
     pub(crate) stage: u32,
     pub(crate) kind: StateKind,
+    /// The PREVIOUS_AND_CURRENT window of a run in this state (Flink's
+    /// `windowTimes`): it times out when `now - previous >= window`.
+    pub(crate) window: Option<i64>,
     pub(crate) transitions: Vec<Transition<E>>,
 }
 
@@ -63,9 +66,13 @@ pub struct Nfa<E> {
     pub(crate) window: Option<i64>,
     pub(crate) skip: SkipStrategy,
     pub(crate) skip_stage: Option<u32>,
+    /// `throwExceptionOnMiss` of the skip strategy.
+    pub(crate) skip_throw: bool,
     /// Whether every transition out of the start state looks at the event
     /// alone, so [`Nfa::may_start`] can decide without a partial match.
     start_is_simple: bool,
+    /// Whether some state has a PREVIOUS_AND_CURRENT window.
+    pub(crate) has_state_windows: bool,
 }
 
 /// The context of a condition that does not read it.
@@ -88,11 +95,13 @@ impl<E> Nfa<E> {
         window: Option<i64>,
         skip: SkipStrategy,
         skip_stage: Option<u32>,
+        skip_throw: bool,
     ) -> Self {
         let start_is_simple = states[start as usize]
             .transitions
             .iter()
             .all(|t| !t.condition.is_iterative());
+        let has_state_windows = states.iter().any(|s| s.window.is_some());
         Nfa {
             states,
             start,
@@ -100,7 +109,9 @@ impl<E> Nfa<E> {
             window,
             skip,
             skip_stage,
+            skip_throw,
             start_is_simple,
+            has_state_windows,
         }
     }
 
@@ -123,9 +134,22 @@ impl<E> Nfa<E> {
         self.window
     }
 
+    /// Whether some stage has a PREVIOUS_AND_CURRENT window (its partial
+    /// matches may time out whenever time advances, not only at
+    /// `start + window`).
+    pub fn has_stage_windows(&self) -> bool {
+        self.has_state_windows
+    }
+
     /// The after-match skip strategy.
     pub fn skip_strategy(&self) -> &SkipStrategy {
         &self.skip
+    }
+
+    /// Whether the skip strategy fails on a miss
+    /// ([`crate::Pattern::throw_exception_on_miss`]).
+    pub fn throws_on_miss(&self) -> bool {
+        self.skip_throw
     }
 
     /// Number of NFA states (for diagnostics).

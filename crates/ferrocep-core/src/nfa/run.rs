@@ -24,7 +24,7 @@ use super::dewey::DeweyNumber;
 use super::pq::JavaPq;
 use super::{Action, Nfa, StateKind};
 use crate::output::MatchRef;
-use crate::pattern::{Condition, Context, SkipStrategy};
+use crate::pattern::{Condition, Context, MatchFailure, SkipStrategy};
 
 /// A partial match (Flink `ComputationState`).
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +160,11 @@ pub struct SharedBuffer<E> {
     run_pool: Vec<Vec<Run>>,
     /// Scratch vectors of `process` (next states, retained states, matches).
     scratch: [Vec<Run>; 3],
+    /// The first match a throwing skip strategy could not skip past (read
+    /// and cleared with [`SharedBuffer::take_failure`]).
+    failure: Option<MatchFailure>,
+    /// What conditions read as the current processing time.
+    processing_time: i64,
 }
 
 impl<E> Default for SharedBuffer<E> {
@@ -168,6 +173,8 @@ impl<E> Default for SharedBuffer<E> {
             store: Store::default(),
             run_pool: Vec::new(),
             scratch: Default::default(),
+            failure: None,
+            processing_time: i64::MIN,
         }
     }
 }
@@ -184,6 +191,30 @@ impl<E> SharedBuffer<E> {
             v.clear();
             self.run_pool.push(v);
         }
+    }
+
+    /// The failure of a skip strategy with `throwExceptionOnMiss` since the
+    /// last call, if any (the first one).
+    pub fn take_failure(&mut self) -> Option<MatchFailure> {
+        self.failure.take()
+    }
+
+    /// Sets what conditions read as the current processing time
+    /// ([`crate::Context::current_processing_time`]).
+    #[inline]
+    pub fn set_processing_time(&mut self, now: i64) {
+        self.processing_time = now;
+    }
+
+    /// The current processing time given with [`Self::set_processing_time`].
+    pub fn processing_time(&self) -> i64 {
+        self.processing_time
+    }
+
+    /// Whether a failure is waiting for [`Self::take_failure`].
+    #[inline]
+    pub fn has_failure(&self) -> bool {
+        self.failure.is_some()
     }
 
     /// Number of events held.
@@ -549,6 +580,10 @@ impl<E> Context<E> for Ctx<'_, E> {
     fn timestamp(&self) -> i64 {
         self.ts
     }
+
+    fn current_processing_time(&self) -> i64 {
+        self.buf.processing_time
+    }
 }
 
 fn calculate_increasing_self_state(ignore: u32, take: u32) -> u32 {
@@ -710,23 +745,29 @@ impl<E> Nfa<E> {
         // Fast path: nothing can expire. The heap head is the run with the
         // earliest start (the start run sorts last), so if it has not expired
         // none has; and with no expiry and no held match nothing changes.
-        let Some(window) = self.window.filter(|w| *w > 0) else {
-            if st.completed.is_none() {
-                return;
-            }
-            let mut partial = st.take_partial(self.start);
-            self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
-            st.set_partial(buf, self.start, partial);
-            return;
-        };
-        if st.completed.is_none() {
-            match st.partial.head() {
-                Some(head) if self.is_start(head) => return,
-                Some(head) if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window => {
-                    return
+        // Per-stage windows run from each run's previous event, which the
+        // heap does not order: then every run is looked at.
+        if !self.has_state_windows {
+            let Some(window) = self.window.filter(|w| *w > 0) else {
+                if st.completed.is_none() {
+                    return;
                 }
-                None => return,
-                _ => {}
+                let mut partial = st.take_partial(self.start);
+                self.process_matches_by_skip(buf, st, JavaPq::default(), &mut partial, out);
+                st.set_partial(buf, self.start, partial);
+                return;
+            };
+            if st.completed.is_none() {
+                match st.partial.head() {
+                    Some(head) if self.is_start(head) => return,
+                    Some(head)
+                        if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window =>
+                    {
+                        return
+                    }
+                    None => return,
+                    _ => {}
+                }
             }
         }
         let old = st.take_partial(self.start);
@@ -734,10 +775,20 @@ impl<E> Nfa<E> {
         let mut potential: JavaPq<Run> = JavaPq::default();
         let mut runs = old.into_items();
         for run in runs.drain(..) {
-            let timed_out = match self.window {
+            // Flink checks the state's window from the previous event first,
+            // and reports its expiry when both have expired.
+            let by_previous = match self.states[run.state as usize].window {
+                Some(w) if !self.is_start(&run) => {
+                    let prev_ts = run.prev.map_or(-1, |p| buf.store.node_ts(p));
+                    (ts.wrapping_sub(prev_ts) >= w).then(|| prev_ts.wrapping_add(w))
+                }
+                _ => None,
+            };
+            let by_first = match self.window {
                 Some(w) => !self.is_start(&run) && w > 0 && ts.wrapping_sub(run.start_ts()) >= w,
                 None => false,
             };
+            let timed_out = by_previous.is_some() || by_first;
             if !timed_out {
                 new_partial.offer(run, run_cmp);
                 continue;
@@ -747,7 +798,8 @@ impl<E> Nfa<E> {
                 continue;
             }
             if let Some(p) = run.prev {
-                let at = run.start_ts().wrapping_add(self.window.unwrap_or(0));
+                let at = by_previous
+                    .unwrap_or_else(|| run.start_ts().wrapping_add(self.window.unwrap_or(0)));
                 if let Some(path) = buf.store.extract(p, &run.version, true).into_iter().next() {
                     self.emit(buf, &path, out, Some(at));
                 }
@@ -872,6 +924,19 @@ impl<E> Nfa<E> {
             Some(p) => buf.store.extract(p, &m.version, false),
             None => Default::default(),
         };
+        // Flink computes the pruning id, which throws, before it emits: the
+        // failed match is not emitted and nothing is pruned.
+        if self.skip_throw {
+            if let Some(f) = self.skip_miss(buf, &paths) {
+                if buf.failure.is_none() {
+                    buf.failure = Some(f);
+                }
+                if let Some(p) = m.prev {
+                    buf.store.release_node(p, &m.version);
+                }
+                return;
+            }
+        }
         // Emitted before pruning, which emits nothing: the path's events are
         // then live whatever the lock counts (a restored state is trusted
         // no further than that).
@@ -887,6 +952,47 @@ impl<E> Nfa<E> {
         if let Some(p) = m.prev {
             buf.store.release_node(p, &m.version);
         }
+    }
+
+    /// Flink's `SkipToElementStrategy.getPruningId` with
+    /// `shouldThrowException`: the failure it throws, if any.
+    fn skip_miss(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<MatchFailure> {
+        let stage = self.skip_stage?;
+        let stage_name = self.stage_names[stage as usize].to_string();
+        let id = |e: EventIdx| buf.store.event_entry(e).id();
+        let mut pruning: Option<EventId> = None;
+        for path in paths {
+            let mut of_stage = path.iter().filter(|(s, _)| *s == stage);
+            let pick = if matches!(self.skip, SkipStrategy::SkipToFirst(_)) {
+                of_stage.next()
+            } else {
+                of_stage.next_back()
+            };
+            match pick {
+                None => {
+                    let mut found: Vec<&str> = Vec::new();
+                    for (s, _) in path.iter() {
+                        let n = &*self.stage_names[*s as usize];
+                        if !found.contains(&n) {
+                            found.push(n);
+                        }
+                    }
+                    return Some(MatchFailure::NoSuchElement {
+                        stage: stage_name,
+                        found: format!("{{{}}}", found.join(", ")),
+                    });
+                }
+                Some((_, e)) => {
+                    let v = id(*e);
+                    pruning = Some(pruning.map_or(v, |p| p.max(v)));
+                }
+            }
+            let first = path.iter().map(|(_, e)| id(*e)).min();
+            if pruning.is_some() && pruning == first {
+                return Some(MatchFailure::FirstElement { stage: stage_name });
+            }
+        }
+        None
     }
 
     fn pruning_id(&self, buf: &SharedBuffer<E>, paths: &[Path]) -> Option<EventId> {

@@ -96,6 +96,29 @@ pub struct CepOperator<K, E> {
     /// Draining: events that arrive from this arrival number on take no new
     /// starts (see [`CepOperator::stop_starts`]).
     starts_until: Option<u64>,
+    /// The first match a throwing skip strategy could not skip past.
+    failure: Option<Failure<K>>,
+    /// Orders events of equal timestamps before they run (Flink's
+    /// `EventComparator`); `None`: arrival order.
+    comparator: Option<EventComparator<E>>,
+    /// The events of one timestamp being sorted by `comparator` (reused).
+    batch: Vec<Waiting<E>>,
+}
+
+/// Orders events of equal timestamps before matching (Flink's
+/// `EventComparator`, given to `CEP.pattern(input, pattern, comparator)`).
+/// The sort is stable: events the comparator finds equal keep their
+/// arrival order.
+pub type EventComparator<E> = Arc<dyn Fn(&E, &E) -> std::cmp::Ordering + Send + Sync>;
+
+/// A failed match of a skip strategy with `throwExceptionOnMiss`, with the
+/// key it happened for (see [`CepOperator::failure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure<K> {
+    /// The key whose match failed.
+    pub key: K,
+    /// What failed, in Flink's words.
+    pub error: crate::pattern::MatchFailure,
 }
 
 /// Change tracking for incremental checkpoints ([`CepOperator::take_dirty`]):
@@ -217,6 +240,9 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             out_of_orderness: None,
             changes: Changes::default(),
             starts_until: None,
+            failure: None,
+            comparator: None,
+            batch: Vec::new(),
         }
     }
 
@@ -369,6 +395,63 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }
     }
 
+    /// Orders the events of each timestamp by `comparator` before they run,
+    /// as Flink's `CepOperator` does with an `EventComparator` (a stable
+    /// sort: equal events keep their arrival order). In event time the
+    /// events of one timestamp are sorted when the watermark passes them.
+    /// In processing time events then no longer run on arrival: they wait,
+    /// stamped with the time they came, until time passes that millisecond
+    /// (Flink's processing-time timer at `stamp + 1`): [`Self::next_timer`]
+    /// says when, and [`Self::advance_time`] runs them. Without a
+    /// comparator nothing of this costs anything.
+    pub fn set_event_comparator(&mut self, comparator: Option<EventComparator<E>>) {
+        self.comparator = comparator;
+    }
+
+    /// The first match that a skip strategy with `throwExceptionOnMiss`
+    /// could not skip past, and its key ([`crate::Pattern::throw_exception_on_miss`]).
+    /// Flink fails the job there: a caller reproducing that stops feeding
+    /// the operator once this is set. The failed match is not emitted; the
+    /// operator goes on as if the strategy had skipped nothing.
+    pub fn failure(&self) -> Option<&Failure<K>> {
+        self.failure.as_ref()
+    }
+
+    /// Records the NFA's failure, if it has one, for the key of `slot`.
+    /// On every event's path: one test of a field that is always clear for
+    /// patterns without `throwExceptionOnMiss`.
+    #[inline(always)]
+    fn check_failure<S: OutputSink<K, E>>(&mut self, slot: u32, sink: &mut S) {
+        if self.buf.has_failure() {
+            self.note_failure(slot, sink);
+        }
+    }
+
+    #[inline(never)]
+    fn note_failure<S: OutputSink<K, E>>(&mut self, slot: u32, sink: &mut S) {
+        if let Some(error) = self.buf.take_failure() {
+            if self.failure.is_none() {
+                let key = self.keys[slot as usize].key.clone();
+                sink.on_failure(&key, &error);
+                self.failure = Some(Failure { key, error });
+            }
+        }
+    }
+
+    /// Sets the current processing time, which conditions read with
+    /// [`crate::Context::current_processing_time`] (Flink's
+    /// `currentProcessingTime()`; the core has no clock: drive this from the
+    /// caller's injectable clock). In processing time the operator also
+    /// sets it from each event's stamp and each `advance_time`.
+    pub fn set_processing_time(&mut self, now: i64) {
+        self.buf.set_processing_time(now);
+    }
+
+    /// The current processing time as last given (`i64::MIN` before any).
+    pub fn current_processing_time(&self) -> i64 {
+        self.buf.processing_time()
+    }
+
     /// The compiled pattern.
     pub fn nfa(&self) -> &Arc<Nfa<E>> {
         &self.nfa
@@ -382,7 +465,12 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// The earliest pending timer, if any: when [`Self::advance_time`] has
     /// work to do.
     pub fn next_timer(&self) -> Option<i64> {
-        match (self.waiting.peek_ts(), self.window_timers.peek()) {
+        let waiting = match self.domain {
+            TimeDomain::EventTime => self.waiting.peek_ts(),
+            // Only with a comparator: events wait for their millisecond to pass.
+            TimeDomain::ProcessingTime => self.waiting.peek_ts().map(|t| t.saturating_add(1)),
+        };
+        match (waiting, self.window_timers.peek()) {
             (Some(a), Some(b)) => Some(a.min(b.0)),
             (a, b) => a.or(b.map(|t| t.0)),
         }
@@ -584,10 +672,19 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                 // the next event: its partial matches' nodes load meanwhile.
                 entry.state.prefetch_nodes(&self.buf);
             }
+            TimeDomain::ProcessingTime if self.comparator.is_some() => {
+                if timestamp > self.current {
+                    self.current = timestamp;
+                }
+                let entry = &mut self.keys[slot as usize];
+                entry.queued += 1;
+                self.waiting.push(self.current, slot, entry.gen, event);
+            }
             TimeDomain::ProcessingTime => {
                 if timestamp > self.current {
                     self.current = timestamp;
                 }
+                self.buf.set_processing_time(self.current);
                 let nfa = self.nfa.clone();
                 let entry = &mut self.keys[slot as usize];
                 let mut out = KeyedOut {
@@ -613,6 +710,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
                         );
                     }
                 }
+                self.check_failure(slot, sink);
                 self.drop_if_idle(slot);
             }
         }
@@ -624,9 +722,18 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         if time > self.current {
             self.current = time;
         }
+        if self.domain == TimeDomain::ProcessingTime {
+            self.buf.set_processing_time(self.current);
+        }
         let now = self.current;
-        if self.waiting.peek_ts().is_some_and(|t| t <= now) {
-            self.run_waiting(now, sink);
+        // In processing time (with a comparator) events wait until their
+        // millisecond has passed.
+        let due = match self.domain {
+            TimeDomain::EventTime => now,
+            TimeDomain::ProcessingTime => now.saturating_sub(1),
+        };
+        if self.waiting.peek_ts().is_some_and(|t| t <= due) {
+            self.run_waiting(now, due, sink);
         }
         while let Some((_, slot, gen)) = self.window_timers.pop_due(now) {
             // The keys of the next timers load while this one fires.
@@ -657,47 +764,37 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }
     }
 
-    /// Runs the waiting events up to `now`, then advances their keys to `now`.
-    fn run_waiting<S: OutputSink<K, E>>(&mut self, now: i64, sink: &mut S) {
+    /// Runs the waiting events up to `due`, then advances their keys to `now`.
+    fn run_waiting<S: OutputSink<K, E>>(&mut self, now: i64, due: i64, sink: &mut S) {
         let nfa = self.nfa.clone();
         let window = nfa.window();
         let mut touched = std::mem::take(&mut self.touched);
-        while let Some(w) = self.waiting.pop_due(now) {
-            // A key with waiting events is never dropped, so the slot is live.
-            if let Some(next) = self.waiting.front_slot() {
-                if let Some(e) = self.keys.get(next as usize) {
-                    e.state.prefetch_events(&self.buf);
+        if let Some(cmp) = self.comparator.clone() {
+            let mut batch = std::mem::take(&mut self.batch);
+            while let Some(w) = self.waiting.pop_due(due) {
+                let ts = w.ts;
+                batch.push(w);
+                while self.waiting.peek_ts() == Some(ts) {
+                    match self.waiting.pop_due(due) {
+                        Some(w) => batch.push(w),
+                        None => break,
+                    }
+                }
+                batch.sort_by(|a, b| cmp(&a.event, &b.event));
+                for w in batch.drain(..) {
+                    self.run_one(&nfa, window, w, &mut touched, sink);
                 }
             }
-            let entry = &mut self.keys[w.slot as usize];
-            debug_assert_eq!(entry.gen, w.gen);
-            entry.queued -= 1;
-            let mut out = KeyedOut {
-                key: &entry.key,
-                timestamp: w.ts,
-                sink: &mut *sink,
-            };
-            // Time advances to each event's timestamp before it runs. For a
-            // second event of the same timestamp this finds nothing to do, as
-            // nothing started before it can expire at the same time.
-            nfa.advance_time(&mut self.buf, &mut entry.state, w.ts, &mut out);
-            let starts = self.starts_until.is_none_or(|c| w.seq < c);
-            let new_start = nfa.process_gated(
-                &mut self.buf,
-                &mut entry.state,
-                w.event,
-                w.ts,
-                &mut out,
-                starts,
-            );
-            if touched.last() != Some(&(w.slot, w.gen)) {
-                touched.push((w.slot, w.gen));
-            }
-            if new_start {
-                if let Some(win) = window {
-                    self.window_timers
-                        .push((w.ts.saturating_add(win), w.slot, w.gen));
+            self.batch = batch;
+        } else {
+            while let Some(w) = self.waiting.pop_due(due) {
+                // A key with waiting events is never dropped, so the slot is live.
+                if let Some(next) = self.waiting.front_slot() {
+                    if let Some(e) = self.keys.get(next as usize) {
+                        e.state.prefetch_events(&self.buf);
+                    }
                 }
+                self.run_one(&nfa, window, w, &mut touched, sink);
             }
         }
         for &(slot, gen) in &touched {
@@ -707,6 +804,55 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }
         touched.clear();
         self.touched = touched;
+    }
+
+    /// Runs one waiting event: its key advances to its timestamp, then
+    /// processes it.
+    #[inline(always)]
+    fn run_one<S: OutputSink<K, E>>(
+        &mut self,
+        nfa: &Nfa<E>,
+        window: Option<i64>,
+        w: Waiting<E>,
+        touched: &mut Vec<(u32, u32)>,
+        sink: &mut S,
+    ) {
+        let entry = &mut self.keys[w.slot as usize];
+        debug_assert_eq!(entry.gen, w.gen);
+        entry.queued -= 1;
+        let mut out = KeyedOut {
+            key: &entry.key,
+            timestamp: w.ts,
+            sink: &mut *sink,
+        };
+        // Time advances to each event's timestamp before it runs. For a
+        // second event of the same timestamp this finds nothing to do, as
+        // nothing started before it can expire at the same time.
+        nfa.advance_time(&mut self.buf, &mut entry.state, w.ts, &mut out);
+        let starts = self.starts_until.is_none_or(|c| w.seq < c);
+        let new_start = nfa.process_gated(
+            &mut self.buf,
+            &mut entry.state,
+            w.event,
+            w.ts,
+            &mut out,
+            starts,
+        );
+        if touched.last() != Some(&(w.slot, w.gen)) {
+            touched.push((w.slot, w.gen));
+        }
+        if new_start {
+            if let Some(win) = window {
+                // Processing-time timers fire a millisecond later.
+                let extra = i64::from(self.domain == TimeDomain::ProcessingTime);
+                self.window_timers.push((
+                    w.ts.saturating_add(win).saturating_add(extra),
+                    w.slot,
+                    w.gen,
+                ));
+            }
+        }
+        self.check_failure(w.slot, sink);
     }
 
     /// Advances one key to `now` (its window timer fired, or it ran events).
@@ -723,6 +869,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         };
         self.nfa
             .advance_time(&mut self.buf, &mut entry.state, now, &mut out);
+        self.check_failure(slot, sink);
         self.drop_if_idle(slot);
     }
 }

@@ -13,6 +13,15 @@ pub trait Context<E> {
     fn events_for_pattern(&self, name: &str) -> Vec<&E>;
     /// Timestamp of the event being evaluated.
     fn timestamp(&self) -> i64;
+    /// The current processing time in ms (Flink's
+    /// `ctx.currentProcessingTime()`): the time the operator's caller gave
+    /// it last (the core has no clock): in processing time the stamp of the
+    /// event or of the latest `advance_time`, in event time what
+    /// [`crate::operator::CepOperator::set_processing_time`] set.
+    /// `i64::MIN` where no clock was given (contexts outside an operator).
+    fn current_processing_time(&self) -> i64 {
+        i64::MIN
+    }
 }
 
 type SimpleFn<E> = dyn Fn(&E) -> bool + Send + Sync;

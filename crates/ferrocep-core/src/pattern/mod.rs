@@ -46,6 +46,19 @@ pub enum Contiguity {
     NotFollow,
 }
 
+/// Which two events of a match a `within` window spans (Flink `WithinType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WithinType {
+    /// From the match's first event to its last (Flink's default): one
+    /// window for the whole pattern, the smallest of all stages'.
+    #[default]
+    FirstAndLast,
+    /// From the match's previous event to the event this stage takes: a
+    /// window per stage, checked whenever time advances (a partial match
+    /// waiting in the stage times out at `previous + window`).
+    PreviousAndCurrent,
+}
+
 /// What happens after a match is found (Flink `AfterMatchSkipStrategy`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub enum SkipStrategy {
@@ -87,6 +100,44 @@ pub enum PatternError {
     },
 }
 
+/// A match that a skip strategy with [`Pattern::throw_exception_on_miss`]
+/// cannot skip past: Flink's `FlinkRuntimeException` from
+/// `SkipToElementStrategy`, which fails the job. Messages are Flink's.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MatchFailure {
+    /// The match has no event of the strategy's stage.
+    #[error("Could not skip to {stage}. No such element in the found match {found}")]
+    NoSuchElement {
+        /// The stage the strategy skips to.
+        stage: String,
+        /// The stages that took part in the match, as `{a, c}`.
+        found: String,
+    },
+    /// The strategy would skip to the match's own first event, which would
+    /// find the same match again (`skip_to_first` on the first stage).
+    #[error("Could not skip to first element of a match.")]
+    FirstElement {
+        /// The stage the strategy skips to.
+        stage: String,
+    },
+}
+
+impl MatchFailure {
+    /// The stage the skip strategy names.
+    pub fn stage(&self) -> &str {
+        match self {
+            MatchFailure::NoSuchElement { stage, .. } | MatchFailure::FirstElement { stage } => {
+                stage
+            }
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn malformed(stage: &str, message: impl Into<String>) -> PatternError {
     PatternError::Malformed {
         stage: stage.to_string(),
@@ -113,10 +164,13 @@ pub(crate) struct Quantifier {
 }
 
 /// `times(from, to)`; looping stages use `to = from` and loop after it.
+/// `window`: Flink's `times(n, windowTime)` and kin, the most time between
+/// two consecutive events the stage takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Times {
     pub(crate) from: u32,
     pub(crate) to: u32,
+    pub(crate) window: Option<i64>,
 }
 
 /// What a stage matches: one event per step, or a whole nested pattern.
@@ -134,7 +188,10 @@ pub(crate) struct Stage<E> {
     pub(crate) quantifier: Quantifier,
     pub(crate) times: Option<Times>,
     pub(crate) until: Option<Condition<E>>,
+    /// `within(.., FirstAndLast)`.
     pub(crate) window: Option<i64>,
+    /// `within(.., PreviousAndCurrent)`.
+    pub(crate) prev_window: Option<i64>,
 }
 
 impl<E> Stage<E> {
@@ -152,6 +209,7 @@ impl<E> Stage<E> {
             times: None,
             until: None,
             window: None,
+            prev_window: None,
         }
     }
 
@@ -176,6 +234,8 @@ impl<E> Stage<E> {
 pub struct Pattern<E> {
     pub(crate) stages: Vec<Stage<E>>,
     pub(crate) skip: SkipStrategy,
+    /// Flink's `throwExceptionOnMiss()` on a skip-to-element strategy.
+    pub(crate) skip_throw: bool,
     pub(crate) error: Option<PatternError>,
 }
 
@@ -195,6 +255,7 @@ impl<E> Pattern<E> {
                 Contiguity::Strict,
             )],
             skip,
+            skip_throw: false,
             error: None,
         }
     }
@@ -210,6 +271,7 @@ impl<E> Pattern<E> {
         let mut p = Pattern {
             stages: Vec::new(),
             skip,
+            skip_throw: false,
             error: None,
         };
         p.push_group(group, Contiguity::Strict);
@@ -219,6 +281,31 @@ impl<E> Pattern<E> {
     /// The after-match skip strategy.
     pub fn skip_strategy(&self) -> &SkipStrategy {
         &self.skip
+    }
+
+    /// Makes a `skip_to_first` / `skip_to_last` strategy fail when a match
+    /// has no event of its stage (Flink's
+    /// `skipToFirst(..).throwExceptionOnMiss()`), instead of skipping
+    /// nothing. The failure is a [`MatchFailure`], reported with its key by
+    /// the operator ([`crate::operator::CepOperator::failure`]); the match is
+    /// not emitted. Other strategies refuse it.
+    pub fn throw_exception_on_miss(mut self) -> Self {
+        if self.skip.stage_name().is_none() {
+            let name = self.last_name();
+            self.fail(
+                &name,
+                "throwExceptionOnMiss applies to skip_to_first and skip_to_last only",
+            );
+        } else {
+            self.skip_throw = true;
+        }
+        self
+    }
+
+    /// Whether the skip strategy fails on a miss
+    /// ([`Pattern::throw_exception_on_miss`]).
+    pub fn throws_on_miss(&self) -> bool {
+        self.skip_throw
     }
 
     /// The names of the stages, first to last (groups contribute their inner names).
@@ -418,14 +505,30 @@ impl<E> Pattern<E> {
     /// Sets the maximum time between the first and the last event of a match
     /// (Flink `within`, `WithinType.FIRST_AND_LAST`). The smallest window of
     /// all stages applies.
-    pub fn within(mut self, d: Duration) -> Self {
-        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        self.last().window = Some(ms);
-        self
+    pub fn within(self, d: Duration) -> Self {
+        self.within_ms(duration_ms(d))
     }
     /// [`Pattern::within`] in milliseconds.
-    pub fn within_ms(mut self, ms: i64) -> Self {
-        self.last().window = Some(ms);
+    pub fn within_ms(self, ms: i64) -> Self {
+        self.within_type_ms(ms, WithinType::FirstAndLast)
+    }
+    /// Sets a window of the given type on the stage added last (Flink
+    /// `within(windowTime, withinType)`). With
+    /// [`WithinType::PreviousAndCurrent`] it is the most time between the
+    /// match's previous event and the one this stage takes; a stage may
+    /// have both types. A stage with a quantifier (`times`, `one_or_more`,
+    /// ...) ignores its `PreviousAndCurrent` window, as Flink's compiler
+    /// does: give the window to the quantifier instead
+    /// ([`Pattern::times_within`] and kin).
+    pub fn within_type(self, d: Duration, within_type: WithinType) -> Self {
+        self.within_type_ms(duration_ms(d), within_type)
+    }
+    /// [`Pattern::within_type`] in milliseconds.
+    pub fn within_type_ms(mut self, ms: i64, within_type: WithinType) -> Self {
+        match within_type {
+            WithinType::FirstAndLast => self.last().window = Some(ms),
+            WithinType::PreviousAndCurrent => self.last().prev_window = Some(ms),
+        }
         self
     }
 
@@ -454,7 +557,11 @@ impl<E> Pattern<E> {
         if self.check_quantifier_free() {
             let st = self.last();
             st.quantifier.kind = QuantKind::Looping;
-            st.times = Some(Times { from: 1, to: 1 });
+            st.times = Some(Times {
+                from: 1,
+                to: 1,
+                window: None,
+            });
         }
         self
     }
@@ -468,7 +575,11 @@ impl<E> Pattern<E> {
             }
             let st = self.last();
             st.quantifier.kind = QuantKind::Looping;
-            st.times = Some(Times { from: n, to: n });
+            st.times = Some(Times {
+                from: n,
+                to: n,
+                window: None,
+            });
         }
         self
     }
@@ -482,7 +593,11 @@ impl<E> Pattern<E> {
             }
             let st = self.last();
             st.quantifier.kind = QuantKind::Times;
-            st.times = Some(Times { from: n, to: n });
+            st.times = Some(Times {
+                from: n,
+                to: n,
+                window: None,
+            });
         }
         self
     }
@@ -503,7 +618,11 @@ impl<E> Pattern<E> {
             {
                 let st = self.last();
                 st.quantifier.kind = QuantKind::Times;
-                st.times = Some(Times { from, to });
+                st.times = Some(Times {
+                    from,
+                    to,
+                    window: None,
+                });
             }
             if make_optional {
                 // Flink's `times(0, n)` calls `Quantifier.optional()` directly,
@@ -515,6 +634,34 @@ impl<E> Pattern<E> {
         }
         self
     }
+    /// [`Pattern::one_or_more`] with at most `ms` between two consecutive
+    /// events of the stage (Flink `oneOrMore(windowTime)`).
+    pub fn one_or_more_within_ms(self, ms: i64) -> Self {
+        self.one_or_more().times_window(ms)
+    }
+    /// [`Pattern::times_or_more`] with at most `ms` between two consecutive
+    /// events of the stage (Flink `timesOrMore(n, windowTime)`).
+    pub fn times_or_more_within_ms(self, n: u32, ms: i64) -> Self {
+        self.times_or_more(n).times_window(ms)
+    }
+    /// [`Pattern::times`] with at most `ms` between two consecutive events
+    /// of the stage (Flink `times(n, windowTime)`).
+    pub fn times_within_ms(self, n: u32, ms: i64) -> Self {
+        self.times(n).times_window(ms)
+    }
+    /// [`Pattern::times_range`] with at most `ms` between two consecutive
+    /// events of the stage (Flink `times(from, to, windowTime)`).
+    pub fn times_range_within_ms(self, from: u32, to: u32, ms: i64) -> Self {
+        self.times_range(from, to).times_window(ms)
+    }
+
+    fn times_window(mut self, ms: i64) -> Self {
+        if let Some(t) = &mut self.last().times {
+            t.window = Some(ms);
+        }
+        self
+    }
+
     /// The stage may be skipped (Flink `optional`).
     pub fn optional(mut self) -> Self {
         let name = self.last_name();

@@ -7,14 +7,15 @@
 //! `begin(name, skip)` (first stage) or `next` / `followed_by` /
 //! `followed_by_any` / `not_next` / `not_followed_by` (its contiguity), then
 //! `where`, `times(n)`, `times(from, to)`, `times_or_more`, `one_or_more`,
-//! `optional`, `greedy`, `consecutive`, `allow_combinations`, `until`, each
-//! only when the field is set. Finally `within` on the last stage.
+//! `optional`, `greedy`, `consecutive`, `allow_combinations`, `until`,
+//! `within` (PREVIOUS_AND_CURRENT), each only when the field is set.
+//! Finally the whole-pattern `within` on the last stage.
 //!
 //! A condition is the precomputed bit of its expression:
 //! `move |e: &JsonEvent| e.cond(i)`. A stage without `where` gets no
 //! condition (Flink's "every event").
 
-use crate::pattern::{Condition, Contiguity, Pattern, PatternError};
+use crate::pattern::{Condition, Contiguity, Pattern, PatternError, WithinType};
 
 use super::event::JsonEvent;
 use super::{Spec, TimesSpec};
@@ -86,12 +87,21 @@ pub(crate) fn build(spec: &Spec) -> (Pattern<JsonEvent>, Option<(String, Pattern
         if let Some(u) = &g.until {
             p = check(p.until_condition(cond(u.index)), &at("until"));
         }
+        if let Some(w) = g.within {
+            p = check(
+                p.within_type_ms(w, WithinType::PreviousAndCurrent),
+                &at("within"),
+            );
+        }
         pattern = Some(p);
     }
     // A validated spec has at least one stage; an emptied one still gets a pattern.
     let mut p = pattern.unwrap_or_else(|| Pattern::begin_with_skip("", spec.skip.clone()));
     if let Some(w) = spec.within {
         p = check(p.within_ms(w), &|| "within".to_string());
+    }
+    if spec.skip_throw {
+        p = check(p.throw_exception_on_miss(), &|| "skip".to_string());
     }
     (p, first_error)
 }

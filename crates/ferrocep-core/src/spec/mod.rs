@@ -147,6 +147,9 @@ pub struct StageSpec {
     pub consecutive: bool,
     /// `allow_combinations: true`.
     pub allow_combinations: bool,
+    /// `within`: the most time in ms between the match's previous event and
+    /// this stage's (Flink `within(d, WithinType.PREVIOUS_AND_CURRENT)`).
+    pub within: Option<i64>,
 }
 
 /// A checked spec: what to key by, the notion of time, and the pattern.
@@ -166,6 +169,10 @@ pub struct Spec {
     pub within: Option<i64>,
     /// After-match skip strategy.
     pub skip: SkipStrategy,
+    /// `skip: {skip_to_first: STAGE, throw_exception_on_miss: true}`: a match
+    /// without an event of the stage fails the run (Flink's
+    /// `throwExceptionOnMiss()`).
+    pub skip_throw: bool,
     /// The stages, first to last (at least one).
     pub stages: Vec<StageSpec>,
     conditions: Vec<Expr>,
@@ -236,6 +243,7 @@ impl Spec {
             time: v.time,
             within: v.within,
             skip: v.skip,
+            skip_throw: v.skip_throw,
             stages: v.stages,
             conditions: v.conditions,
             extractor,
@@ -366,6 +374,7 @@ impl fmt::Debug for Spec {
             .field("time", &self.time)
             .field("within", &self.within)
             .field("skip", &self.skip)
+            .field("skip_throw", &self.skip_throw)
             .field("stages", &self.stages)
             .field("file", &self.file)
             .finish_non_exhaustive()

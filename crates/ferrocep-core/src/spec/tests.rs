@@ -497,20 +497,55 @@ fn quantifiers_become_their_pattern_calls() {
     let q = |i: usize| &p.stages[i].quantifier;
     assert_eq!(q(0).kind, QuantKind::Single);
     assert_eq!(q(1).kind, QuantKind::Times);
-    assert_eq!(p.stages[1].times, Some(Times { from: 3, to: 3 }));
+    assert_eq!(
+        p.stages[1].times,
+        Some(Times {
+            from: 3,
+            to: 3,
+            window: None
+        })
+    );
     assert_eq!(q(2).kind, QuantKind::Times);
-    assert_eq!(p.stages[2].times, Some(Times { from: 1, to: 3 }));
+    assert_eq!(
+        p.stages[2].times,
+        Some(Times {
+            from: 1,
+            to: 3,
+            window: None
+        })
+    );
     assert_eq!(q(2).inner, Contiguity::Strict);
     // times(0, n) is times(1, n).optional() in Flink
-    assert_eq!(p.stages[3].times, Some(Times { from: 1, to: 2 }));
+    assert_eq!(
+        p.stages[3].times,
+        Some(Times {
+            from: 1,
+            to: 2,
+            window: None
+        })
+    );
     assert!(q(3).optional);
     assert_eq!(q(4).kind, QuantKind::Looping);
-    assert_eq!(p.stages[4].times, Some(Times { from: 1, to: 1 }));
+    assert_eq!(
+        p.stages[4].times,
+        Some(Times {
+            from: 1,
+            to: 1,
+            window: None
+        })
+    );
     assert!(q(4).optional && !q(4).greedy);
     assert_eq!(q(4).inner, Contiguity::SkipTillAny);
     assert!(p.stages[4].until.is_some());
     assert_eq!(q(5).kind, QuantKind::Looping);
-    assert_eq!(p.stages[5].times, Some(Times { from: 2, to: 2 }));
+    assert_eq!(
+        p.stages[5].times,
+        Some(Times {
+            from: 2,
+            to: 2,
+            window: None
+        })
+    );
     assert!(q(5).greedy && !q(5).optional);
     assert!(p.stages[5].until.is_none());
     assert_eq!(q(6).kind, QuantKind::Single);
@@ -756,8 +791,8 @@ fn unknown_fields_are_refused_with_their_path() {
     ]))));
     assert_eq!(path, "stages[1].contiguty");
     assert!(msg.ends_with("did you mean 'contiguity'?"), "{msg}");
-    let (path, _) = invalid(both_err(stages(json!([{"name": "a", "within": "1s"}]))));
-    assert_eq!(path, "stages[0].within");
+    let (path, _) = invalid(both_err(stages(json!([{"name": "a", "windw": "1s"}]))));
+    assert_eq!(path, "stages[0].windw");
 }
 
 #[test]

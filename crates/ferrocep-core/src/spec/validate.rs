@@ -35,7 +35,10 @@ const STAGE_FIELDS: &[&str] = &[
     "consecutive",
     "allow_combinations",
     "until",
+    "within",
 ];
+/// The `skip` mapping's flag for Flink's `throwExceptionOnMiss()`.
+const THROW_ON_MISS: &str = "throw_exception_on_miss";
 const CONTIGUITIES: &[&str] = &[
     "next",
     "followed_by",
@@ -51,6 +54,7 @@ pub(crate) struct Validated {
     pub(crate) time: Option<TimeSpec>,
     pub(crate) within: Option<i64>,
     pub(crate) skip: SkipStrategy,
+    pub(crate) skip_throw: bool,
     pub(crate) stages: Vec<StageSpec>,
     pub(crate) conditions: Vec<Expr>,
     pub(crate) fields: Fields,
@@ -333,6 +337,22 @@ impl Validator<'_> {
             None => SkipStrategy::NoSkip,
             Some(n) => self.skip(n)?,
         };
+        let skip_throw = match get(entries, "skip").map(|n| &n.value) {
+            Some(RawValue::Map(m)) => match m.iter().find(|(k, _)| k == THROW_ON_MISS) {
+                Some((_, v)) => match v.value {
+                    RawValue::Bool(b) => b,
+                    _ => {
+                        return Err(err(
+                            v,
+                            format!("skip.{THROW_ON_MISS}"),
+                            format!("expected true or false, found {}", v.value.describe()),
+                        ))
+                    }
+                },
+                None => false,
+            },
+            _ => false,
+        };
 
         let stages_node = entries.iter().find(|(k, _)| k == "stages").map(|(_, v)| v);
         let list = match stages_node.map(|n| &n.value) {
@@ -373,6 +393,7 @@ impl Validator<'_> {
             time,
             within,
             skip,
+            skip_throw,
             stages,
             conditions: std::mem::take(&mut self.conditions),
             fields: std::mem::replace(&mut self.fields, Fields::new()),
@@ -415,8 +436,19 @@ impl Validator<'_> {
                     None => (v.to_string(), None),
                 }
             }
-            RawValue::Map(entries) if entries.len() == 1 => {
-                let (k, v) = &entries[0];
+            // `{skip_to_first: STAGE}`, and beside it (an extension of the
+            // spec) `throw_exception_on_miss: true`.
+            RawValue::Map(entries)
+                if entries.len() == 1
+                    || (entries.len() == 2 && entries.iter().any(|(k, _)| k == THROW_ON_MISS)) =>
+            {
+                let Some((k, v)) = entries.iter().find(|(k, _)| k != THROW_ON_MISS) else {
+                    return Err(err(
+                        n,
+                        "skip",
+                        "expected a strategy beside throw_exception_on_miss",
+                    ));
+                };
                 let stage = text(v, &format!("skip.{k}"))?;
                 (k.clone(), Some(stage.to_string()))
             }
@@ -553,6 +585,23 @@ impl Validator<'_> {
             .map(|t| count(t, &join(path, "times_or_more")))
             .transpose()?;
 
+        let one_or_more = boolean(entries, "one_or_more", path)?;
+        let optional = boolean(entries, "optional", path)?;
+        let greedy = boolean(entries, "greedy", path)?;
+        let consecutive = boolean(entries, "consecutive", path)?;
+        let allow_combinations = boolean(entries, "allow_combinations", path)?;
+        let within = match get(entries, "within") {
+            None => None,
+            Some(n) => {
+                let wpath = join(path, "within");
+                let w = duration(n, &wpath)?;
+                if w <= 0 {
+                    return Err(err(n, wpath, "must be positive, found 0"));
+                }
+                Some(w)
+            }
+        };
+
         Ok(StageSpec {
             name,
             contiguity,
@@ -560,11 +609,12 @@ impl Validator<'_> {
             until,
             times,
             times_or_more,
-            one_or_more: boolean(entries, "one_or_more", path)?,
-            optional: boolean(entries, "optional", path)?,
-            greedy: boolean(entries, "greedy", path)?,
-            consecutive: boolean(entries, "consecutive", path)?,
-            allow_combinations: boolean(entries, "allow_combinations", path)?,
+            one_or_more,
+            optional,
+            greedy,
+            consecutive,
+            allow_combinations,
+            within,
         })
     }
 

@@ -11,5 +11,6 @@ mod event_time;
 mod group;
 mod iterative;
 mod nfa_misc;
+mod parity;
 mod processing_time;
 mod util;
