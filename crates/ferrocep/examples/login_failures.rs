@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::output::{MatchRef, OutputSink};
-use ferrocep_core::pattern::Pattern;
-use ferrocep_core::time::{BoundedOutOfOrderness, MAX_WATERMARK};
+use ferrocep::operator::{CepOperator, TimeDomain};
+use ferrocep::output::{MatchRef, OutputSink};
+use ferrocep::pattern::Pattern;
+use ferrocep::time::{BoundedOutOfOrderness, MAX_WATERMARK};
 
 #[derive(Clone, Debug)]
 struct LoginEvent {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::output::{MatchRef, OutputSink};
-use ferrocep_core::pattern::Pattern;
+use ferrocep::operator::{CepOperator, TimeDomain};
+use ferrocep::output::{MatchRef, OutputSink};
+use ferrocep::pattern::Pattern;
 
 #[derive(Clone, Debug)]
 struct OrderEvent {
