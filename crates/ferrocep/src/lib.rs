@@ -12,13 +12,13 @@
 //! use ferrocep::operator::{CepOperator, TimeDomain};
 //! use ferrocep::output::{MatchRef, OutputSink};
 //! use ferrocep::pattern::Pattern;
-//! use ferrocep::time::{BoundedOutOfOrderness, MAX_WATERMARK};
+//! use ferrocep::time::{BoundedOutOfOrderness, Timestamp, Watermark};
 //!
 //! #[derive(Clone, Debug)]
 //! struct Order {
 //!     id: &'static str,
 //!     kind: &'static str,
-//!     ts: i64,
+//!     ts: Timestamp,
 //! }
 //!
 //! /// Where a deployment notifies customer service (Flink's sink).
@@ -28,14 +28,14 @@
 //! }
 //!
 //! impl OutputSink<&'static str, Order> for Notify {
-//!     fn on_match(&mut self, order: &&'static str, m: &MatchRef<'_, Order>, _ts: i64) {
+//!     fn on_match(&mut self, order: &&'static str, m: &MatchRef<'_, Order>, _ts: Timestamp) {
 //!         let paid = m.events_of("pay").next().unwrap();
 //!         self.lines.push(format!("{order} paid at {}", paid.ts));
 //!     }
-//!     fn on_timeout(&mut self, order: &&'static str, _m: &MatchRef<'_, Order>, at: i64) {
+//!     fn on_timeout(&mut self, order: &&'static str, _m: &MatchRef<'_, Order>, at: Timestamp) {
 //!         self.lines.push(format!("{order} not paid, timed out at {at}"));
 //!     }
-//!     fn on_late(&mut self, order: &&'static str, e: &Order, _ts: i64) {
+//!     fn on_late(&mut self, order: &&'static str, e: &Order, _ts: Timestamp) {
 //!         self.lines.push(format!("{order} late {}", e.kind));
 //!     }
 //! }
@@ -47,21 +47,22 @@
 //!     .within(Duration::from_secs(600))
 //!     .compile()?;
 //! let mut op = CepOperator::new(Arc::new(nfa), TimeDomain::EventTime);
-//! let mut watermarks = BoundedOutOfOrderness::new(5_000);
+//! let mut watermarks = BoundedOutOfOrderness::new(Duration::from_secs(5));
 //! let mut sink = Notify::default();
 //!
+//! let ms = Timestamp::from_millis; // also: "2024-05-01T12:00:00Z".parse()?
 //! let orders = [
-//!     Order { id: "o-1", kind: "create", ts: 1_000 },
-//!     Order { id: "o-2", kind: "create", ts: 2_000 },
-//!     Order { id: "o-1", kind: "pay", ts: 60_000 },
-//!     Order { id: "o-3", kind: "create", ts: 700_000 },
+//!     Order { id: "o-1", kind: "create", ts: ms(1_000) },
+//!     Order { id: "o-2", kind: "create", ts: ms(2_000) },
+//!     Order { id: "o-1", kind: "pay", ts: ms(60_000) },
+//!     Order { id: "o-3", kind: "create", ts: ms(700_000) },
 //! ];
 //! for order in orders {
 //!     let ts = order.ts;
 //!     op.process_element(order.id, order, ts, &mut sink);
-//!     op.advance_time(watermarks.on_event(ts), &mut sink);
+//!     op.advance_watermark(watermarks.on_event(ts), &mut sink);
 //! }
-//! op.advance_time(MAX_WATERMARK, &mut sink); // the input is bounded: flush
+//! op.advance_watermark(Watermark::MAX, &mut sink); // the input is bounded: flush
 //!
 //! assert_eq!(
 //!     sink.lines,
@@ -75,9 +76,10 @@
 //! ```
 //!
 //! In processing time, create the operator with
-//! [`TimeDomain::ProcessingTime`], pass the wall clock as the timestamp, and
-//! call [`CepOperator::advance_time`] when [`CepOperator::next_timer`] is due
-//! so that timeouts fire while the stream is quiet.
+//! [`TimeDomain::ProcessingTime`], pass the wall clock
+//! (`Timestamp::from(SystemTime::now())`) as the timestamp, and call
+//! [`CepOperator::advance_processing_time`] when [`CepOperator::next_timer`]
+//! is due so that timeouts fire while the stream is quiet.
 //!
 //! # What is here
 //!
