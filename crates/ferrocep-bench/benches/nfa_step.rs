@@ -16,13 +16,14 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferrocep_bench::{full_size, order_workload, CountingSink, NfaDriver, ORDER_TIMEOUT_SPEC};
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::pattern::{Pattern, SkipStrategy};
 use ferrocep_core::spec::{Format, JsonEvent, Spec};
-use ferrocep_core::time::BoundedOutOfOrderness;
+use ferrocep_core::time::{BoundedOutOfOrderness, Timestamp};
 
 #[derive(Clone, Copy, Debug)]
 struct Ev(u8);
@@ -108,7 +109,7 @@ fn bench_operator_step(c: &mut Criterion) {
     let shift = events.last().unwrap().2 - events[0].2 + 3_600_000;
     let mut op: CepOperator<String, JsonEvent> =
         CepOperator::new(Arc::new(spec.compile().unwrap()), TimeDomain::EventTime);
-    let mut wm = BoundedOutOfOrderness::new(0);
+    let mut wm = BoundedOutOfOrderness::new(Duration::ZERO);
     let mut sink = CountingSink::default();
     let (mut i, mut offset) = (0usize, 0i64);
     let mut g = c.benchmark_group("operator_step");
@@ -118,8 +119,13 @@ fn bench_operator_step(c: &mut Criterion) {
             for _ in 0..BATCH {
                 let (key, ev, ts) = &events[i];
                 let ts = ts + offset;
-                op.process_element_by(key.as_str(), ev.clone(), ts, &mut sink);
-                op.advance_time(wm.on_event(ts), &mut sink);
+                op.process_element_by(
+                    key.as_str(),
+                    ev.clone(),
+                    Timestamp::from_millis(ts),
+                    &mut sink,
+                );
+                op.advance_watermark(wm.on_event(Timestamp::from_millis(ts)), &mut sink);
                 i += 1;
                 if i == events.len() {
                     i = 0;

@@ -16,6 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrocep_bench::{full_size, CountingSink};
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::pattern::Pattern;
+use ferrocep_core::time::{Timestamp, Watermark};
 
 #[derive(Clone, Copy, Debug)]
 struct Ev {
@@ -55,9 +56,14 @@ impl Steady {
     fn step(&mut self) {
         self.t += 1;
         let t = self.t;
+        self.op.process_element(
+            t as u64,
+            Ev { pay: false },
+            Timestamp::from_millis(t),
+            &mut self.sink,
+        );
         self.op
-            .process_element(t as u64, Ev { pay: false }, t, &mut self.sink);
-        self.op.advance_time(t, &mut self.sink);
+            .advance_watermark(Watermark::from_millis(t), &mut self.sink);
     }
 }
 
@@ -77,7 +83,11 @@ fn bench_timers(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("advance_none_due/keys", pending),
             &pending,
-            |b, _| b.iter(|| s.op.advance_time(black_box(now), &mut s.sink)),
+            |b, _| {
+                b.iter(|| {
+                    s.op.advance_watermark(Watermark::from_millis(black_box(now)), &mut s.sink)
+                })
+            },
         );
         black_box(s.sink);
     }

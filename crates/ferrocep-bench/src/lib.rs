@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use ferrocep_core::nfa::{NfaOutput, NfaState, SharedBuffer};
 use ferrocep_core::output::{MatchRef, OutputSink};
+use ferrocep_core::time::Timestamp;
 use ferrocep_core::Nfa;
 
 /// A sink that only counts what the engine emits (it still reads the size of
@@ -37,17 +38,17 @@ pub struct CountingSink {
 
 impl<K, E> OutputSink<K, E> for CountingSink {
     #[inline]
-    fn on_match(&mut self, _key: &K, m: &MatchRef<'_, E>, _ts: i64) {
+    fn on_match(&mut self, _key: &K, m: &MatchRef<'_, E>, _ts: Timestamp) {
         self.matches += 1;
         self.events += m.len() as u64;
     }
     #[inline]
-    fn on_timeout(&mut self, _key: &K, m: &MatchRef<'_, E>, _at: i64) {
+    fn on_timeout(&mut self, _key: &K, m: &MatchRef<'_, E>, _at: Timestamp) {
         self.timeouts += 1;
         self.events += m.len() as u64;
     }
     #[inline]
-    fn on_late(&mut self, _key: &K, _event: &E, _ts: i64) {
+    fn on_late(&mut self, _key: &K, _event: &E, _ts: Timestamp) {
         self.late += 1;
     }
 }

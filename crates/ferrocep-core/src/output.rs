@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::pattern::MatchFailure;
+use crate::time::Timestamp;
 
 /// A match or timed-out partial match, borrowed from the shared buffer.
 ///
@@ -82,11 +83,11 @@ impl<'a, E> MatchRef<'a, E> {
 pub trait OutputSink<K, E> {
     /// A complete match; `timestamp` is the time of the event or watermark that
     /// completed it.
-    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, timestamp: i64);
+    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, timestamp: Timestamp);
     /// A partial match that expired; `timeout_at` is `start + within`.
-    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64);
+    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: Timestamp);
     /// An event behind the watermark on arrival; it is not matched.
-    fn on_late(&mut self, key: &K, event: &E, timestamp: i64);
+    fn on_late(&mut self, key: &K, event: &E, timestamp: Timestamp);
     /// A match of `key` that the skip strategy could not skip past
     /// ([`crate::Pattern::throw_exception_on_miss`]; Flink fails the job
     /// there). Called once, for the first failure; the operator also keeps
@@ -106,7 +107,7 @@ pub enum Output<K, E> {
         /// Stage name -> events, stages in match order.
         events: Vec<(String, Vec<E>)>,
         /// Time of the event or watermark that completed it.
-        timestamp: i64,
+        timestamp: Timestamp,
     },
     /// A timed-out partial match.
     Timeout {
@@ -115,7 +116,7 @@ pub enum Output<K, E> {
         /// Stage name -> events taken before the timeout.
         events: Vec<(String, Vec<E>)>,
         /// `start + within`.
-        timeout_at: i64,
+        timeout_at: Timestamp,
     },
     /// A late event.
     Late {
@@ -124,7 +125,7 @@ pub enum Output<K, E> {
         /// The event.
         event: E,
         /// Its timestamp.
-        timestamp: i64,
+        timestamp: Timestamp,
     },
 }
 
@@ -157,7 +158,7 @@ impl<K: Clone, E: Clone> Collector<K, E> {
 
     /// The timeouts only, as (stage -> events, timeout_at).
     #[allow(clippy::type_complexity)]
-    pub fn timeouts(&self) -> Vec<(Vec<(String, Vec<E>)>, i64)> {
+    pub fn timeouts(&self) -> Vec<(Vec<(String, Vec<E>)>, Timestamp)> {
         self.outputs
             .iter()
             .filter_map(|o| match o {
@@ -171,21 +172,21 @@ impl<K: Clone, E: Clone> Collector<K, E> {
 }
 
 impl<K: Clone, E: Clone> OutputSink<K, E> for Collector<K, E> {
-    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, timestamp: i64) {
+    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, timestamp: Timestamp) {
         self.outputs.push(Output::Match {
             key: key.clone(),
             events: m.to_owned_map(),
             timestamp,
         });
     }
-    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64) {
+    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: Timestamp) {
         self.outputs.push(Output::Timeout {
             key: key.clone(),
             events: m.to_owned_map(),
             timeout_at,
         });
     }
-    fn on_late(&mut self, key: &K, event: &E, timestamp: i64) {
+    fn on_late(&mut self, key: &K, event: &E, timestamp: Timestamp) {
         self.outputs.push(Output::Late {
             key: key.clone(),
             event: event.clone(),

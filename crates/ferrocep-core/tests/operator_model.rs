@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrocep_core::nfa::{NfaOutput, NfaState, SharedBuffer};
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{Collector, Output};
-use ferrocep_core::time::BoundedOutOfOrderness;
+use ferrocep_core::time::{BoundedOutOfOrderness, Timestamp, Watermark};
 use ferrocep_core::{MatchRef, Nfa, Pattern, SkipStrategy};
 use proptest::prelude::*;
 
@@ -159,7 +160,7 @@ proptest! {
     ) {
         let nfa = patterns()[which].clone();
         let mut op = CepOperator::new(nfa.clone(), TimeDomain::EventTime);
-        op.set_bounded_out_of_orderness(ooo);
+        op.set_bounded_out_of_orderness(Duration::from_millis(ooo as u64));
         let mut model = Model {
             nfa,
             buf: SharedBuffer::default(),
@@ -169,20 +170,20 @@ proptest! {
             out: Vec::new(),
         };
         let mut collected = Collector::default();
-        let mut wm = BoundedOutOfOrderness::new(ooo);
+        let mut wm = BoundedOutOfOrderness::new(Duration::from_millis(ooo as u64));
         // Timestamps mostly move forward, with jitter back (late or not).
         let mut clock = 1i64;
         for (id, (key, kind, step, back)) in stream.into_iter().enumerate() {
             clock += step;
             let ts = (clock - back).max(1);
             let ev = (kind, id as u32);
-            op.process_element(key, ev, ts, &mut collected);
+            op.process_element(key, ev, Timestamp::from_millis(ts), &mut collected);
             model.event(key, ev, ts);
-            let w = wm.on_event(ts);
-            op.advance_time(w, &mut collected);
-            model.advance(w);
+            let w = wm.on_event(Timestamp::from_millis(ts));
+            op.advance_watermark(w, &mut collected);
+            model.advance(w.as_millis());
         }
-        op.advance_time(i64::MAX, &mut collected);
+        op.advance_watermark(Watermark::MAX, &mut collected);
         model.advance(i64::MAX);
         let mut got = operator_outputs(collected);
         let mut want = model.out;

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrocep_core::operator::{
     key_group, key_group_range, stable_key_hash, CepOperator, TimeDomain,
 };
 use ferrocep_core::output::{Collector, Output};
-use ferrocep_core::time::BoundedOutOfOrderness;
+use ferrocep_core::time::{BoundedOutOfOrderness, Timestamp, Watermark};
 use ferrocep_core::{Context, Nfa, Pattern, SkipStrategy};
 use proptest::prelude::*;
 
@@ -110,7 +111,7 @@ struct Step {
 fn steps(domain: TimeDomain, ooo: i64, raw: &[(u8, char, i64, i64, bool)]) -> Vec<Step> {
     let mut clock = 1i64;
     let mut floor = i64::MIN;
-    let mut wm = BoundedOutOfOrderness::new(ooo);
+    let mut wm = BoundedOutOfOrderness::new(Duration::from_millis(ooo as u64));
     raw.iter()
         .map(|&(key, kind, step, back, adv)| {
             clock += step;
@@ -121,7 +122,7 @@ fn steps(domain: TimeDomain, ooo: i64, raw: &[(u8, char, i64, i64, bool)]) -> Ve
                         key,
                         kind,
                         ts,
-                        advance: Some(wm.on_event(ts)),
+                        advance: Some(wm.on_event(Timestamp::from_millis(ts)).as_millis()),
                     }
                 }
                 TimeDomain::ProcessingTime => {
@@ -143,10 +144,15 @@ fn steps(domain: TimeDomain, ooo: i64, raw: &[(u8, char, i64, i64, bool)]) -> Ve
 
 fn apply(op: &mut Op, id: usize, s: &Step, keep: impl Fn(u8) -> bool, out: &mut Collector<u8, Ev>) {
     if keep(s.key) {
-        op.process_element(s.key, (s.kind, id as u32), s.ts, out);
+        op.process_element(
+            s.key,
+            (s.kind, id as u32),
+            Timestamp::from_millis(s.ts),
+            out,
+        );
     }
     if let Some(t) = s.advance {
-        op.advance_time(t, out);
+        op.advance_watermark(Watermark::from_millis(t), out);
     }
 }
 
@@ -246,7 +252,7 @@ proptest! {
         let mut b: Option<Op> = None;
         let mut workers: Option<[Op; 2]> = None;
         if domain == TimeDomain::EventTime {
-            a.set_bounded_out_of_orderness(ooo);
+            a.set_bounded_out_of_orderness(Duration::from_millis(ooo as u64));
         }
         a.set_change_tracking(true);
         let mut store = BTreeMap::new();
@@ -306,10 +312,10 @@ proptest! {
             prop_assert!(w0.keys().chain(w1.keys()).any(|x| x == k), "key {} lost", k);
         }
 
-        a.advance_time(i64::MAX, &mut out_a);
-        b.advance_time(i64::MAX, &mut out_b);
-        w0.advance_time(i64::MAX, &mut out_w);
-        w1.advance_time(i64::MAX, &mut out_w);
+        a.advance_processing_time(Timestamp::MAX, &mut out_a);
+        b.advance_processing_time(Timestamp::MAX, &mut out_b);
+        w0.advance_processing_time(Timestamp::MAX, &mut out_w);
+        w1.advance_processing_time(Timestamp::MAX, &mut out_w);
         let want = by_key(out_a);
         prop_assert_eq!(&by_key(out_b), &want);
         prop_assert_eq!(&by_key(out_w), &want);
@@ -332,13 +338,13 @@ fn remove_and_replace_keys_with_waiting_events() {
     ];
     let feed = |op: &mut Op, out: &mut Collector<u8, Ev>| {
         for (i, (k, c, ts)) in events.into_iter().enumerate() {
-            op.process_element(k, (c, i as u32), ts, out);
+            op.process_element(k, (c, i as u32), Timestamp::from_millis(ts), out);
         }
-        op.advance_time(6, out);
+        op.advance_watermark(Watermark::from_millis(6), out);
     };
     let finish = |op: &mut Op, out: &mut Collector<u8, Ev>| {
-        op.process_element(1, ('c', 9), 10, out);
-        op.advance_time(i64::MAX, out);
+        op.process_element(1, ('c', 9), Timestamp::from_millis(10), out);
+        op.advance_watermark(Watermark::MAX, out);
     };
     let mut reference: Op = CepOperator::new(nfa.clone(), TimeDomain::EventTime);
     let mut want = Collector::default();
@@ -358,7 +364,11 @@ fn remove_and_replace_keys_with_waiting_events() {
     op.remove_key(&1);
     assert_eq!(op.num_keys(), 0);
     assert_eq!(op.buffer_stats(), (0, 0));
-    assert_eq!(op.next_timer(), Some(25), "stale timers may stay");
+    assert_eq!(
+        op.next_timer(),
+        Some(Timestamp::from_millis(25)),
+        "stale timers may stay"
+    );
     op.restore_key(2, &two).expect("restores");
     op.restore_key(1, &one).expect("restores");
     finish(&mut op, &mut out);

@@ -27,12 +27,13 @@
 //! `PATTERN:error:POS` (`-:error:POS` when no pattern could read it).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrocep_core::event::Value;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::{Conditions, Format, JsonEvent, Spec, SpecSet, TextBlock};
-use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
+use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::Nfa;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -274,7 +275,7 @@ impl PatternOp {
         };
         let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
         let mut op = CepOperator::new(nfa, domain);
-        op.set_bounded_out_of_orderness(ooo);
+        op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
         let heads = Kind::ALL.map(|k| {
             let mut h = b"{\"kind\":\"".to_vec();
             h.extend_from_slice(k.as_str().as_bytes());
@@ -299,7 +300,7 @@ impl PatternOp {
             ooo,
             event_time,
             applied: None,
-            w_last: MIN_WATERMARK,
+            w_last: MIN_WATERMARK.as_millis(),
             heads,
             ids,
             counts: [0; 4],
@@ -472,7 +473,7 @@ impl Engine {
                 draining: p.draining(),
                 pending: walk.then(|| p.op.num_partial_matches()),
                 keys: p.op.num_keys(),
-                time: p.op.current_time(),
+                time: p.op.current_watermark().as_millis(),
                 fingerprint: p.fingerprint.clone(),
                 text: p.text.clone(),
             })
@@ -494,7 +495,7 @@ impl Engine {
         self.t_last = Some(now);
         for p in &mut self.patterns {
             if p.event_time {
-                p.w_last = p.op.current_time();
+                p.w_last = p.op.current_watermark().as_millis();
             }
         }
     }
@@ -589,29 +590,45 @@ impl Engine {
                         // falls due, which is all a single operator's keys
                         // would see of it.
                         let wm = watermark(max, p.ooo);
-                        if p.applied != max && p.op.next_timer().is_some_and(|t| t <= wm) {
+                        if p.applied != max
+                            && p.op
+                                .next_timer()
+                                .map(Timestamp::as_millis)
+                                .is_some_and(|t| t <= wm)
+                        {
                             p.applied = max;
-                            p.op.advance_time(wm, &mut sink);
+                            p.op.advance_watermark(Watermark::from_millis(wm), &mut sink);
                         }
                         max = max_of(max, Some(*ts));
                         continue;
                     }
                     if p.applied != max {
                         p.applied = max;
-                        p.op.advance_time(watermark(max, p.ooo), &mut sink);
+                        p.op.advance_watermark(
+                            Watermark::from_millis(watermark(max, p.ooo)),
+                            &mut sink,
+                        );
                     }
                     if last {
                         let e = std::mem::take(event);
-                        p.op.process_element_by(key, e, *ts, &mut sink);
+                        p.op.process_element_by(key, e, Timestamp::from_millis(*ts), &mut sink);
                     } else {
-                        p.op.process_element_ref(key, event, *ts, &mut sink);
+                        p.op.process_element_ref(
+                            key,
+                            event,
+                            Timestamp::from_millis(*ts),
+                            &mut sink,
+                        );
                     }
                     max = max_of(max, Some(*ts));
                 }
                 // The watermark that follows the batch's last event.
                 if p.applied != max {
                     p.applied = max;
-                    p.op.advance_time(watermark(max, p.ooo), &mut sink);
+                    p.op.advance_watermark(
+                        Watermark::from_millis(watermark(max, p.ooo)),
+                        &mut sink,
+                    );
                 }
             }
             g.max = self.routed.iter().fold(base, |m, r| max_of(m, Some(r.1)));
@@ -626,16 +643,21 @@ impl Engine {
                     counts: &mut p.counts,
                     scratch: &mut p.scratch,
                 };
-                p.op.advance_time(now, &mut sink);
+                p.op.advance_processing_time(Timestamp::from_millis(now), &mut sink);
                 for (key, _, event, own) in self.routed.iter_mut() {
                     if !*own {
                         continue;
                     }
                     if last {
                         let e = std::mem::take(event);
-                        p.op.process_element_by(key, e, now, &mut sink);
+                        p.op.process_element_by(key, e, Timestamp::from_millis(now), &mut sink);
                     } else {
-                        p.op.process_element_ref(key, event, now, &mut sink);
+                        p.op.process_element_ref(
+                            key,
+                            event,
+                            Timestamp::from_millis(now),
+                            &mut sink,
+                        );
                     }
                 }
             }
@@ -663,13 +685,17 @@ impl Engine {
                 scratch: &mut p.scratch,
             };
             if !p.event_time {
-                if p.op.next_timer().is_some_and(|t| t <= now) {
-                    p.op.advance_time(now, &mut sink);
+                if p.op
+                    .next_timer()
+                    .map(Timestamp::as_millis)
+                    .is_some_and(|t| t <= now)
+                {
+                    p.op.advance_processing_time(Timestamp::from_millis(now), &mut sink);
                 }
             } else if let Some(shift) = idle {
                 let w = p.w_last.saturating_add(shift);
-                if w > p.op.current_time() {
-                    p.op.advance_time(w, &mut sink);
+                if w > p.op.current_watermark().as_millis() {
+                    p.op.advance_watermark(Watermark::from_millis(w), &mut sink);
                 }
             }
         }
@@ -688,7 +714,7 @@ impl Engine {
     pub fn next_wake(&self) -> Option<i64> {
         let mut wake: Option<i64> = None;
         for p in &self.patterns {
-            let Some(due) = p.op.next_timer() else {
+            let Some(due) = p.op.next_timer().map(Timestamp::as_millis) else {
                 continue;
             };
             let at = if !p.event_time {
@@ -696,7 +722,7 @@ impl Engine {
             } else {
                 match (self.idle_timeout, self.t_last) {
                     // The watermark reaches `due` at t + idle + (due - w_last).
-                    (Some(idle), Some(t)) if p.w_last > MIN_WATERMARK => Some(
+                    (Some(idle), Some(t)) if p.w_last > MIN_WATERMARK.as_millis() => Some(
                         t.saturating_add(idle)
                             .saturating_add(due.saturating_sub(p.w_last).max(1)),
                     ),
@@ -724,7 +750,7 @@ impl Engine {
                         counts: &mut p.counts,
                         scratch: &mut p.scratch,
                     };
-                    p.op.advance_time(MAX_WATERMARK, &mut sink);
+                    p.op.advance_watermark(MAX_WATERMARK, &mut sink);
                 }
             }
         }
@@ -922,9 +948,9 @@ impl Engine {
                     counts: &mut p.counts,
                     scratch: &mut p.scratch,
                 };
-                p.op.advance_time(watermark(max, p.ooo), &mut sink);
+                p.op.advance_watermark(Watermark::from_millis(watermark(max, p.ooo)), &mut sink);
             }
-            p.w_last = p.op.current_time();
+            p.w_last = p.op.current_watermark().as_millis();
         }
         self.patterns.push(p);
         Ok(())
@@ -1467,7 +1493,7 @@ impl RunSink<'_> {
 }
 
 impl OutputSink<Key, JsonEvent> for RunSink<'_> {
-    fn on_match(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _ts: i64) {
+    fn on_match(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _ts: Timestamp) {
         let (suffix, n, text) = self.suffix(Kind::Match, m);
         let (mut line, id) = self.start(Kind::Match, &suffix[..n], key, text);
         let _ = write_events_after(&mut line, m, POS_HEX);
@@ -1476,18 +1502,22 @@ impl OutputSink<Key, JsonEvent> for RunSink<'_> {
         self.out.push(Output::from_parts(Kind::Match, line, id));
     }
 
-    fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, timeout_at: i64) {
+    fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, timeout_at: Timestamp) {
         let (suffix, n, text) = self.suffix(Kind::Timeout, m);
         let (mut line, id) = self.start(Kind::Timeout, &suffix[..n], key, text);
         line.extend_from_slice(b",\"timeout_at\":");
-        line.extend_from_slice(itoa::Buffer::new().format(timeout_at).as_bytes());
+        line.extend_from_slice(
+            itoa::Buffer::new()
+                .format(timeout_at.as_millis())
+                .as_bytes(),
+        );
         let _ = write_events_after(&mut line, m, POS_HEX);
         line.push(b'}');
         self.counts[Kind::Timeout as usize] += 1;
         self.out.push(Output::from_parts(Kind::Timeout, line, id));
     }
 
-    fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: i64) {
+    fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: Timestamp) {
         let mut pos = itoa::Buffer::new();
         let pos = pos.format(pos_of(event)).as_bytes();
         let text = text_of(event);
@@ -1530,9 +1560,9 @@ impl DropSink<'_> {
 }
 
 impl OutputSink<Key, JsonEvent> for DropSink<'_> {
-    fn on_match(&mut self, _key: &Key, _m: &MatchRef<'_, JsonEvent>, _ts: i64) {}
+    fn on_match(&mut self, _key: &Key, _m: &MatchRef<'_, JsonEvent>, _ts: Timestamp) {}
 
-    fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _at: i64) {
+    fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _at: Timestamp) {
         // The id as a timeout's, of kind error: the same partial match
         // dropped in a replay has the same id.
         let h = &mut *self.scratch;
@@ -1561,7 +1591,7 @@ impl OutputSink<Key, JsonEvent> for DropSink<'_> {
         self.out.push(Output::new(Kind::Error, &id, &line));
     }
 
-    fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: i64) {
+    fn on_late(&mut self, key: &Key, event: &JsonEvent, _ts: Timestamp) {
         let id = format!("{}:error:{}", self.pattern, pos_of(event));
         let mut line = self.head(&id, key);
         line.extend_from_slice(b",\"event\":");

@@ -12,6 +12,7 @@ use std::io;
 
 use ferrocep_core::operator::CepOperator;
 use ferrocep_core::output::OutputSink;
+use ferrocep_core::time::Timestamp;
 
 use crate::clock::Clock;
 
@@ -59,15 +60,17 @@ where
         // Wait for the next event, firing timers that fall due meanwhile.
         loop {
             let now = clock.now_ms();
-            if matches!(op.next_timer(), Some(t) if t <= now) && now > last_advance {
-                op.advance_time(now, sink);
+            if matches!(op.next_timer().map(Timestamp::as_millis), Some(t) if t <= now)
+                && now > last_advance
+            {
+                op.advance_processing_time(Timestamp::from_millis(now), sink);
                 last_advance = now;
                 continue;
             }
             if now >= due {
                 break;
             }
-            let wake = match op.next_timer() {
+            let wake = match op.next_timer().map(Timestamp::as_millis) {
                 Some(t) if t > now => t.min(due),
                 _ => due,
             };
@@ -75,12 +78,12 @@ where
         }
         let now = clock.now_ms();
         if now > last_advance {
-            op.advance_time(now, sink);
+            op.advance_processing_time(Timestamp::from_millis(now), sink);
             last_advance = now;
         }
         let (key, event) = source(i, now);
         sink.arrived(&key, &event, now);
-        op.process_element(key, event, now, sink);
+        op.process_element(key, event, Timestamp::from_millis(now), sink);
         if let Some(e) = sink.take_error() {
             return Err(e);
         }
@@ -88,13 +91,13 @@ where
         due = due.saturating_add(pace.interval);
     }
     // Bounded run: let the pending partial matches time out.
-    while let Some(t) = op.next_timer() {
+    while let Some(t) = op.next_timer().map(Timestamp::as_millis) {
         clock.sleep_until(t);
         let now = clock.now_ms();
         if now <= last_advance {
             break; // the timer did not go away when its time came; do not spin
         }
-        op.advance_time(now, sink);
+        op.advance_processing_time(Timestamp::from_millis(now), sink);
         last_advance = now;
     }
     sink.take_error().map_or(Ok(()), Err)

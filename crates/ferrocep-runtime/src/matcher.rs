@@ -17,11 +17,12 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrocep_core::operator::{CepOperator, Prefetch, TimeDomain};
 use ferrocep_core::spec::SpecError;
 use ferrocep_core::spec::{Conditions, JsonEvent, SpecSet, TextBlock};
-use ferrocep_core::time::{MAX_WATERMARK, MIN_WATERMARK};
+use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::{Nfa, OutputSink};
 
 use crate::key::Key;
@@ -80,7 +81,7 @@ pub fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 /// The watermark after events whose largest timestamp is `max`.
 pub(crate) fn watermark(max: Option<i64>, ooo: i64) -> i64 {
     match max {
-        None => MIN_WATERMARK,
+        None => MIN_WATERMARK.as_millis(),
         Some(m) => m.saturating_sub(ooo).saturating_sub(1),
     }
 }
@@ -125,7 +126,9 @@ impl Steps<'_> {
         sink: &mut S,
     ) {
         while self.next < self.steps.len() {
-            let Some(due) = op.next_timer() else { return };
+            let Some(due) = op.next_timer().map(Timestamp::as_millis) else {
+                return;
+            };
             // The smallest step whose watermark `step - ooo - 1` reaches it.
             let need = due.saturating_add(ooo).saturating_add(1);
             // Mostly nothing is due before the event's own watermark.
@@ -145,7 +148,7 @@ impl Steps<'_> {
             self.next += k + 1;
             if Some(s) > self.base && Some(s) > *applied {
                 *applied = Some(s);
-                op.advance_time(watermark(Some(s), ooo), sink);
+                op.advance_watermark(Watermark::from_millis(watermark(Some(s), ooo)), sink);
             }
         }
     }
@@ -282,7 +285,7 @@ impl Matcher {
                     let mut op = CepOperator::new(n.clone(), domain);
                     // `events` applies the watermark `max - ooo - 1` before
                     // each event, as the promise requires.
-                    op.set_bounded_out_of_orderness(ooo);
+                    op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
                     op
                 })
                 .collect(),
@@ -351,15 +354,23 @@ impl Matcher {
                     steps.catch_up(until, op, applied, ooo, &mut sink);
                     if *applied != before {
                         *applied = before;
-                        op.advance_time(watermark(before, ooo), &mut sink);
+                        op.advance_watermark(
+                            Watermark::from_millis(watermark(before, ooo)),
+                            &mut sink,
+                        );
                     }
                 }
                 if last {
                     // The last operator takes the events themselves.
                     let event = std::mem::take(&mut r.event);
-                    op.process_element_by(&r.key, event, r.ts, &mut sink);
+                    op.process_element_by(&r.key, event, Timestamp::from_millis(r.ts), &mut sink);
                 } else {
-                    op.process_element_ref(&r.key, &r.event, r.ts, &mut sink);
+                    op.process_element_ref(
+                        &r.key,
+                        &r.event,
+                        Timestamp::from_millis(r.ts),
+                        &mut sink,
+                    );
                 }
             }
             // What falls due at the chunk's watermarks after the batch's last
@@ -381,14 +392,14 @@ impl Matcher {
                 label: &self.labels[i],
                 spill: &mut *spill,
             };
-            op.advance_time(now, &mut sink);
+            op.advance_processing_time(Timestamp::from_millis(now), &mut sink);
             let e = if i + 1 == n {
                 event.take()
             } else {
                 event.clone()
             };
             if let Some(e) = e {
-                op.process_element_by(key, e, now, &mut sink);
+                op.process_element_by(key, e, Timestamp::from_millis(now), &mut sink);
             }
         }
     }
@@ -408,10 +419,13 @@ impl Matcher {
             };
             if self.applied[i] != max {
                 self.applied[i] = max;
-                op.advance_time(watermark(max, self.ooo[i]), &mut sink);
+                op.advance_watermark(
+                    Watermark::from_millis(watermark(max, self.ooo[i])),
+                    &mut sink,
+                );
             }
             if flush {
-                op.advance_time(MAX_WATERMARK, &mut sink);
+                op.advance_watermark(MAX_WATERMARK, &mut sink);
             }
         }
     }
@@ -419,20 +433,27 @@ impl Matcher {
     /// Processing time: fires the timers due at `now` (between events).
     pub fn advance_now(&mut self, now: i64, spill: &mut dyn Spill) {
         for (i, op) in self.ops.iter_mut().enumerate() {
-            if op.next_timer().is_some_and(|t| t <= now) {
+            if op
+                .next_timer()
+                .map(Timestamp::as_millis)
+                .is_some_and(|t| t <= now)
+            {
                 let mut sink = VecSink {
                     out: &mut self.out,
                     label: &self.labels[i],
                     spill: &mut *spill,
                 };
-                op.advance_time(now, &mut sink);
+                op.advance_processing_time(Timestamp::from_millis(now), &mut sink);
             }
         }
     }
 
     /// The earliest timer of any operator.
     pub fn next_timer(&self) -> Option<i64> {
-        self.ops.iter().filter_map(|op| op.next_timer()).min()
+        self.ops
+            .iter()
+            .filter_map(|op| op.next_timer().map(Timestamp::as_millis))
+            .min()
     }
 
     /// Hands the lines not yet written to `spill`.

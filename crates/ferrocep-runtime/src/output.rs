@@ -26,6 +26,7 @@ use std::io::{self, Write};
 
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::JsonEvent;
+use ferrocep_core::time::Timestamp;
 
 use crate::key::Key;
 use ferrocep_core::event::print_lone_surrogates;
@@ -304,7 +305,7 @@ fn write_late<W: Write, K: KeyJson, E: RawJson>(
 }
 
 impl<W: Write, K: KeyJson, E: RawJson> OutputSink<K, E> for JsonLinesSink<W> {
-    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: i64) {
+    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: Timestamp) {
         if self.error.is_none() {
             self.matches += 1;
             let r = write_match(&mut self.out, b"", key, m);
@@ -312,15 +313,15 @@ impl<W: Write, K: KeyJson, E: RawJson> OutputSink<K, E> for JsonLinesSink<W> {
         }
     }
 
-    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64) {
+    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: Timestamp) {
         if self.error.is_none() {
             self.timeouts += 1;
-            let r = write_timeout(&mut self.out, b"", key, m, timeout_at);
+            let r = write_timeout(&mut self.out, b"", key, m, timeout_at.as_millis());
             self.record(r);
         }
     }
 
-    fn on_late(&mut self, key: &K, event: &E, _timestamp: i64) {
+    fn on_late(&mut self, key: &K, event: &E, _timestamp: Timestamp) {
         if self.error.is_none() {
             self.late += 1;
             let r = write_late(&mut self.out, b"", key, event);
@@ -366,19 +367,19 @@ impl VecSink<'_> {
 // Writes into a `Vec` cannot fail: their results are dropped.
 impl<K: KeyJson, E: RawJson> OutputSink<K, E> for VecSink<'_> {
     #[inline]
-    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: i64) {
+    fn on_match(&mut self, key: &K, m: &MatchRef<'_, E>, _timestamp: Timestamp) {
         let _ = write_match(self.out, self.label, key, m);
         self.check();
     }
 
     #[inline]
-    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: i64) {
-        let _ = write_timeout(self.out, self.label, key, m, timeout_at);
+    fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: Timestamp) {
+        let _ = write_timeout(self.out, self.label, key, m, timeout_at.as_millis());
         self.check();
     }
 
     #[inline]
-    fn on_late(&mut self, key: &K, event: &E, _timestamp: i64) {
+    fn on_late(&mut self, key: &K, event: &E, _timestamp: Timestamp) {
         let _ = write_late(self.out, self.label, key, event);
         self.check();
     }
@@ -426,7 +427,11 @@ mod tests {
         let names = names();
         let events = [(0, &create), (1, &pay1), (1, &pay2)];
         let text = sink_text(|s| {
-            s.on_match(&Some("\"a\"".into()), &MatchRef::new(&names, &events), 5);
+            s.on_match(
+                &Some("\"a\"".into()),
+                &MatchRef::new(&names, &events),
+                Timestamp::from_millis(5),
+            );
         });
         assert_eq!(
             text,
@@ -444,8 +449,12 @@ mod tests {
         let names = names();
         let events = [(0, &create)];
         let text = sink_text(|s| {
-            s.on_timeout(&None, &MatchRef::new(&names, &events), 1_700_000_600_000);
-            OutputSink::<KeyText, String>::on_late(s, &None, &create, 3);
+            s.on_timeout(
+                &None,
+                &MatchRef::new(&names, &events),
+                Timestamp::from_millis(1_700_000_600_000),
+            );
+            OutputSink::<KeyText, String>::on_late(s, &None, &create, Timestamp::from_millis(3));
         });
         assert_eq!(
             text,
@@ -462,7 +471,12 @@ mod tests {
     fn numeric_key_is_written_as_is() {
         let e = String::from(r#"{"user":7}"#);
         let text = sink_text(|s| {
-            OutputSink::<KeyText, String>::on_late(s, &Some("7".into()), &e, 3);
+            OutputSink::<KeyText, String>::on_late(
+                s,
+                &Some("7".into()),
+                &e,
+                Timestamp::from_millis(3),
+            );
         });
         assert_eq!(
             text,
@@ -487,7 +501,7 @@ mod tests {
             spill: &mut blocks,
         };
         for _ in 0..3_000 {
-            OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, 1);
+            OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, Timestamp::from_millis(1));
         }
         let line = format!("{{\"kind\":\"late\",\"pattern\":\"p\",\"event\":{e}}}\n");
         let per_block = SPILL_AT.div_ceil(line.len());
@@ -523,8 +537,8 @@ mod tests {
         }
         let e = String::from("{}");
         let mut sink = JsonLinesSink::new(Failing(0));
-        OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, 1);
-        OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, 2);
+        OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, Timestamp::from_millis(1));
+        OutputSink::<KeyText, String>::on_late(&mut sink, &None, &e, Timestamp::from_millis(2));
         assert!(sink.has_error());
         assert_eq!(sink.out.0, 1);
         assert_eq!(sink.take_error().unwrap().kind(), io::ErrorKind::BrokenPipe);

@@ -17,23 +17,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::output::{MatchRef, OutputSink};
-use ferrocep_core::pattern::Pattern;
-use ferrocep_core::time::{BoundedOutOfOrderness, MAX_WATERMARK};
+use ferrocep::operator::{CepOperator, TimeDomain};
+use ferrocep::output::{MatchRef, OutputSink};
+use ferrocep::pattern::Pattern;
+use ferrocep::time::{BoundedOutOfOrderness, Timestamp, MAX_WATERMARK};
 
 #[derive(Clone, Debug)]
 struct LoginEvent {
     user_id: &'static str,
     ip: &'static str,
     kind: &'static str,
-    ts: i64,
+    ts: Timestamp,
 }
 
 struct Warnings;
 
 impl OutputSink<&'static str, LoginEvent> for Warnings {
-    fn on_match(&mut self, user: &&'static str, m: &MatchRef<'_, LoginEvent>, _: i64) {
+    fn on_match(&mut self, user: &&'static str, m: &MatchRef<'_, LoginEvent>, _: Timestamp) {
         let first = m.events_of("first").next().unwrap();
         let second = m.events_of("second").next().unwrap();
         println!(
@@ -41,8 +41,8 @@ impl OutputSink<&'static str, LoginEvent> for Warnings {
             first.ip, first.ts, second.ip, second.ts
         );
     }
-    fn on_timeout(&mut self, _: &&'static str, _: &MatchRef<'_, LoginEvent>, _: i64) {}
-    fn on_late(&mut self, user: &&'static str, e: &LoginEvent, _: i64) {
+    fn on_timeout(&mut self, _: &&'static str, _: &MatchRef<'_, LoginEvent>, _: Timestamp) {}
+    fn on_late(&mut self, user: &&'static str, e: &LoginEvent, _: Timestamp) {
         println!("late: user {user} {} at {}", e.kind, e.ts);
     }
 }
@@ -56,7 +56,7 @@ fn main() {
         .compile()
         .expect("a valid pattern");
     let mut op = CepOperator::new(Arc::new(nfa), TimeDomain::EventTime);
-    let mut watermarks = BoundedOutOfOrderness::new(0);
+    let mut watermarks = BoundedOutOfOrderness::new(Duration::ZERO);
     let mut sink = Warnings;
 
     let logins = [
@@ -68,7 +68,7 @@ fn main() {
         ("2", "192.168.10.11", "fail"),
     ];
     for (i, (user_id, ip, kind)) in logins.into_iter().enumerate() {
-        let ts = 1000 * (i as i64 + 1);
+        let ts = Timestamp::from_millis(1000 * (i as i64 + 1));
         let event = LoginEvent {
             user_id,
             ip,
@@ -76,8 +76,8 @@ fn main() {
             ts,
         };
         op.process_element(event.user_id, event, ts, &mut sink);
-        op.advance_time(watermarks.on_event(ts), &mut sink);
+        op.advance_watermark(watermarks.on_event(ts), &mut sink);
     }
     // The input is bounded: time goes to +infinity, as in Flink.
-    op.advance_time(MAX_WATERMARK, &mut sink);
+    op.advance_watermark(MAX_WATERMARK, &mut sink);
 }

@@ -14,11 +14,12 @@
 
 use std::sync::Arc;
 use std::thread::sleep;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use ferrocep_core::operator::{CepOperator, TimeDomain};
-use ferrocep_core::output::{MatchRef, OutputSink};
-use ferrocep_core::pattern::Pattern;
+use ferrocep::operator::{CepOperator, TimeDomain};
+use ferrocep::output::{MatchRef, OutputSink};
+use ferrocep::pattern::Pattern;
+use ferrocep::time::Timestamp;
 
 #[derive(Clone, Debug)]
 struct OrderEvent {
@@ -30,14 +31,14 @@ struct OrderEvent {
 struct PrintSink;
 
 impl OutputSink<String, OrderEvent> for PrintSink {
-    fn on_match(&mut self, user: &String, m: &MatchRef<'_, OrderEvent>, _at: i64) {
+    fn on_match(&mut self, user: &String, m: &MatchRef<'_, OrderEvent>, _at: Timestamp) {
         let stages: Vec<&str> = m.iter().map(|(stage, _)| stage).collect();
         println!(
             "success: user {user} paid in time ({})",
             stages.join(" -> ")
         );
     }
-    fn on_timeout(&mut self, user: &String, m: &MatchRef<'_, OrderEvent>, _at: i64) {
+    fn on_timeout(&mut self, user: &String, m: &MatchRef<'_, OrderEvent>, _at: Timestamp) {
         // The partial match holds what was matched before the window closed.
         let stages: Vec<&str> = m.iter().map(|(stage, _)| stage).collect();
         println!(
@@ -45,14 +46,11 @@ impl OutputSink<String, OrderEvent> for PrintSink {
             stages.join(" -> ")
         );
     }
-    fn on_late(&mut self, _: &String, _: &OrderEvent, _: i64) {} // none in processing time
+    fn on_late(&mut self, _: &String, _: &OrderEvent, _: Timestamp) {} // none in processing time
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
 }
 
 fn main() {
@@ -70,16 +68,16 @@ fn main() {
     let mut sink = PrintSink;
 
     let cycle = [("1", "create"), ("2", "create"), ("2", "pay")];
-    let interval = 1000;
-    let mut next_event = now_ms() + interval;
+    let interval = Duration::from_secs(1);
+    let mut next_event = now().saturating_add(interval);
     let mut i = 0u64;
     while events.is_none_or(|n| i < n) {
         // Sleep until the next event or the next timeout, whichever is first,
         // so timeouts are reported on time even when no event comes.
         let wake = op.next_timer().map_or(next_event, |t| t.min(next_event));
-        sleep(Duration::from_millis((wake - now_ms()).max(0) as u64));
-        let now = now_ms();
-        op.advance_time(now, &mut sink);
+        sleep(wake.duration_since(now()));
+        let now = now();
+        op.advance_processing_time(now, &mut sink);
         if now < next_event {
             continue;
         }
@@ -90,17 +88,17 @@ fn main() {
             kind,
         };
         op.process_element(event.user_id.clone(), event, now, &mut sink);
-        next_event += interval;
+        next_event = next_event.saturating_add(interval);
         i += 1;
     }
     // Bounded run: wait for the last timeouts.
     while let Some(t) = op.next_timer() {
-        sleep(Duration::from_millis((t - now_ms()).max(0) as u64));
-        let now = now_ms();
+        sleep(t.duration_since(now()));
+        let now = now();
         if now < t {
             continue;
         }
-        op.advance_time(now, &mut sink);
+        op.advance_processing_time(now, &mut sink);
         if op.next_timer() == Some(t) {
             break;
         }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::pattern::Pattern;
+use ferrocep_core::time::Timestamp;
 
 use ferrocep_runtime::clock::{Clock, SystemClock};
 use ferrocep_runtime::live::{drive, LiveSink, Pace};
@@ -152,7 +153,7 @@ impl<W: Write> OrderPrinter<W> {
 }
 
 impl<W: Write> OutputSink<String, OrderEvent> for OrderPrinter<W> {
-    fn on_match(&mut self, key: &String, m: &MatchRef<'_, OrderEvent>, _ts: i64) {
+    fn on_match(&mut self, key: &String, m: &MatchRef<'_, OrderEvent>, _ts: Timestamp) {
         let created = m.events_of("create").next().map_or(0, |e| e.ts);
         let paid = m.events_of("pay").next().map_or(0, |e| e.ts);
         self.line(format_args!(
@@ -162,17 +163,17 @@ impl<W: Write> OutputSink<String, OrderEvent> for OrderPrinter<W> {
         ));
     }
 
-    fn on_timeout(&mut self, key: &String, m: &MatchRef<'_, OrderEvent>, timeout_at: i64) {
+    fn on_timeout(&mut self, key: &String, m: &MatchRef<'_, OrderEvent>, timeout_at: Timestamp) {
         let created = m.events_of("create").next().map_or(0, |e| e.ts);
         self.line(format_args!(
             "timeout: user {key} order created at {} not paid within {} (timed out at {})\n",
             clock_time(created),
             human_duration(self.window),
-            clock_time(timeout_at)
+            clock_time(timeout_at.as_millis())
         ));
     }
 
-    fn on_late(&mut self, key: &String, e: &OrderEvent, _ts: i64) {
+    fn on_late(&mut self, key: &String, e: &OrderEvent, _ts: Timestamp) {
         self.line(format_args!(
             "late: user {key} {} at {}\n",
             e.kind,
@@ -316,7 +317,7 @@ impl<W: Write> LoginPrinter<W> {
 }
 
 impl<W: Write> OutputSink<String, LoginEvent> for LoginPrinter<W> {
-    fn on_match(&mut self, key: &String, m: &MatchRef<'_, LoginEvent>, _ts: i64) {
+    fn on_match(&mut self, key: &String, m: &MatchRef<'_, LoginEvent>, _ts: Timestamp) {
         let (Some(first), Some(second)) =
             (m.events_of("first").next(), m.events_of("second").next())
         else {
@@ -336,9 +337,10 @@ impl<W: Write> OutputSink<String, LoginEvent> for LoginPrinter<W> {
     }
 
     /// A lone failure that was not followed by another in time: not news.
-    fn on_timeout(&mut self, _key: &String, _m: &MatchRef<'_, LoginEvent>, _timeout_at: i64) {}
+    fn on_timeout(&mut self, _key: &String, _m: &MatchRef<'_, LoginEvent>, _timeout_at: Timestamp) {
+    }
 
-    fn on_late(&mut self, key: &String, e: &LoginEvent, _ts: i64) {
+    fn on_late(&mut self, key: &String, e: &LoginEvent, _ts: Timestamp) {
         self.line(format_args!(
             "late: user {key} {} at {}\n",
             e.kind,

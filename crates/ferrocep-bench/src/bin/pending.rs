@@ -30,12 +30,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use ferrocep_bench::{order_create_line, peak_rss_bytes, rss_bytes, CountingSink};
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::spec::{Format, Ingested, JsonEvent, Spec};
-use ferrocep_core::time::BoundedOutOfOrderness;
+use ferrocep_core::time::{BoundedOutOfOrderness, Timestamp, Watermark};
 
 const START_MS: i64 = 1_700_000_000_000;
 
@@ -143,19 +144,19 @@ fn run() -> Result<(), String> {
     let nfa = Arc::new(spec.compile().map_err(|e| e.to_string())?);
     let mut op: CepOperator<Option<Box<str>>, JsonEvent> =
         CepOperator::new(nfa, TimeDomain::EventTime);
-    let mut watermarks = BoundedOutOfOrderness::new(ooo);
+    let mut watermarks = BoundedOutOfOrderness::new(Duration::from_millis(ooo as u64));
     let mut sink = CountingSink::default();
 
     let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
     let started = Instant::now();
     let text_bytes = ingest_creates(&spec, &a, |ing| {
         let ts = ing.timestamp.unwrap_or(0);
-        op.process_element(ing.key, ing.event, ts, &mut sink);
-        op.advance_time(watermarks.on_event(ts), &mut sink);
+        op.process_element(ing.key, ing.event, Timestamp::from_millis(ts), &mut sink);
+        op.advance_watermark(watermarks.on_event(Timestamp::from_millis(ts)), &mut sink);
     })?;
     // The events of the newest timestamp wait for a watermark past it: bring
     // time to the end of the span (still short of every window).
-    op.advance_time(START_MS + a.span_ms, &mut sink);
+    op.advance_watermark(Watermark::from_millis(START_MS + a.span_ms), &mut sink);
     let secs = started.elapsed().as_secs_f64();
     let rss_after = rss_bytes().unwrap_or(0);
     let peak = peak_rss_bytes().unwrap_or(0);

@@ -58,6 +58,7 @@ pub use fields::Fields;
 pub use json::print_lone_surrogates;
 pub use value::{recycle_values, Dec, Map, Str, Value};
 
+pub(crate) use time::parse_timestamp_text;
 pub(crate) use value::{num_cmp, push_utf16_as_wtf8};
 
 /// Why a line is not an event (the oracle prints `line N: <reason>` and skips it).

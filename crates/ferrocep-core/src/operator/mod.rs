@@ -31,13 +31,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxBuildHasher;
 
 use crate::nfa::{Nfa, NfaOutput, NfaState, SharedBuffer};
 use crate::output::{MatchRef, OutputSink};
 use crate::slots::{prefetch, Slots};
-use crate::time::MIN_WATERMARK;
+use crate::time::{duration_millis, Timestamp, Watermark, MIN_WATERMARK};
 use index::KeyIndex;
 pub use state::{key_group, key_group_range, stable_key_hash, StateCodec, StateError, KEY_GROUPS};
 
@@ -214,10 +215,12 @@ struct KeyedOut<'a, K, S> {
 
 impl<K, E, S: OutputSink<K, E>> NfaOutput<E> for KeyedOut<'_, K, S> {
     fn on_match(&mut self, m: &MatchRef<'_, E>) {
-        self.sink.on_match(self.key, m, self.timestamp);
+        self.sink
+            .on_match(self.key, m, Timestamp::from_millis(self.timestamp));
     }
     fn on_timeout(&mut self, m: &MatchRef<'_, E>, timeout_at: i64) {
-        self.sink.on_timeout(self.key, m, timeout_at);
+        self.sink
+            .on_timeout(self.key, m, Timestamp::from_millis(timeout_at));
     }
 }
 
@@ -235,7 +238,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             waiting: EventQueue::default(),
             touched: Vec::new(),
             window_timers: TimerQueue::default(),
-            current: MIN_WATERMARK,
+            current: MIN_WATERMARK.as_millis(),
             max_ts: i64::MIN,
             out_of_orderness: None,
             changes: Changes::default(),
@@ -347,7 +350,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         waiting.sort_by_key(|w| w.order());
         for w in waiting {
             if let Some(e) = self.keys.get(w.slot as usize).filter(|e| e.gen == w.gen) {
-                sink.on_late(&e.key, &w.event, w.ts);
+                sink.on_late(&e.key, &w.event, Timestamp::from_millis(w.ts));
             }
         }
     }
@@ -366,8 +369,8 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// skipped without creating the key (most events of a pattern with a
     /// selective first stage, and most of each pattern's events when many
     /// patterns read one stream).
-    pub fn set_bounded_out_of_orderness(&mut self, out_of_orderness: i64) {
-        self.out_of_orderness = Some(out_of_orderness.max(0));
+    pub fn set_bounded_out_of_orderness(&mut self, out_of_orderness: Duration) {
+        self.out_of_orderness = Some(duration_millis(out_of_orderness));
     }
 
     /// A hint that an event of `key` comes soon: starts loading what
@@ -443,13 +446,15 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// `currentProcessingTime()`; the core has no clock: drive this from the
     /// caller's injectable clock). In processing time the operator also
     /// sets it from each event's stamp and each `advance_time`.
-    pub fn set_processing_time(&mut self, now: i64) {
-        self.buf.set_processing_time(now);
+    pub fn set_processing_time(&mut self, now: Timestamp) {
+        self.buf.set_processing_time(now.as_millis());
     }
 
-    /// The current processing time as last given (`i64::MIN` before any).
-    pub fn current_processing_time(&self) -> i64 {
-        self.buf.processing_time()
+    /// The current processing time as last given ([`Timestamp::MIN`]
+    /// before any): set by [`Self::set_processing_time`], and in processing
+    /// time by each event's stamp and each advance.
+    pub fn current_processing_time(&self) -> Timestamp {
+        Timestamp::from_millis(self.buf.processing_time())
     }
 
     /// The compiled pattern.
@@ -457,23 +462,25 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         &self.nfa
     }
 
-    /// The current watermark (event time) or processing time.
-    pub fn current_time(&self) -> i64 {
-        self.current
+    /// Event time: the current watermark ([`Watermark::MIN`] at first).
+    pub fn current_watermark(&self) -> Watermark {
+        Watermark::from_millis(self.current)
     }
 
-    /// The earliest pending timer, if any: when [`Self::advance_time`] has
-    /// work to do.
-    pub fn next_timer(&self) -> Option<i64> {
+    /// The earliest pending timer, if any: the time from which
+    /// [`Self::advance_watermark`] (event time) or
+    /// [`Self::advance_processing_time`] has work to do.
+    pub fn next_timer(&self) -> Option<Timestamp> {
         let waiting = match self.domain {
             TimeDomain::EventTime => self.waiting.peek_ts(),
             // Only with a comparator: events wait for their millisecond to pass.
             TimeDomain::ProcessingTime => self.waiting.peek_ts().map(|t| t.saturating_add(1)),
         };
-        match (waiting, self.window_timers.peek()) {
+        let next = match (waiting, self.window_timers.peek()) {
             (Some(a), Some(b)) => Some(a.min(b.0)),
             (a, b) => a.or(b.map(|t| t.0)),
-        }
+        };
+        next.map(Timestamp::from_millis)
     }
 
     /// Number of keys holding state (partial matches or buffered events).
@@ -590,12 +597,13 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         &mut self,
         key: K,
         event: E,
-        timestamp: i64,
+        timestamp: Timestamp,
         sink: &mut S,
     ) {
+        let timestamp = timestamp.as_millis();
         if self.is_late(timestamp) {
             if self.starts_until.is_none() {
-                sink.on_late(&key, &event, timestamp);
+                sink.on_late(&key, &event, Timestamp::from_millis(timestamp));
             }
             return;
         }
@@ -611,15 +619,21 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
 
     /// [`Self::process_element`] with a borrowed key, cloned only when the
     /// key is new (`&str` for `Box<str>` keys): no allocation per event.
-    pub fn process_element_by<Q, S>(&mut self, key: &Q, event: E, timestamp: i64, sink: &mut S)
-    where
+    pub fn process_element_by<Q, S>(
+        &mut self,
+        key: &Q,
+        event: E,
+        timestamp: Timestamp,
+        sink: &mut S,
+    ) where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         S: OutputSink<K, E>,
     {
+        let timestamp = timestamp.as_millis();
         if self.is_late(timestamp) {
             if self.starts_until.is_none() {
-                sink.on_late(&key.to_owned(), &event, timestamp);
+                sink.on_late(&key.to_owned(), &event, Timestamp::from_millis(timestamp));
             }
             return;
         }
@@ -631,16 +645,22 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// [`Self::process_element_by`] with a borrowed event, cloned only when
     /// the operator keeps it (an event that a key without state can skip is
     /// not: when many patterns read one stream, most are not).
-    pub fn process_element_ref<Q, S>(&mut self, key: &Q, event: &E, timestamp: i64, sink: &mut S)
-    where
+    pub fn process_element_ref<Q, S>(
+        &mut self,
+        key: &Q,
+        event: &E,
+        timestamp: Timestamp,
+        sink: &mut S,
+    ) where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         S: OutputSink<K, E>,
         E: Clone,
     {
+        let timestamp = timestamp.as_millis();
         if self.is_late(timestamp) {
             if self.starts_until.is_none() {
-                sink.on_late(&key.to_owned(), event, timestamp);
+                sink.on_late(&key.to_owned(), event, Timestamp::from_millis(timestamp));
             }
             return;
         }
@@ -716,9 +736,23 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         }
     }
 
+    /// Event time: advances the watermark to `watermark` (never back), runs
+    /// the events it passes and fires every timer at or before it.
+    #[inline]
+    pub fn advance_watermark<S: OutputSink<K, E>>(&mut self, watermark: Watermark, sink: &mut S) {
+        self.advance_time(watermark.as_millis(), sink);
+    }
+
+    /// Processing time: advances the operator's clock to `now` (never back)
+    /// and fires every timer at or before it.
+    #[inline]
+    pub fn advance_processing_time<S: OutputSink<K, E>>(&mut self, now: Timestamp, sink: &mut S) {
+        self.advance_time(now.as_millis(), sink);
+    }
+
     /// Advances the watermark (event time) or the processing time to `time`
     /// and fires every timer at or before it.
-    pub fn advance_time<S: OutputSink<K, E>>(&mut self, time: i64, sink: &mut S) {
+    fn advance_time<S: OutputSink<K, E>>(&mut self, time: i64, sink: &mut S) {
         if time > self.current {
             self.current = time;
         }
@@ -1090,25 +1124,25 @@ mod tests {
     fn event_time_match_timeout_and_late() {
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
         let mut out = Collector::default();
-        let mut wm = crate::time::BoundedOutOfOrderness::new(0);
+        let mut wm = crate::time::BoundedOutOfOrderness::new(Duration::from_millis(0));
         for (key, ev) in [
             ("o1", ("create", 1_000)),
             ("o2", ("create", 2_000)),
             ("o1", ("pay", 5_000)),
             ("o3", ("pay", 1_500)), // behind the watermark: late
         ] {
-            op.process_element(key, ev, ev.1, &mut out);
-            let w = wm.on_event(ev.1);
-            op.advance_time(w, &mut out);
+            op.process_element(key, ev, Timestamp::from_millis(ev.1), &mut out);
+            let w = wm.on_event(Timestamp::from_millis(ev.1));
+            op.advance_watermark(w, &mut out);
         }
         assert!(matches!(out.outputs[0], Output::Late { key: "o3", .. }));
         // The stream goes quiet; the watermark alone completes o1 and times o2 out on time.
-        op.advance_time(11_999, &mut out);
+        op.advance_watermark(Watermark::from_millis(11_999), &mut out);
         assert_eq!(out.matches().len(), 1);
         assert!(out.timeouts().is_empty());
-        op.advance_time(12_000, &mut out);
+        op.advance_watermark(Watermark::from_millis(12_000), &mut out);
         assert_eq!(out.timeouts().len(), 1);
-        assert_eq!(out.timeouts()[0].1, 12_000);
+        assert_eq!(out.timeouts()[0].1, Timestamp::from_millis(12_000));
         assert_eq!(op.num_keys(), 0, "idle keys are dropped");
         assert_eq!(op.buffer_stats(), (0, 0));
     }
@@ -1117,34 +1151,34 @@ mod tests {
     fn processing_time_timeouts_fire_from_timers() {
         let mut op = CepOperator::new(order_nfa(1_500), TimeDomain::ProcessingTime);
         let mut out = Collector::default();
-        op.process_element("u1", ("create", 0), 1_000, &mut out);
-        op.process_element("u2", ("create", 0), 2_000, &mut out);
-        assert_eq!(op.next_timer(), Some(2_501));
-        op.advance_time(2_500, &mut out);
+        op.process_element("u1", ("create", 0), Timestamp::from_millis(1_000), &mut out);
+        op.process_element("u2", ("create", 0), Timestamp::from_millis(2_000), &mut out);
+        assert_eq!(op.next_timer(), Some(Timestamp::from_millis(2_501)));
+        op.advance_processing_time(Timestamp::from_millis(2_500), &mut out);
         assert!(out.timeouts().is_empty());
-        op.advance_time(2_501, &mut out);
+        op.advance_processing_time(Timestamp::from_millis(2_501), &mut out);
         assert_eq!(out.timeouts().len(), 1);
-        assert_eq!(out.timeouts()[0].1, 2_500);
-        op.process_element("u2", ("pay", 0), 3_000, &mut out);
+        assert_eq!(out.timeouts()[0].1, Timestamp::from_millis(2_500));
+        op.process_element("u2", ("pay", 0), Timestamp::from_millis(3_000), &mut out);
         assert_eq!(out.matches().len(), 1);
     }
 
     #[test]
     fn events_that_cannot_start_skip_keys_without_state() {
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
-        op.set_bounded_out_of_orderness(5);
+        op.set_bounded_out_of_orderness(Duration::from_millis(5));
         let mut out = Collector::default();
         // pay@20 is not 5 ms behind the newest timestamp: create@16 may still
         // come, so the key is kept.
-        op.process_element("o1", ("pay", 20), 20, &mut out);
-        op.process_element("o1", ("create", 16), 16, &mut out);
+        op.process_element("o1", ("pay", 20), Timestamp::from_millis(20), &mut out);
+        op.process_element("o1", ("create", 16), Timestamp::from_millis(16), &mut out);
         // pay@14 is 6 ms behind: nothing older can come for o2, and a pay
         // cannot start a match, so o2 is not created.
-        op.process_element("o2", ("pay", 14), 14, &mut out);
+        op.process_element("o2", ("pay", 14), Timestamp::from_millis(14), &mut out);
         assert_eq!(op.num_keys(), 1);
         // A key with state still takes every event.
-        op.process_element("o1", ("pay", 15), 15, &mut out);
-        op.advance_time(i64::MAX, &mut out);
+        op.process_element("o1", ("pay", 15), Timestamp::from_millis(15), &mut out);
+        op.advance_watermark(Watermark::MAX, &mut out);
         // Flink runs o1 in timestamp order: pay@15 (ignored), create@16, pay@20.
         assert_eq!(
             out.matches(),
@@ -1156,9 +1190,9 @@ mod tests {
         assert_eq!(op.num_keys(), 0);
 
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::ProcessingTime);
-        op.process_element("o3", ("pay", 0), 1, &mut out);
+        op.process_element("o3", ("pay", 0), Timestamp::from_millis(1), &mut out);
         assert_eq!(op.num_keys(), 0);
-        op.process_element("o3", ("create", 0), 2, &mut out);
+        op.process_element("o3", ("create", 0), Timestamp::from_millis(2), &mut out);
         assert_eq!(op.num_keys(), 1);
     }
 
@@ -1167,17 +1201,37 @@ mod tests {
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
         let mut out = Collector::default();
         // Received before the stop, still waiting for the watermark: starts.
-        op.process_element("o1", ("create", 1_000), 1_000, &mut out);
+        op.process_element(
+            "o1",
+            ("create", 1_000),
+            Timestamp::from_millis(1_000),
+            &mut out,
+        );
         let from = op.stop_starts();
         assert_eq!(op.starts_stopped(), Some(from));
         // After the stop: a create of a waiting key takes no start, a key
         // without state is not created, a late event is not reported.
-        op.process_element("o1", ("create", 1_500), 1_500, &mut out);
-        op.process_element("o2", ("create", 1_200), 1_200, &mut out);
+        op.process_element(
+            "o1",
+            ("create", 1_500),
+            Timestamp::from_millis(1_500),
+            &mut out,
+        );
+        op.process_element(
+            "o2",
+            ("create", 1_200),
+            Timestamp::from_millis(1_200),
+            &mut out,
+        );
         assert_eq!(op.num_keys(), 1);
-        op.process_element("o1", ("pay", 2_000), 2_000, &mut out);
-        op.advance_time(2_000, &mut out);
-        op.process_element("o3", ("create", 5), 5, &mut out);
+        op.process_element(
+            "o1",
+            ("pay", 2_000),
+            Timestamp::from_millis(2_000),
+            &mut out,
+        );
+        op.advance_watermark(Watermark::from_millis(2_000), &mut out);
+        op.process_element("o3", ("create", 5), Timestamp::from_millis(5), &mut out);
         assert!(out
             .outputs
             .iter()
@@ -1197,12 +1251,12 @@ mod tests {
         // Processing time: every event after the stop only continues.
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::ProcessingTime);
         let mut out = Collector::default();
-        op.process_element("u1", ("create", 0), 1, &mut out);
+        op.process_element("u1", ("create", 0), Timestamp::from_millis(1), &mut out);
         op.stop_starts();
-        op.process_element("u1", ("create", 0), 2, &mut out);
-        op.process_element("u2", ("create", 0), 3, &mut out);
+        op.process_element("u1", ("create", 0), Timestamp::from_millis(2), &mut out);
+        op.process_element("u2", ("create", 0), Timestamp::from_millis(3), &mut out);
         assert_eq!(op.num_partial_matches(), 1);
-        op.process_element("u1", ("pay", 0), 4, &mut out);
+        op.process_element("u1", ("pay", 0), Timestamp::from_millis(4), &mut out);
         assert_eq!(out.matches().len(), 1);
         assert!(op.is_empty());
     }
@@ -1211,12 +1265,26 @@ mod tests {
     fn report_pending_gives_partial_matches_and_waiting_events() {
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
         let mut out = Collector::default();
-        op.process_element("o1", ("create", 1_000), 1_000, &mut out);
-        op.advance_time(1_000, &mut out);
-        op.process_element("o2", ("create", 3_000), 3_000, &mut out);
+        op.process_element(
+            "o1",
+            ("create", 1_000),
+            Timestamp::from_millis(1_000),
+            &mut out,
+        );
+        op.advance_watermark(Watermark::from_millis(1_000), &mut out);
+        op.process_element(
+            "o2",
+            ("create", 3_000),
+            Timestamp::from_millis(3_000),
+            &mut out,
+        );
         op.report_pending(&mut out);
         assert_eq!(out.timeouts().len(), 1, "o1's partial match");
-        assert_eq!(out.timeouts()[0].1, 1_000, "reported at the current time");
+        assert_eq!(
+            out.timeouts()[0].1,
+            Timestamp::from_millis(1_000),
+            "reported at the current time"
+        );
         assert!(
             matches!(out.outputs.last(), Some(Output::Late { key: "o2", .. })),
             "o2's event, still waiting"
@@ -1235,10 +1303,10 @@ mod tests {
         );
         let mut op = CepOperator::new(nfa, TimeDomain::EventTime);
         let mut out = Collector::default();
-        op.process_element("k", ("a", 5), 5, &mut out);
-        op.process_element("k", ("b", 5), 5, &mut out);
-        op.process_element("k", ("a", 4), 4, &mut out);
-        op.advance_time(i64::MAX, &mut out);
+        op.process_element("k", ("a", 5), Timestamp::from_millis(5), &mut out);
+        op.process_element("k", ("b", 5), Timestamp::from_millis(5), &mut out);
+        op.process_element("k", ("a", 4), Timestamp::from_millis(4), &mut out);
+        op.advance_watermark(Watermark::MAX, &mut out);
         // a@4 runs first, then a@5, b@5: one match a@5 b@5.
         assert_eq!(
             out.matches(),

@@ -1109,6 +1109,7 @@ mod tests {
     use crate::output::Collector;
     use crate::pattern::Pattern;
     use crate::spec::JsonEvent;
+    use crate::time::{Timestamp, Watermark};
 
     fn round_trip<T: StateCodec + PartialEq + std::fmt::Debug>(v: T) {
         let mut out = Vec::new();
@@ -1226,9 +1227,9 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            op.process_element(7, (c, i as u32), ts, &mut out);
+            op.process_element(7, (c, i as u32), Timestamp::from_millis(ts), &mut out);
         }
-        op.advance_time(5, &mut out);
+        op.advance_watermark(Watermark::from_millis(5), &mut out);
         op
     }
 
@@ -1313,8 +1314,8 @@ mod tests {
             let _ = fresh.restore_meta(&meta);
             if fresh.restore_key(7, &blob).is_ok() {
                 let mut out = Collector::default();
-                fresh.process_element(7, ('c', 99), 50, &mut out);
-                fresh.advance_time(i64::MAX, &mut out);
+                fresh.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut out);
+                fresh.advance_processing_time(Timestamp::MAX, &mut out);
                 let _ = fresh.snapshot_key(&7);
                 fresh.remove_key(&7);
             }
@@ -1336,8 +1337,8 @@ mod tests {
                     CepOperator::<u64, Ev>::new(op.nfa().clone(), TimeDomain::EventTime);
                 if fresh.restore_key(7, &b).is_ok() {
                     let mut out = Collector::default();
-                    fresh.process_element(7, ('c', 99), 50, &mut out);
-                    fresh.advance_time(i64::MAX, &mut out);
+                    fresh.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut out);
+                    fresh.advance_watermark(Watermark::MAX, &mut out);
                 }
             }
         }
@@ -1353,10 +1354,10 @@ mod tests {
         fresh.restore_key(7, &blob).unwrap();
         let mut op = op;
         let (mut o1, mut o2) = (Collector::default(), Collector::default());
-        op.process_element(7, ('c', 99), 50, &mut o1);
-        op.advance_time(i64::MAX, &mut o1);
-        fresh.process_element(7, ('c', 99), 50, &mut o2);
-        fresh.advance_time(i64::MAX, &mut o2);
+        op.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut o1);
+        op.advance_watermark(Watermark::MAX, &mut o1);
+        fresh.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut o2);
+        fresh.advance_watermark(Watermark::MAX, &mut o2);
         assert_eq!(o1.outputs, o2.outputs);
     }
 
@@ -1368,14 +1369,14 @@ mod tests {
         assert_eq!(op.take_dirty(), (vec![7], vec![]), "existing keys count");
         assert_eq!(op.take_dirty(), (vec![], vec![]));
         let mut out = Collector::default();
-        op.process_element(8, ('a', 10), 20, &mut out);
-        op.advance_time(6, &mut out);
+        op.process_element(8, ('a', 10), Timestamp::from_millis(20), &mut out);
+        op.advance_watermark(Watermark::from_millis(6), &mut out);
         // Key 7 was not touched: its next event waits for time 9.
         assert_eq!(op.take_dirty(), (vec![8], vec![]));
         // Key 8 is dropped once its match times out; 9 comes and goes
         // between two checkpoints and is never reported.
-        op.process_element(9, ('a', 11), 30, &mut out);
-        op.advance_time(500, &mut out);
+        op.process_element(9, ('a', 11), Timestamp::from_millis(30), &mut out);
+        op.advance_watermark(Watermark::from_millis(500), &mut out);
         assert_eq!(op.num_keys(), 0);
         let (changed, mut dropped) = op.take_dirty();
         dropped.sort_unstable();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{Collector, Output};
 use ferrocep_core::pattern::Pattern;
+use ferrocep_core::time::{Timestamp, Watermark};
 
 use crate::util::{first_of, name_is, Event};
 
@@ -25,7 +26,7 @@ fn operator(pattern: Pattern<Event>) -> Op {
 
 /// `harness.processElement(new StreamRecord<>(event, ts))`.
 fn element(op: &mut Op, e: &Event, ts: i64, sink: &mut Collector<i32, Event>) {
-    op.process_element(e.id, e.clone(), ts, sink);
+    op.process_element(e.id, e.clone(), Timestamp::from_millis(ts), sink);
 }
 
 /// Flink's `verifyPattern(output, start, middle, end)`.
@@ -76,7 +77,7 @@ fn cep_operator_cleanup_event_time() {
     let mut op = operator(nfa_factory_pattern());
     let mut sink = Collector::default();
 
-    op.advance_time(i64::MIN, &mut sink);
+    op.advance_watermark(Watermark::MIN, &mut sink);
     element(&mut op, &Event::new(42, "foobar", 1.0), 2, &mut sink);
     element(&mut op, &middle1, 2, &mut sink);
     element(&mut op, &Event::sub(42, "barfoo", 1.0, 5.0), 3, &mut sink);
@@ -85,9 +86,9 @@ fn cep_operator_cleanup_event_time() {
     // Two keys, everything still queued, nothing in the NFA yet.
     assert_eq!(op.num_keys(), 2);
     assert_eq!(op.buffer_stats(), (0, 0));
-    assert_eq!(op.next_timer(), Some(1));
+    assert_eq!(op.next_timer(), Some(Timestamp::from_millis(1)));
 
-    op.advance_time(2, &mut sink);
+    op.advance_watermark(Watermark::from_millis(2), &mut sink);
     // Both keys now have NFA state: key 42 holds start1 and middle1 (foobar is
     // not taken), key 43 holds its start; barfoo@3 is still queued.
     assert_eq!(op.num_keys(), 2);
@@ -97,8 +98,8 @@ fn cep_operator_cleanup_event_time() {
     element(&mut op, &middle2, 5, &mut sink);
     // (snapshot / restore)
     element(&mut op, &end1, 6, &mut sink);
-    op.advance_time(11, &mut sink);
-    op.advance_time(12, &mut sink);
+    op.advance_watermark(Watermark::from_millis(11), &mut sink);
+    op.advance_watermark(Watermark::from_millis(12), &mut sink);
 
     // "now we have 1 key because the 43 expired and was removed.
     //  42 is still there due to startEvent2"
@@ -113,8 +114,8 @@ fn cep_operator_cleanup_event_time() {
     element(&mut op, &middle3, 12, &mut sink);
     assert_eq!(late_count(&sink), 1);
     element(&mut op, &end2, 13, &mut sink);
-    op.advance_time(20, &mut sink);
-    op.advance_time(21, &mut sink);
+    op.advance_watermark(Watermark::from_millis(20), &mut sink);
+    op.advance_watermark(Watermark::from_millis(21), &mut sink);
 
     assert_eq!(op.num_keys(), 0);
     assert_eq!(op.buffer_stats(), (0, 0));
@@ -135,12 +136,12 @@ fn cep_operator_late_records_metric() {
 
     let mut op = operator(nfa_factory_pattern());
     let mut sink = Collector::default();
-    op.advance_time(0, &mut sink);
+    op.advance_watermark(Watermark::from_millis(0), &mut sink);
     element(&mut op, &start, 1, &mut sink);
-    op.advance_time(2, &mut sink);
+    op.advance_watermark(Watermark::from_millis(2), &mut sink);
     element(&mut op, &middle1, 1, &mut sink);
     element(&mut op, &middle2, 3, &mut sink);
-    op.advance_time(4, &mut sink);
+    op.advance_watermark(Watermark::from_millis(4), &mut sink);
     element(&mut op, &middle3, 3, &mut sink);
 
     assert_eq!(late_count(&sink), 2);
@@ -159,7 +160,7 @@ fn timestamp_passing_for_timed_out_in_event_time() {
     element(&mut op, &Event::new(0, "A", 0.0), 5, &mut sink);
     element(&mut op, &Event::new(0, "C", 0.0), 20, &mut sink);
     element(&mut op, &Event::new(0, "B", 0.0), 3, &mut sink);
-    op.advance_time(22, &mut sink);
+    op.advance_watermark(Watermark::from_millis(22), &mut sink);
 
     let names = |m: &Match| -> String {
         ["1", "2"]

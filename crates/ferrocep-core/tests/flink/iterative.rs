@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::Collector;
 use ferrocep_core::pattern::{Context, Pattern, SkipStrategy};
+use ferrocep_core::time::{Timestamp, Watermark};
 
 use crate::util::{
     compare_patterns, feed_nfa, feed_records, first_of, flatten, name_is, runner, Event,
@@ -610,10 +611,10 @@ fn partial_match_timeout_output_completed_match() {
         (Event::new(5, "end", 5.0), 4),
     ];
     for (e, ts) in input {
-        op.process_element((), e, ts, &mut sink);
+        op.process_element((), e, Timestamp::from_millis(ts), &mut sink);
     }
     // End of the bounded input: Long.MAX_VALUE watermark.
-    op.advance_time(i64::MAX, &mut sink);
+    op.advance_watermark(Watermark::MAX, &mut sink);
 
     let mut result: Vec<String> = sink
         .matches()
@@ -650,21 +651,21 @@ fn cep_operator_serialization_w_rocks_db() {
     let mut op = CepOperator::<i32, Event>::new(nfa, TimeDomain::EventTime);
     let mut sink = Collector::default();
     let mut element = |op: &mut CepOperator<i32, Event>, e: &Event, ts: i64| {
-        op.process_element(e.id, e.clone(), ts, &mut sink);
+        op.process_element(e.id, e.clone(), Timestamp::from_millis(ts), &mut sink);
     };
-    op.advance_time(0, &mut Collector::default());
+    op.advance_watermark(Watermark::from_millis(0), &mut Collector::default());
     element(&mut op, &start1, 1);
     element(&mut op, &middle1, 2);
     let mut wm_out = Collector::default();
-    op.advance_time(2, &mut wm_out);
+    op.advance_watermark(Watermark::from_millis(2), &mut wm_out);
     element(&mut op, &middle3, 5);
     element(&mut op, &middle2, 3);
     element(&mut op, &start2, 4);
-    op.advance_time(5, &mut wm_out);
+    op.advance_watermark(Watermark::from_millis(5), &mut wm_out);
     element(&mut op, &next_one, 7);
     element(&mut op, &end, 8);
     element(&mut op, &middle4, 6);
-    op.advance_time(100, &mut wm_out);
+    op.advance_watermark(Watermark::from_millis(100), &mut wm_out);
 
     assert!(
         sink.outputs.is_empty(),

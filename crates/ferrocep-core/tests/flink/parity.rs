@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use ferrocep_core::operator::{CepOperator, EventComparator, TimeDomain};
 use ferrocep_core::output::Collector;
 use ferrocep_core::pattern::{MatchFailure, Pattern, SkipStrategy, WithinType};
+use ferrocep_core::time::{Timestamp, Watermark};
 
 use crate::util::{compare_patterns, feed_nfa, first_of, name_is, runner, Event};
 
@@ -192,9 +193,9 @@ fn run_keyed(
     );
     let mut sink = Collector::default();
     for (e, ts) in input {
-        op.process_element(7, e.clone(), *ts, &mut sink);
+        op.process_element(7, e.clone(), Timestamp::from_millis(*ts), &mut sink);
     }
-    op.advance_time(i64::MAX, &mut sink);
+    op.advance_watermark(Watermark::from_millis(i64::MAX), &mut sink);
     let f = op.failure().map(|f| {
         assert_eq!(f.key, 7);
         f.error.clone()
@@ -306,27 +307,27 @@ fn cep_operator_comparator_event_time() {
     );
     op.set_event_comparator(Some(by_price()));
     let mut sink = Collector::default();
-    op.advance_time(0, &mut sink);
+    op.advance_watermark(Watermark::from_millis(0), &mut sink);
     for (e, ts) in [
         (start1.clone(), 1),
         (start_k2.clone(), 1),
         (Event::new(42, "foobar", 1.0), 2),
         (Event::sub(42, "barfoo", 1.0, 5.0), 3),
     ] {
-        op.process_element(e.id, e, ts, &mut sink);
+        op.process_element(e.id, e, Timestamp::from_millis(ts), &mut sink);
     }
     assert_eq!(op.buffer_stats().0, 0);
-    op.advance_time(3, &mut sink);
+    op.advance_watermark(Watermark::from_millis(3), &mut sink);
     assert!(op.buffer_stats().0 > 0);
     for (e, ts) in [
         (start2.clone(), 4),
         (middle2.clone(), 5),
         (middle1.clone(), 5),
     ] {
-        op.process_element(e.id, e, ts, &mut sink);
+        op.process_element(e.id, e, Timestamp::from_millis(ts), &mut sink);
     }
-    op.process_element(42, end.clone(), 6, &mut sink);
-    op.advance_time(6, &mut sink);
+    op.process_element(42, end.clone(), Timestamp::from_millis(6), &mut sink);
+    op.advance_watermark(Watermark::from_millis(6), &mut sink);
     let m = sink.matches();
     assert_eq!(m.len(), 4, "{m:?}");
     verify(&m[0], &start1, &middle1, &end);
@@ -349,25 +350,25 @@ fn cep_operator_comparator_process_time() {
     );
     op.set_event_comparator(Some(by_price()));
     let mut sink = Collector::default();
-    op.advance_time(0, &mut sink);
+    op.advance_watermark(Watermark::from_millis(0), &mut sink);
     for e in [
         start1.clone(),
         start_k2,
         Event::new(42, "foobar", 1.0),
         Event::sub(42, "barfoo", 1.0, 5.0),
     ] {
-        op.process_element(e.id, e, 0, &mut sink);
+        op.process_element(e.id, e, Timestamp::from_millis(0), &mut sink);
     }
     assert_eq!(op.buffer_stats().0, 0, "events wait for their millisecond");
-    assert_eq!(op.next_timer(), Some(1));
-    op.advance_time(3, &mut sink);
+    assert_eq!(op.next_timer(), Some(Timestamp::from_millis(1)));
+    op.advance_watermark(Watermark::from_millis(3), &mut sink);
     assert!(op.buffer_stats().0 > 0);
     for e in [middle2.clone(), middle1.clone(), start2.clone()] {
-        op.process_element(e.id, e, 3, &mut sink);
+        op.process_element(e.id, e, Timestamp::from_millis(3), &mut sink);
     }
-    op.advance_time(4, &mut sink);
-    op.process_element(42, end1.clone(), 4, &mut sink);
-    op.advance_time(5, &mut sink);
+    op.advance_watermark(Watermark::from_millis(4), &mut sink);
+    op.process_element(42, end1.clone(), Timestamp::from_millis(4), &mut sink);
+    op.advance_watermark(Watermark::from_millis(5), &mut sink);
     let m = sink.matches();
     assert_eq!(m.len(), 4, "{m:?}");
     verify(&m[0], &start1, &middle1, &end1);
@@ -390,9 +391,19 @@ fn simple_pattern_event_time_with_comparator() {
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     op.set_event_comparator(Some(by_price()));
     let mut sink = Collector::default();
-    op.process_element(1, Event::new(1, "middle", 2.0), 5, &mut sink);
-    op.process_element(1, Event::new(1, "start", 1.0), 5, &mut sink);
-    op.advance_time(i64::MAX, &mut sink);
+    op.process_element(
+        1,
+        Event::new(1, "middle", 2.0),
+        Timestamp::from_millis(5),
+        &mut sink,
+    );
+    op.process_element(
+        1,
+        Event::new(1, "start", 1.0),
+        Timestamp::from_millis(5),
+        &mut sink,
+    );
+    op.advance_watermark(Watermark::from_millis(i64::MAX), &mut sink);
     assert_eq!(sink.matches().len(), 1);
     // Without the comparator arrival order holds: no strict successor.
     let p = Pattern::<Event>::begin("start")
@@ -402,9 +413,19 @@ fn simple_pattern_event_time_with_comparator() {
     let mut op: CepOperator<i32, Event> =
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     let mut sink = Collector::default();
-    op.process_element(1, Event::new(1, "middle", 2.0), 5, &mut sink);
-    op.process_element(1, Event::new(1, "start", 1.0), 5, &mut sink);
-    op.advance_time(i64::MAX, &mut sink);
+    op.process_element(
+        1,
+        Event::new(1, "middle", 2.0),
+        Timestamp::from_millis(5),
+        &mut sink,
+    );
+    op.process_element(
+        1,
+        Event::new(1, "start", 1.0),
+        Timestamp::from_millis(5),
+        &mut sink,
+    );
+    op.advance_watermark(Watermark::from_millis(i64::MAX), &mut sink);
     assert!(sink.matches().is_empty());
 }
 
@@ -424,10 +445,10 @@ fn current_processing_time_in_event_time() {
     let mut op: CepOperator<i32, Event> =
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     let mut sink = Collector::default();
-    op.set_processing_time(10);
-    op.process_element(1, ev(1, "A"), 5, &mut sink);
-    op.set_processing_time(100);
-    op.advance_time(6, &mut sink);
+    op.set_processing_time(Timestamp::from_millis(10));
+    op.process_element(1, ev(1, "A"), Timestamp::from_millis(5), &mut sink);
+    op.set_processing_time(Timestamp::from_millis(100));
+    op.advance_watermark(Watermark::from_millis(6), &mut sink);
     assert_eq!(sink.matches().len(), 1);
     assert_eq!(*seen.lock().unwrap(), vec![(100, 5)]);
 }
@@ -440,12 +461,12 @@ fn current_processing_time_for_timed_out_in_event_time() {
     let mut op: CepOperator<i32, Event> =
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     let mut sink = Collector::default();
-    op.process_element(1, ev(1, "A"), 5, &mut sink);
-    op.process_element(1, ev(1, "B"), 20, &mut sink);
-    op.process_element(1, ev(1, "C"), 3, &mut sink);
-    op.set_processing_time(100);
-    op.advance_time(22, &mut sink);
-    assert_eq!(op.current_processing_time(), 100);
+    op.process_element(1, ev(1, "A"), Timestamp::from_millis(5), &mut sink);
+    op.process_element(1, ev(1, "B"), Timestamp::from_millis(20), &mut sink);
+    op.process_element(1, ev(1, "C"), Timestamp::from_millis(3), &mut sink);
+    op.set_processing_time(Timestamp::from_millis(100));
+    op.advance_watermark(Watermark::from_millis(22), &mut sink);
+    assert_eq!(op.current_processing_time(), Timestamp::from_millis(100));
     let m = sink.matches();
     assert_eq!(m.len(), 1);
     assert_eq!(first_of(&m[0], "1").map(|e| e.name.as_str()), Some("C"));
@@ -467,7 +488,12 @@ fn processing_time_within_previous_and_current() {
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::ProcessingTime);
     let mut sink = Collector::default();
     for (i, name) in ["start", "start", "end"].iter().enumerate() {
-        op.process_element(1, ev(i as i32, name), 10 + i as i64, &mut sink);
+        op.process_element(
+            1,
+            ev(i as i32, name),
+            Timestamp::from_millis(10 + i as i64),
+            &mut sink,
+        );
     }
     assert_eq!(sink.matches().len(), 2);
 }
@@ -495,11 +521,11 @@ fn timeout_handling_within_previous_and_current() {
         (ev(1, "middle"), 11),
         (ev(1, "end"), 20),
     ] {
-        op.process_element(1, e, ts, &mut sink);
+        op.process_element(1, e, Timestamp::from_millis(ts), &mut sink);
     }
-    op.advance_time(i64::MAX, &mut sink);
+    op.advance_watermark(Watermark::from_millis(i64::MAX), &mut sink);
     assert_eq!(sink.matches().len(), 1);
     let t = sink.timeouts();
     assert_eq!(t.len(), 1, "{t:?}");
-    assert_eq!(t[0].1, 14);
+    assert_eq!(t[0].1, Timestamp::from_millis(14));
 }

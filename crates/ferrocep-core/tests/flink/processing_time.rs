@@ -21,6 +21,7 @@ use std::sync::Arc;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{Collector, Output};
 use ferrocep_core::pattern::Pattern;
+use ferrocep_core::time::Timestamp;
 
 use crate::util::{first_of, name_is, Event};
 
@@ -36,7 +37,7 @@ fn operator(pattern: Pattern<Event>) -> Op {
 
 /// `harness.processElement(event)` at the operator's current processing time.
 fn element(op: &mut Op, e: &Event, sink: &mut Collector<i32, Event>) {
-    let now = op.current_time();
+    let now = op.current_processing_time();
     op.process_element(e.id, e.clone(), now, sink);
 }
 
@@ -75,7 +76,7 @@ fn keyed_cep_operator_nfa_update_scenario() {
     let middle = Event::sub(42, "a", 1.0, 10.0);
     let end = Event::new(42, "b", 1.0);
 
-    assert_eq!(op.current_time(), i64::MIN);
+    assert_eq!(op.current_processing_time(), Timestamp::MIN);
     element(&mut op, &start, &mut sink);
     element(&mut op, &Event::new(42, "d", 1.0), &mut sink);
     element(&mut op, &middle, &mut sink);
@@ -131,7 +132,7 @@ fn cep_operator_cleanup_processing_time() {
     let mut op = operator(pattern);
     let mut sink = Collector::default();
 
-    op.advance_time(0, &mut sink);
+    op.advance_processing_time(Timestamp::from_millis(0), &mut sink);
     element(&mut op, &start1, &mut sink);
     element(&mut op, &start_k2, &mut sink);
     element(&mut op, &Event::new(42, "foobar", 1.0), &mut sink);
@@ -140,12 +141,12 @@ fn cep_operator_cleanup_processing_time() {
     // hasNonEmptySharedBuffer(42) && hasNonEmptySharedBuffer(43)
     assert_eq!(op.num_keys(), 2);
 
-    op.advance_time(3, &mut sink);
+    op.advance_processing_time(Timestamp::from_millis(3), &mut sink);
     element(&mut op, &start2, &mut sink);
     element(&mut op, &middle2, &mut sink);
 
     // (snapshot / restore) setProcessingTime(3)
-    op.advance_time(3, &mut sink);
+    op.advance_processing_time(Timestamp::from_millis(3), &mut sink);
     element(&mut op, &end1, &mut sink);
     let result = matches(&sink);
     assert_eq!(result.len(), 3, "{result:?}");
@@ -153,7 +154,7 @@ fn cep_operator_cleanup_processing_time() {
     verify_pattern(&result[1], &start1, &middle2, &end1);
     verify_pattern(&result[2], &start2, &middle2, &end1);
 
-    op.advance_time(11, &mut sink);
+    op.advance_processing_time(Timestamp::from_millis(11), &mut sink);
     element(&mut op, &middle3, &mut sink);
     element(&mut op, &end2, &mut sink);
     let result = matches(&sink);
@@ -161,7 +162,7 @@ fn cep_operator_cleanup_processing_time() {
     verify_pattern(&result[3], &start2, &middle2, &end2);
     verify_pattern(&result[4], &start2, &middle3, &end2);
 
-    op.advance_time(21, &mut sink);
+    op.advance_processing_time(Timestamp::from_millis(21), &mut sink);
     // !hasNonEmptySharedBuffer(42): only key 43 is left.
     assert_eq!(op.num_keys(), 1);
     assert_eq!(op.num_partial_matches(), 1);
@@ -171,7 +172,7 @@ fn cep_operator_cleanup_processing_time() {
     // hasNonEmptySharedBuffer(42)
     assert_eq!(op.num_keys(), 2);
 
-    op.advance_time(49, &mut sink);
+    op.advance_processing_time(Timestamp::from_millis(49), &mut sink);
     element(&mut op, &Event::new(42, "foobar", 1.0), &mut sink);
     // the pattern expired: !hasNonEmptySharedBuffer(42)
     assert_eq!(op.num_keys(), 1);
@@ -231,7 +232,7 @@ impl ContextOutputs {
                 } => {
                     let v = match accessor {
                         Accessor::Timestamp => *timestamp,
-                        Accessor::CurrentProcessingTime => now,
+                        Accessor::CurrentProcessingTime => Timestamp::from_millis(now),
                     };
                     self.main.push(format!("{v}{}", names(events, states)));
                 }
@@ -240,7 +241,7 @@ impl ContextOutputs {
                 } => {
                     let v = match accessor {
                         Accessor::Timestamp => *timeout_at,
-                        Accessor::CurrentProcessingTime => now,
+                        Accessor::CurrentProcessingTime => Timestamp::from_millis(now),
                     };
                     self.timed_out.push(format!("{v}{}", names(events, states)));
                 }
@@ -265,14 +266,29 @@ fn run_context_test(
     let mut sink = Collector::default();
     let mut out = ContextOutputs::default();
     for &(t, name) in steps {
-        op.advance_time(t, &mut sink);
-        out.collect(&sink, op.current_time(), accessor, states);
+        op.advance_processing_time(Timestamp::from_millis(t), &mut sink);
+        out.collect(
+            &sink,
+            op.current_processing_time().as_millis(),
+            accessor,
+            states,
+        );
         element(&mut op, &Event::new(0, name, 0.0), &mut sink);
-        out.collect(&sink, op.current_time(), accessor, states);
+        out.collect(
+            &sink,
+            op.current_processing_time().as_millis(),
+            accessor,
+            states,
+        );
     }
     if let Some(t) = final_time {
-        op.advance_time(t, &mut sink);
-        out.collect(&sink, op.current_time(), accessor, states);
+        op.advance_processing_time(Timestamp::from_millis(t), &mut sink);
+        out.collect(
+            &sink,
+            op.current_processing_time().as_millis(),
+            accessor,
+            states,
+        );
     }
     out
 }
