@@ -405,7 +405,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// In processing time events then no longer run on arrival: they wait,
     /// stamped with the time they came, until time passes that millisecond
     /// (Flink's processing-time timer at `stamp + 1`): [`Self::next_timer`]
-    /// says when, and [`Self::advance_time`] runs them. Without a
+    /// says when, and [`Self::advance_watermark`] (or [`Self::advance_processing_time`]) runs them. Without a
     /// comparator nothing of this costs anything.
     pub fn set_event_comparator(&mut self, comparator: Option<EventComparator<E>>) {
         self.comparator = comparator;

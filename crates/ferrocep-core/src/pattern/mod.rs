@@ -519,7 +519,7 @@ impl<E> Pattern<E> {
     /// have both types. A stage with a quantifier (`times`, `one_or_more`,
     /// ...) ignores its `PreviousAndCurrent` window, as Flink's compiler
     /// does: give the window to the quantifier instead
-    /// ([`Pattern::times_within`] and kin).
+    /// ([`Pattern::times_within_ms`] and kin).
     pub fn within_type(self, d: Duration, within_type: WithinType) -> Self {
         self.within_type_ms(duration_ms(d), within_type)
     }
