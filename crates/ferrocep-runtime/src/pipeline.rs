@@ -295,10 +295,14 @@ impl Pipeline {
             if failure.is_some() {
                 break;
             }
-            let wait = match engine.next_wake() {
+            let mut wait = match engine.next_wake() {
                 Some(t) => clock.wait_for(t).min(TICK),
                 None => TICK,
             };
+            if !changes.awaiting.is_empty() {
+                // A change waits for its checkpoint: look for it often.
+                wait = wait.min(Duration::from_millis(1));
+            }
             match rx.recv_timeout(wait) {
                 Ok(SourceMsg::Batch(b)) => {
                     let b = Arc::new(b);
