@@ -276,20 +276,7 @@ impl PatternOp {
         let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
         let mut op = CepOperator::new(nfa, domain);
         op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
-        let heads = Kind::ALL.map(|k| {
-            let mut h = b"{\"kind\":\"".to_vec();
-            h.extend_from_slice(k.as_str().as_bytes());
-            h.extend_from_slice(b"\",\"pattern\":");
-            let _ = write_json_str(&mut h, name);
-            if def.version > 1 {
-                h.extend_from_slice(b",\"version\":");
-                h.extend_from_slice(itoa::Buffer::new().format(def.version).as_bytes());
-            }
-            h.extend_from_slice(b",\"id\":");
-            let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
-            h.pop(); // the closing quote: the id goes on
-            h.into_boxed_slice()
-        });
+        let heads = heads(name, (def.version > 1).then_some(def.version));
         let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
         PatternOp {
             name: Arc::from(name),
@@ -314,6 +301,37 @@ impl PatternOp {
     fn draining(&self) -> bool {
         self.op.starts_stopped().is_some()
     }
+
+    /// Stops new starts (from arrival number `from`, restored, or from
+    /// now); from then on its outputs name its version, even version 1.
+    fn drain(&mut self, from: Option<u64>) {
+        match from {
+            Some(f) => self.op.stop_starts_from(f),
+            None => {
+                self.op.stop_starts();
+            }
+        }
+        self.heads = heads(&self.name, Some(self.version));
+    }
+}
+
+/// Per kind, an output line up to its id's own part:
+/// `{"kind":"KIND","pattern":"NAME"[,"version":N],"id":"NAME:KIND:`.
+fn heads(name: &str, version: Option<u32>) -> [Box<[u8]>; 4] {
+    Kind::ALL.map(|k| {
+        let mut h = b"{\"kind\":\"".to_vec();
+        h.extend_from_slice(k.as_str().as_bytes());
+        h.extend_from_slice(b"\",\"pattern\":");
+        let _ = write_json_str(&mut h, name);
+        if let Some(v) = version {
+            h.extend_from_slice(b",\"version\":");
+            h.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        }
+        h.extend_from_slice(b",\"id\":");
+        let _ = write_json_str(&mut h, &format!("{name}:{}:", k.as_str()));
+        h.pop(); // the closing quote: the id goes on
+        h.into_boxed_slice()
+    })
 }
 
 impl Engine {
@@ -858,7 +876,7 @@ impl Engine {
                     }
                     PendingPolicy::Drain => {
                         let p = &mut self.patterns[i];
-                        p.op.stop_starts();
+                        p.drain(None);
                         applied.draining = !p.op.is_empty();
                         if !applied.draining {
                             self.retire_at(i);
@@ -1240,8 +1258,8 @@ impl Engine {
         let max = Option::<i64>::decode(&mut input).map_err(err)?;
         if v >= 2 {
             let (_, drain_from) = decode_saved(&mut input).map_err(err)?;
-            if let Some(from) = drain_from {
-                p.op.stop_starts_from(from);
+            if drain_from.is_some() {
+                p.drain(drain_from);
             }
         }
         // Version 1 saved no layout: its patterns ran as configured, as
@@ -2161,6 +2179,39 @@ mod tests {
                 &mut out
             )
             .is_err());
+        // Removed with draining: what started goes on to its end, nothing
+        // new starts, and then the version is gone.
+        let mut e =
+            Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
+        let mut out = Vec::new();
+        feed(&mut e, &events[..10], &mut out);
+        out.clear();
+        let cut = events[10].0;
+        let a = e
+            .apply(
+                &[Change::Remove("orders".into())],
+                PendingPolicy::Drain,
+                &mut out,
+            )
+            .unwrap();
+        assert!(a[0].draining && a[0].version.is_none());
+        feed(&mut e, &events[10..], &mut out);
+        e.on_end(true, &mut out);
+        assert!(
+            out.iter().any(|o| o.kind == Kind::Match),
+            "started matches complete"
+        );
+        assert!(
+            out.iter().all(|o| first_pos(o) < cut),
+            "nothing starts after the removal"
+        );
+        assert!(out.iter().all(|o| std::str::from_utf8(o.line())
+            .unwrap()
+            .contains("\"version\":1")));
+        let drained = e.drained();
+        assert_eq!(drained.len(), 1);
+        e.retire(&drained[0]);
+        assert!(e.pattern_state(false).is_empty());
         // Unchanged specs keep their state; a new name is added.
         let mut e =
             Engine::new(&[("orders".into(), v1.clone())], EngineOptions::default()).unwrap();
