@@ -158,7 +158,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             }
         }
     }
-    let validator: crate::source::http::Validator = Arc::new(engines[0].validator());
+    let (validator, validator_sets) = engines[0].validator();
     let engine = Engines::start(engines)
         .map_err(|e| StartError(format!("cannot start the worker threads: {e}")))?;
 
@@ -323,6 +323,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             resume: restored.and_then(|r| r.resume),
             control: Some(control_rx),
             config_patterns,
+            validator: Some(validator_sets),
         },
         server_stop,
         lock,

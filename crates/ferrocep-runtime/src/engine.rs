@@ -426,20 +426,39 @@ impl Engine {
         })
     }
 
-    /// Checks that every group of patterns can read `line` (missing key or
-    /// time field, bad timestamp, not a JSON object): the reason of the first
-    /// that cannot. HTTP ingest rejects such events before they are logged.
-    pub fn validator(&self) -> impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static {
-        let sets: Vec<SpecSet> = self.groups.iter().map(|g| g.set.clone()).collect();
-        move |bytes: &[u8]| {
+    /// Checks that every group of active patterns can read `line` (missing
+    /// key or time field, bad timestamp, not a JSON object): the reason of
+    /// the first that cannot. HTTP ingest rejects such events before they
+    /// are logged. The sets it checks are shared: after a pattern change,
+    /// [`Engine::update_validator`] makes it check the new ones.
+    pub fn validator(&self) -> (Validator, ValidatorSets) {
+        let sets: ValidatorSets = Arc::new(std::sync::RwLock::new(self.validator_sets()));
+        let shared = sets.clone();
+        let f = move |bytes: &[u8]| {
             let text = String::from_utf8_lossy(bytes);
             let mut scratch = Vec::new();
-            for set in &sets {
+            let sets = shared.read().unwrap_or_else(|p| p.into_inner());
+            for set in sets.iter() {
                 set.ingest_parts(&text, &mut scratch)
                     .map_err(|e| e.reason)?;
             }
             Ok(())
-        }
+        };
+        (Arc::new(f), sets)
+    }
+
+    /// Points a validator's sets at the groups with an active pattern now.
+    pub fn update_validator(&self, sets: &ValidatorSets) {
+        let now = self.validator_sets();
+        *sets.write().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    fn validator_sets(&self) -> Vec<SpecSet> {
+        self.groups
+            .iter()
+            .filter(|g| g.members.iter().any(|&i| !self.patterns[i].draining()))
+            .map(|g| g.set.clone())
+            .collect()
     }
 
     /// Makes this engine worker `worker` of `workers`: it matches only the
@@ -1092,6 +1111,12 @@ pub fn fingerprint(spec: &Spec) -> String {
     );
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
+
+/// What HTTP ingest checks each event with ([`Engine::validator`]).
+pub use crate::source::http::Validator;
+
+/// The spec sets a [`Validator`] checks, replaced after pattern changes.
+pub type ValidatorSets = Arc<std::sync::RwLock<Vec<SpecSet>>>;
 
 /// Version of the engine's per-pattern meta blob. Version 2 adds the
 /// pattern's name, version, drain point and spec text.
@@ -2233,6 +2258,36 @@ mod tests {
         assert_eq!((a[0].action, a[1].action), ("unchanged", "added"));
         assert_eq!(e.pattern_state(true)[0].pending, before);
         assert_eq!(e.pattern_state(true)[1].version, 1);
+    }
+
+    /// HTTP ingest's checks follow pattern changes: a removed pattern's key
+    /// is no longer required, an added one's is.
+    #[test]
+    fn the_validator_follows_changes() {
+        let by_order = order_spec("10s", "t == \\\"p\\\"");
+        let by_user = Spec::from_str(
+            r#"{"key":"user","time":{"field":"ts"},"within":"1s",
+                "stages":[{"name":"a","where":"t == \"c\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let mut e = Engine::new(&[("orders".into(), by_order)], EngineOptions::default()).unwrap();
+        let (check, sets) = e.validator();
+        let user_only = br#"{"user":"u1","t":"c","ts":5}"#;
+        assert!(check(user_only).is_err());
+        let mut out = Vec::new();
+        e.apply(
+            &[
+                Change::Remove("orders".into()),
+                Change::Put(Box::new(PatternDef::new("users", by_user))),
+            ],
+            PendingPolicy::Drain,
+            &mut out,
+        )
+        .unwrap();
+        e.update_validator(&sets);
+        assert_eq!(check(user_only), Ok(()));
+        assert!(check(br#"{"id":"o1","t":"c","ts":5}"#).is_err());
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct Pipeline {
     /// The config's patterns (name, fingerprint) as last applied, saved
     /// with checkpoints: a restart whose config differs applies it.
     pub config_patterns: Vec<(String, String)>,
+    /// What HTTP ingest checks events against: updated after changes.
+    pub validator: Option<crate::engine::ValidatorSets>,
 }
 
 /// What checkpoints need: the store, how often, and the sinks and the log
@@ -178,6 +180,7 @@ impl Pipeline {
             resume,
             control,
             mut config_patterns,
+            validator,
         } = self;
         let mut changes = ChangeState::default();
         let (tx, rx) = mpsc::sync_channel::<SourceMsg>(SOURCE_QUEUE);
@@ -287,6 +290,9 @@ impl Pipeline {
                     checkpoints.is_some(),
                     &mut config_patterns,
                 );
+                if let Some(v) = &validator {
+                    engine.update_validator(v);
+                }
                 if let Err(e) = router.route(&mut out) {
                     failure = Some(e);
                     break;
@@ -1316,6 +1322,7 @@ mod tests {
             resume: None,
             control: None,
             config_patterns: Vec::new(),
+            validator: None,
         };
         (p, stop)
     }

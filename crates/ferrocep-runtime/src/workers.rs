@@ -327,6 +327,11 @@ impl Engines {
         gone
     }
 
+    /// [`Engine::update_validator`] (worker 0's patterns are everyone's).
+    pub fn update_validator(&self, sets: &crate::engine::ValidatorSets) {
+        self.local.update_validator(sets);
+    }
+
     /// Events taken (worker 0 reads them all) and outputs of each kind.
     pub fn stats(&mut self) -> EngineStats {
         let events = self.local.stats().events;
