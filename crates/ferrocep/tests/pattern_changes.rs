@@ -203,7 +203,7 @@ fn replace_window_mid_stream_drains_and_survives_sigkill() {
     // Answered means durable: a SIGKILL now keeps the change.
     s.signal("KILL");
     s.wait(Duration::from_secs(10));
-    let mut s = Service::start(dir.path(), &config, &[]);
+    let mut s = Service::start(dir.path(), &config, &["--workers", "2"]);
     let want = vec![v("orders", 1, "draining"), v("orders", 2, "active")];
     eventually(
         Duration::from_secs(20),
@@ -219,7 +219,7 @@ fn replace_window_mid_stream_drains_and_survives_sigkill() {
     });
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
-    let mut s = Service::start(dir.path(), &config, &[]);
+    let mut s = Service::start(dir.path(), &config, &["--workers", "2"]);
     eventually(
         Duration::from_secs(20),
         "both versions after the second restart",
