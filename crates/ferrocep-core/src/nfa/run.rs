@@ -548,6 +548,12 @@ pub trait NfaOutput<E> {
     fn on_match(&mut self, m: &MatchRef<'_, E>);
     /// A timed-out partial match; `timeout_at` is `start + window`.
     fn on_timeout(&mut self, m: &MatchRef<'_, E>, timeout_at: i64);
+    /// A completed match that a skip strategy with `throwExceptionOnMiss`
+    /// could not skip past: it is not emitted (Flink fails the job). Every
+    /// such match comes here; ignored by default.
+    fn on_failure(&mut self, m: &MatchRef<'_, E>, failure: &MatchFailure) {
+        let _ = (m, failure);
+    }
 }
 
 /// The partial match a condition is evaluated for (Flink `ConditionContext`).
@@ -850,6 +856,20 @@ impl<E> Nfa<E> {
         }
     }
 
+    fn emit_failure(
+        &self,
+        buf: &SharedBuffer<E>,
+        path: &[(u32, EventIdx)],
+        out: &mut impl NfaOutput<E>,
+        failure: &MatchFailure,
+    ) {
+        let events: SmallVec<[(u32, &E); 8]> = path
+            .iter()
+            .map(|(s, e)| (*s, buf.store.event(*e)))
+            .collect();
+        out.on_failure(&MatchRef::new(&self.stage_names, &events), failure);
+    }
+
     fn process_matches_by_skip(
         &self,
         buf: &mut SharedBuffer<E>,
@@ -928,6 +948,9 @@ impl<E> Nfa<E> {
         // failed match is not emitted and nothing is pruned.
         if self.skip_throw {
             if let Some(f) = self.skip_miss(buf, &paths) {
+                if let Some(first) = paths.first() {
+                    self.emit_failure(buf, first, out, &f);
+                }
                 if buf.failure.is_none() {
                     buf.failure = Some(f);
                 }
