@@ -34,6 +34,7 @@ use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
 use ferrocep_core::spec::{Conditions, Format, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
+use ferrocep_core::pattern::MatchFailure;
 use ferrocep_core::Nfa;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -1527,6 +1528,35 @@ impl OutputSink<Key, JsonEvent> for RunSink<'_> {
         line.push(b'}');
         self.counts[Kind::Late as usize] += 1;
         self.out.push(Output::from_parts(Kind::Late, line, id));
+    }
+
+    /// Flink would fail the job; a service reports the match as an `error`
+    /// (with `stage`, `reason` and its events; its id as a match's, of kind
+    /// error), logs it, and the pattern goes on.
+    fn on_failure(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, failure: &MatchFailure) {
+        let (suffix, n, text) = self.suffix(Kind::Error, m);
+        let (mut line, id) = self.start(Kind::Error, &suffix[..n], key, text);
+        let reason = format!(
+            "the skip strategy's stage '{}' {} (throw_exception_on_miss): {failure}",
+            failure.stage(),
+            match failure {
+                MatchFailure::FirstElement { .. } => "is the match's first event",
+                _ => "is missing from the match",
+            }
+        );
+        line.extend_from_slice(b",\"stage\":");
+        let _ = write_json_str(&mut line, failure.stage());
+        line.extend_from_slice(b",\"reason\":");
+        let _ = write_json_str(&mut line, &reason);
+        let _ = write_events_after(&mut line, m, POS_HEX);
+        line.push(b'}');
+        let pattern = self.ids[Kind::Error as usize].trim_end_matches(":error:");
+        tracing::warn!(
+            "pattern '{pattern}', key {}: {reason}; sent to the error output",
+            key.text().unwrap_or("(none)")
+        );
+        self.counts[Kind::Error as usize] += 1;
+        self.out.push(Output::from_parts(Kind::Error, line, id));
     }
 }
 

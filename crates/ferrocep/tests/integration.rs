@@ -12,6 +12,7 @@
 //! - `multi_spec`: several `--spec`s over one stream, labelled by pattern;
 //! - `run`: `ferrocep run` with real files, a webhook receiver, signals and
 //!   the operations endpoints;
+//! - `run_skip`: `run` with a skip strategy that throws on a miss;
 //! - `pattern_changes`: patterns changed while `run` runs (admin API,
 //!   SIGHUP, draining, SIGKILL after a change, restart mid-drain);
 //! - `validate`: `validate --config`, good and bad configs.
@@ -23,6 +24,7 @@ mod match_cli;
 mod multi_spec;
 mod pattern_changes;
 mod run;
+mod run_skip;
 mod util;
 mod validate;
 mod workers;
