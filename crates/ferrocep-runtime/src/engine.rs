@@ -32,9 +32,9 @@ use std::time::Duration;
 use ferrocep_core::event::Value;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
+use ferrocep_core::pattern::MatchFailure;
 use ferrocep_core::spec::{Conditions, Format, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
-use ferrocep_core::pattern::MatchFailure;
 use ferrocep_core::Nfa;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -576,6 +576,8 @@ impl Engine {
             for (k, &pi) in g.members.iter().enumerate() {
                 let p = &mut self.patterns[pi];
                 let last = k + 1 == n;
+                // What conditions read as the current processing time.
+                p.op.set_processing_time(Timestamp::from_millis(now));
                 let mut sink = RunSink {
                     out: &mut *out,
                     heads: &p.heads,
@@ -696,6 +698,7 @@ impl Engine {
             } else if let Some(shift) = idle {
                 let w = p.w_last.saturating_add(shift);
                 if w > p.op.current_watermark().as_millis() {
+                    p.op.set_processing_time(Timestamp::from_millis(now));
                     p.op.advance_watermark(Watermark::from_millis(w), &mut sink);
                 }
             }
@@ -1816,6 +1819,34 @@ mod tests {
             assert_eq!(v["id"], o.id());
             assert_eq!(v["kind"], o.kind.as_str());
         }
+    }
+
+    /// In event time conditions read the clock time of the batch (or of the
+    /// idle rule's advance) as the current processing time.
+    #[test]
+    fn event_time_patterns_see_the_clock_as_processing_time() {
+        let spec = Spec::from_str(
+            r#"{"key":"id","time":{"field":"ts"},"within":"10s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let mut e = Engine::new(
+            &[("orders".into(), spec)],
+            EngineOptions {
+                idle_timeout: Some(1_000),
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut b = Batch::default();
+        b.push(0, br#"{"id":"o1","t":"c","ts":100000}"#);
+        e.on_batch(&b, 7_000, &mut out);
+        let now = |e: &Engine| e.patterns[0].op.current_processing_time().as_millis();
+        assert_eq!(now(&e), 7_000);
+        e.on_time(9_000, &mut out);
+        assert_eq!(now(&e), 9_000);
     }
 
     /// The quiet-stream rule: a timeout fires `idle_timeout` after its window

@@ -386,6 +386,59 @@ mod workers_tests {
         (result.map_err(|f| f.to_string()), sorted_lines(out))
     }
 
+    /// In event time conditions read the run's clock as the current
+    /// processing time (Flink's `ctx.currentProcessingTime()`), with one
+    /// worker or several.
+    #[test]
+    fn event_time_conditions_see_the_clock() {
+        use std::sync::{Arc, Mutex};
+
+        use ferrocep_core::spec::JsonEvent;
+        use ferrocep_core::Pattern;
+
+        let set = spec_set();
+        let input: String = (0..50)
+            .map(|i| {
+                format!(
+                    "{{\"order_id\":\"o{}\",\"type\":\"create\",\"ts\":{}}}\n",
+                    i % 7,
+                    i * 100
+                )
+            })
+            .collect();
+        for workers in [1, 3] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = seen.clone();
+            let mut plan = Plan::new(&set, &[]).unwrap();
+            let p = Pattern::<JsonEvent>::begin("create").where_ctx(move |_e: &JsonEvent, ctx| {
+                s.lock().unwrap().push(ctx.current_processing_time());
+                true
+            });
+            plan.nfas = vec![std::sync::Arc::new(p.compile().unwrap())];
+            let clock = crate::clock::ManualClock::new(42_000);
+            let options = Options {
+                workers,
+                ..Options::default()
+            };
+            run_with(
+                &set,
+                &plan,
+                Cursor::new(input.clone().into_bytes()),
+                io::sink(),
+                &mut io::sink(),
+                &options,
+                &clock,
+            )
+            .unwrap();
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 50, "--workers {workers}");
+            assert!(
+                seen.iter().all(|&t| t == 42_000),
+                "--workers {workers}: {seen:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_failed_read_ends_every_worker_count_alike() {
         let data = orders();
