@@ -277,6 +277,7 @@ impl PatternOp {
         let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
         let mut op = CepOperator::new(nfa, domain);
         op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
+        op.set_event_comparator(spec.event_comparator());
         let heads = Kind::ALL.map(|k| {
             let mut h = b"{\"kind\":\"".to_vec();
             h.extend_from_slice(k.as_str().as_bytes());
@@ -1072,10 +1073,14 @@ pub struct EngineCheckpoint {
 /// fields (key, time, window, skip strategy, stages). A checkpoint is
 /// restored only into patterns with the same fingerprints.
 pub fn fingerprint(spec: &Spec) -> String {
-    let text = format!(
+    let mut text = format!(
         "v1|{:?}|{:?}|{:?}|{:?}|{:?}",
         spec.key, spec.time, spec.within, spec.skip, spec.stages
     );
+    // Only when set, so that other specs keep their fingerprints.
+    if spec.skip_throw {
+        text.push_str("|throw_exception_on_miss");
+    }
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
 

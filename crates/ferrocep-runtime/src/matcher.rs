@@ -19,9 +19,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocep_core::operator::{CepOperator, Prefetch, TimeDomain};
+use ferrocep_core::operator::{CepOperator, EventComparator, Prefetch, TimeDomain};
 use ferrocep_core::spec::SpecError;
-use ferrocep_core::spec::{Conditions, JsonEvent, SpecSet, TextBlock};
+use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::{Nfa, OutputSink};
 
@@ -35,6 +35,8 @@ pub struct Plan {
     pub(crate) nfas: Vec<Arc<Nfa<JsonEvent>>>,
     /// Each spec's `max_out_of_orderness`.
     pub(crate) ooo: Vec<i64>,
+    /// Each spec's order of events of equal timestamps (`time.order_by`).
+    pub(crate) comparators: Vec<Option<EventComparator<JsonEvent>>>,
     /// Each spec's output label (empty for a single spec).
     pub(crate) labels: Vec<Box<[u8]>>,
     /// Each spec's name for error messages: its label, else its `name`,
@@ -59,6 +61,7 @@ impl Plan {
                 .iter()
                 .map(|s| s.time.as_ref().map_or(0, |t| t.max_out_of_orderness))
                 .collect(),
+            comparators: set.specs().iter().map(Spec::event_comparator).collect(),
             names: set
                 .specs()
                 .iter()
@@ -303,8 +306,10 @@ impl Matcher {
                 .nfas
                 .iter()
                 .zip(&plan.ooo)
-                .map(|(n, &ooo)| {
+                .zip(&plan.comparators)
+                .map(|((n, &ooo), cmp)| {
                     let mut op = CepOperator::new(n.clone(), domain);
+                    op.set_event_comparator(cmp.clone());
                     // `events` applies the watermark `max - ooo - 1` before
                     // each event, as the promise requires.
                     op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));

@@ -551,11 +551,15 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             // Draining: a key without state has nothing to continue.
             return true;
         }
+        // With a comparator an event that a later one ties with may be
+        // sorted after it (and the key have state by then): only events
+        // older than any that can still come in time are skipped.
+        let ties = i64::from(self.comparator.is_some());
         let in_order = match self.domain {
-            TimeDomain::ProcessingTime => true,
+            TimeDomain::ProcessingTime => self.comparator.is_none(),
             TimeDomain::EventTime => self
                 .out_of_orderness
-                .is_some_and(|d| timestamp <= self.max_ts.saturating_sub(d)),
+                .is_some_and(|d| timestamp <= self.max_ts.saturating_sub(d).saturating_sub(ties)),
         };
         in_order && !self.nfa.may_start(event)
     }

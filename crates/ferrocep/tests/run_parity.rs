@@ -1,6 +1,7 @@
-//! `ferrocep run` with a skip strategy that throws on a miss
-//! (`throw_exception_on_miss`): where Flink fails the job, the service
-//! sends the match to the `error` output, logs it, and goes on.
+//! `ferrocep run` with the Flink CEP features beyond the contract: a skip
+//! strategy that throws on a miss (`throw_exception_on_miss`: where Flink
+//! fails the job, the service sends the match to the `error` output, logs
+//! it, and goes on), and `time.order_by` (Flink's `EventComparator`).
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ stages:
 
 #[test]
 fn a_missed_skip_goes_to_error_and_the_service_goes_on() {
-    let dir = TempDir::new("run-skip");
+    let dir = TempDir::new("run-parity-skip");
     dir.file("skip.yaml", SPEC);
     let rows = [
         ("k1", "a", 1000),
@@ -78,5 +79,42 @@ fn a_missed_skip_goes_to_error_and_the_service_goes_on() {
             log.contains("pattern 'skip', key \"k1\"") && log.contains("stage 'b'"),
             "{log}"
         );
+    }
+}
+
+/// `time.order_by` sorts ties before matching in `run` too: `a` (p 1)
+/// before `b` (p 2) at one timestamp, so `next` matches for `x` only.
+#[test]
+fn order_by_sorts_ties_in_run() {
+    let dir = TempDir::new("run-parity-order");
+    dir.file(
+        "ties.yaml",
+        "name: ties\nkey: k\ntime: {field: ts, order_by: [p]}\nstages:\n  - {name: a, where: 't == \"a\"'}\n  - {name: b, contiguity: next, where: 't == \"b\"'}\n",
+    );
+    dir.file(
+        "events.jsonl",
+        concat!(
+            "{\"k\":\"x\",\"t\":\"b\",\"p\":2,\"ts\":10}\n",
+            "{\"k\":\"x\",\"t\":\"a\",\"p\":1,\"ts\":10}\n",
+            "{\"k\":\"y\",\"t\":\"b\",\"p\":1,\"ts\":10}\n",
+            "{\"k\":\"y\",\"t\":\"a\",\"p\":2,\"ts\":10}\n",
+            "{\"k\":\"x\",\"t\":\"z\",\"ts\":20}\n",
+        ),
+    );
+    let config = dir.file(
+        "pipe.yaml",
+        "name: ties\npatterns: [ties.yaml]\nsource: {type: file, path: events.jsonl}\n\
+         outputs: {match: [{type: file, path: out/m.jsonl}]}\nstate: {dir: data}\n",
+    );
+    for workers in ["1", "2"] {
+        let _ = std::fs::remove_dir_all(dir.path().join("out"));
+        let _ = std::fs::remove_dir_all(dir.path().join("data"));
+        let mut s = Service::start(dir.path(), &config, &["--workers", workers]);
+        assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
+        let out = std::fs::read_to_string(dir.path().join("out/m.jsonl")).unwrap_or_default();
+        let m = json_lines(&out);
+        assert_eq!(m.len(), 1, "--workers {workers}: {out}");
+        assert_eq!(m[0]["key"], "x");
+        assert_eq!(m[0]["events"]["a"][0]["p"], 1);
     }
 }
