@@ -386,6 +386,23 @@ impl NfaState {
             .count()
     }
 
+    /// The state name of every partial match, the start run included, in
+    /// heap order: what Flink's tests read as
+    /// `nfaState.getPartialMatches().stream().map(getCurrentStateName)`
+    /// (`middle:0` for a loop's state). `nfa` is the automaton the state
+    /// belongs to.
+    pub fn partial_match_states<'n, E>(&self, nfa: &'n Nfa<E>) -> Vec<&'n str> {
+        let name = |state: u32| nfa.states.get(state as usize).map_or("?", |s| &*s.name);
+        match &self.partial {
+            Stored::Start { other, .. } => other
+                .iter()
+                .map(|r| name(r.state))
+                .chain(std::iter::once(name(nfa.start)))
+                .collect(),
+            Stored::Heap(q) => q.iter().map(|r| name(r.state)).collect(),
+        }
+    }
+
     /// Number of completed matches held back by the skip strategy.
     pub fn num_held_matches(&self) -> usize {
         self.completed.as_ref().map_or(0, |c| c.len())
@@ -1320,6 +1337,11 @@ impl<E: Clone> NfaRunner<E> {
     /// The key state (for assertions on pruning).
     pub fn state(&self) -> &NfaState {
         &self.state
+    }
+
+    /// The automaton.
+    pub fn nfa(&self) -> &Nfa<E> {
+        &self.nfa
     }
 
     /// The shared buffer (for assertions on what is held).
