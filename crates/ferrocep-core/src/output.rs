@@ -88,12 +88,14 @@ pub trait OutputSink<K, E> {
     fn on_timeout(&mut self, key: &K, m: &MatchRef<'_, E>, timeout_at: Timestamp);
     /// An event behind the watermark on arrival; it is not matched.
     fn on_late(&mut self, key: &K, event: &E, timestamp: Timestamp);
-    /// A match of `key` that the skip strategy could not skip past
+    /// A match `m` of `key` that the skip strategy could not skip past
     /// ([`crate::Pattern::throw_exception_on_miss`]; Flink fails the job
-    /// there). Called once, for the first failure; the operator also keeps
-    /// it ([`crate::operator::CepOperator::failure`]). Ignored by default.
-    fn on_failure(&mut self, key: &K, failure: &MatchFailure) {
-        let _ = (key, failure);
+    /// there): it is not emitted as a match. Called for every such match;
+    /// the operator keeps the first ([`crate::operator::CepOperator::failure`]),
+    /// so a sink that reproduces Flink stops at the first call. Ignored by
+    /// default.
+    fn on_failure(&mut self, key: &K, m: &MatchRef<'_, E>, failure: &MatchFailure) {
+        let _ = (key, m, failure);
     }
 }
 

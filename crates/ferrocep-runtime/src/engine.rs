@@ -32,6 +32,7 @@ use std::time::Duration;
 use ferrocep_core::event::Value;
 use ferrocep_core::operator::{CepOperator, TimeDomain};
 use ferrocep_core::output::{MatchRef, OutputSink};
+use ferrocep_core::pattern::MatchFailure;
 use ferrocep_core::spec::{Conditions, Format, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::Nfa;
@@ -276,6 +277,7 @@ impl PatternOp {
         let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
         let mut op = CepOperator::new(nfa, domain);
         op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
+        op.set_event_comparator(spec.event_comparator());
         let heads = heads(name, (def.version > 1).then_some(def.version));
         let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
         PatternOp {
@@ -612,6 +614,8 @@ impl Engine {
             for (k, &pi) in g.members.iter().enumerate() {
                 let p = &mut self.patterns[pi];
                 let last = k + 1 == n;
+                // What conditions read as the current processing time.
+                p.op.set_processing_time(Timestamp::from_millis(now));
                 let mut sink = RunSink {
                     out: &mut *out,
                     heads: &p.heads,
@@ -732,6 +736,7 @@ impl Engine {
             } else if let Some(shift) = idle {
                 let w = p.w_last.saturating_add(shift);
                 if w > p.op.current_watermark().as_millis() {
+                    p.op.set_processing_time(Timestamp::from_millis(now));
                     p.op.advance_watermark(Watermark::from_millis(w), &mut sink);
                 }
             }
@@ -1105,10 +1110,14 @@ pub struct EngineCheckpoint {
 /// fields (key, time, window, skip strategy, stages). A checkpoint is
 /// restored only into patterns with the same fingerprints.
 pub fn fingerprint(spec: &Spec) -> String {
-    let text = format!(
+    let mut text = format!(
         "v1|{:?}|{:?}|{:?}|{:?}|{:?}",
         spec.key, spec.time, spec.within, spec.skip, spec.stages
     );
+    // Only when set, so that other specs keep their fingerprints.
+    if spec.skip_throw {
+        text.push_str("|throw_exception_on_miss");
+    }
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
 
@@ -1571,6 +1580,35 @@ impl OutputSink<Key, JsonEvent> for RunSink<'_> {
         self.counts[Kind::Late as usize] += 1;
         self.out.push(Output::from_parts(Kind::Late, line, id));
     }
+
+    /// Flink would fail the job; a service reports the match as an `error`
+    /// (with `stage`, `reason` and its events; its id as a match's, of kind
+    /// error), logs it, and the pattern goes on.
+    fn on_failure(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, failure: &MatchFailure) {
+        let (suffix, n, text) = self.suffix(Kind::Error, m);
+        let (mut line, id) = self.start(Kind::Error, &suffix[..n], key, text);
+        let reason = format!(
+            "the skip strategy's stage '{}' {} (throw_exception_on_miss): {failure}",
+            failure.stage(),
+            match failure {
+                MatchFailure::FirstElement { .. } => "is the match's first event",
+                _ => "is missing from the match",
+            }
+        );
+        line.extend_from_slice(b",\"stage\":");
+        let _ = write_json_str(&mut line, failure.stage());
+        line.extend_from_slice(b",\"reason\":");
+        let _ = write_json_str(&mut line, &reason);
+        let _ = write_events_after(&mut line, m, POS_HEX);
+        line.push(b'}');
+        let pattern = self.ids[Kind::Error as usize].trim_end_matches(":error:");
+        tracing::warn!(
+            "pattern '{pattern}', key {}: {reason}; sent to the error output",
+            key.text().unwrap_or("(none)")
+        );
+        self.counts[Kind::Error as usize] += 1;
+        self.out.push(Output::from_parts(Kind::Error, line, id));
+    }
 }
 
 /// The pending state of a version dropped by a change, as `error` outputs:
@@ -1829,6 +1867,34 @@ mod tests {
             assert_eq!(v["id"], o.id());
             assert_eq!(v["kind"], o.kind.as_str());
         }
+    }
+
+    /// In event time conditions read the clock time of the batch (or of the
+    /// idle rule's advance) as the current processing time.
+    #[test]
+    fn event_time_patterns_see_the_clock_as_processing_time() {
+        let spec = Spec::from_str(
+            r#"{"key":"id","time":{"field":"ts"},"within":"10s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let mut e = Engine::new(
+            &[("orders".into(), spec)],
+            EngineOptions {
+                idle_timeout: Some(1_000),
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut b = Batch::default();
+        b.push(0, br#"{"id":"o1","t":"c","ts":100000}"#);
+        e.on_batch(&b, 7_000, &mut out);
+        let now = |e: &Engine| e.patterns[0].op.current_processing_time().as_millis();
+        assert_eq!(now(&e), 7_000);
+        e.on_time(9_000, &mut out);
+        assert_eq!(now(&e), 9_000);
     }
 
     /// The quiet-stream rule: a timeout fires `idle_timeout` after its window

@@ -19,13 +19,14 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocep_core::operator::{CepOperator, Prefetch, TimeDomain};
+use ferrocep_core::operator::{CepOperator, EventComparator, Prefetch, TimeDomain};
 use ferrocep_core::spec::SpecError;
-use ferrocep_core::spec::{Conditions, JsonEvent, SpecSet, TextBlock};
+use ferrocep_core::spec::{Conditions, JsonEvent, Spec, SpecSet, TextBlock};
 use ferrocep_core::time::{Timestamp, Watermark, MAX_WATERMARK, MIN_WATERMARK};
 use ferrocep_core::{Nfa, OutputSink};
 
 use crate::key::Key;
+use crate::options::MissedSkip;
 use crate::output::{pattern_label, Spill, VecSink, SPILL_AT};
 
 /// What every worker of a run needs: the compiled patterns and how to label
@@ -34,8 +35,13 @@ pub struct Plan {
     pub(crate) nfas: Vec<Arc<Nfa<JsonEvent>>>,
     /// Each spec's `max_out_of_orderness`.
     pub(crate) ooo: Vec<i64>,
+    /// Each spec's order of events of equal timestamps (`time.order_by`).
+    pub(crate) comparators: Vec<Option<EventComparator<JsonEvent>>>,
     /// Each spec's output label (empty for a single spec).
     pub(crate) labels: Vec<Box<[u8]>>,
+    /// Each spec's name for error messages: its label, else its `name`,
+    /// else its file's stem.
+    pub(crate) names: Vec<Option<String>>,
     pub(crate) event_time: bool,
 }
 
@@ -54,6 +60,23 @@ impl Plan {
                 .specs()
                 .iter()
                 .map(|s| s.time.as_ref().map_or(0, |t| t.max_out_of_orderness))
+                .collect(),
+            comparators: set.specs().iter().map(Spec::event_comparator).collect(),
+            names: set
+                .specs()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    labels
+                        .get(i)
+                        .cloned()
+                        .or_else(|| s.name.clone())
+                        .or_else(|| {
+                            s.file()
+                                .and_then(std::path::Path::file_stem)
+                                .map(|n| n.to_string_lossy().into_owned())
+                        })
+                })
                 .collect(),
             labels: if labels.is_empty() {
                 vec![Box::default(); set.specs().len()]
@@ -262,6 +285,8 @@ pub struct Matcher {
     ops: Vec<CepOperator<Key, JsonEvent>>,
     ooo: Vec<i64>,
     labels: Vec<Box<[u8]>>,
+    names: Vec<Option<String>>,
+    event_time: bool,
     /// Per operator, the largest timestamp whose watermark it has.
     applied: Vec<Option<i64>>,
     /// Output lines not yet written.
@@ -281,8 +306,10 @@ impl Matcher {
                 .nfas
                 .iter()
                 .zip(&plan.ooo)
-                .map(|(n, &ooo)| {
+                .zip(&plan.comparators)
+                .map(|((n, &ooo), cmp)| {
                     let mut op = CepOperator::new(n.clone(), domain);
+                    op.set_event_comparator(cmp.clone());
                     // `events` applies the watermark `max - ooo - 1` before
                     // each event, as the promise requires.
                     op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
@@ -291,6 +318,8 @@ impl Matcher {
                 .collect(),
             ooo: plan.ooo.clone(),
             labels: plan.labels.clone(),
+            names: plan.names.clone(),
+            event_time: plan.event_time,
             applied: vec![None; plan.nfas.len()],
             out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
         }
@@ -320,6 +349,13 @@ impl Matcher {
     ) {
         let n = self.ops.len();
         for i in 0..n {
+            if self.ops[i].failure().is_some() {
+                // Stopped at its failure, as Flink's job (see `failure`).
+                if i + 1 == n {
+                    batch.clear();
+                }
+                continue;
+            }
             let mut sink = VecSink {
                 out: &mut self.out,
                 label: &self.labels[i],
@@ -334,6 +370,9 @@ impl Matcher {
                 base,
             };
             for j in 0..batch.len() {
+                if op.failure().is_some() {
+                    break;
+                }
                 // Keys are looked up a few events ahead, so that their memory
                 // loads while the events before them run.
                 if prefetch {
@@ -375,9 +414,23 @@ impl Matcher {
             }
             // What falls due at the chunk's watermarks after the batch's last
             // event happens before this worker's next event in the input.
-            steps.catch_up(i64::MAX, op, applied, ooo, &mut sink);
+            if op.failure().is_none() {
+                steps.catch_up(i64::MAX, op, applied, ooo, &mut sink);
+            }
             if last {
                 batch.clear();
+            }
+        }
+    }
+
+    /// Event time: sets what conditions read as the current processing time
+    /// (Flink's `ctx.currentProcessingTime()`) to `now`, the run's clock
+    /// (drivers set it once per batch). In processing time each operator
+    /// takes it from the events' stamps and its timers instead.
+    pub fn set_processing_time(&mut self, now: i64) {
+        if self.event_time {
+            for op in &mut self.ops {
+                op.set_processing_time(Timestamp::from_millis(now));
             }
         }
     }
@@ -387,6 +440,9 @@ impl Matcher {
         let n = self.ops.len();
         let mut event = Some(event);
         for (i, op) in self.ops.iter_mut().enumerate() {
+            if op.failure().is_some() {
+                continue;
+            }
             let mut sink = VecSink {
                 out: &mut self.out,
                 label: &self.labels[i],
@@ -412,6 +468,9 @@ impl Matcher {
     /// +infinity after it.
     pub fn advance_to(&mut self, max: Option<i64>, flush: bool, spill: &mut dyn Spill) {
         for (i, op) in self.ops.iter_mut().enumerate() {
+            if op.failure().is_some() {
+                continue;
+            }
             let mut sink = VecSink {
                 out: &mut self.out,
                 label: &self.labels[i],
@@ -433,6 +492,9 @@ impl Matcher {
     /// Processing time: fires the timers due at `now` (between events).
     pub fn advance_now(&mut self, now: i64, spill: &mut dyn Spill) {
         for (i, op) in self.ops.iter_mut().enumerate() {
+            if op.failure().is_some() {
+                continue;
+            }
             if op
                 .next_timer()
                 .map(Timestamp::as_millis)
@@ -448,10 +510,33 @@ impl Matcher {
         }
     }
 
+    /// The first match that a skip strategy with `throw_exception_on_miss`
+    /// could not skip past (of the first pattern that has one), with the
+    /// time of its operator then (watermark or processing time). Flink's
+    /// job fails there: the pattern's operator takes nothing more, and the
+    /// caller stops the run.
+    pub fn failure(&self) -> Option<(MissedSkip, i64)> {
+        self.ops.iter().enumerate().find_map(|(i, op)| {
+            let f = op.failure()?;
+            let time = if self.event_time {
+                op.current_watermark().as_millis()
+            } else {
+                op.current_processing_time().as_millis()
+            };
+            let skip = MissedSkip {
+                pattern: self.names[i].clone(),
+                key: f.key.text().map(str::to_string),
+                failure: f.error.clone(),
+            };
+            Some((skip, time))
+        })
+    }
+
     /// The earliest timer of any operator.
     pub fn next_timer(&self) -> Option<i64> {
         self.ops
             .iter()
+            .filter(|op| op.failure().is_none())
             .filter_map(|op| op.next_timer().map(Timestamp::as_millis))
             .min()
     }

@@ -3,6 +3,8 @@
 
 use std::io;
 
+use ferrocep_core::pattern::MatchFailure;
+
 /// What happens when a bounded input ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum EndOfInput {
@@ -55,6 +57,49 @@ pub enum Stop {
     Input(io::Error),
     /// `--strict` met a bad line (its number and the reason).
     Strict(u64, String),
+    /// A skip strategy with `throw_exception_on_miss` could not skip past a
+    /// match: the run stops there, as Flink's job fails.
+    Skip(MissedSkip),
+}
+
+/// A match that a skip strategy with `throw_exception_on_miss` could not
+/// skip past: which pattern, which key, and Flink's reason (which names the
+/// stage).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissedSkip {
+    /// The pattern's name, when it has one (a single spec without `name`
+    /// and read from no file has none).
+    pub pattern: Option<String>,
+    /// The key's JSON text (`None`: the spec has no `key`).
+    pub key: Option<String>,
+    /// What failed, in Flink's words.
+    pub failure: MatchFailure,
+}
+
+impl std::fmt::Display for MissedSkip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = &self.pattern {
+            write!(f, "pattern '{p}': ")?;
+        }
+        let what = match &self.failure {
+            MatchFailure::FirstElement { .. } => "is the match's first event",
+            _ => "is missing from the match",
+        };
+        write!(
+            f,
+            "the skip strategy's stage '{}' {what}",
+            self.failure.stage()
+        )?;
+        match &self.key {
+            Some(k) => write!(f, " for key {k}")?,
+            None => write!(f, " (no key)")?,
+        }
+        write!(
+            f,
+            " (throw_exception_on_miss stops the run): {}",
+            self.failure
+        )
+    }
 }
 
 impl std::fmt::Display for Stop {
@@ -65,6 +110,7 @@ impl std::fmt::Display for Stop {
             Stop::Strict(line, reason) => {
                 write!(f, "line {line}: {reason} (stopped by --strict)")
             }
+            Stop::Skip(m) => m.fmt(f),
         }
     }
 }

@@ -56,10 +56,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use ferrocep_core::event::Value;
 use ferrocep_core::spec::SpecSet;
 
+use crate::clock::Clock;
 use crate::input::{Chunk, ChunkReader, TextLines};
 use crate::key::Key;
 use crate::matcher::{max_of, Blocks, Matcher, Plan, Routed};
-use crate::options::{EndOfInput, Options, Stop};
+use crate::options::{EndOfInput, MissedSkip, Options, Stop};
 use crate::output::{Spill, SPILL_AT};
 
 /// A bad line of a chunk.
@@ -98,6 +99,9 @@ enum EndReason {
     ReadError,
     /// `--strict` met a bad line in the chunk before.
     Strict,
+    /// A skip strategy with `throw_exception_on_miss` failed in the chunk
+    /// before (what happened before the bad line of that chunk comes first).
+    Failed,
 }
 
 /// What the threads share, under one lock.
@@ -119,6 +123,10 @@ struct State {
     /// the run under `--strict`).
     end: Option<(u64, EndReason)>,
     read_error: Option<io::Error>,
+    /// The earliest failure of a throwing skip strategy: its chunk, the
+    /// operator's time then and the worker (the order in which failures of
+    /// several workers rank), and the failure.
+    failure: Option<((u64, i64, usize), MissedSkip)>,
     /// A worker's output failed: everyone stops.
     stopped: bool,
 }
@@ -155,6 +163,8 @@ struct Shared<'a, R, W> {
     output: Mutex<(W, Option<io::Error>)>,
     /// Set when the output fails, read by [`SharedSpill`].
     stop: AtomicBool,
+    /// What conditions read as the current processing time.
+    clock: &'a dyn Clock,
 }
 
 impl<R, W> Shared<'_, R, W> {
@@ -197,6 +207,7 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
     out: W,
     errors: &mut D,
     options: &Options,
+    clock: &dyn Clock,
 ) -> Result<(), Stop> {
     let n = options.workers.max(1);
     let shared = Shared {
@@ -214,12 +225,14 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
             next_taken: vec![0; n],
             end: None,
             read_error: None,
+            failure: None,
             stopped: false,
         }),
         changed: Condvar::new(),
         reader: Mutex::new(ChunkReader::with_chunk_size(input, options.chunk_size)),
         output: Mutex::new((out, None)),
         stop: AtomicBool::new(false),
+        clock,
     };
 
     let result = std::thread::scope(|s| {
@@ -247,6 +260,10 @@ pub(crate) fn run<R: Read + Send, W: Write + Send, D: Write>(
     }
     out.flush().map_err(Stop::Output)?;
     let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, skip)) = state.failure {
+        // Nothing after its chunk ran; a bad line in that chunk came after it.
+        return Err(Stop::Skip(skip));
+    }
     if let (Some((_, EndReason::ReadError)), Some(e)) = (state.end, state.read_error) {
         return Err(Stop::Input(e));
     }
@@ -276,6 +293,7 @@ fn work<R: Read, W: Write>(
     let mut next = 0u64;
     let mut max: Option<i64> = None;
     let mut line_base = 0u64;
+    let mut failed = false;
     loop {
         match next_step(shared, j, next, m.pending_out() > 0) {
             Next::Read(seq) => {
@@ -308,7 +326,14 @@ fn work<R: Read, W: Write>(
                     None => &steps[..],
                 };
                 max = max_of(max, steps.last().copied());
+                m.set_processing_time(shared.clock.now_ms());
                 m.events(&mut batch, base, steps, &mut out);
+                if !failed {
+                    if let Some((skip, time)) = m.failure() {
+                        failed = true;
+                        note_failure(shared, (next - 1, time, j), skip);
+                    }
+                }
                 if m.pending_out() >= SPILL_AT / 4 {
                     m.flush_out(&mut out);
                 }
@@ -328,10 +353,17 @@ fn work<R: Read, W: Write>(
                 }
             }
             Next::End(why) => {
+                m.set_processing_time(shared.clock.now_ms());
                 let flush = why == EndReason::Eof
                     && shared.options.end_of_input == EndOfInput::Flush
                     && !shared.stop.load(Ordering::Relaxed);
                 finish(&mut m, max, flush, &mut out);
+                if !failed {
+                    // Buffered events may run into one at the flush.
+                    if let Some((skip, time)) = m.failure() {
+                        note_failure(shared, (next, time, j), skip);
+                    }
+                }
                 return Ok(());
             }
             Next::Flush => {
@@ -429,6 +461,19 @@ impl<R, W> Drop for StopOnPanic<'_, '_, R, W> {
 fn finish<W: Write>(m: &mut Matcher, max: Option<i64>, flush: bool, out: &mut SharedSpill<'_, W>) {
     m.advance_to(max, flush, out);
     m.flush_out(out);
+}
+
+/// A worker's operator met a failure of a throwing skip strategy at
+/// `rank` (chunk, time, worker): the input ends after that chunk for every
+/// worker (no flush), and the earliest failure is the run's.
+fn note_failure<R, W>(shared: &Shared<'_, R, W>, rank: (u64, i64, usize), skip: MissedSkip) {
+    let mut st = shared.lock();
+    st.end_at(rank.0 + 1, EndReason::Failed);
+    if st.failure.as_ref().is_none_or(|(r, _)| rank < *r) {
+        st.failure = Some((rank, skip));
+    }
+    drop(st);
+    shared.changed.notify_all();
 }
 
 /// A worker's output failed: every thread stops (the error is the run's).

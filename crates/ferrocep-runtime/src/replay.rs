@@ -47,9 +47,9 @@ pub fn run_with<R: Read + Send + 'static, W: Write + Send, D: Write>(
     clock: &dyn Clock,
 ) -> Result<(), Stop> {
     let result = if plan.event_time && options.workers > 1 {
-        crate::parallel::run(set, plan, input, out, errors, options)
+        crate::parallel::run(set, plan, input, out, errors, options, clock)
     } else if plan.event_time {
-        run_sequential(set, plan, input, out, errors, options)
+        run_sequential(set, plan, input, out, errors, options, clock)
     } else {
         run_processing_time(set, plan, input, out, errors, options, clock)
     };
@@ -67,6 +67,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     out: W,
     errors: &mut D,
     options: &Options,
+    clock: &dyn Clock,
 ) -> Result<(), Stop> {
     let mut m = Matcher::new(plan);
     let mut out = WriterSpill { out, error: None };
@@ -104,12 +105,18 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                 }
             }
             let chunk_max = blocks.finish(|_, r| batch.push(r));
+            m.set_processing_time(clock.now_ms());
             if !batch.is_empty() {
                 // The batch holds every event: their `max_before` are the steps.
                 m.events(&mut batch, max, &[], &mut out);
             }
             max = max_of(max, chunk_max);
             m.advance_to(max, false, &mut out);
+            // A failure comes before a bad line after it: the batch holds
+            // only the events before that.
+            if let Some((skip, _)) = m.failure() {
+                return Err(Stop::Skip(skip));
+            }
             if let Some(stop) = bad {
                 return Err(stop);
             }
@@ -126,7 +133,13 @@ fn run_sequential<R: Read, W: Write, D: Write>(
     }
     // The watermark of the last good event was due before anything stopped.
     let flush = result.is_ok() && options.end_of_input == EndOfInput::Flush;
+    m.set_processing_time(clock.now_ms());
     m.advance_to(max, flush, &mut out);
+    // Buffered events may run into a failure at the flush.
+    let result = match (result, m.failure()) {
+        (Ok(()), Some((skip, _))) => Err(Stop::Skip(skip)),
+        (r, _) => r,
+    };
     m.flush_out(&mut out);
     if let Some(e) = out.error.take() {
         return Err(Stop::Output(e));
@@ -184,6 +197,9 @@ fn run_processing_time<R: Read + Send + 'static, W: Write, D: Write>(
         if let Some(e) = out.error.take() {
             return Err(Stop::Output(e));
         }
+        if let Some((skip, _)) = m.failure() {
+            return Err(Stop::Skip(skip));
+        }
         let chunk = match m.next_timer() {
             Some(t) => match rx.recv_timeout(clock.wait_for(t)) {
                 Ok(c) => c,
@@ -207,6 +223,9 @@ fn run_processing_time<R: Read + Send + 'static, W: Write, D: Write>(
                     let key = Key::from_opt(p.key.as_deref());
                     let event = JsonEvent::own(p.json, p.conditions);
                     m.event_now(&key, event, clock.now_ms(), &mut out);
+                    if let Some((skip, _)) = m.failure() {
+                        return Err(Stop::Skip(skip));
+                    }
                 }
                 Err(e) if options.strict => return Err(Stop::Strict(line_no, e.reason)),
                 Err(e) => {
@@ -365,6 +384,59 @@ mod workers_tests {
             &SystemClock,
         );
         (result.map_err(|f| f.to_string()), sorted_lines(out))
+    }
+
+    /// In event time conditions read the run's clock as the current
+    /// processing time (Flink's `ctx.currentProcessingTime()`), with one
+    /// worker or several.
+    #[test]
+    fn event_time_conditions_see_the_clock() {
+        use std::sync::{Arc, Mutex};
+
+        use ferrocep_core::spec::JsonEvent;
+        use ferrocep_core::Pattern;
+
+        let set = spec_set();
+        let input: String = (0..50)
+            .map(|i| {
+                format!(
+                    "{{\"order_id\":\"o{}\",\"type\":\"create\",\"ts\":{}}}\n",
+                    i % 7,
+                    i * 100
+                )
+            })
+            .collect();
+        for workers in [1, 3] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = seen.clone();
+            let mut plan = Plan::new(&set, &[]).unwrap();
+            let p = Pattern::<JsonEvent>::begin("create").where_ctx(move |_e: &JsonEvent, ctx| {
+                s.lock().unwrap().push(ctx.current_processing_time());
+                true
+            });
+            plan.nfas = vec![std::sync::Arc::new(p.compile().unwrap())];
+            let clock = crate::clock::ManualClock::new(42_000);
+            let options = Options {
+                workers,
+                ..Options::default()
+            };
+            run_with(
+                &set,
+                &plan,
+                Cursor::new(input.clone().into_bytes()),
+                io::sink(),
+                &mut io::sink(),
+                &options,
+                &clock,
+            )
+            .unwrap();
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 50, "--workers {workers}");
+            assert!(
+                seen.iter().all(|&t| t == 42_000),
+                "--workers {workers}: {seen:?}"
+            );
+        }
     }
 
     #[test]

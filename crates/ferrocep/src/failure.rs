@@ -1,6 +1,7 @@
 //! Why a command failed, and the exit status that says so: 0 on success; 1
-//! when `--strict` meets a bad line; 2 for a bad spec or config, bad usage or
-//! an I/O error.
+//! when `--strict` meets a bad line or a skip strategy with
+//! `throw_exception_on_miss` cannot skip past a match; 2 for a bad spec or
+//! config, bad usage or an I/O error.
 
 /// Why a command failed, with the exit status it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +70,8 @@ impl Failure {
         }
     }
 
-    /// A bad input line under `--strict` (exit 1).
+    /// A bad input line under `--strict`, or a match a throwing skip
+    /// strategy cannot skip past (exit 1).
     pub fn data(message: impl Into<String>) -> Self {
         Failure {
             code: 1,

@@ -104,7 +104,7 @@ pub fn run(args: &MatchArgs) -> Result<(), Failure> {
     );
     let _ = errors.flush();
     result.map_err(|stop| match stop {
-        Stop::Strict(..) => Failure::data(stop.to_string()),
+        Stop::Strict(..) | Stop::Skip(_) => Failure::data(stop.to_string()),
         _ => Failure::io(stop.to_string()),
     })
 }

@@ -12,6 +12,8 @@
 //! - `multi_spec`: several `--spec`s over one stream, labelled by pattern;
 //! - `run`: `ferrocep run` with real files, a webhook receiver, signals and
 //!   the operations endpoints;
+//! - `run_parity`: `run` with a skip strategy that throws on a miss, and
+//!   with `time.order_by`;
 //! - `pattern_changes`: patterns changed while `run` runs (admin API,
 //!   SIGHUP, draining, SIGKILL after a change, restart mid-drain);
 //! - `validate`: `validate --config`, good and bad configs.
@@ -23,6 +25,7 @@ mod match_cli;
 mod multi_spec;
 mod pattern_changes;
 mod run;
+mod run_parity;
 mod util;
 mod validate;
 mod workers;

@@ -412,3 +412,87 @@ fn processing_time_timeout_fires_on_a_quiet_pipe() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+/// `skip_to_first: b` with `throw_exception_on_miss` over `a b? c`: a match
+/// without `b` fails Flink's job, so the run stops with exit 1 and says
+/// which pattern, stage and key; what came before it is written.
+const THROWING_SPEC: &str = r#"{
+  "key": "k",
+  "time": {"field": "ts"},
+  "skip": {"skip_to_first": "b", "throw_exception_on_miss": true},
+  "stages": [
+    {"name": "a", "where": "t == \"a\""},
+    {"name": "b", "where": "t == \"b\"", "optional": true},
+    {"name": "c", "where": "t == \"c\""}
+  ]
+}"#;
+
+fn throwing_input(with_ts: bool) -> String {
+    let rows = [
+        ("k2", "a", 1000),
+        ("k2", "b", 1100),
+        ("k2", "c", 1200),
+        ("k1", "a", 2000),
+        ("k1", "c", 2100),
+        ("k1", "x", 3000),
+        ("k3", "a", 4000),
+        ("k3", "b", 4100),
+        ("k3", "c", 4200),
+        ("k3", "x", 5000),
+    ];
+    rows.iter()
+        .map(|(k, t, ts)| {
+            if with_ts {
+                format!("{{\"k\":\"{k}\",\"t\":\"{t}\",\"ts\":{ts}}}\n")
+            } else {
+                format!("{{\"k\":\"{k}\",\"t\":\"{t}\"}}\n")
+            }
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_names_the_failure(run: &crate::util::Run) {
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let err = run.stderr.trim_end();
+    assert!(err.starts_with("error: pattern 'skip': "), "{err}");
+    assert!(err.contains("stage 'b' is missing"), "{err}");
+    assert!(err.contains("for key \"k1\""), "{err}");
+    assert!(
+        err.ends_with("Could not skip to b. No such element in the found match {a, c}"),
+        "{err}"
+    );
+}
+
+#[test]
+fn throw_exception_on_miss_stops_the_run_naming_pattern_stage_and_key() {
+    let tmp = TempDir::new("throw");
+    let spec = tmp.file("skip.json", THROWING_SPEC);
+    let input = tmp.file("in.jsonl", &throwing_input(true));
+    let k2 = r#""key":"k2""#;
+    for workers in ["1", "3"] {
+        let run = run_match(&spec, &input, &["--workers", workers]);
+        assert_names_the_failure(&run);
+        // The match before the failure is out.
+        assert!(
+            run.stdout.contains(k2),
+            "--workers {workers}: {}",
+            run.stdout
+        );
+        if workers == "1" {
+            // Nothing after it ran (with several workers, another worker's
+            // keys may run to the end of the failing chunk).
+            assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+        }
+    }
+    // Processing time: the same, event by event.
+    let spec = tmp.file(
+        "skip.yaml",
+        "key: k\nskip: {skip_to_first: b, throw_exception_on_miss: true}\nstages:\n  - {name: a, where: 't == \"a\"'}\n  - {name: b, where: 't == \"b\"', optional: true}\n  - {name: c, where: 't == \"c\"'}\n",
+    );
+    let input = tmp.file("pt.jsonl", &throwing_input(false));
+    let run = run_match(&spec, &input, &[]);
+    assert_names_the_failure(&run);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains(k2), "{}", run.stdout);
+}

@@ -47,7 +47,6 @@ pub(crate) struct Transition<E> {
 }
 
 pub(crate) struct State<E> {
-    #[allow(dead_code)]
     pub(crate) name: Arc<str>,
     /// Index of the stage (shared-buffer page) the state belongs to.
     pub(crate) stage: u32,

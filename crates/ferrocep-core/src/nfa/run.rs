@@ -386,6 +386,23 @@ impl NfaState {
             .count()
     }
 
+    /// The state name of every partial match, the start run included, in
+    /// heap order: what Flink's tests read as
+    /// `nfaState.getPartialMatches().stream().map(getCurrentStateName)`
+    /// (`middle:0` for a loop's state). `nfa` is the automaton the state
+    /// belongs to.
+    pub fn partial_match_states<'n, E>(&self, nfa: &'n Nfa<E>) -> Vec<&'n str> {
+        let name = |state: u32| nfa.states.get(state as usize).map_or("?", |s| &*s.name);
+        match &self.partial {
+            Stored::Start { other, .. } => other
+                .iter()
+                .map(|r| name(r.state))
+                .chain(std::iter::once(name(nfa.start)))
+                .collect(),
+            Stored::Heap(q) => q.iter().map(|r| name(r.state)).collect(),
+        }
+    }
+
     /// Number of completed matches held back by the skip strategy.
     pub fn num_held_matches(&self) -> usize {
         self.completed.as_ref().map_or(0, |c| c.len())
@@ -548,6 +565,12 @@ pub trait NfaOutput<E> {
     fn on_match(&mut self, m: &MatchRef<'_, E>);
     /// A timed-out partial match; `timeout_at` is `start + window`.
     fn on_timeout(&mut self, m: &MatchRef<'_, E>, timeout_at: i64);
+    /// A completed match that a skip strategy with `throwExceptionOnMiss`
+    /// could not skip past: it is not emitted (Flink fails the job). Every
+    /// such match comes here; ignored by default.
+    fn on_failure(&mut self, m: &MatchRef<'_, E>, failure: &MatchFailure) {
+        let _ = (m, failure);
+    }
 }
 
 /// The partial match a condition is evaluated for (Flink `ConditionContext`).
@@ -850,6 +873,20 @@ impl<E> Nfa<E> {
         }
     }
 
+    fn emit_failure(
+        &self,
+        buf: &SharedBuffer<E>,
+        path: &[(u32, EventIdx)],
+        out: &mut impl NfaOutput<E>,
+        failure: &MatchFailure,
+    ) {
+        let events: SmallVec<[(u32, &E); 8]> = path
+            .iter()
+            .map(|(s, e)| (*s, buf.store.event(*e)))
+            .collect();
+        out.on_failure(&MatchRef::new(&self.stage_names, &events), failure);
+    }
+
     fn process_matches_by_skip(
         &self,
         buf: &mut SharedBuffer<E>,
@@ -928,6 +965,9 @@ impl<E> Nfa<E> {
         // failed match is not emitted and nothing is pruned.
         if self.skip_throw {
             if let Some(f) = self.skip_miss(buf, &paths) {
+                if let Some(first) = paths.first() {
+                    self.emit_failure(buf, first, out, &f);
+                }
                 if buf.failure.is_none() {
                     buf.failure = Some(f);
                 }
@@ -1297,6 +1337,11 @@ impl<E: Clone> NfaRunner<E> {
     /// The key state (for assertions on pruning).
     pub fn state(&self) -> &NfaState {
         &self.state
+    }
+
+    /// The automaton.
+    pub fn nfa(&self) -> &Nfa<E> {
+        &self.nfa
     }
 
     /// The shared buffer (for assertions on what is held).

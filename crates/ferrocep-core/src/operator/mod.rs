@@ -222,6 +222,9 @@ impl<K, E, S: OutputSink<K, E>> NfaOutput<E> for KeyedOut<'_, K, S> {
         self.sink
             .on_timeout(self.key, m, Timestamp::from_millis(timeout_at));
     }
+    fn on_failure(&mut self, m: &MatchRef<'_, E>, failure: &crate::pattern::MatchFailure) {
+        self.sink.on_failure(self.key, m, failure);
+    }
 }
 
 impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
@@ -431,11 +434,11 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     }
 
     #[inline(never)]
-    fn note_failure<S: OutputSink<K, E>>(&mut self, slot: u32, sink: &mut S) {
+    fn note_failure<S: OutputSink<K, E>>(&mut self, slot: u32, _sink: &mut S) {
+        // The sink has seen it already (`OutputSink::on_failure`).
         if let Some(error) = self.buf.take_failure() {
             if self.failure.is_none() {
                 let key = self.keys[slot as usize].key.clone();
-                sink.on_failure(&key, &error);
                 self.failure = Some(Failure { key, error });
             }
         }
@@ -548,11 +551,15 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             // Draining: a key without state has nothing to continue.
             return true;
         }
+        // With a comparator an event that a later one ties with may be
+        // sorted after it (and the key have state by then): only events
+        // older than any that can still come in time are skipped.
+        let ties = i64::from(self.comparator.is_some());
         let in_order = match self.domain {
-            TimeDomain::ProcessingTime => true,
+            TimeDomain::ProcessingTime => self.comparator.is_none(),
             TimeDomain::EventTime => self
                 .out_of_orderness
-                .is_some_and(|d| timestamp <= self.max_ts.saturating_sub(d)),
+                .is_some_and(|d| timestamp <= self.max_ts.saturating_sub(d).saturating_sub(ties)),
         };
         in_order && !self.nfa.may_start(event)
     }

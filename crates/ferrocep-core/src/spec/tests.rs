@@ -121,7 +121,8 @@ fn contract_example_yaml() {
         s.time,
         Some(TimeSpec {
             field: vec!["ts".to_string()],
-            max_out_of_orderness: 0
+            max_out_of_orderness: 0,
+            order_by: Vec::new(),
         })
     );
     assert!(s.is_event_time());
@@ -1428,5 +1429,120 @@ mod prop {
                 let _ = Spec::from_str(&yaml_text(&spec), Format::Yaml);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- extensions: stage within, throw on miss, order_by
+
+#[test]
+fn stage_within_and_throw_exception_on_miss() {
+    let s = both(json!({
+        "time": {"field": "ts"},
+        "within": "10s",
+        "skip": {"skip_to_first": "b", "throw_exception_on_miss": true},
+        "stages": [
+            {"name": "a"},
+            {"name": "b", "within": "2s", "optional": true},
+            {"name": "c", "within": 500}
+        ]
+    }));
+    assert_eq!(s.within, Some(10_000));
+    let w: Vec<Option<i64>> = s.stages.iter().map(|st| st.within).collect();
+    assert_eq!(w, [None, Some(2_000), Some(500)]);
+    assert_eq!(s.skip, SkipStrategy::SkipToFirst("b".into()));
+    assert!(s.skip_throw);
+    s.compile().expect("compiles");
+    // `false` and absent are alike; the map keeps its strategy.
+    for extra in [json!({"throw_exception_on_miss": false}), json!({})] {
+        let mut skip = json!({"skip_to_last": "a"});
+        skip.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let s = both(json!({"skip": skip, "stages": [{"name": "a"}, {"name": "b"}]}));
+        assert_eq!(s.skip, SkipStrategy::SkipToLast("a".into()));
+        assert!(!s.skip_throw);
+    }
+}
+
+#[test]
+fn bad_stage_within_and_throw_exception_on_miss() {
+    let ab = |b: Value| json!({"stages": [{"name": "a"}, b]});
+    let (path, msg) = invalid(both_err(ab(json!({"name": "b", "within": 0}))));
+    assert_eq!(
+        (path.as_str(), msg.as_str()),
+        ("stages[1].within", "must be positive, found 0")
+    );
+    let (path, msg) = invalid(both_err(ab(json!({"name": "b", "within": "soon"}))));
+    assert_eq!(path, "stages[1].within");
+    assert!(msg.starts_with("expected a duration"), "{msg}");
+    let skip = |skip: Value| json!({"skip": skip, "stages": [{"name": "a"}, {"name": "b"}]});
+    let (path, msg) = invalid(both_err(skip(
+        json!({"skip_to_first": "b", "throw_exception_on_miss": "yes"}),
+    )));
+    assert_eq!(
+        (path.as_str(), msg.as_str()),
+        (
+            "skip.throw_exception_on_miss",
+            "expected true or false, found the string 'yes'"
+        )
+    );
+    let (path, msg) = invalid(both_err(skip(json!({"throw_exception_on_miss": true}))));
+    assert_eq!(
+        (path.as_str(), msg.as_str()),
+        ("skip", "expected a strategy beside throw_exception_on_miss")
+    );
+}
+
+#[test]
+fn order_by_fields() {
+    let s = both(json!({
+        "time": {"field": "ts", "order_by": ["prio", "who.name"]},
+        "stages": [{"name": "a"}]
+    }));
+    let t = s.time.as_ref().unwrap();
+    assert_eq!(
+        t.order_by,
+        [vec!["prio".to_string()], vec!["who".into(), "name".into()]]
+    );
+    assert!(s.event_comparator().is_some());
+    // One field may be written without the list.
+    let s = both(json!({"time": {"field": "ts", "order_by": "prio"}, "stages": [{"name": "a"}]}));
+    assert_eq!(s.time.unwrap().order_by, [vec!["prio".to_string()]]);
+    let s = both(json!({"time": {"field": "ts", "order_by": null}, "stages": [{"name": "a"}]}));
+    assert!(s.time.as_ref().unwrap().order_by.is_empty());
+    assert!(s.event_comparator().is_none());
+}
+
+#[test]
+fn bad_order_by() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!([]),
+            "time.order_by",
+            "must name at least one field (or be left out)",
+        ),
+        (
+            json!(["a", 1]),
+            "time.order_by[1]",
+            "expected a string, found the number 1",
+        ),
+        (json!("a..b"), "time.order_by", "bad field path 'a..b'"),
+        (json!(["ok", ""]), "time.order_by[1]", "bad field path ''"),
+        (
+            json!(5),
+            "time.order_by",
+            "expected a field path or a list of them, found the number 5",
+        ),
+    ];
+    for (order_by, want_path, want_msg) in cases {
+        let (path, msg) = invalid(both_err(json!({
+            "time": {"field": "ts", "order_by": order_by},
+            "stages": [{"name": "a"}]
+        })));
+        assert_eq!(
+            (path.as_str(), msg.as_str()),
+            (want_path, want_msg),
+            "{order_by}"
+        );
     }
 }

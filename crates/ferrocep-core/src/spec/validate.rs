@@ -22,7 +22,7 @@ use super::raw::{RawNode, RawValue};
 use super::{CondRef, StageSpec, TimeSpec, TimesSpec};
 
 const ROOT_FIELDS: &[&str] = &["name", "key", "time", "within", "skip", "stages"];
-const TIME_FIELDS: &[&str] = &["field", "max_out_of_orderness"];
+const TIME_FIELDS: &[&str] = &["field", "max_out_of_orderness", "order_by"];
 const STAGE_FIELDS: &[&str] = &[
     "name",
     "where",
@@ -226,6 +226,36 @@ fn split_path(node: &RawNode, p: &str, path: &str) -> Result<Vec<String>, SpecEr
     Ok(segs)
 }
 
+/// `time.order_by`: a field path, or a non-empty list of them (an
+/// extension of the spec: Flink's `EventComparator` by fields).
+fn order_by(node: &RawNode) -> Result<Vec<Vec<String>>, SpecError> {
+    const PATH: &str = "time.order_by";
+    match &node.value {
+        RawValue::Str(p) => Ok(vec![split_path(node, p, PATH)?]),
+        RawValue::Seq(items) if items.is_empty() => Err(err(
+            node,
+            PATH,
+            "must name at least one field (or be left out)",
+        )),
+        RawValue::Seq(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let path = format!("{PATH}[{i}]");
+                split_path(n, text(n, &path)?, &path)
+            })
+            .collect(),
+        other => Err(err(
+            node,
+            PATH,
+            format!(
+                "expected a field path or a list of them, found {}",
+                other.describe()
+            ),
+        )),
+    }
+}
+
 /// Durations: a non-negative integer (milliseconds) or a string with a unit.
 pub(crate) fn duration(node: &RawNode, path: &str) -> Result<i64, SpecError> {
     const EXPECTED: &str =
@@ -421,9 +451,14 @@ impl Validator<'_> {
             None => 0,
             Some(n) => duration(n, "time.max_out_of_orderness")?,
         };
+        let order_by = match get(entries, "order_by") {
+            None => Vec::new(),
+            Some(n) => order_by(n)?,
+        };
         Ok(TimeSpec {
             field,
             max_out_of_orderness,
+            order_by,
         })
     }
 

@@ -8,7 +8,7 @@
 //! `is_idle()`.
 
 use ferrocep_core::nfa::NfaRunner;
-use ferrocep_core::pattern::{Pattern, SkipStrategy};
+use ferrocep_core::pattern::{Pattern, SkipStrategy, WithinType};
 
 use crate::util::{name_is, runner, Event};
 
@@ -164,6 +164,111 @@ fn loop_clearing_within_first_and_last() {
     assert!(m.is_empty());
 
     assert_eq!(r.buffer().num_events(), 1);
+}
+
+/// NFAITCase.java `testTimesClearingBufferWithinPreviousAndCurrent`
+/// (`testTimesClearingBuffer(WithinType.PREVIOUS_AND_CURRENT)`): `c next
+/// a{2} -> b`, the window of 8 ms between `b` and the event before it; after
+/// `advanceTime(10)` only the start state is left.
+#[test]
+fn times_clearing_buffer_within_previous_and_current() {
+    let pattern = Pattern::<Event>::begin("start")
+        .where_(name_is("c"))
+        .next("middle")
+        .where_(name_is("a"))
+        .times(2)
+        .followed_by("end1")
+        .where_(name_is("b"))
+        .within_type_ms(8, WithinType::PreviousAndCurrent);
+    let mut r = runner(pattern);
+
+    r.feed(Event::new(40, "c", 1.0), 1);
+    r.feed(Event::new(41, "a", 2.0), 2);
+    r.feed(Event::new(42, "a", 3.0), 3);
+    r.feed(Event::new(43, "a", 4.0), 4);
+    r.feed(Event::new(44, "b", 5.0), 6);
+    // pruning element
+    r.advance_time(10);
+
+    assert_only_start_state(&r);
+    assert_eq!(r.state().partial_match_states(r.nfa()), ["start"]);
+}
+
+/// NFAITCase.java `testOptionalClearingBufferWithinPreviousAndCurrent`:
+/// `c -> a? -> b`, 8 ms between `b` and the event before it.
+#[test]
+fn optional_clearing_buffer_within_previous_and_current() {
+    let pattern = Pattern::<Event>::begin("start")
+        .where_(name_is("c"))
+        .followed_by("middle")
+        .where_(name_is("a"))
+        .optional()
+        .followed_by("end1")
+        .where_(name_is("b"))
+        .within_type_ms(8, WithinType::PreviousAndCurrent);
+    let mut r = runner(pattern);
+
+    r.feed(Event::new(40, "c", 1.0), 1);
+    r.feed(Event::new(43, "a", 4.0), 5);
+    r.feed(Event::new(44, "b", 5.0), 6);
+    // pruning element
+    r.advance_time(10);
+
+    assert_only_start_state(&r);
+    assert_eq!(r.state().partial_match_states(r.nfa()), ["start"]);
+}
+
+/// NFAITCase.java `testZeroOrMoreClearingBufferWithinPreviousAndCurrent`:
+/// `c -> a* (combinations) -> b`, 8 ms between `b` and the event before it.
+/// The window is the last stage's only, so at `advanceTime(10)` the two
+/// partial matches in the loop (last event at 3 and at 4) stay: Flink
+/// asserts the states `middle:0`, `middle:0`, `start`, in that order.
+#[test]
+fn zero_or_more_clearing_buffer_within_previous_and_current() {
+    let pattern = Pattern::<Event>::begin("start")
+        .where_(name_is("c"))
+        .followed_by("middle")
+        .where_(name_is("a"))
+        .one_or_more()
+        .allow_combinations()
+        .optional()
+        .followed_by("end1")
+        .where_(name_is("b"))
+        .within_type_ms(8, WithinType::PreviousAndCurrent);
+    let mut r = runner(pattern);
+
+    r.feed(Event::new(40, "c", 1.0), 1);
+    r.feed(Event::new(41, "a", 2.0), 3);
+    r.feed(Event::new(42, "a", 3.0), 4);
+    r.feed(Event::new(44, "b", 5.0), 6);
+    // pruning element
+    r.advance_time(10);
+
+    assert_eq!(r.state().num_partial_matches(), 2);
+    assert_eq!(
+        r.state().partial_match_states(r.nfa()).concat(),
+        "middle:0middle:0start"
+    );
+}
+
+/// NFAITCase.java `testLoopClearingWithinPreviousAndCurrent`: as
+/// `testLoopClearingWithinFirstAndLast`, but `within(3 ms,
+/// PREVIOUS_AND_CURRENT)` on the looping stage: nothing is pruned at
+/// `advanceTime(4)` (a2 is 2 ms after a1), so both events stay.
+#[test]
+fn loop_clearing_within_previous_and_current() {
+    let pattern = Pattern::<Event>::begin_with_skip("start", SkipStrategy::NoSkip)
+        .times(4)
+        .where_(name_is("a"))
+        .within_type_ms(3, WithinType::PreviousAndCurrent);
+    let mut r = runner(pattern);
+
+    assert!(r.feed(Event::new(40, "a", 1.0), 1).is_empty());
+    assert!(r.feed(Event::new(40, "a", 1.0), 2).is_empty());
+    let (m, _) = r.advance_time(4);
+    assert!(m.is_empty());
+
+    assert_eq!(r.buffer().num_events(), 2);
 }
 
 /// AfterMatchSkipITCase.java `testSharedBufferIsProperlyCleared`: four `a`
