@@ -465,6 +465,11 @@ fn one_run_per_data_directory() {
     let mut second = Service::start(other.path(), &config, &[]);
     assert_eq!(second.wait(Duration::from_secs(20)), Some(2));
     assert!(second.stderr().contains("in use"), "{}", second.stderr());
+    // Its signal handlers are installed once it runs (a loaded machine may
+    // still be starting it).
+    eventually(Duration::from_secs(20), "the first run running", || {
+        first.stderr().contains("running").then_some(())
+    });
     first.signal("TERM");
     assert_eq!(first.wait(Duration::from_secs(20)), Some(0));
 }
