@@ -63,6 +63,9 @@ pub enum Request {
     },
     /// Re-read the patterns of this config file and apply the difference.
     Reload(PathBuf),
+    /// Count the pending partial matches now (for `GET /patterns`), then
+    /// answer.
+    Refresh(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A change applied.

@@ -837,6 +837,11 @@ impl ChangeState {
                 origin,
                 reply,
             } => (changes, pending, origin, reply),
+            Request::Refresh(done) => {
+                list_patterns(engine, ready, true);
+                let _ = done.send(());
+                return;
+            }
             Request::Reload(path) => match reload_changes(&path, engine) {
                 Ok((changes, config)) => {
                     *config_patterns = config;

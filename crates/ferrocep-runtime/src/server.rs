@@ -216,7 +216,8 @@ async fn change(
     }
 }
 
-/// The format of a spec body, by its content type.
+/// The format of a spec body, by its content type (JSON, YAML, or for a
+/// plain or form type, told by the text itself).
 fn body_format(headers: &HeaderMap) -> Result<Format, Response> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -230,10 +231,10 @@ fn body_format(headers: &HeaderMap) -> Result<Format, Response> {
     match ct.as_str() {
         "application/json" => Ok(Format::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Ok(Format::Yaml),
-        "" => Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a Content-Type is required: application/json or application/yaml",
-        )),
+        // `curl -d` sends a form type: the text says what it is.
+        "" | "text/plain" | "application/x-www-form-urlencoded" | "application/octet-stream" => {
+            Ok(Format::Auto)
+        }
         other => Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Type {other} is not a pattern spec: use application/json or application/yaml"),
@@ -376,7 +377,19 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
         .into_response()
 }
 
+/// Asks the engine thread for fresh pending counts (walking every key
+/// takes ~10 ms per million), waiting at most a second for them.
+async fn refresh(ctx: &Ctx) {
+    if let Some(admin) = &ctx.admin {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if admin.control.send(Request::Refresh(tx)).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx).await;
+        }
+    }
+}
+
 async fn patterns(State(ctx): State<Ctx>) -> Response {
+    refresh(&ctx).await;
     let list = ctx
         .ready
         .patterns
@@ -390,6 +403,7 @@ async fn pattern(
     State(ctx): State<Ctx>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Response {
+    refresh(&ctx).await;
     let found: Vec<PatternInfo> = ctx
         .ready
         .patterns

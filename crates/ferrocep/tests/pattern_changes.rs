@@ -156,6 +156,15 @@ fn replace_window_mid_stream_drains_and_survives_sigkill() {
         metric("ferrocep_events_in_total{source=\"file\"} 10")
     });
 
+    // Pending counts are fresh: nine partial matches, and the tenth
+    // create waits for the watermark.
+    let listed = get_json(port, "/patterns").unwrap();
+    assert_eq!(listed["patterns"][0]["pending_keys"], 10, "{listed}");
+    assert_eq!(
+        listed["patterns"][0]["pending_partial_matches"], 9,
+        "{listed}"
+    );
+
     // A bad spec is refused with its field path and changes nothing.
     let (code, body) = request(
         port,
@@ -362,10 +371,19 @@ fn admin_api_requires_the_token() {
         put(&auth, "/patterns/big?pending=later", spec.as_bytes()),
         400
     );
+    // `curl -d` sends a form type: the body says it is JSON.
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Authorization", "Bearer s3cret"),
+    ];
+    let json = r#"{"name":"big","key":"order_id","time":{"field":"ts"},"within":"5s",
+        "stages":[{"name":"create","where":"type == \"create\""}]}"#;
+    assert_eq!(put(&form, "/patterns/big", json.as_bytes()), 200);
+    // Another window: version 2 (version 1 had nothing pending: gone).
     assert_eq!(put(&auth, "/patterns/big", spec.as_bytes()), 200);
     assert_eq!(
         versions(port).unwrap(),
-        vec![v("big", 1, "active"), v("orders", 1, "active")]
+        vec![v("big", 2, "active"), v("orders", 1, "active")]
     );
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
@@ -374,7 +392,7 @@ fn admin_api_requires_the_token() {
     eventually(
         Duration::from_secs(20),
         "both patterns after restart",
-        || versions(port).filter(|l| *l == vec![v("big", 1, "active"), v("orders", 1, "active")]),
+        || versions(port).filter(|l| *l == vec![v("big", 2, "active"), v("orders", 1, "active")]),
     );
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.stderr());
