@@ -51,6 +51,9 @@ pub struct Metrics {
     pub checkpoint_size_bytes: Gauge,
     /// When the last checkpoint completed (epoch ms; 0: none yet).
     pub checkpoint_last_ms: Gauge,
+    /// A kafka source's consumer lag in records, by `topic` and
+    /// `partition` (from librdkafka's statistics).
+    pub kafka_consumer_lag: Family<Labels1, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +80,7 @@ impl Metrics {
             sink_retries: Family::default(),
             sink_dead_letters: Family::default(),
             ingest_requests: Family::default(),
+            kafka_consumer_lag: Family::default(),
             ingest_backlog_bytes: Gauge::default(),
             checkpoint_duration_ms: Gauge::default(),
             checkpoint_size_bytes: Gauge::default(),
@@ -157,6 +161,11 @@ impl Metrics {
             "checkpoint_last_ms",
             "When the last checkpoint completed, epoch ms",
             m.checkpoint_last_ms.clone(),
+        );
+        r.register(
+            "kafka_consumer_lag",
+            "Records of a kafka partition not yet read, by topic and partition",
+            m.kafka_consumer_lag.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

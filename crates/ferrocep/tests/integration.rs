@@ -12,11 +12,14 @@
 //! - `multi_spec`: several `--spec`s over one stream, labelled by pattern;
 //! - `run`: `ferrocep run` with real files, a webhook receiver, signals and
 //!   the operations endpoints;
-//! - `validate`: `validate --config`, good and bad configs.
+//! - `validate`: `validate --config`, good and bad configs;
+//! - `kafka`: `run` from and to topics of a real broker (`nisshi`, installed
+//!   by `scripts/kafka-broker.sh install`).
 
 mod conformance;
 mod demo;
 mod examples;
+mod kafka;
 mod match_cli;
 mod multi_spec;
 mod run;
