@@ -43,8 +43,12 @@ fn nisshi() -> PathBuf {
         );
         return p;
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let p = home.join(format!(".cache/ferrocep/nisshi-{NISSHI_VERSION}/bin/nisshi"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let p = home.join(format!(
+        ".cache/ferrocep/nisshi-{NISSHI_VERSION}/bin/nisshi"
+    ));
     assert!(
         p.is_file(),
         "the kafka tests need the nisshi broker at {} (or FERROCEP_NISSHI naming it): \
@@ -74,7 +78,10 @@ impl Broker {
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .arg("--storage-engine")
-            .arg(format!("sqlite://{}", dir.path().join("nisshi.db").display()))
+            .arg(format!(
+                "sqlite://{}",
+                dir.path().join("nisshi.db").display()
+            ))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("broker.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -425,14 +432,19 @@ fn message_key_and_record_time_feed_the_pattern() {
     };
     let mut s = Service::start(dir.path(), &config, &[]);
     eventually(Duration::from_secs(60), "every output", || {
-        (read("out.jsonl").len() + read("late.jsonl").len() >= want.len() && !read("errors.jsonl").is_empty())
-            .then_some(())
+        (read("out.jsonl").len() + read("late.jsonl").len() >= want.len()
+            && !read("errors.jsonl").is_empty())
+        .then_some(())
     });
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
     // The events in the outputs hold the fields written into them after the
     // value's own; `canon` sorts fields, so they compare with match's.
-    let mut got: Vec<String> = read("out.jsonl").iter().chain(read("late.jsonl").iter()).map(as_match).collect();
+    let mut got: Vec<String> = read("out.jsonl")
+        .iter()
+        .chain(read("late.jsonl").iter())
+        .map(as_match)
+        .collect();
     got.sort();
     assert_eq!(got, want);
     let errors = read("errors.jsonl");
@@ -474,7 +486,12 @@ fn sigkill_then_restart_resumes_at_the_checkpoint_offsets() {
             .map(|t| json_lines(&t))
             .unwrap_or_default()
     };
-    let count = || ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"].iter().map(|f| read(f).len()).sum::<usize>();
+    let count = || {
+        ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
+            .iter()
+            .map(|f| read(f).len())
+            .sum::<usize>()
+    };
     let seed = test_seed() as usize;
     let mut s = Service::start(dir.path(), &config, &[]);
     let mut written = 0;
@@ -492,23 +509,34 @@ fn sigkill_then_restart_resumes_at_the_checkpoint_offsets() {
         std::thread::sleep(Duration::from_millis((seed % 7 * 23) as u64));
         s.signal("KILL");
         let _ = s.wait(Duration::from_secs(10));
-        eprintln!("round {round}: killed after {written} events, {} outputs in files", count());
+        eprintln!(
+            "round {round}: killed after {written} events, {} outputs in files",
+            count()
+        );
         s = Service::start(dir.path(), &config, &[]);
     }
     broker.produce("orders", &records[written..]);
-    eventually(Duration::from_secs(60), "every output after the restarts", || {
-        (count() >= want.len()).then_some(())
-    });
+    eventually(
+        Duration::from_secs(60),
+        "every output after the restarts",
+        || (count() >= want.len()).then_some(()),
+    );
     std::thread::sleep(Duration::from_millis(500));
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
-    let got: Vec<Value> = ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"].iter().flat_map(|f| read(f)).collect();
+    let got: Vec<Value> = ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
+        .iter()
+        .flat_map(|f| read(f))
+        .collect();
     let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), got.len(), "a file output was written twice");
     let mut got: Vec<String> = got.iter().map(as_match).collect();
     got.sort();
     assert_eq!(got.len(), want.len());
-    assert!(got == want, "the file outputs differ from an uninterrupted run");
+    assert!(
+        got == want,
+        "the file outputs differ from an uninterrupted run"
+    );
     // The kafka sink: every output, duplicates (told apart by id) allowed.
     let mut reader = broker.reader("outputs", 1);
     reader.read_until(want.len(), Duration::from_secs(30));
@@ -521,11 +549,19 @@ fn sigkill_then_restart_resumes_at_the_checkpoint_offsets() {
 #[test]
 fn a_missing_broker_says_how_to_install_it() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kafka::topic_to_topic_equals_match", "--nocapture"])
+        .args([
+            "--exact",
+            "kafka::topic_to_topic_equals_match",
+            "--nocapture",
+        ])
         .env("FERROCEP_NISSHI", Path::new("/nonexistent/nisshi"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("run scripts/kafka-broker.sh install"), "{text}");
+    assert!(
+        text.contains("run scripts/kafka-broker.sh install"),
+        "{text}"
+    );
 }

@@ -20,9 +20,9 @@ use serde::Deserialize;
 use super::error::{ConfigError, ConfigErrors};
 use super::tree::{self, Node, PathText, Seg, Value};
 use super::{
-    BackoffConfig, Bytes, DelayDistribution, EndOfInputConfig, GeneratorConfig, Millis,
-    OutputsConfig, PatternRef, PipelineConfig, ServerConfig, SinkConfig, SourceConfig, StateConfig,
-    TimeConfig, WebhookConfig, Workload, KafkaSourceConfig, KafkaSinkConfig, KAFKA_MAX_TOPICS,
+    BackoffConfig, Bytes, DelayDistribution, EndOfInputConfig, GeneratorConfig, KafkaSinkConfig,
+    KafkaSourceConfig, Millis, OutputsConfig, PatternRef, PipelineConfig, ServerConfig, SinkConfig,
+    SourceConfig, StateConfig, TimeConfig, WebhookConfig, Workload, KAFKA_MAX_TOPICS,
 };
 
 /// A checked config with its patterns loaded.

@@ -286,16 +286,31 @@ fn kafka_source_and_sink_load() {
     let SourceConfig::Kafka(k) = &c.config.source else {
         panic!()
     };
-    assert_eq!((k.group_id.clone(), k.start, k.message_key_field.clone()), (None, KafkaStart::Earliest, None));
+    assert_eq!(
+        (k.group_id.clone(), k.start, k.message_key_field.clone()),
+        (None, KafkaStart::Earliest, None)
+    );
 }
 
 #[test]
 fn kafka_errors_name_their_field() {
     let src = |extra: &str| with_source(&format!("  type: kafka\n  brokers: b:1\n{extra}"));
     one_error(&src(""), "source", "missing field `topics`");
-    one_error(&src("  topics: []\n"), "source.topics", "at least one topic");
-    one_error(&src("  topics: [a, 'b c']\n"), "source.topics[1]", "not a valid topic name: 'b c'");
-    one_error(&src("  topics: [a, a]\n"), "source.topics[1]", "named twice");
+    one_error(
+        &src("  topics: []\n"),
+        "source.topics",
+        "at least one topic",
+    );
+    one_error(
+        &src("  topics: [a, 'b c']\n"),
+        "source.topics[1]",
+        "not a valid topic name: 'b c'",
+    );
+    one_error(
+        &src("  topics: [a, a]\n"),
+        "source.topics[1]",
+        "named twice",
+    );
     let many: Vec<String> = (0..17).map(|i| format!("t{i}")).collect();
     one_error(
         &src(&format!("  topics: [{}]\n", many.join(", "))),
@@ -307,26 +322,44 @@ fn kafka_errors_name_their_field() {
         "source.properties.enable.auto.commit",
         "offsets are kept in ferrocep's checkpoints",
     );
-    one_error(&src("  topics: [a]\n  group_id: ''\n"), "source.group_id", "must not be empty");
-    one_error(&src("  topics: [a]\n  start: middle\n"), "source.start", "unknown variant `middle`");
+    one_error(
+        &src("  topics: [a]\n  group_id: ''\n"),
+        "source.group_id",
+        "must not be empty",
+    );
+    one_error(
+        &src("  topics: [a]\n  start: middle\n"),
+        "source.start",
+        "unknown variant `middle`",
+    );
     one_error(
         &src("  topics: [a]\n  message_key_field: k\n  record_time_field: k\n"),
         "source.record_time_field",
         "must differ",
     );
-    one_error(&src("  topics: [a]\n  colour: red\n"), "source.colour", "unknown field `colour`");
+    one_error(
+        &src("  topics: [a]\n  colour: red\n"),
+        "source.colour",
+        "unknown field `colour`",
+    );
     one_error(
         &with_source("  type: kafka\n  brokers: 'a:1,,b:2'\n  topics: [a]\n"),
         "source.brokers",
         "expected host:port",
     );
     one_error(
-        &format!("{}outputs: {{match: [{{type: kafka, brokers: 'b:1', topic: 'x/y'}}]}}\n", with_source(HTTP)),
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1', topic: 'x/y'}}]}}\n",
+            with_source(HTTP)
+        ),
         "outputs.match[0].topic",
         "not a valid topic name",
     );
     one_error(
-        &format!("{}outputs: {{match: [{{type: kafka, brokers: 'b:1'}}]}}\n", with_source(HTTP)),
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1'}}]}}\n",
+            with_source(HTTP)
+        ),
         "outputs.match[0]",
         "missing field `topic`",
     );

@@ -114,7 +114,11 @@ impl KafkaSink {
 
     /// Sends the outputs of `batch` at `which` and waits for their
     /// acknowledgements: those that failed, and why the first one did.
-    async fn send_all(&self, batch: &[Arc<Output>], which: &[usize]) -> (Vec<usize>, Option<String>) {
+    async fn send_all(
+        &self,
+        batch: &[Arc<Output>],
+        which: &[usize],
+    ) -> (Vec<usize>, Option<String>) {
         let mut failed = Vec::new();
         let mut reason = None;
         let mut fail = |i: usize, why: String, reason: &mut Option<String>| {
@@ -140,7 +144,9 @@ impl KafkaSink {
                         key: "pattern",
                         value: head.pattern.as_deref(),
                     });
-                let mut record = FutureRecord::to(&self.topic).payload(o.line()).headers(headers);
+                let mut record = FutureRecord::to(&self.topic)
+                    .payload(o.line())
+                    .headers(headers);
                 if let Some(k) = key.as_deref() {
                     record = record.key(k);
                 }
@@ -230,7 +236,9 @@ impl ClientContext for LogContext {
                 tracing::error!(target: "rdkafka", sink, facility = fac, "{message}")
             }
             L::Warning => tracing::warn!(target: "rdkafka", sink, facility = fac, "{message}"),
-            L::Notice | L::Info => tracing::info!(target: "rdkafka", sink, facility = fac, "{message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "rdkafka", sink, facility = fac, "{message}")
+            }
             L::Debug => tracing::debug!(target: "rdkafka", sink, facility = fac, "{message}"),
         }
     }
@@ -247,13 +255,18 @@ mod tests {
     #[test]
     fn the_record_key_is_the_pattern_key() {
         let k = |line: &str| Head::of(line.as_bytes()).key();
-        assert_eq!(k(r#"{"kind":"match","key":"o-1","events":{}}"#), Some(b"o-1".to_vec()));
+        assert_eq!(
+            k(r#"{"kind":"match","key":"o-1","events":{}}"#),
+            Some(b"o-1".to_vec())
+        );
         assert_eq!(k(r#"{"key":"a\"b"}"#), Some(b"a\"b".to_vec()));
         assert_eq!(k(r#"{"key":42}"#), Some(b"42".to_vec()));
         assert_eq!(k(r#"{"key":null}"#), None);
         assert_eq!(k(r#"{"kind":"late","event":{"key":"x"}}"#), None);
         assert_eq!(
-            Head::of(br#"{"pattern":"p1","key":"k"}"#).pattern.as_deref(),
+            Head::of(br#"{"pattern":"p1","key":"k"}"#)
+                .pattern
+                .as_deref(),
             Some("p1")
         );
     }

@@ -57,7 +57,10 @@ const STATS_INTERVAL_MS: &str = "5000";
 /// The position of the record at `offset` of `partition` of the topic at
 /// `topic` in the config; `None` when they do not fit (see the module docs).
 pub fn position(topic: usize, partition: i32, offset: i64) -> Option<Position> {
-    if topic >= 16 || !(0..MAX_PARTITIONS).contains(&partition) || !(0..1 << OFFSET_BITS).contains(&offset) {
+    if topic >= 16
+        || !(0..MAX_PARTITIONS).contains(&partition)
+        || !(0..1 << OFFSET_BITS).contains(&offset)
+    {
         return None;
     }
     Some(((topic as u64) << 60) | ((partition as u64) << OFFSET_BITS) | offset as u64)
@@ -199,7 +202,9 @@ impl Source for KafkaSource {
                         ),
                     );
                 };
-                consumer.context().advance(topic, msg.partition(), msg.offset() + 1);
+                consumer
+                    .context()
+                    .advance(topic, msg.partition(), msg.offset() + 1);
                 taken = true;
                 let text = event_text(
                     msg.payload(),
@@ -219,7 +224,8 @@ impl Source for KafkaSource {
                             }
                         }
                         input_errors.inc();
-                        let raw = String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
+                        let raw =
+                            String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
                         if !ctx.out.send(SourceMsg::Rejected { pos, raw, reason }) {
                             return Ok(());
                         }
@@ -261,7 +267,13 @@ fn is_fatal(e: &KafkaError) -> bool {
     use rdkafka::error::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
-        Some(C::Fatal | C::InvalidArgument | C::Authentication | C::TopicAuthorizationFailed | C::GroupAuthorizationFailed)
+        Some(
+            C::Fatal
+                | C::InvalidArgument
+                | C::Authentication
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+        )
     )
 }
 
@@ -294,7 +306,11 @@ pub(crate) fn event_text<'a>(
     let key = match key_field {
         None => None,
         Some(f) => match key {
-            None => return Err(format!("the record has no message key to write into field '{f}'")),
+            None => {
+                return Err(format!(
+                    "the record has no message key to write into field '{f}'"
+                ))
+            }
             Some(k) => match std::str::from_utf8(k) {
                 Ok(k) => Some((f, k)),
                 Err(_) => return Err("the record's message key is not UTF-8".into()),
@@ -304,7 +320,11 @@ pub(crate) fn event_text<'a>(
     let time = match time_field {
         None => None,
         Some(f) => match timestamp {
-            None => return Err(format!("the record has no timestamp to write into field '{f}'")),
+            None => {
+                return Err(format!(
+                    "the record has no timestamp to write into field '{f}'"
+                ))
+            }
             Some(t) => Some((f, t)),
         },
     };
@@ -325,7 +345,11 @@ pub(crate) fn event_text<'a>(
         sep(&mut out);
         json_string(&mut out, k);
         out.push(b':');
-        out.extend(v.get().bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        out.extend(
+            v.get()
+                .bytes()
+                .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
     }
     if let Some((f, k)) = key {
         sep(&mut out);
@@ -359,7 +383,10 @@ impl<'de> serde::Deserialize<'de> for Entries<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Entries<'de>, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Entries<'de>, A::Error> {
                 let mut v = Vec::new();
                 while let Some(k) = m.next_key::<Cow<'de, str>>()? {
                     let val: &'de RawValue = m.next_value()?;
@@ -431,7 +458,10 @@ impl ClientContext for Context {
                 if *p >= 0 && part.consumer_lag >= 0 {
                     self.metrics
                         .kafka_consumer_lag
-                        .get_or_create(&Metrics::labels2(("topic", topic), ("partition", &p.to_string())))
+                        .get_or_create(&Metrics::labels2(
+                            ("topic", topic),
+                            ("partition", &p.to_string()),
+                        ))
                         .set(part.consumer_lag);
                 }
             }
@@ -440,11 +470,23 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let next = self.next.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let next = self
+                    .next
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 let mut at = Vec::new();
                 for e in tpl.elements() {
                     if let Some(&o) = next.get(&(e.topic().to_string(), e.partition())) {
@@ -452,7 +494,8 @@ impl ConsumerContext for Context {
                     }
                 }
                 for (topic, partition, o) in &at {
-                    if let Err(e) = tpl.set_partition_offset(topic, *partition, Offset::Offset(*o)) {
+                    if let Err(e) = tpl.set_partition_offset(topic, *partition, Offset::Offset(*o))
+                    {
                         tracing::error!(%topic, partition, error = %e, "kafka source: cannot set the start offset");
                     }
                 }
@@ -514,7 +557,11 @@ mod tests {
 
     #[test]
     fn positions_pack_and_unpack() {
-        for (t, p, o) in [(0, 0, 0), (3, 17, 123_456_789), (15, MAX_PARTITIONS - 1, (1 << 48) - 1)] {
+        for (t, p, o) in [
+            (0, 0, 0),
+            (3, 17, 123_456_789),
+            (15, MAX_PARTITIONS - 1, (1 << 48) - 1),
+        ] {
             let pos = position(t, p, o).unwrap();
             assert_eq!(split_position(pos), (t, p, o));
         }
@@ -529,7 +576,10 @@ mod tests {
 
     #[test]
     fn values_pass_through_as_one_line() {
-        assert_eq!(text(r#"{"a":1}"#, None, None, None, None).unwrap(), r#"{"a":1}"#);
+        assert_eq!(
+            text(r#"{"a":1}"#, None, None, None, None).unwrap(),
+            r#"{"a":1}"#
+        );
         assert_eq!(
             text("{\"a\":\n 1}\r\n", None, None, None, None).unwrap(),
             "{\"a\":  1}  "
@@ -542,17 +592,36 @@ mod tests {
     #[test]
     fn key_and_time_are_written_into_their_fields() {
         assert_eq!(
-            text(r#"{"b":[1, 2],"a":"x"}"#, Some("o-1"), Some(1700), Some("orderId"), Some("ts")).unwrap(),
+            text(
+                r#"{"b":[1, 2],"a":"x"}"#,
+                Some("o-1"),
+                Some(1700),
+                Some("orderId"),
+                Some("ts")
+            )
+            .unwrap(),
             r#"{"b":[1, 2],"a":"x","orderId":"o-1","ts":1700}"#
         );
         // A field of that name is replaced, the others keep their order.
         assert_eq!(
-            text(r#"{"ts":"old","orderId":9,"z":{"q":"é\"\n"}}"#, Some("k\"1"), Some(-5), Some("orderId"), Some("ts"))
-                .unwrap(),
+            text(
+                r#"{"ts":"old","orderId":9,"z":{"q":"é\"\n"}}"#,
+                Some("k\"1"),
+                Some(-5),
+                Some("orderId"),
+                Some("ts")
+            )
+            .unwrap(),
             r#"{"z":{"q":"é\"\n"},"orderId":"k\"1","ts":-5}"#
         );
-        assert_eq!(text("{}", Some("k"), None, Some("k"), None).unwrap(), r#"{"k":"k"}"#);
-        assert_eq!(text(" { } ", None, Some(1), None, Some("t")).unwrap(), r#"{"t":1}"#);
+        assert_eq!(
+            text("{}", Some("k"), None, Some("k"), None).unwrap(),
+            r#"{"k":"k"}"#
+        );
+        assert_eq!(
+            text(" { } ", None, Some(1), None, Some("t")).unwrap(),
+            r#"{"t":1}"#
+        );
     }
 
     #[test]
