@@ -555,6 +555,57 @@ mod tests {
             .map(|c| String::from_utf8(c.into_owned()).unwrap())
     }
 
+    fn config(props: &[(&str, &str)]) -> KafkaSourceConfig {
+        KafkaSourceConfig {
+            brokers: "127.0.0.1:1".into(),
+            topics: vec!["t".into()],
+            group_id: None,
+            properties: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            start: Default::default(),
+            message_key_field: None,
+            record_time_field: None,
+        }
+    }
+
+    #[test]
+    fn bad_client_properties_stop_the_start_naming_them() {
+        let m = Arc::new(Metrics::new());
+        let e = KafkaSource::new(config(&[("no.such.property", "1")]), "p", None, m.clone())
+            .err()
+            .expect("refused");
+        assert!(e.contains("no.such.property"), "{e}");
+        let s = KafkaSource::new(config(&[("session.timeout.ms", "7000")]), "p", None, m).unwrap();
+        assert_eq!(s.group_id(), "ferrocep-p");
+    }
+
+    #[test]
+    fn restored_offsets_are_where_partitions_start() {
+        let resume = Resume {
+            kafka: Some(vec![KafkaOffset {
+                topic: "t".into(),
+                partition: 2,
+                offset: 40,
+            }]),
+            ..Resume::default()
+        };
+        let s =
+            KafkaSource::new(config(&[]), "p", Some(&resume), Arc::new(Metrics::new())).unwrap();
+        let ctx = s.consumer.context();
+        assert_eq!(ctx.offsets(), resume.kafka.clone().unwrap());
+        ctx.advance("t", 2, 41);
+        ctx.advance("t", 0, 7);
+        let o = ctx.offsets();
+        assert_eq!(
+            o.iter()
+                .map(|o| (o.partition, o.offset))
+                .collect::<Vec<_>>(),
+            [(0, 7), (2, 41)]
+        );
+    }
+
     #[test]
     fn positions_pack_and_unpack() {
         for (t, p, o) in [
