@@ -57,11 +57,13 @@ start() {
     if [ -f "$dir/broker.pid" ] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
         die "a broker already runs from $dir (pid $(cat "$dir/broker.pid"))"
     fi
-    "$BIN" broker \
+    # In DIR: nisshi reads the path of a sqlite:// URL relative to its
+    # working directory.
+    (cd "$dir" && exec "$BIN" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "sqlite://$dir/nisshi.db" \
-        >>"$dir/broker.log" 2>&1 </dev/null &
+        --storage-engine "sqlite://nisshi.db" \
+        >>broker.log 2>&1 </dev/null) &
     local pid=$!
     echo "$pid" >"$dir/broker.pid"
     for _ in $(seq 1 300); do

@@ -36,7 +36,6 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("linger.ms", "5"),
-    ("compression.type", "lz4"),
 ];
 
 /// A producer for one sink.
