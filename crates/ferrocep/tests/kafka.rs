@@ -182,12 +182,13 @@ impl Broker {
 
     /// A reader of every partition of `topic` from its beginning.
     fn reader(&self, topic: &str, partitions: i32) -> Reader {
-        let c: BaseConsumer<Loud> = self
-            .client()
-            .set(
-                "debug",
-                std::env::var("KAFKA_DEBUG").unwrap_or("generic".into()),
-            )
+        let mut config = self.client();
+        // KAFKA_DEBUG=fetch,protocol (librdkafka's `debug`) prints the
+        // reader's client log.
+        if let Ok(d) = std::env::var("KAFKA_DEBUG") {
+            config.set("debug", d);
+        }
+        let c: BaseConsumer<Loud> = config
             .set("group.id", format!("test-reader-{topic}"))
             .set("isolation.level", "read_uncommitted")
             .set("enable.auto.commit", "false")
@@ -225,6 +226,7 @@ struct Got {
     headers: BTreeMap<String, String>,
 }
 
+/// The reader's client log to stderr, with `KAFKA_DEBUG`.
 struct Loud;
 impl rdkafka::ClientContext for Loud {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
