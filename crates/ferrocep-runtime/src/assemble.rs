@@ -229,6 +229,16 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             )
         }
         SourceConfig::Generator(g) => (Box::new(GeneratorSource::new(g.clone())), true),
+        SourceConfig::Kafka(k) => (
+            kafka_source(
+                k,
+                &cfg.name,
+                restored.as_ref().and_then(|r| r.resume.as_ref()),
+                &metrics,
+            )
+            .map_err(|e| StartError(format!("{}: {e}", loaded.path.display())))?,
+            true,
+        ),
     };
 
     let mut sinks = Vec::new();
@@ -362,6 +372,28 @@ fn admin_token(
         ))),
         t => Ok(t),
     }
+}
+
+/// The kafka source of `k`, resuming at `resume`'s offsets.
+#[cfg(feature = "kafka")]
+fn kafka_source(
+    k: &crate::config::KafkaSourceConfig,
+    pipeline: &str,
+    resume: Option<&Resume>,
+    metrics: &Arc<Metrics>,
+) -> Result<Box<dyn Source>, String> {
+    let s = crate::source::kafka::KafkaSource::new(k.clone(), pipeline, resume, metrics.clone())?;
+    Ok(Box::new(s))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_source(
+    _: &crate::config::KafkaSourceConfig,
+    _: &str,
+    _: Option<&Resume>,
+    _: &Arc<Metrics>,
+) -> Result<Box<dyn Source>, String> {
+    Err(format!("source: {}", crate::sink::NO_KAFKA))
 }
 
 /// The sinks of `kind`: as configured, or the defaults (match and timeout

@@ -57,6 +57,9 @@ pub struct Metrics {
     /// Partial matches pending in draining versions, by `pattern` and
     /// `version`.
     pub draining_partial_matches: Family<Labels1, Gauge>,
+    /// A kafka source's consumer lag in records, by `topic` and
+    /// `partition` (from librdkafka's statistics).
+    pub kafka_consumer_lag: Family<Labels1, Gauge>,
 }
 
 impl Default for Metrics {
@@ -83,6 +86,7 @@ impl Metrics {
             sink_retries: Family::default(),
             sink_dead_letters: Family::default(),
             ingest_requests: Family::default(),
+            kafka_consumer_lag: Family::default(),
             ingest_backlog_bytes: Gauge::default(),
             checkpoint_duration_ms: Gauge::default(),
             checkpoint_size_bytes: Gauge::default(),
@@ -175,6 +179,11 @@ impl Metrics {
             "draining_partial_matches",
             "Partial matches pending in draining versions, by pattern and version",
             m.draining_partial_matches.clone(),
+        );
+        r.register(
+            "kafka_consumer_lag",
+            "Records of a kafka partition not yet read, by topic and partition",
+            m.kafka_consumer_lag.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

@@ -41,6 +41,7 @@ pub fn summary(c: &LoadedConfig) -> String {
             Workload::Seed => "generator seed".to_string(),
             Workload::Orders => "generator orders".to_string(),
         },
+        SourceConfig::Kafka(k) => format!("kafka {} {}", k.brokers, k.topics.join(",")),
     };
     let o = &c.config.outputs;
     let kinds = [
@@ -79,5 +80,6 @@ fn sink_name(s: &SinkConfig) -> &'static str {
         SinkConfig::Stderr {} => "stderr",
         SinkConfig::File { .. } => "file",
         SinkConfig::Webhook(_) => "webhook",
+        SinkConfig::Kafka(_) => "kafka",
     }
 }

@@ -16,11 +16,14 @@
 //!   with `time.order_by`;
 //! - `pattern_changes`: patterns changed while `run` runs (admin API,
 //!   SIGHUP, draining, SIGKILL after a change, restart mid-drain);
-//! - `validate`: `validate --config`, good and bad configs.
+//! - `validate`: `validate --config`, good and bad configs;
+//! - `kafka`: `run` from and to topics of a real broker (`nisshi`, installed
+//!   by `scripts/kafka-broker.sh install`).
 
 mod conformance;
 mod demo;
 mod examples;
+mod kafka;
 mod match_cli;
 mod multi_spec;
 mod pattern_changes;

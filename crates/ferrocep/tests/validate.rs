@@ -73,7 +73,7 @@ fn every_error_names_file_field_and_reason() {
         "pipe.yaml",
         "name: order-timeout\n\
 patterns: [order-timeout.yaml, missing.yaml]\n\
-source:\n  type: kafka\n\
+source:\n  type: nats\n\
 outputs:\n  timeout:\n    - {type: webhook, url: 'ftp://x', batch: 0}\n    - {type: file, path: out/t.jsonl, colour: red}\n\
 state: {checkpoint_interval: 0s}\n\
 surprise: true\n",
@@ -92,7 +92,7 @@ surprise: true\n",
         (
             format!("{f}:4:9"),
             "source.type: ",
-            "kafka sources are not supported yet",
+            "unknown source type 'nats'",
         ),
         (
             format!("{f}:7:"),

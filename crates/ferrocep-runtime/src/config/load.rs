@@ -9,7 +9,7 @@
 //! `type`, into one struct per variant, because serde buffers a tagged enum
 //! before reading it and so loses the path of an error inside it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
@@ -20,9 +20,9 @@ use serde::Deserialize;
 use super::error::{ConfigError, ConfigErrors};
 use super::tree::{self, Node, PathText, Seg, Value};
 use super::{
-    BackoffConfig, Bytes, DelayDistribution, EndOfInputConfig, GeneratorConfig, Millis,
-    OutputsConfig, PatternRef, PipelineConfig, ServerConfig, SinkConfig, SourceConfig, StateConfig,
-    TimeConfig, WebhookConfig, Workload,
+    BackoffConfig, Bytes, DelayDistribution, EndOfInputConfig, GeneratorConfig, KafkaSinkConfig,
+    KafkaSourceConfig, Millis, OutputsConfig, PatternRef, PipelineConfig, ServerConfig, SinkConfig,
+    SourceConfig, StateConfig, TimeConfig, WebhookConfig, Workload, KAFKA_MAX_TOPICS,
 };
 
 /// A checked config with its patterns loaded.
@@ -157,6 +157,24 @@ pub fn parse_str(
         }
     }
 }
+
+/// Properties a kafka source sets itself, and why.
+const SOURCE_OWN_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "is set from `brokers`"),
+    ("group.id", "is set from `group_id`"),
+    ("auto.offset.reset", "is set from `start`"),
+    (
+        "enable.auto.commit",
+        "is off: offsets are kept in ferrocep's checkpoints",
+    ),
+    (
+        "enable.auto.offset.store",
+        "is off: offsets are kept in ferrocep's checkpoints",
+    ),
+];
+
+/// Properties a kafka sink sets itself, and why.
+const SINK_OWN_PROPERTIES: &[(&str, &str)] = &[("bootstrap.servers", "is set from `brokers`")];
 
 const TOP_FIELDS: &[&str] = &[
     "name", "patterns", "source", "outputs", "time", "state", "server",
@@ -538,7 +556,7 @@ impl Loader<'_> {
     /// `source`, dispatched on its `type`.
     fn source(&mut self, json: &serde_json::Value) -> Option<SourceConfig> {
         let base = [key("source")];
-        let (ty, rest) = self.tagged(json, &base, "file, stdin, http or generator")?;
+        let (ty, rest) = self.tagged(json, &base, "file, stdin, http, generator or kafka")?;
         match ty.as_str() {
             "file" => {
                 let s: FileSource = self.section(&rest, &base)?;
@@ -583,17 +601,15 @@ impl Loader<'_> {
                 Some(SourceConfig::Generator(g))
             }
             "kafka" => {
-                self.error(
-                    &with(&base, key("type")),
-                    "kafka sources are not supported yet",
-                );
-                None
+                let k: KafkaSourceConfig = self.section(&rest, &base)?;
+                self.check_kafka_source(&k, &base);
+                Some(SourceConfig::Kafka(k))
             }
             other => {
                 self.error(
                     &with(&base, key("type")),
                     format!(
-                        "unknown source type '{other}', expected file, stdin, http or generator"
+                        "unknown source type '{other}', expected file, stdin, http, generator or kafka"
                     ),
                 );
                 None
@@ -821,7 +837,7 @@ impl Loader<'_> {
     }
 
     fn sink(&mut self, json: &serde_json::Value, path: &[Seg]) -> Option<SinkConfig> {
-        let (ty, rest) = self.tagged(json, path, "stdout, stderr, file or webhook")?;
+        let (ty, rest) = self.tagged(json, path, "stdout, stderr, file, webhook or kafka")?;
         match ty.as_str() {
             "stdout" => self
                 .section::<NoFields>(&rest, path)
@@ -850,11 +866,18 @@ impl Loader<'_> {
                 self.check_webhook(&w, path);
                 Some(SinkConfig::Webhook(w))
             }
+            "kafka" => {
+                let k: KafkaSinkConfig = self.section(&rest, path)?;
+                self.check_brokers(&k.brokers, &with(path, key("brokers")));
+                self.check_topic(&k.topic, &with(path, key("topic")));
+                self.check_kafka_properties(&k.properties, path, SINK_OWN_PROPERTIES);
+                Some(SinkConfig::Kafka(k))
+            }
             other => {
                 self.error(
                     &with(path, key("type")),
                     format!(
-                        "unknown sink type '{other}', expected stdout, stderr, file or webhook"
+                        "unknown sink type '{other}', expected stdout, stderr, file, webhook or kafka"
                     ),
                 );
                 None
@@ -921,6 +944,95 @@ impl Loader<'_> {
                 self.error(&at, "must not be empty");
             } else {
                 self.written(dl, at);
+            }
+        }
+    }
+
+    fn check_kafka_source(&mut self, k: &KafkaSourceConfig, base: &[Seg]) {
+        self.check_brokers(&k.brokers, &with(base, key("brokers")));
+        let at = with(base, key("topics"));
+        if k.topics.is_empty() {
+            self.error(&at, "must name at least one topic");
+        } else if k.topics.len() > KAFKA_MAX_TOPICS {
+            self.error(
+                &at,
+                format!(
+                    "at most {KAFKA_MAX_TOPICS} topics (an event's position holds its topic's index in 4 bits), not {}",
+                    k.topics.len()
+                ),
+            );
+        }
+        for (i, t) in k.topics.iter().enumerate() {
+            self.check_topic(t, &with(&at, Seg::Index(i)));
+            if k.topics[..i].contains(t) {
+                self.error(
+                    &with(&at, Seg::Index(i)),
+                    format!("topic '{t}' is named twice"),
+                );
+            }
+        }
+        if k.group_id.as_deref() == Some("") {
+            self.error(&with(base, key("group_id")), "must not be empty");
+        }
+        for (name, field) in [
+            ("message_key_field", &k.message_key_field),
+            ("record_time_field", &k.record_time_field),
+        ] {
+            if field.as_deref() == Some("") {
+                self.error(&with(base, key(name)), "must not be empty");
+            }
+        }
+        if k.message_key_field.is_some() && k.message_key_field == k.record_time_field {
+            self.error(
+                &with(base, key("record_time_field")),
+                "must differ from `message_key_field`",
+            );
+        }
+        self.check_kafka_properties(&k.properties, base, SOURCE_OWN_PROPERTIES);
+    }
+
+    fn check_brokers(&mut self, brokers: &str, at: &[Seg]) {
+        if brokers.split(',').any(|b| b.trim().is_empty()) {
+            self.error(
+                at,
+                format!("expected host:port[,host:port...], found '{brokers}'"),
+            );
+        }
+    }
+
+    /// Kafka's rule for topic names.
+    fn check_topic(&mut self, topic: &str, at: &[Seg]) {
+        if topic.is_empty() || topic == "." || topic == ".." {
+            self.error(at, format!("not a valid topic name: '{topic}'"));
+        } else if topic.len() > 249 {
+            self.error(at, "a topic name has at most 249 characters");
+        } else if let Some(c) = topic
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            self.error(
+                at,
+                format!(
+                    "not a valid topic name: '{topic}' ({c:?}: a topic name has only ASCII letters, digits, '.', '_' and '-')"
+                ),
+            );
+        }
+    }
+
+    /// Properties go to librdkafka as they are, except those the source or
+    /// sink sets itself (its guarantees depend on them).
+    fn check_kafka_properties(
+        &mut self,
+        props: &BTreeMap<String, String>,
+        base: &[Seg],
+        own: &[(&str, &str)],
+    ) {
+        let at = with(base, key("properties"));
+        for name in props.keys() {
+            if name.trim().is_empty() {
+                self.error(&at, "a property name must not be empty");
+            } else if let Some((_, why)) = own.iter().find(|(p, _)| p == name) {
+                self.error(&with(&at, key(name)), format!("'{name}' {why}"));
             }
         }
     }

@@ -187,6 +187,82 @@ pub enum SourceConfig {
     },
     /// Generated events, so that the job runs with no external service.
     Generator(GeneratorConfig),
+    /// Records of Kafka topics (the `kafka` feature).
+    Kafka(KafkaSourceConfig),
+}
+
+/// `source` of `type: kafka`: JSON values of the records of `topics`, read
+/// in the consumer group `group_id`. The position kept in checkpoints is
+/// each partition's offset.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topics to read (at most [`KAFKA_MAX_TOPICS`]). Each must be
+    /// partitioned by the pattern key (README, "Kafka").
+    pub topics: Vec<String>,
+    /// The consumer group (default `ferrocep-NAME`, NAME the pipeline's).
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Client properties passed to librdkafka as they are (SASL, TLS,
+    /// timeouts, `isolation.level`, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Where a partition that neither a checkpoint nor the group has an
+    /// offset for starts: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start: KafkaStart,
+    /// Write each record's message key (as a JSON string) into this field
+    /// of its event, for a pattern whose `key` is this field. Absent: the
+    /// key is read from the value, as for every other source.
+    #[serde(default)]
+    pub message_key_field: Option<String>,
+    /// Write each record's timestamp (ms since the epoch) into this field of
+    /// its event, for a pattern whose time field is this field. Absent: the
+    /// time is read from the value.
+    #[serde(default)]
+    pub record_time_field: Option<String>,
+}
+
+/// At most this many topics in one kafka source: an event's position holds
+/// its topic's index in 4 bits (see `docs/checkpoint-format.md`).
+pub const KAFKA_MAX_TOPICS: usize = 16;
+
+/// See [`KafkaSourceConfig::start`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaStart {
+    /// From the oldest record still in the partition.
+    #[default]
+    Earliest,
+    /// From the next record written.
+    Latest,
+}
+
+impl KafkaStart {
+    /// The value of librdkafka's `auto.offset.reset`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaStart::Earliest => "earliest",
+            KafkaStart::Latest => "latest",
+        }
+    }
+}
+
+/// A sink of `type: kafka`: each output is a record of `topic`, its value
+/// the output's JSON line, its key the pattern key, and its id also in the
+/// header `id`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topic written to.
+    pub topic: String,
+    /// Client properties passed to librdkafka as they are.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 fn default_http_path() -> String {
@@ -319,6 +395,8 @@ pub enum SinkConfig {
     },
     /// HTTP POSTs to a URL.
     Webhook(WebhookConfig),
+    /// Records of a Kafka topic (the `kafka` feature).
+    Kafka(KafkaSinkConfig),
 }
 
 /// A webhook sink.

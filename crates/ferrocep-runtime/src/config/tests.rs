@@ -249,6 +249,130 @@ fn every_source_type_loads() {
     }
 }
 
+#[test]
+fn kafka_source_and_sink_load() {
+    let d = dir();
+    let text = with_source(
+        "  type: kafka\n  brokers: 127.0.0.1:9092,127.0.0.1:9093\n  topics: [orders, orders.v2]\n  \
+         group_id: g1\n  start: latest\n  message_key_field: order_id\n  record_time_field: ts\n  \
+         properties: {security.protocol: SASL_SSL, session.timeout.ms: '6000'}\n\
+         outputs:\n  timeout: [{type: kafka, brokers: 'k:9092', topic: timeouts, properties: {linger.ms: '1'}}]\n",
+    );
+    let c = yaml(&text, d.path()).unwrap_or_else(|e| panic!("{e}"));
+    let SourceConfig::Kafka(k) = &c.config.source else {
+        panic!("{:?}", c.config.source)
+    };
+    assert_eq!(k.topics, ["orders", "orders.v2"]);
+    assert_eq!(k.group_id.as_deref(), Some("g1"));
+    assert_eq!(k.start, KafkaStart::Latest);
+    assert_eq!(k.message_key_field.as_deref(), Some("order_id"));
+    assert_eq!(k.record_time_field.as_deref(), Some("ts"));
+    assert_eq!(k.properties["session.timeout.ms"], "6000");
+    let sinks = c.config.outputs.timeout.as_ref().unwrap();
+    assert_eq!(
+        sinks[0],
+        SinkConfig::Kafka(KafkaSinkConfig {
+            brokers: "k:9092".into(),
+            topic: "timeouts".into(),
+            properties: [("linger.ms".to_string(), "1".to_string())].into(),
+        })
+    );
+    // Defaults.
+    let c = yaml(
+        &with_source("  type: kafka\n  brokers: b:1\n  topics: [t]\n"),
+        d.path(),
+    )
+    .unwrap();
+    let SourceConfig::Kafka(k) = &c.config.source else {
+        panic!()
+    };
+    assert_eq!(
+        (k.group_id.clone(), k.start, k.message_key_field.clone()),
+        (None, KafkaStart::Earliest, None)
+    );
+}
+
+#[test]
+fn kafka_errors_name_their_field() {
+    let src = |extra: &str| with_source(&format!("  type: kafka\n  brokers: b:1\n{extra}"));
+    one_error(&src(""), "source", "missing field `topics`");
+    one_error(
+        &src("  topics: []\n"),
+        "source.topics",
+        "at least one topic",
+    );
+    one_error(
+        &src("  topics: [a, 'b c']\n"),
+        "source.topics[1]",
+        "not a valid topic name: 'b c'",
+    );
+    one_error(
+        &src("  topics: [a, a]\n"),
+        "source.topics[1]",
+        "named twice",
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("t{i}")).collect();
+    one_error(
+        &src(&format!("  topics: [{}]\n", many.join(", "))),
+        "source.topics",
+        "at most 16 topics",
+    );
+    one_error(
+        &src("  topics: [a]\n  properties: {enable.auto.commit: 'true'}\n"),
+        "source.properties.enable.auto.commit",
+        "offsets are kept in ferrocep's checkpoints",
+    );
+    one_error(
+        &src("  topics: [a]\n  group_id: ''\n"),
+        "source.group_id",
+        "must not be empty",
+    );
+    one_error(
+        &src("  topics: [a]\n  start: middle\n"),
+        "source.start",
+        "unknown variant `middle`",
+    );
+    one_error(
+        &src("  topics: [a]\n  message_key_field: k\n  record_time_field: k\n"),
+        "source.record_time_field",
+        "must differ",
+    );
+    one_error(
+        &src("  topics: [a]\n  colour: red\n"),
+        "source.colour",
+        "unknown field `colour`",
+    );
+    one_error(
+        &with_source("  type: kafka\n  brokers: 'a:1,,b:2'\n  topics: [a]\n"),
+        "source.brokers",
+        "expected host:port",
+    );
+    one_error(
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1', topic: 'x/y'}}]}}\n",
+            with_source(HTTP)
+        ),
+        "outputs.match[0].topic",
+        "not a valid topic name",
+    );
+    one_error(
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1'}}]}}\n",
+            with_source(HTTP)
+        ),
+        "outputs.match[0]",
+        "missing field `topic`",
+    );
+    one_error(
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1', topic: t, properties: {{bootstrap.servers: x}}}}]}}\n",
+            with_source(HTTP)
+        ),
+        "outputs.match[0].properties.bootstrap.servers",
+        "set from `brokers`",
+    );
+}
+
 // ---------------------------------------------------------------- patterns
 
 #[test]
@@ -479,11 +603,11 @@ fn wrong_types_name_the_field() {
     );
     one_error(
         &format!(
-            "{}outputs: {{match: [{{type: kafka}}]}}\n",
+            "{}outputs: {{match: [{{type: mqtt}}]}}\n",
             with_source(HTTP)
         ),
         "outputs.match[0].type",
-        "unknown sink type 'kafka'",
+        "unknown sink type 'mqtt', expected stdout, stderr, file, webhook or kafka",
     );
     one_error(
         "name: [p]\npatterns: [order-timeout.yaml]\nsource: {type: stdin}\n",
@@ -500,9 +624,9 @@ fn wrong_types_name_the_field() {
 #[test]
 fn source_types() {
     let e = one_error(
-        &with_source("  type: kafka\n  brokers: x\n"),
+        &with_source("  type: nats\n  brokers: x\n"),
         "source.type",
-        "kafka sources are not supported yet",
+        "unknown source type 'nats', expected file, stdin, http, generator or kafka",
     );
     assert_eq!(e.location.map(|l| (l.line, l.column)), Some((4, 9)));
     one_error(

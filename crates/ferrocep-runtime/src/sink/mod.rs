@@ -14,7 +14,7 @@
 //! before it.
 //!
 //! [`spawn`] starts the sink a [`SinkConfig`] names: [`stdout`] (also
-//! stderr), [`file`](mod@file) or [`webhook`]. Each writes what is already queued at
+//! stderr), [`file`](mod@file), [`webhook`] or `kafka` (the `kafka` feature). Each writes what is already queued at
 //! once, so an output reaches its destination (or its first webhook
 //! attempt) within milliseconds of being queued, and each finishes with
 //! everything still queued once the queue is closed (all senders dropped):
@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 
 mod common;
 pub mod file;
+#[cfg(feature = "kafka")]
+mod kafka;
 pub mod stdout;
 pub mod webhook;
 
@@ -133,6 +135,11 @@ pub struct SinkHandle {
     pub task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
+/// Why a kafka source or sink cannot start in a build without the `kafka`
+/// feature.
+pub const NO_KAFKA: &str =
+    "this ferrocep was built without the `kafka` feature: rebuild with `--features kafka`";
+
 /// How many outputs a sink's queue holds before the engine waits.
 pub const QUEUE: usize = 8192;
 
@@ -179,6 +186,13 @@ pub fn spawn_sink(
             rt.spawn(fut)
         }
         SinkConfig::Webhook(w) => rt.spawn(webhook::Webhook::new(w, ctx, d)?.run(rx)),
+        #[cfg(feature = "kafka")]
+        SinkConfig::Kafka(k) => {
+            let sink = kafka::KafkaSink::new(k, &ctx)?;
+            rt.spawn(sink.run(rx, ctx, d))
+        }
+        #[cfg(not(feature = "kafka"))]
+        SinkConfig::Kafka(_) => return Err(NO_KAFKA.to_string()),
     };
     Ok(Spawned {
         handle: SinkHandle {

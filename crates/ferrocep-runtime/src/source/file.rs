@@ -227,6 +227,7 @@ impl Reader<'_> {
                 position: at.position(),
                 file: Some(at),
                 t0: None,
+                kafka: None,
             });
             // Counted as handed over: a reader of the queue sees the count.
             self.counter.inc_by(batch.len() as u64);

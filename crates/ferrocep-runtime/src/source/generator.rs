@@ -342,6 +342,7 @@ impl GeneratorSource {
                 position: pos,
                 file: None,
                 t0: Some(t0),
+                kafka: None,
             });
             let n = batch.len();
             if n > 0 {

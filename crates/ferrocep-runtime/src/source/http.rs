@@ -333,6 +333,7 @@ fn send_available(
             position: end,
             file: None,
             t0: None,
+            kafka: None,
         });
         // Counted as handed over: a reader of the queue sees the count.
         events_in.inc_by(n);

@@ -31,6 +31,8 @@ use crate::metrics::Metrics;
 
 pub mod http;
 pub mod ingest_log;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 /// Where an event is in its source (see the module docs).
 pub type Position = u64;
@@ -63,6 +65,21 @@ pub struct Resume {
     /// replay gives the same timestamps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t0: Option<i64>,
+    /// A kafka source: the offset of the next record of each partition it
+    /// has read from (its `position` is unused, 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<Vec<KafkaOffset>>,
+}
+
+/// Where a kafka source resumes in one partition (see [`Resume::kafka`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct KafkaOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset of the next record to read.
+    pub offset: i64,
 }
 
 /// One raw event of a [`Batch`].
