@@ -629,11 +629,11 @@ impl Engine {
                     }
                     if last {
                         let e = std::mem::take(event);
-                        p.op.process_element_by(key, e, Timestamp::from_millis(*ts), &mut sink);
+                        p.op.process_element(key, e, Timestamp::from_millis(*ts), &mut sink);
                     } else {
-                        p.op.process_element_ref(
+                        p.op.process_element(
                             key,
-                            event,
+                            &*event,
                             Timestamp::from_millis(*ts),
                             &mut sink,
                         );
@@ -668,11 +668,11 @@ impl Engine {
                     }
                     if last {
                         let e = std::mem::take(event);
-                        p.op.process_element_by(key, e, Timestamp::from_millis(now), &mut sink);
+                        p.op.process_element(key, e, Timestamp::from_millis(now), &mut sink);
                     } else {
-                        p.op.process_element_ref(
+                        p.op.process_element(
                             key,
-                            event,
+                            &*event,
                             Timestamp::from_millis(now),
                             &mut sink,
                         );

@@ -151,7 +151,7 @@ fn run() -> Result<(), String> {
     let started = Instant::now();
     let text_bytes = ingest_creates(&spec, &a, |ing| {
         let ts = ing.timestamp.unwrap_or(0);
-        op.process_element(ing.key, ing.event, Timestamp::from_millis(ts), &mut sink);
+        op.process_element(&ing.key, ing.event, Timestamp::from_millis(ts), &mut sink);
         op.advance_watermark(watermarks.on_event(Timestamp::from_millis(ts)), &mut sink);
     })?;
     // The events of the newest timestamp wait for a watermark past it: bring
