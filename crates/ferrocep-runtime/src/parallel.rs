@@ -536,7 +536,7 @@ fn parse_chunk(
                 }
                 bad.push(BadLine {
                     line: lines,
-                    reason: e.reason,
+                    reason: e.to_string(),
                 })
             }
         }

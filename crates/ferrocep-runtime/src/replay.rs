@@ -95,7 +95,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                         blocks.push(0, key, ts, p.json, p.conditions);
                     }
                     Err(e) if options.strict => {
-                        bad = Some(Stop::Strict(line_no, e.reason));
+                        bad = Some(Stop::Strict(line_no, e.to_string()));
                         break;
                     }
                     Err(e) => {
@@ -208,7 +208,7 @@ fn run_processing_time<R: Read + Send + 'static, W: Write, D: Write>(
                     let event = JsonEvent::own(p.json, p.conditions);
                     m.event_now(&key, event, clock.now_ms(), &mut out);
                 }
-                Err(e) if options.strict => return Err(Stop::Strict(line_no, e.reason)),
+                Err(e) if options.strict => return Err(Stop::Strict(line_no, e.to_string())),
                 Err(e) => {
                     let _ = writeln!(errors, "line {line_no}: {e}");
                 }

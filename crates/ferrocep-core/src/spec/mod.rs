@@ -327,20 +327,12 @@ impl Spec {
         let key = match (&self.key, extracted.key) {
             (None, _) => None,
             (Some(_), Some(k)) => Some(Box::from(k.as_ref())),
-            (Some(_), None) => {
-                return Err(LineError {
-                    reason: "missing key field".to_string(),
-                })
-            }
+            (Some(_), None) => return Err(LineError::MissingKey { field: None }),
         };
         let timestamp = match (&self.time, extracted.timestamp) {
             (None, _) => None,
             (Some(_), Some(ts)) => Some(ts),
-            (Some(_), None) => {
-                return Err(LineError {
-                    reason: "missing time field".to_string(),
-                })
-            }
+            (Some(_), None) => return Err(LineError::MissingTime { field: None }),
         };
         let event = JsonEvent::own(
             extracted.json,
