@@ -101,7 +101,7 @@ fn bench_operator_step(c: &mut Criterion) {
             (
                 ing.key.unwrap().into_string(),
                 ing.event,
-                ing.timestamp.unwrap(),
+                ing.timestamp.unwrap().as_millis(),
             )
         })
         .collect();

@@ -587,7 +587,7 @@ impl Engine {
             match g.set.ingest_parts(line, &mut self.scratch) {
                 Ok(p) => {
                     let key = Key::from_opt(p.key.as_deref());
-                    let ts = p.timestamp.unwrap_or(0);
+                    let ts = p.timestamp.map_or(0, Timestamp::as_millis);
                     if part.is_some_and(|(w, n)| owner(&key, n) != w) {
                         // Another worker's key: only its time counts here.
                         parts.push((key, ts, 0..0, p.conditions, false));

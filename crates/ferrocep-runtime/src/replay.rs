@@ -91,7 +91,9 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                 match set.ingest_parts(&text, &mut scratch) {
                     Ok(p) => {
                         let key = Key::from_opt(p.key.as_deref());
-                        let ts = p.timestamp.unwrap_or(0);
+                        let ts = p
+                            .timestamp
+                            .map_or(0, ferrocep_core::time::Timestamp::as_millis);
                         blocks.push(0, key, ts, p.json, p.conditions);
                     }
                     Err(e) if options.strict => {

@@ -19,6 +19,7 @@ use crate::event::{
     recycle_values, Extractor, InlineValues, LineError, Value, ValueSlots, INLINE_SLOTS,
 };
 use crate::expr::{Expr, ExprError, Fields};
+use crate::time::Timestamp;
 
 use super::{Conditions, JsonEvent, Spec};
 
@@ -97,8 +98,8 @@ pub struct IngestedRef<'a> {
     /// JSON text of the key value (`"o-1"` with its quotes, `7`); `None` when
     /// the specs have no `key`.
     pub key: Option<Cow<'a, str>>,
-    /// Event timestamp in ms; `None` in processing time.
-    pub timestamp: Option<i64>,
+    /// Event timestamp; `None` in processing time.
+    pub timestamp: Option<Timestamp>,
     /// The event, the conditions of every spec evaluated.
     pub event: JsonEvent,
 }
@@ -109,8 +110,8 @@ pub struct IngestedRef<'a> {
 pub struct IngestedParts<'a> {
     /// JSON text of the key value; `None` when the specs have no `key`.
     pub key: Option<Cow<'a, str>>,
-    /// Event timestamp in ms; `None` in processing time.
-    pub timestamp: Option<i64>,
+    /// Event timestamp; `None` in processing time.
+    pub timestamp: Option<Timestamp>,
     /// The line as the event keeps it (trimmed, as [`Spec::ingest`] says).
     pub json: &'a str,
     /// The conditions of every spec.
@@ -303,7 +304,7 @@ impl SpecSet {
         };
         let timestamp = match (self.timed, extracted.timestamp) {
             (false, _) => None,
-            (true, Some(ts)) => Some(ts),
+            (true, Some(ts)) => Some(Timestamp::from_millis(ts)),
             (true, None) => return Err(LineError::MissingTime { field: None }),
         };
         let conditions = Conditions::from_results(
