@@ -197,7 +197,7 @@ pub enum EngineError {
         /// The pattern's name.
         name: String,
         /// What is wrong with its spec.
-        source: PatternSpecError,
+        source: Box<PatternSpecError>,
     },
     /// A pattern was placed in no group (a bug of the engine's own).
     #[error("pattern '{name}' is in no group")]
@@ -229,7 +229,7 @@ pub enum PatternSpecError {
 fn in_pattern<E: Into<PatternSpecError>>(name: &str) -> impl FnOnce(E) -> EngineError + '_ {
     move |e| EngineError::Pattern {
         name: name.to_string(),
-        source: e.into(),
+        source: Box::new(e.into()),
     }
 }
 

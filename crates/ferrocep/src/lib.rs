@@ -105,7 +105,7 @@
 //!   user can leave it out: `ferrocep = { version = "0.1", default-features =
 //!   false, features = ["runtime"] }`.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub use ferrocep_core::{event, expr, nfa, operator, output, pattern, spec, time};
 

@@ -101,10 +101,9 @@ impl Lister {
     /// Calls `f` with the items of the module in `file` and of each module
     /// under it, depth first, in source order.
     fn walk(&mut self, file: &Path, path: &str, f: &mut dyn FnMut(&mut Self, &[Item], &str)) {
-        let text = std::fs::read_to_string(file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let parsed =
-            syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let parsed = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         // The directory of this module's children.
         let dir = match file.file_name().and_then(|n| n.to_str()) {
             Some("lib.rs" | "mod.rs" | "main.rs") => file.parent().unwrap().to_path_buf(),
@@ -128,9 +127,7 @@ impl Lister {
             }
             let child = format!("{path}::{}", m.ident);
             match &m.content {
-                Some((_, inner)) => {
-                    self.items(inner, &dir.join(m.ident.to_string()), &child, f)
-                }
+                Some((_, inner)) => self.items(inner, &dir.join(m.ident.to_string()), &child, f),
                 None => self.walk(&module_file(dir, &m.ident.to_string()), &child, f),
             }
         }
