@@ -117,6 +117,9 @@ impl Steps<'_> {
     /// `until` at which something of the operator is due, each exactly as the
     /// input had it: the first step whose watermark reaches the operator's
     /// next timer.
+    // Inlined into `Matcher::events`'s per-event closure: most calls find
+    // no steps at all, and a call per event costs ~0.3% of `match`.
+    #[inline(always)]
     fn catch_up<S: OutputSink<Key, JsonEvent>>(
         &mut self,
         until: i64,
