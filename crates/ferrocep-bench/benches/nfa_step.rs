@@ -101,7 +101,7 @@ fn bench_operator_step(c: &mut Criterion) {
             (
                 ing.key.unwrap().into_string(),
                 ing.event,
-                ing.timestamp.unwrap(),
+                ing.timestamp.unwrap().as_millis(),
             )
         })
         .collect();
@@ -119,7 +119,7 @@ fn bench_operator_step(c: &mut Criterion) {
             for _ in 0..BATCH {
                 let (key, ev, ts) = &events[i];
                 let ts = ts + offset;
-                op.process_element_by(
+                op.process_element(
                     key.as_str(),
                     ev.clone(),
                     Timestamp::from_millis(ts),

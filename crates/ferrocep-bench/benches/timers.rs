@@ -57,7 +57,7 @@ impl Steady {
         self.t += 1;
         let t = self.t;
         self.op.process_element(
-            t as u64,
+            &(t as u64),
             Ev { pay: false },
             Timestamp::from_millis(t),
             &mut self.sink,

@@ -225,7 +225,12 @@ mod tests {
         order_create_line(&mut line, 42, 1_700_000_000_000);
         let ing = spec.ingest(&line).unwrap();
         assert_eq!(ing.key.as_deref(), Some("\"o-42\""));
-        assert_eq!(ing.timestamp, Some(1_700_000_000_000));
+        assert_eq!(
+            ing.timestamp,
+            Some(ferrocep_core::time::Timestamp::from_millis(
+                1_700_000_000_000
+            ))
+        );
         assert!(ing.event.cond(0) && !ing.event.cond(1));
         line.clear();
         order_pay_line(&mut line, 42, 1_700_000_000_001);
@@ -240,7 +245,7 @@ mod tests {
         let spec = Spec::from_str(ORDER_TIMEOUT_SPEC, Format::Auto).unwrap();
         let ts: Vec<i64> = w
             .iter()
-            .map(|l| spec.ingest(l).unwrap().timestamp.unwrap())
+            .map(|l| spec.ingest(l).unwrap().timestamp.unwrap().as_millis())
             .collect();
         assert!(ts.windows(2).all(|p| p[0] <= p[1]));
         let pays = w.iter().filter(|l| l.contains("\"pay\"")).count();

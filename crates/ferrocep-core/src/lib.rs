@@ -12,7 +12,7 @@
 //! - [`event`]: JSON event lines: field extraction, keys and timestamps, and the values and
 //!   field slots the expressions read;
 //! - [`spec`]: spec files (YAML/JSON) compiled into a pattern over JSON events.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod event;
 pub mod expr;

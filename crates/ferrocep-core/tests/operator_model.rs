@@ -177,7 +177,7 @@ proptest! {
             clock += step;
             let ts = (clock - back).max(1);
             let ev = (kind, id as u32);
-            op.process_element(key, ev, Timestamp::from_millis(ts), &mut collected);
+            op.process_element(&key, ev, Timestamp::from_millis(ts), &mut collected);
             model.event(key, ev, ts);
             let w = wm.on_event(Timestamp::from_millis(ts));
             op.advance_watermark(w, &mut collected);

@@ -145,7 +145,7 @@ fn steps(domain: TimeDomain, ooo: i64, raw: &[(u8, char, i64, i64, bool)]) -> Ve
 fn apply(op: &mut Op, id: usize, s: &Step, keep: impl Fn(u8) -> bool, out: &mut Collector<u8, Ev>) {
     if keep(s.key) {
         op.process_element(
-            s.key,
+            &s.key,
             (s.kind, id as u32),
             Timestamp::from_millis(s.ts),
             out,
@@ -338,12 +338,12 @@ fn remove_and_replace_keys_with_waiting_events() {
     ];
     let feed = |op: &mut Op, out: &mut Collector<u8, Ev>| {
         for (i, (k, c, ts)) in events.into_iter().enumerate() {
-            op.process_element(k, (c, i as u32), Timestamp::from_millis(ts), out);
+            op.process_element(&k, (c, i as u32), Timestamp::from_millis(ts), out);
         }
         op.advance_watermark(Watermark::from_millis(6), out);
     };
     let finish = |op: &mut Op, out: &mut Collector<u8, Ev>| {
-        op.process_element(1, ('c', 9), Timestamp::from_millis(10), out);
+        op.process_element(&1, ('c', 9), Timestamp::from_millis(10), out);
         op.advance_watermark(Watermark::MAX, out);
     };
     let mut reference: Op = CepOperator::new(nfa.clone(), TimeDomain::EventTime);

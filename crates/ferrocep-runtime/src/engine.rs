@@ -188,10 +188,51 @@ pub struct Applied {
 /// A pattern's name and its outputs of each kind, in [`Kind::ALL`] order.
 pub type PatternCounts = (Arc<str>, [u64; 4]);
 
-/// A pattern set the engine cannot run.
+/// A pattern set the engine cannot run, or a change it cannot apply.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EngineError(pub String);
+#[non_exhaustive]
+pub enum EngineError {
+    /// A pattern's spec cannot run.
+    #[error("pattern '{name}': {source}")]
+    Pattern {
+        /// The pattern's name.
+        name: String,
+        /// What is wrong with its spec.
+        source: Box<PatternSpecError>,
+    },
+    /// A pattern was placed in no group (a bug of the engine's own).
+    #[error("pattern '{name}' is in no group")]
+    NoGroup {
+        /// The pattern's name.
+        name: String,
+    },
+    /// A change removes a pattern that does not run.
+    #[error("no pattern '{name}' runs")]
+    NotRunning {
+        /// The name given.
+        name: String,
+    },
+}
+
+/// Why a pattern's spec cannot run (see [`EngineError::Pattern`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternSpecError {
+    /// The spec does not compile.
+    #[error(transparent)]
+    Spec(#[from] ferrocep_core::spec::SpecError),
+    /// The spec cannot be read as a set of one.
+    #[error(transparent)]
+    Set(#[from] ferrocep_core::spec::SetError),
+}
+
+/// Names the pattern in an error of its spec.
+fn in_pattern<E: Into<PatternSpecError>>(name: &str) -> impl FnOnce(E) -> EngineError + '_ {
+    move |e| EngineError::Pattern {
+        name: name.to_string(),
+        source: Box::new(e.into()),
+    }
+}
 
 /// Counts of what the engine has done, for metrics and the progress line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -379,9 +420,8 @@ impl Engine {
                 Err(_) => {
                     for i in m {
                         let spec = patterns[i].spec.clone();
-                        let set = SpecSet::new(vec![spec.clone()]).map_err(|e| {
-                            EngineError(format!("pattern '{}': {e}", patterns[i].name))
-                        })?;
+                        let set = SpecSet::new(vec![spec.clone()])
+                            .map_err(in_pattern(&patterns[i].name))?;
                         groups.push(Group {
                             set,
                             originals: vec![spec],
@@ -401,14 +441,15 @@ impl Engine {
             for (j, &i) in g.members.iter().enumerate() {
                 let nfa = g.set.specs()[j]
                     .compile()
-                    .map_err(|e| EngineError(format!("pattern '{}': {e}", patterns[i].name)))?;
+                    .map_err(in_pattern(&patterns[i].name))?;
                 compiled[i] = Some(Arc::new(nfa));
             }
         }
         let mut ops = Vec::with_capacity(patterns.len());
         for (def, nfa) in patterns.iter().zip(compiled) {
-            let nfa =
-                nfa.ok_or_else(|| EngineError(format!("pattern '{}' is in no group", def.name)))?;
+            let nfa = nfa.ok_or_else(|| EngineError::NoGroup {
+                name: def.name.clone(),
+            })?;
             ops.push(PatternOp::new(def, nfa));
         }
         Ok(Engine {
@@ -442,7 +483,7 @@ impl Engine {
             let sets = shared.read().unwrap_or_else(|p| p.into_inner());
             for set in sets.iter() {
                 set.ingest_parts(&text, &mut scratch)
-                    .map_err(|e| e.reason)?;
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         };
@@ -567,7 +608,7 @@ impl Engine {
             match g.set.ingest_parts(line, &mut self.scratch) {
                 Ok(p) => {
                     let key = Key::from_opt(p.key.as_deref());
-                    let ts = p.timestamp.unwrap_or(0);
+                    let ts = p.timestamp.map_or(0, Timestamp::as_millis);
                     if part.is_some_and(|(w, n)| owner(&key, n) != w) {
                         // Another worker's key: only its time counts here.
                         parts.push((key, ts, 0..0, p.conditions, false));
@@ -587,7 +628,7 @@ impl Engine {
                             continue;
                         }
                         p.counts[Kind::Error as usize] += 1;
-                        out.push(error_output(Some(&p.name), r.pos, line, &e.reason));
+                        out.push(error_output(Some(&p.name), r.pos, line, &e.to_string()));
                     }
                 }
             }
@@ -652,14 +693,9 @@ impl Engine {
                     }
                     if last {
                         let e = std::mem::take(event);
-                        p.op.process_element_by(key, e, Timestamp::from_millis(*ts), &mut sink);
+                        p.op.process_element(key, e, Timestamp::from_millis(*ts), &mut sink);
                     } else {
-                        p.op.process_element_ref(
-                            key,
-                            event,
-                            Timestamp::from_millis(*ts),
-                            &mut sink,
-                        );
+                        p.op.process_element(key, &*event, Timestamp::from_millis(*ts), &mut sink);
                     }
                     max = max_of(max, Some(*ts));
                 }
@@ -691,14 +727,9 @@ impl Engine {
                     }
                     if last {
                         let e = std::mem::take(event);
-                        p.op.process_element_by(key, e, Timestamp::from_millis(now), &mut sink);
+                        p.op.process_element(key, e, Timestamp::from_millis(now), &mut sink);
                     } else {
-                        p.op.process_element_ref(
-                            key,
-                            event,
-                            Timestamp::from_millis(now),
-                            &mut sink,
-                        );
+                        p.op.process_element(key, &*event, Timestamp::from_millis(now), &mut sink);
                     }
                 }
             }
@@ -836,13 +867,11 @@ impl Engine {
         for c in changes {
             match c {
                 Change::Put(def) => {
-                    def.spec
-                        .compile()
-                        .map_err(|e| EngineError(format!("pattern '{}': {e}", def.name)))?;
+                    def.spec.compile().map_err(in_pattern(&def.name))?;
                 }
                 Change::Remove(name) => {
                     if self.active(name).is_none() {
-                        return Err(EngineError(format!("no pattern '{name}' runs")));
+                        return Err(EngineError::NotRunning { name: name.clone() });
                     }
                 }
             }
@@ -934,7 +963,6 @@ impl Engine {
     /// extended at the end (the specs before keep their condition numbers),
     /// or a group of its own.
     fn add_version(&mut self, def: &PatternDef) -> Result<(), EngineError> {
-        let err = |e: &dyn std::fmt::Display| EngineError(format!("pattern '{}': {e}", def.name));
         let index = self.patterns.len();
         let mut placed = None;
         for (gi, g) in self.groups.iter().enumerate() {
@@ -952,7 +980,7 @@ impl Engine {
             Some((gi, set, specs)) => {
                 let nfa = set.specs()[specs.len() - 1]
                     .compile()
-                    .map_err(|e| err(&e))?;
+                    .map_err(in_pattern(&def.name))?;
                 let g = &mut self.groups[gi];
                 g.set = set;
                 g.originals = specs;
@@ -960,8 +988,8 @@ impl Engine {
                 (gi, nfa)
             }
             None => {
-                let set = SpecSet::new(vec![def.spec.clone()]).map_err(|e| err(&e))?;
-                let nfa = set.specs()[0].compile().map_err(|e| err(&e))?;
+                let set = SpecSet::new(vec![def.spec.clone()]).map_err(in_pattern(&def.name))?;
+                let nfa = set.specs()[0].compile().map_err(in_pattern(&def.name))?;
                 self.groups.push(Group {
                     set,
                     originals: vec![def.spec.clone()],
@@ -1363,7 +1391,7 @@ fn reread(
     let raw = e.raw();
     let conditions = set
         .ingest_parts(text_of(&e), scratch)
-        .map_err(|err| invalid(err.reason))?
+        .map_err(|err| invalid(err.to_string()))?
         .conditions;
     let block = TextBlock::from(raw);
     JsonEvent::in_block(&block, 0..raw.len(), conditions)

@@ -83,7 +83,7 @@ where
         }
         let (key, event) = source(i, now);
         sink.arrived(&key, &event, now);
-        op.process_element(key, event, Timestamp::from_millis(now), sink);
+        op.process_element(&key, event, Timestamp::from_millis(now), sink);
         if let Some(e) = sink.take_error() {
             return Err(e);
         }

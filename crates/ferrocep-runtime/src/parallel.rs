@@ -568,7 +568,9 @@ fn parse_chunk(
                 let key = Key::from_opt(p.key.as_deref());
                 // Multiply-shift: the high bits of the hash pick the worker.
                 let worker = ((u128::from(key.route_hash()) * workers as u128) >> 64) as usize;
-                let ts = p.timestamp.unwrap_or(0);
+                let ts = p
+                    .timestamp
+                    .map_or(0, ferrocep_core::time::Timestamp::as_millis);
                 if steps.last().is_none_or(|&m| ts > m) {
                     steps.push(ts);
                 }
@@ -581,7 +583,7 @@ fn parse_chunk(
                 }
                 bad.push(BadLine {
                     line: lines,
-                    reason: e.reason,
+                    reason: e.to_string(),
                 })
             }
         }

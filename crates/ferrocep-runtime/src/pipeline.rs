@@ -923,15 +923,14 @@ impl ChangeState {
                     ))
                     .inc();
                 tracing::warn!(who = %origin.who(), error = %e, "pattern change refused");
-                let status = if e.0.starts_with("no pattern") {
-                    404
-                } else {
-                    400
+                let status = match e {
+                    crate::engine::EngineError::NotRunning { .. } => 404,
+                    _ => 400,
                 };
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(Refused {
                         status,
-                        reason: e.0,
+                        reason: e.to_string(),
                     }));
                 }
             }

@@ -92,11 +92,13 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                 match set.ingest_parts(&text, &mut scratch) {
                     Ok(p) => {
                         let key = Key::from_opt(p.key.as_deref());
-                        let ts = p.timestamp.unwrap_or(0);
+                        let ts = p
+                            .timestamp
+                            .map_or(0, ferrocep_core::time::Timestamp::as_millis);
                         blocks.push(0, key, ts, p.json, p.conditions);
                     }
                     Err(e) if options.strict => {
-                        bad = Some(Stop::Strict(line_no, e.reason));
+                        bad = Some(Stop::Strict(line_no, e.to_string()));
                         break;
                     }
                     Err(e) => {
@@ -227,7 +229,7 @@ fn run_processing_time<R: Read + Send + 'static, W: Write, D: Write>(
                         return Err(Stop::Skip(skip));
                     }
                 }
-                Err(e) if options.strict => return Err(Stop::Strict(line_no, e.reason)),
+                Err(e) if options.strict => return Err(Stop::Strict(line_no, e.to_string())),
                 Err(e) => {
                     let _ = writeln!(errors, "line {line_no}: {e}");
                 }

@@ -75,7 +75,7 @@ fn main() {
             kind,
             ts,
         };
-        op.process_element(event.user_id, event, ts, &mut sink);
+        op.process_element(&event.user_id, &event, ts, &mut sink);
         op.advance_watermark(watermarks.on_event(ts), &mut sink);
     }
     // The input is bounded: time goes to +infinity, as in Flink.

@@ -87,7 +87,7 @@ fn main() {
             user_id: user.to_string(),
             kind,
         };
-        op.process_element(event.user_id.clone(), event, now, &mut sink);
+        op.process_element(&event.user_id, &event, now, &mut sink);
         next_event = next_event.saturating_add(interval);
         i += 1;
     }

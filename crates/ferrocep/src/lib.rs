@@ -57,10 +57,10 @@
 //!     Order { id: "o-1", kind: "pay", ts: ms(60_000) },
 //!     Order { id: "o-3", kind: "create", ts: ms(700_000) },
 //! ];
-//! for order in orders {
-//!     let ts = order.ts;
-//!     op.process_element(order.id, order, ts, &mut sink);
-//!     op.advance_watermark(watermarks.on_event(ts), &mut sink);
+//! for order in &orders {
+//!     // Borrowed: the operator clones an event only if it keeps it.
+//!     op.process_element(&order.id, order, order.ts, &mut sink);
+//!     op.advance_watermark(watermarks.on_event(order.ts), &mut sink);
 //! }
 //! op.advance_watermark(Watermark::MAX, &mut sink); // the input is bounded: flush
 //!
@@ -105,7 +105,7 @@
 //!   user can leave it out: `ferrocep = { version = "0.1", default-features =
 //!   false, features = ["runtime"] }`.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub use ferrocep_core::{event, expr, nfa, operator, output, pattern, spec, time};
 

@@ -150,8 +150,8 @@ fn run() -> Result<(), String> {
     let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
     let started = Instant::now();
     let text_bytes = ingest_creates(&spec, &a, |ing| {
-        let ts = ing.timestamp.unwrap_or(0);
-        op.process_element(ing.key, ing.event, Timestamp::from_millis(ts), &mut sink);
+        let ts = ing.timestamp.map_or(0, Timestamp::as_millis);
+        op.process_element(&ing.key, ing.event, Timestamp::from_millis(ts), &mut sink);
         op.advance_watermark(watermarks.on_event(Timestamp::from_millis(ts)), &mut sink);
     })?;
     // The events of the newest timestamp wait for a watermark past it: bring

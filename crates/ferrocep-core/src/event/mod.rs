@@ -62,19 +62,54 @@ pub(crate) use time::parse_timestamp_text;
 pub(crate) use value::{num_cmp, push_utf16_as_wtf8};
 
 /// Why a line is not an event (the oracle prints `line N: <reason>` and skips it).
+///
+/// Its message is short and lower-case and names the field, e.g.
+/// `missing key field 'k'`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct LineError {
-    /// Short, lower-case reason naming the field, e.g. `missing key field 'k'`.
-    pub reason: String,
+#[non_exhaustive]
+pub enum LineError {
+    /// Nothing but white space.
+    #[error("empty line")]
+    Empty,
+    /// Not JSON.
+    #[error("invalid JSON: {message} (column {column})")]
+    InvalidJson {
+        /// What is wrong, in the oracle's wording.
+        message: String,
+        /// 1-based column (in chars) where it is wrong.
+        column: usize,
+    },
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// The key field is missing or null.
+    #[error("missing key field{}", quoted(field))]
+    MissingKey {
+        /// The field's name as the spec gives it, when known.
+        field: Option<String>,
+    },
+    /// The time field is missing or null.
+    #[error("missing time field{}", quoted(field))]
+    MissingTime {
+        /// The field's name as the spec gives it, when known.
+        field: Option<String>,
+    },
+    /// The time field holds neither epoch milliseconds nor an RFC 3339 string.
+    #[error(
+        "time field '{field}' is neither integer epoch milliseconds nor an RFC 3339 string: {value}"
+    )]
+    BadTime {
+        /// The field's name as the spec gives it.
+        field: String,
+        /// The field's value, as JSON text.
+        value: String,
+    },
 }
 
-impl LineError {
-    fn new(reason: impl Into<String>) -> Self {
-        LineError {
-            reason: reason.into(),
-        }
-    }
+/// ` 'name'`, or nothing for an unknown name.
+fn quoted(name: &Option<String>) -> String {
+    name.as_ref()
+        .map_or_else(String::new, |n| format!(" '{n}'"))
 }
 
 /// Where [`Extractor::extract_into`] puts a line's values: a `Vec`, or [`InlineValues`] on
@@ -312,7 +347,7 @@ impl Extractor {
         values.clear_slots();
         let text = java_trim(line);
         if text.is_empty() {
-            return Err(LineError::new("empty line"));
+            return Err(LineError::Empty);
         }
         // The span table, sized to the trie: on the stack unless it is large.
         let n = self.nodes.len();
@@ -351,10 +386,9 @@ impl Extractor {
         if let Some(k) = self.key_node {
             let sp = spans[k];
             if matches!(sp.kind, Kind::None | Kind::Null) {
-                return Err(LineError::new(format!(
-                    "missing key field '{}'",
-                    self.key_name
-                )));
+                return Err(LineError::MissingKey {
+                    field: Some(self.key_name.clone()),
+                });
             }
             key = Some(jackson_text(text, sp));
         }
@@ -362,20 +396,17 @@ impl Extractor {
         if let Some(t) = self.time_node {
             let sp = spans[t];
             if matches!(sp.kind, Kind::None | Kind::Null) {
-                return Err(LineError::new(format!(
-                    "missing time field '{}'",
-                    self.time_name
-                )));
+                return Err(LineError::MissingTime {
+                    field: Some(self.time_name.clone()),
+                });
             }
             match span_timestamp(text, sp) {
                 Some(ts) => timestamp = Some(ts),
                 None => {
-                    return Err(LineError::new(format!(
-                        "time field '{}' is neither integer epoch milliseconds nor an RFC 3339 \
-                         string: {}",
-                        self.time_name,
-                        jackson_text(text, sp)
-                    )))
+                    return Err(LineError::BadTime {
+                        field: self.time_name.clone(),
+                        value: jackson_text(text, sp).into_owned(),
+                    })
                 }
             }
         }
@@ -397,15 +428,15 @@ impl Extractor {
         let mut sc = Scanner::new(text.as_bytes());
         let invalid = |e: json::JsonError| {
             let column = text.get(..e.pos).map_or(e.pos, |p| p.chars().count()) + 1;
-            LineError::new(format!(
-                "invalid JSON: {} (column {column})",
-                e.message(text.as_bytes())
-            ))
+            LineError::InvalidJson {
+                message: e.message(text.as_bytes()).to_string(),
+                column,
+            }
         };
         if sc.peek() != Some(b'{') {
             sc.skip_value(0).map_err(invalid)?;
             sc.expect_end().map_err(invalid)?;
-            return Err(LineError::new("not a JSON object"));
+            return Err(LineError::NotAnObject);
         }
         self.parse_object(&mut sc, 0, 1, spans).map_err(invalid)?;
         sc.expect_end().map_err(invalid)?;

@@ -62,12 +62,43 @@ struct KeyEntry<K> {
 
 /// What [`CepOperator::prefetch`] brings into the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prefetch {
+enum Prefetch {
     /// Where the key index keeps the key: issue this a few events ahead.
     Index,
     /// The key's state: issue this after [`Prefetch::Index`], when the index
     /// line has arrived (a couple of events ahead).
     State,
+}
+
+/// An event as given to [`CepOperator::process_element`]: moved in (`E`),
+/// or borrowed (`&E`) and cloned only when the operator keeps it.
+pub trait IntoEvent<E> {
+    /// The event, to look at.
+    fn as_event(&self) -> &E;
+    /// The event, to keep.
+    fn into_event(self) -> E;
+}
+
+impl<E> IntoEvent<E> for E {
+    #[inline(always)]
+    fn as_event(&self) -> &E {
+        self
+    }
+    #[inline(always)]
+    fn into_event(self) -> E {
+        self
+    }
+}
+
+impl<E: Clone> IntoEvent<E> for &E {
+    #[inline(always)]
+    fn as_event(&self) -> &E {
+        self
+    }
+    #[inline(always)]
+    fn into_event(self) -> E {
+        self.clone()
+    }
 }
 
 /// Flink's `CepOperator` over keys `K` and events `E`.
@@ -381,7 +412,7 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// lookup overlaps with the events before it. Changes nothing else; keys
     /// without state cost a lookup of the index.
     #[inline]
-    pub fn prefetch<Q>(&self, key: &Q, what: Prefetch)
+    fn prefetch<Q>(&self, key: &Q, what: Prefetch)
     where
         K: Borrow<Q>,
         Q: Hash + ?Sized,
@@ -600,85 +631,109 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     /// time: the event is buffered until the watermark passes it, or reported
     /// late if `timestamp <= watermark`. In processing time `timestamp` is the
     /// current time and the event is processed at once.
-    pub fn process_element<S: OutputSink<K, E>>(
-        &mut self,
-        key: K,
-        event: E,
-        timestamp: Timestamp,
-        sink: &mut S,
-    ) {
-        let timestamp = timestamp.as_millis();
-        if self.is_late(timestamp) {
-            if self.starts_until.is_none() {
-                sink.on_late(&key, &event, Timestamp::from_millis(timestamp));
-            }
-            return;
-        }
-        // As `slot_or_skip`, moving the key in when it is new.
-        let (hash, found) = self.lookup(&key);
-        let slot = match found {
-            Some(slot) => slot,
-            None if self.skippable(&event, timestamp) => return,
-            None => self.insert_key(hash, key),
-        };
-        self.process_in_slot(slot, event, timestamp, sink);
-    }
-
-    /// [`Self::process_element`] with a borrowed key, cloned only when the
-    /// key is new (`&str` for `Box<str>` keys): no allocation per event.
-    pub fn process_element_by<Q, S>(
+    ///
+    /// The key is borrowed and cloned only when it is new (`&str` for
+    /// `Box<str>` keys: no allocation per event). The event is moved in
+    /// (`E`) or borrowed (`&E`, see [`IntoEvent`]) and then cloned only when
+    /// the operator keeps it: an event that a key without state can skip is
+    /// not (when many patterns read one stream, most are not).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ferrocep_core::operator::{CepOperator, TimeDomain};
+    /// # use ferrocep_core::output::Collector;
+    /// # use ferrocep_core::pattern::Pattern;
+    /// # use ferrocep_core::time::{Timestamp, Watermark};
+    /// let nfa = Pattern::<char>::begin("a").where_(|c: &char| *c == 'a').compile()?;
+    /// let mut op = CepOperator::<String, char>::new(Arc::new(nfa), TimeDomain::EventTime);
+    /// let mut out = Collector::default();
+    /// op.process_element("k1", 'a', Timestamp::from_millis(1), &mut out); // moved
+    /// op.process_element("k2", &'a', Timestamp::from_millis(2), &mut out); // borrowed
+    /// op.advance_watermark(Watermark::from_millis(2), &mut out);
+    /// assert_eq!(out.matches().len(), 2);
+    /// # Ok::<(), ferrocep_core::PatternError>(())
+    /// ```
+    pub fn process_element<Q, V, S>(
         &mut self,
         key: &Q,
-        event: E,
+        event: V,
         timestamp: Timestamp,
         sink: &mut S,
     ) where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        V: IntoEvent<E>,
         S: OutputSink<K, E>,
     {
         let timestamp = timestamp.as_millis();
         if self.is_late(timestamp) {
             if self.starts_until.is_none() {
-                sink.on_late(&key.to_owned(), &event, Timestamp::from_millis(timestamp));
+                sink.on_late(
+                    &key.to_owned(),
+                    event.as_event(),
+                    Timestamp::from_millis(timestamp),
+                );
             }
             return;
         }
-        if let Some(slot) = self.slot_or_skip(key, &event, timestamp) {
-            self.process_in_slot(slot, event, timestamp, sink);
+        if let Some(slot) = self.slot_or_skip(key, event.as_event(), timestamp) {
+            self.process_in_slot(slot, event.into_event(), timestamp, sink);
         }
     }
 
-    /// [`Self::process_element_by`] with a borrowed event, cloned only when
-    /// the operator keeps it (an event that a key without state can skip is
-    /// not: when many patterns read one stream, most are not).
-    pub fn process_element_ref<Q, S>(
+    /// Feeds a batch: calls `feed` with the operator for each item of
+    /// `batch`, in order, and meanwhile starts loading the state of the keys
+    /// (`key_of`) a few items ahead, so that, when the keys' state is larger
+    /// than the caches, the memory latency of a key's lookup overlaps with
+    /// the items before it. `feed` calls [`Self::process_element`] for the
+    /// item, and may advance the watermark before it; whatever it does, the
+    /// result is that of calling `feed` on each item in a loop.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ferrocep_core::operator::{CepOperator, TimeDomain};
+    /// # use ferrocep_core::output::Collector;
+    /// # use ferrocep_core::pattern::Pattern;
+    /// # use ferrocep_core::time::{Timestamp, Watermark};
+    /// let nfa = Pattern::<char>::begin("a").where_(|c: &char| *c == 'a').compile()?;
+    /// let mut op = CepOperator::<u64, char>::new(Arc::new(nfa), TimeDomain::EventTime);
+    /// let mut batch = vec![(1, 'a', Timestamp::from_millis(1)), (2, 'b', Timestamp::from_millis(2))];
+    /// let mut out = Collector::default();
+    /// op.process_batch(&mut batch, |(key, _, _)| key, |op, (key, event, ts)| {
+    ///     op.process_element(key, *event, *ts, &mut out);
+    /// });
+    /// op.advance_watermark(Watermark::MAX, &mut out);
+    /// assert_eq!(out.matches().len(), 1);
+    /// # Ok::<(), ferrocep_core::PatternError>(())
+    /// ```
+    pub fn process_batch<T, Q>(
         &mut self,
-        key: &Q,
-        event: &E,
-        timestamp: Timestamp,
-        sink: &mut S,
+        batch: &mut [T],
+        key_of: impl Fn(&T) -> &Q,
+        mut feed: impl FnMut(&mut Self, &mut T),
     ) where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        S: OutputSink<K, E>,
-        E: Clone,
+        Q: Hash + ?Sized,
     {
-        let timestamp = timestamp.as_millis();
-        if self.is_late(timestamp) {
-            if self.starts_until.is_none() {
-                sink.on_late(&key.to_owned(), event, Timestamp::from_millis(timestamp));
+        let prefetch = self.prefetch_pays();
+        for j in 0..batch.len() {
+            // Keys are looked up a few events ahead, so that their memory
+            // loads while the events before them run.
+            if prefetch {
+                if let Some(t) = batch.get(j + PREFETCH_INDEX_AHEAD) {
+                    self.prefetch(key_of(t), Prefetch::Index);
+                }
+                if let Some(t) = batch.get(j + PREFETCH_STATE_AHEAD) {
+                    self.prefetch(key_of(t), Prefetch::State);
+                }
             }
-            return;
-        }
-        if let Some(slot) = self.slot_or_skip(key, event, timestamp) {
-            self.process_in_slot(slot, event.clone(), timestamp, sink);
+            feed(self, &mut batch[j]);
         }
     }
 
     /// Whether [`Self::prefetch`] is worth its cost: the keys' state is
     /// larger than the caches.
-    pub fn prefetch_pays(&self) -> bool {
+    fn prefetch_pays(&self) -> bool {
         self.keys.len() >= PREFETCH_MIN_KEYS
     }
 
@@ -921,6 +976,11 @@ type Timer = (i64, u32, u32);
 /// than the L2 caches of most machines.
 const PREFETCH_MIN_KEYS: usize = 12_000;
 
+/// How many items ahead [`CepOperator::process_batch`] prefetches where a
+/// key is in the index, and then the key's state.
+const PREFETCH_INDEX_AHEAD: usize = 6;
+const PREFETCH_STATE_AHEAD: usize = 3;
+
 /// How many timers ahead the keys of due timers are prefetched.
 const TIMER_PREFETCH_AHEAD: usize = 4;
 
@@ -1138,7 +1198,7 @@ mod tests {
             ("o1", ("pay", 5_000)),
             ("o3", ("pay", 1_500)), // behind the watermark: late
         ] {
-            op.process_element(key, ev, Timestamp::from_millis(ev.1), &mut out);
+            op.process_element(&key, ev, Timestamp::from_millis(ev.1), &mut out);
             let w = wm.on_event(Timestamp::from_millis(ev.1));
             op.advance_watermark(w, &mut out);
         }
@@ -1158,15 +1218,25 @@ mod tests {
     fn processing_time_timeouts_fire_from_timers() {
         let mut op = CepOperator::new(order_nfa(1_500), TimeDomain::ProcessingTime);
         let mut out = Collector::default();
-        op.process_element("u1", ("create", 0), Timestamp::from_millis(1_000), &mut out);
-        op.process_element("u2", ("create", 0), Timestamp::from_millis(2_000), &mut out);
+        op.process_element(
+            &"u1",
+            ("create", 0),
+            Timestamp::from_millis(1_000),
+            &mut out,
+        );
+        op.process_element(
+            &"u2",
+            ("create", 0),
+            Timestamp::from_millis(2_000),
+            &mut out,
+        );
         assert_eq!(op.next_timer(), Some(Timestamp::from_millis(2_501)));
         op.advance_processing_time(Timestamp::from_millis(2_500), &mut out);
         assert!(out.timeouts().is_empty());
         op.advance_processing_time(Timestamp::from_millis(2_501), &mut out);
         assert_eq!(out.timeouts().len(), 1);
         assert_eq!(out.timeouts()[0].1, Timestamp::from_millis(2_500));
-        op.process_element("u2", ("pay", 0), Timestamp::from_millis(3_000), &mut out);
+        op.process_element(&"u2", ("pay", 0), Timestamp::from_millis(3_000), &mut out);
         assert_eq!(out.matches().len(), 1);
     }
 
@@ -1177,14 +1247,14 @@ mod tests {
         let mut out = Collector::default();
         // pay@20 is not 5 ms behind the newest timestamp: create@16 may still
         // come, so the key is kept.
-        op.process_element("o1", ("pay", 20), Timestamp::from_millis(20), &mut out);
-        op.process_element("o1", ("create", 16), Timestamp::from_millis(16), &mut out);
+        op.process_element(&"o1", ("pay", 20), Timestamp::from_millis(20), &mut out);
+        op.process_element(&"o1", ("create", 16), Timestamp::from_millis(16), &mut out);
         // pay@14 is 6 ms behind: nothing older can come for o2, and a pay
         // cannot start a match, so o2 is not created.
-        op.process_element("o2", ("pay", 14), Timestamp::from_millis(14), &mut out);
+        op.process_element(&"o2", ("pay", 14), Timestamp::from_millis(14), &mut out);
         assert_eq!(op.num_keys(), 1);
         // A key with state still takes every event.
-        op.process_element("o1", ("pay", 15), Timestamp::from_millis(15), &mut out);
+        op.process_element(&"o1", ("pay", 15), Timestamp::from_millis(15), &mut out);
         op.advance_watermark(Watermark::MAX, &mut out);
         // Flink runs o1 in timestamp order: pay@15 (ignored), create@16, pay@20.
         assert_eq!(
@@ -1197,10 +1267,50 @@ mod tests {
         assert_eq!(op.num_keys(), 0);
 
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::ProcessingTime);
-        op.process_element("o3", ("pay", 0), Timestamp::from_millis(1), &mut out);
+        op.process_element(&"o3", ("pay", 0), Timestamp::from_millis(1), &mut out);
         assert_eq!(op.num_keys(), 0);
-        op.process_element("o3", ("create", 0), Timestamp::from_millis(2), &mut out);
+        op.process_element(&"o3", ("create", 0), Timestamp::from_millis(2), &mut out);
         assert_eq!(op.num_keys(), 1);
+    }
+
+    /// `process_batch` (which prefetches once there are many keys) gives
+    /// what feeding the same events one by one gives; moved and borrowed
+    /// events alike.
+    #[test]
+    fn batches_match_one_by_one() {
+        let keys = PREFETCH_MIN_KEYS as u64 + 500;
+        let mut events: Vec<(u64, Ev, Timestamp)> = Vec::new();
+        for i in 0..2 * keys {
+            let (key, ts) = ((i * 7) % keys, i as i64 + 1);
+            let kind = if i < keys { "create" } else { "pay" };
+            // Odd keys are never paid: they time out.
+            if i < keys || key % 2 == 0 {
+                events.push((key, (kind, ts), Timestamp::from_millis(ts)));
+            }
+        }
+        let window = 2 * keys as i64;
+        let mut one = CepOperator::new(order_nfa(window), TimeDomain::EventTime);
+        let mut out_one = Collector::default();
+        for (k, e, ts) in &events {
+            one.process_element(k, *e, *ts, &mut out_one);
+        }
+        let mut batched = CepOperator::new(order_nfa(window), TimeDomain::EventTime);
+        let mut out_batched = Collector::default();
+        for chunk in events.chunks_mut(1000) {
+            batched.process_batch(
+                chunk,
+                |(k, _, _)| k,
+                |op, (k, e, ts)| {
+                    op.process_element(k, &*e, *ts, &mut out_batched);
+                },
+            );
+        }
+        assert!(batched.prefetch_pays());
+        one.advance_watermark(Watermark::MAX, &mut out_one);
+        batched.advance_watermark(Watermark::MAX, &mut out_batched);
+        assert_eq!(out_one.matches(), out_batched.matches());
+        assert_eq!(out_one.timeouts(), out_batched.timeouts());
+        assert!(!out_one.matches().is_empty() && !out_one.timeouts().is_empty());
     }
 
     #[test]
@@ -1209,7 +1319,7 @@ mod tests {
         let mut out = Collector::default();
         // Received before the stop, still waiting for the watermark: starts.
         op.process_element(
-            "o1",
+            &"o1",
             ("create", 1_000),
             Timestamp::from_millis(1_000),
             &mut out,
@@ -1219,26 +1329,26 @@ mod tests {
         // After the stop: a create of a waiting key takes no start, a key
         // without state is not created, a late event is not reported.
         op.process_element(
-            "o1",
+            &"o1",
             ("create", 1_500),
             Timestamp::from_millis(1_500),
             &mut out,
         );
         op.process_element(
-            "o2",
+            &"o2",
             ("create", 1_200),
             Timestamp::from_millis(1_200),
             &mut out,
         );
         assert_eq!(op.num_keys(), 1);
         op.process_element(
-            "o1",
+            &"o1",
             ("pay", 2_000),
             Timestamp::from_millis(2_000),
             &mut out,
         );
         op.advance_watermark(Watermark::from_millis(2_000), &mut out);
-        op.process_element("o3", ("create", 5), Timestamp::from_millis(5), &mut out);
+        op.process_element(&"o3", ("create", 5), Timestamp::from_millis(5), &mut out);
         assert!(out
             .outputs
             .iter()
@@ -1258,12 +1368,12 @@ mod tests {
         // Processing time: every event after the stop only continues.
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::ProcessingTime);
         let mut out = Collector::default();
-        op.process_element("u1", ("create", 0), Timestamp::from_millis(1), &mut out);
+        op.process_element(&"u1", ("create", 0), Timestamp::from_millis(1), &mut out);
         op.stop_starts();
-        op.process_element("u1", ("create", 0), Timestamp::from_millis(2), &mut out);
-        op.process_element("u2", ("create", 0), Timestamp::from_millis(3), &mut out);
+        op.process_element(&"u1", ("create", 0), Timestamp::from_millis(2), &mut out);
+        op.process_element(&"u2", ("create", 0), Timestamp::from_millis(3), &mut out);
         assert_eq!(op.num_partial_matches(), 1);
-        op.process_element("u1", ("pay", 0), Timestamp::from_millis(4), &mut out);
+        op.process_element(&"u1", ("pay", 0), Timestamp::from_millis(4), &mut out);
         assert_eq!(out.matches().len(), 1);
         assert!(op.is_empty());
     }
@@ -1273,14 +1383,14 @@ mod tests {
         let mut op = CepOperator::new(order_nfa(10_000), TimeDomain::EventTime);
         let mut out = Collector::default();
         op.process_element(
-            "o1",
+            &"o1",
             ("create", 1_000),
             Timestamp::from_millis(1_000),
             &mut out,
         );
         op.advance_watermark(Watermark::from_millis(1_000), &mut out);
         op.process_element(
-            "o2",
+            &"o2",
             ("create", 3_000),
             Timestamp::from_millis(3_000),
             &mut out,
@@ -1310,9 +1420,9 @@ mod tests {
         );
         let mut op = CepOperator::new(nfa, TimeDomain::EventTime);
         let mut out = Collector::default();
-        op.process_element("k", ("a", 5), Timestamp::from_millis(5), &mut out);
-        op.process_element("k", ("b", 5), Timestamp::from_millis(5), &mut out);
-        op.process_element("k", ("a", 4), Timestamp::from_millis(4), &mut out);
+        op.process_element(&"k", ("a", 5), Timestamp::from_millis(5), &mut out);
+        op.process_element(&"k", ("b", 5), Timestamp::from_millis(5), &mut out);
+        op.process_element(&"k", ("a", 4), Timestamp::from_millis(4), &mut out);
         op.advance_watermark(Watermark::MAX, &mut out);
         // a@4 runs first, then a@5, b@5: one match a@5 b@5.
         assert_eq!(

@@ -1227,7 +1227,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            op.process_element(7, (c, i as u32), Timestamp::from_millis(ts), &mut out);
+            op.process_element(&7, (c, i as u32), Timestamp::from_millis(ts), &mut out);
         }
         op.advance_watermark(Watermark::from_millis(5), &mut out);
         op
@@ -1249,8 +1249,8 @@ mod tests {
         let (mut a, mut b) = (op, copy);
         let (mut out_a, mut out_b) = (Collector::default(), Collector::default());
         for (c, ts) in [('b', 10), ('c', 11), ('a', 12), ('c', 13)] {
-            a.process_element(7, (c, 0), Timestamp::from_millis(ts), &mut out_a);
-            b.process_element(7, (c, 0), Timestamp::from_millis(ts), &mut out_b);
+            a.process_element(&7, (c, 0), Timestamp::from_millis(ts), &mut out_a);
+            b.process_element(&7, (c, 0), Timestamp::from_millis(ts), &mut out_b);
         }
         a.advance_watermark(Watermark::from_millis(i64::MAX), &mut out_a);
         b.advance_watermark(Watermark::from_millis(i64::MAX), &mut out_b);
@@ -1339,7 +1339,7 @@ mod tests {
             let _ = fresh.restore_meta(&meta);
             if fresh.restore_key(7, &blob).is_ok() {
                 let mut out = Collector::default();
-                fresh.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut out);
+                fresh.process_element(&7, ('c', 99), Timestamp::from_millis(50), &mut out);
                 fresh.advance_processing_time(Timestamp::MAX, &mut out);
                 let _ = fresh.snapshot_key(&7);
                 fresh.remove_key(&7);
@@ -1362,7 +1362,7 @@ mod tests {
                     CepOperator::<u64, Ev>::new(op.nfa().clone(), TimeDomain::EventTime);
                 if fresh.restore_key(7, &b).is_ok() {
                     let mut out = Collector::default();
-                    fresh.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut out);
+                    fresh.process_element(&7, ('c', 99), Timestamp::from_millis(50), &mut out);
                     fresh.advance_watermark(Watermark::MAX, &mut out);
                 }
             }
@@ -1379,9 +1379,9 @@ mod tests {
         fresh.restore_key(7, &blob).unwrap();
         let mut op = op;
         let (mut o1, mut o2) = (Collector::default(), Collector::default());
-        op.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut o1);
+        op.process_element(&7, ('c', 99), Timestamp::from_millis(50), &mut o1);
         op.advance_watermark(Watermark::MAX, &mut o1);
-        fresh.process_element(7, ('c', 99), Timestamp::from_millis(50), &mut o2);
+        fresh.process_element(&7, ('c', 99), Timestamp::from_millis(50), &mut o2);
         fresh.advance_watermark(Watermark::MAX, &mut o2);
         assert_eq!(o1.outputs, o2.outputs);
     }
@@ -1394,13 +1394,13 @@ mod tests {
         assert_eq!(op.take_dirty(), (vec![7], vec![]), "existing keys count");
         assert_eq!(op.take_dirty(), (vec![], vec![]));
         let mut out = Collector::default();
-        op.process_element(8, ('a', 10), Timestamp::from_millis(20), &mut out);
+        op.process_element(&8, ('a', 10), Timestamp::from_millis(20), &mut out);
         op.advance_watermark(Watermark::from_millis(6), &mut out);
         // Key 7 was not touched: its next event waits for time 9.
         assert_eq!(op.take_dirty(), (vec![8], vec![]));
         // Key 8 is dropped once its match times out; 9 comes and goes
         // between two checkpoints and is never reported.
-        op.process_element(9, ('a', 11), Timestamp::from_millis(30), &mut out);
+        op.process_element(&9, ('a', 11), Timestamp::from_millis(30), &mut out);
         op.advance_watermark(Watermark::from_millis(500), &mut out);
         assert_eq!(op.num_keys(), 0);
         let (changed, mut dropped) = op.take_dirty();

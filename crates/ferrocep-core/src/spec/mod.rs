@@ -49,6 +49,7 @@ mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use error::{Location, SpecError, SpecErrorKind, Syntax};
 pub use event::{Conditions, JsonEvent, TextBlock};
@@ -59,6 +60,7 @@ use crate::event::{
 };
 use crate::expr::Expr;
 use crate::pattern::{Contiguity, Pattern, SkipStrategy};
+use crate::time::Timestamp;
 
 /// How to read a spec text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -113,6 +115,19 @@ impl fmt::Debug for TimeSpec {
             d.field("order_by", &self.order_by);
         }
         d.finish()
+    }
+}
+
+// The windows stay milliseconds in the fields: a run's checkpoints are
+// keyed by a fingerprint of these structs' `Debug` text.
+fn millis_duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl TimeSpec {
+    /// [`Self::max_out_of_orderness`] as a duration.
+    pub fn out_of_orderness(&self) -> Duration {
+        millis_duration(self.max_out_of_orderness)
     }
 }
 
@@ -205,13 +220,18 @@ pub struct Ingested {
     /// JSON text of the key value (`"o-1"` with its quotes, `7`); `None` when
     /// the spec has no `key`.
     pub key: Option<Box<str>>,
-    /// Event timestamp in ms; `None` in processing time.
-    pub timestamp: Option<i64>,
+    /// Event timestamp; `None` in processing time.
+    pub timestamp: Option<Timestamp>,
     /// The event, its conditions evaluated.
     pub event: JsonEvent,
 }
 
 impl Spec {
+    /// The whole-pattern window, [`Self::within`], as a duration.
+    pub fn window(&self) -> Option<Duration> {
+        self.within.map(millis_duration)
+    }
+
     /// Reads and checks the spec file at `path` (the one IO helper of the
     /// core crate: [`std::fs::read_to_string`]). The format comes from the
     /// extension (see [`Format::from_path`]); errors name the file.
@@ -356,20 +376,12 @@ impl Spec {
         let key = match (&self.key, extracted.key) {
             (None, _) => None,
             (Some(_), Some(k)) => Some(Box::from(k.as_ref())),
-            (Some(_), None) => {
-                return Err(LineError {
-                    reason: "missing key field".to_string(),
-                })
-            }
+            (Some(_), None) => return Err(LineError::MissingKey { field: None }),
         };
         let timestamp = match (&self.time, extracted.timestamp) {
             (None, _) => None,
-            (Some(_), Some(ts)) => Some(ts),
-            (Some(_), None) => {
-                return Err(LineError {
-                    reason: "missing time field".to_string(),
-                })
-            }
+            (Some(_), Some(ts)) => Some(Timestamp::from_millis(ts)),
+            (Some(_), None) => return Err(LineError::MissingTime { field: None }),
         };
         let event = JsonEvent::own(
             extracted.json,

@@ -184,7 +184,7 @@ mod operator_tests {
             r#"{"id": 33, "t": "c", "ts": 25, "p": 2.5, "q": "b"}"#,
         ] {
             let e = s.ingest(l).unwrap().event;
-            op.process_element(0, e, Timestamp::from_millis(25), &mut sink);
+            op.process_element(&0, e, Timestamp::from_millis(25), &mut sink);
         }
         op.advance_watermark(Watermark::from_millis(100), &mut sink);
         let m = sink.matches();

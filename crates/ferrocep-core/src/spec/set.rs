@@ -18,14 +18,69 @@ use std::collections::HashMap;
 use crate::event::{
     recycle_values, Extractor, InlineValues, LineError, Value, ValueSlots, INLINE_SLOTS,
 };
-use crate::expr::{Expr, Fields};
+use crate::expr::{Expr, ExprError, Fields};
+use crate::time::Timestamp;
 
 use super::{Conditions, JsonEvent, Spec};
 
 /// Why specs cannot share one run.
+///
+/// Specs are named by their `name`, else their file, else `spec N`
+/// (1-based); field paths are dotted (`a.b`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SetError(pub String);
+#[non_exhaustive]
+pub enum SetError {
+    /// No spec was given.
+    #[error("no spec")]
+    Empty,
+    /// Two specs have different `key` paths.
+    #[error(
+        "specs run together must have the same key: {first} has {}, {other} has {}",
+        describe(first_key),
+        describe(other_key)
+    )]
+    DifferentKeys {
+        /// The first spec.
+        first: String,
+        /// Its key path (`None`: no key).
+        first_key: Option<String>,
+        /// The spec that differs.
+        other: String,
+        /// Its key path.
+        other_key: Option<String>,
+    },
+    /// Two specs have different `time.field` paths (or one has no `time`).
+    #[error(
+        "specs run together must have the same time field (or all none): {first} has {}, \
+         {other} has {}",
+        describe(first_field),
+        describe(other_field)
+    )]
+    DifferentTimeFields {
+        /// The first spec.
+        first: String,
+        /// Its time field path (`None`: no time).
+        first_field: Option<String>,
+        /// The spec that differs.
+        other: String,
+        /// Its time field path.
+        other_field: Option<String>,
+    },
+    /// A condition does not parse.
+    #[error(transparent)]
+    Condition(#[from] ExprError),
+    /// A spec reads a field name as a different path than another spec.
+    #[error(
+        "{spec} reads field '{field}' as a different path than another spec; \
+         specs run together must name fields alike"
+    )]
+    FieldPaths {
+        /// The spec.
+        spec: String,
+        /// The field name both read.
+        field: String,
+    },
+}
 
 /// Specs sharing one read of each line (see the module docs).
 #[derive(Clone, Debug)]
@@ -43,8 +98,8 @@ pub struct IngestedRef<'a> {
     /// JSON text of the key value (`"o-1"` with its quotes, `7`); `None` when
     /// the specs have no `key`.
     pub key: Option<Cow<'a, str>>,
-    /// Event timestamp in ms; `None` in processing time.
-    pub timestamp: Option<i64>,
+    /// Event timestamp; `None` in processing time.
+    pub timestamp: Option<Timestamp>,
     /// The event, the conditions of every spec evaluated.
     pub event: JsonEvent,
 }
@@ -55,8 +110,8 @@ pub struct IngestedRef<'a> {
 pub struct IngestedParts<'a> {
     /// JSON text of the key value; `None` when the specs have no `key`.
     pub key: Option<Cow<'a, str>>,
-    /// Event timestamp in ms; `None` in processing time.
-    pub timestamp: Option<i64>,
+    /// Event timestamp; `None` in processing time.
+    pub timestamp: Option<Timestamp>,
     /// The line as the event keeps it (trimmed, as [`Spec::ingest`] says).
     pub json: &'a str,
     /// The conditions of every spec.
@@ -70,10 +125,15 @@ fn name_of(spec: &Spec, i: usize) -> String {
         .unwrap_or_else(|| format!("spec {}", i + 1))
 }
 
-fn describe_path(path: Option<&[String]>) -> String {
+fn dotted(path: Option<&[String]>) -> Option<String> {
+    path.map(|p| p.join("."))
+}
+
+/// A path as the messages give it: `'a.b'`, or `none`.
+fn describe(path: &Option<String>) -> String {
     match path {
         None => "none".to_string(),
-        Some(p) => format!("'{}'", p.join(".")),
+        Some(p) => format!("'{p}'"),
     }
 }
 
@@ -84,28 +144,25 @@ impl SpecSet {
     /// and `a.b`), which one scan cannot tell apart.
     pub fn new(specs: Vec<Spec>) -> Result<SpecSet, SetError> {
         let Some(first) = specs.first() else {
-            return Err(SetError("no spec".to_string()));
+            return Err(SetError::Empty);
         };
         let time_field = |s: &Spec| s.time.as_ref().map(|t| t.field.clone());
         for (i, s) in specs.iter().enumerate().skip(1) {
             if s.key != first.key {
-                return Err(SetError(format!(
-                    "specs run together must have the same key: {} has {}, {} has {}",
-                    name_of(first, 0),
-                    describe_path(first.key.as_deref()),
-                    name_of(s, i),
-                    describe_path(s.key.as_deref()),
-                )));
+                return Err(SetError::DifferentKeys {
+                    first: name_of(first, 0),
+                    first_key: dotted(first.key.as_deref()),
+                    other: name_of(s, i),
+                    other_key: dotted(s.key.as_deref()),
+                });
             }
             if time_field(s) != time_field(first) {
-                return Err(SetError(format!(
-                    "specs run together must have the same time field (or all none): {} has {}, \
-                     {} has {}",
-                    name_of(first, 0),
-                    describe_path(time_field(first).as_deref()),
-                    name_of(s, i),
-                    describe_path(time_field(s).as_deref()),
-                )));
+                return Err(SetError::DifferentTimeFields {
+                    first: name_of(first, 0),
+                    first_field: dotted(time_field(first).as_deref()),
+                    other: name_of(s, i),
+                    other_field: dotted(time_field(s).as_deref()),
+                });
             }
         }
 
@@ -120,12 +177,11 @@ impl SpecSet {
             for c in &spec.conditions {
                 let src = c.source();
                 // Each source parsed once already: it parses again.
-                Expr::parse(src, &mut own).map_err(|e| SetError(e.to_string()))?;
+                Expr::parse(src, &mut own)?;
                 let index = match by_source.get(src) {
                     Some(&g) => g,
                     None => {
-                        let e =
-                            Expr::parse(src, &mut fields).map_err(|e| SetError(e.to_string()))?;
+                        let e = Expr::parse(src, &mut fields)?;
                         conditions.push(e);
                         by_source.insert(src.to_string(), conditions.len() - 1);
                         conditions.len() - 1
@@ -136,11 +192,10 @@ impl SpecSet {
             for (path, name) in own.paths().iter().zip(own.names()) {
                 let at = fields.names().iter().position(|n| n == name);
                 if at.is_some_and(|at| fields.paths()[at] != *path) {
-                    return Err(SetError(format!(
-                        "{} reads field '{name}' as a different path than another spec; \
-                         specs run together must name fields alike",
-                        name_of(spec, i),
-                    )));
+                    return Err(SetError::FieldPaths {
+                        spec: name_of(spec, i),
+                        field: name.to_string(),
+                    });
                 }
             }
             let mut s = spec.clone();
@@ -245,20 +300,12 @@ impl SpecSet {
         let key = match (self.keyed, extracted.key) {
             (false, _) => None,
             (true, Some(k)) => Some(k),
-            (true, None) => {
-                return Err(LineError {
-                    reason: "missing key field".to_string(),
-                })
-            }
+            (true, None) => return Err(LineError::MissingKey { field: None }),
         };
         let timestamp = match (self.timed, extracted.timestamp) {
             (false, _) => None,
-            (true, Some(ts)) => Some(ts),
-            (true, None) => {
-                return Err(LineError {
-                    reason: "missing time field".to_string(),
-                })
-            }
+            (true, Some(ts)) => Some(Timestamp::from_millis(ts)),
+            (true, None) => return Err(LineError::MissingTime { field: None }),
         };
         let conditions = Conditions::from_results(
             self.conditions.len(),

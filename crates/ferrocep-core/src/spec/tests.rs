@@ -1215,7 +1215,7 @@ fn ingest_evaluates_every_condition_once() {
         .ingest("  {\"k\": \"o-1\", \"ts\": 5, \"t\": \"b\"}\r\n")
         .unwrap();
     assert_eq!(i.key.as_deref(), Some("\"o-1\""));
-    assert_eq!(i.timestamp, Some(5));
+    assert_eq!(i.timestamp, Some(Timestamp::from_millis(5)));
     assert_eq!(i.event.raw(), "{\"k\": \"o-1\", \"ts\": 5, \"t\": \"b\"}");
     assert!(!i.event.cond(0) && i.event.cond(1));
     let mut scratch = Vec::new();

@@ -26,7 +26,7 @@ fn operator(pattern: Pattern<Event>) -> Op {
 
 /// `harness.processElement(new StreamRecord<>(event, ts))`.
 fn element(op: &mut Op, e: &Event, ts: i64, sink: &mut Collector<i32, Event>) {
-    op.process_element(e.id, e.clone(), Timestamp::from_millis(ts), sink);
+    op.process_element(&e.id, e.clone(), Timestamp::from_millis(ts), sink);
 }
 
 /// Flink's `verifyPattern(output, start, middle, end)`.

@@ -611,7 +611,7 @@ fn partial_match_timeout_output_completed_match() {
         (Event::new(5, "end", 5.0), 4),
     ];
     for (e, ts) in input {
-        op.process_element((), e, Timestamp::from_millis(ts), &mut sink);
+        op.process_element(&(), e, Timestamp::from_millis(ts), &mut sink);
     }
     // End of the bounded input: Long.MAX_VALUE watermark.
     op.advance_watermark(Watermark::MAX, &mut sink);
@@ -651,7 +651,7 @@ fn cep_operator_serialization_w_rocks_db() {
     let mut op = CepOperator::<i32, Event>::new(nfa, TimeDomain::EventTime);
     let mut sink = Collector::default();
     let mut element = |op: &mut CepOperator<i32, Event>, e: &Event, ts: i64| {
-        op.process_element(e.id, e.clone(), Timestamp::from_millis(ts), &mut sink);
+        op.process_element(&e.id, e.clone(), Timestamp::from_millis(ts), &mut sink);
     };
     op.advance_watermark(Watermark::from_millis(0), &mut Collector::default());
     element(&mut op, &start1, 1);

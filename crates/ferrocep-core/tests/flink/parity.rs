@@ -193,7 +193,7 @@ fn run_keyed(
     );
     let mut sink = Collector::default();
     for (e, ts) in input {
-        op.process_element(7, e.clone(), Timestamp::from_millis(*ts), &mut sink);
+        op.process_element(&7, e.clone(), Timestamp::from_millis(*ts), &mut sink);
     }
     op.advance_watermark(Watermark::from_millis(i64::MAX), &mut sink);
     let f = op.failure().map(|f| {
@@ -314,7 +314,7 @@ fn cep_operator_comparator_event_time() {
         (Event::new(42, "foobar", 1.0), 2),
         (Event::sub(42, "barfoo", 1.0, 5.0), 3),
     ] {
-        op.process_element(e.id, e, Timestamp::from_millis(ts), &mut sink);
+        op.process_element(&e.id, &e, Timestamp::from_millis(ts), &mut sink);
     }
     assert_eq!(op.buffer_stats().0, 0);
     op.advance_watermark(Watermark::from_millis(3), &mut sink);
@@ -324,9 +324,9 @@ fn cep_operator_comparator_event_time() {
         (middle2.clone(), 5),
         (middle1.clone(), 5),
     ] {
-        op.process_element(e.id, e, Timestamp::from_millis(ts), &mut sink);
+        op.process_element(&e.id, &e, Timestamp::from_millis(ts), &mut sink);
     }
-    op.process_element(42, end.clone(), Timestamp::from_millis(6), &mut sink);
+    op.process_element(&42, end.clone(), Timestamp::from_millis(6), &mut sink);
     op.advance_watermark(Watermark::from_millis(6), &mut sink);
     let m = sink.matches();
     assert_eq!(m.len(), 4, "{m:?}");
@@ -357,17 +357,17 @@ fn cep_operator_comparator_process_time() {
         Event::new(42, "foobar", 1.0),
         Event::sub(42, "barfoo", 1.0, 5.0),
     ] {
-        op.process_element(e.id, e, Timestamp::from_millis(0), &mut sink);
+        op.process_element(&e.id, &e, Timestamp::from_millis(0), &mut sink);
     }
     assert_eq!(op.buffer_stats().0, 0, "events wait for their millisecond");
     assert_eq!(op.next_timer(), Some(Timestamp::from_millis(1)));
     op.advance_watermark(Watermark::from_millis(3), &mut sink);
     assert!(op.buffer_stats().0 > 0);
     for e in [middle2.clone(), middle1.clone(), start2.clone()] {
-        op.process_element(e.id, e, Timestamp::from_millis(3), &mut sink);
+        op.process_element(&e.id, &e, Timestamp::from_millis(3), &mut sink);
     }
     op.advance_watermark(Watermark::from_millis(4), &mut sink);
-    op.process_element(42, end1.clone(), Timestamp::from_millis(4), &mut sink);
+    op.process_element(&42, end1.clone(), Timestamp::from_millis(4), &mut sink);
     op.advance_watermark(Watermark::from_millis(5), &mut sink);
     let m = sink.matches();
     assert_eq!(m.len(), 4, "{m:?}");
@@ -392,13 +392,13 @@ fn simple_pattern_event_time_with_comparator() {
     op.set_event_comparator(Some(by_price()));
     let mut sink = Collector::default();
     op.process_element(
-        1,
+        &1,
         Event::new(1, "middle", 2.0),
         Timestamp::from_millis(5),
         &mut sink,
     );
     op.process_element(
-        1,
+        &1,
         Event::new(1, "start", 1.0),
         Timestamp::from_millis(5),
         &mut sink,
@@ -414,13 +414,13 @@ fn simple_pattern_event_time_with_comparator() {
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     let mut sink = Collector::default();
     op.process_element(
-        1,
+        &1,
         Event::new(1, "middle", 2.0),
         Timestamp::from_millis(5),
         &mut sink,
     );
     op.process_element(
-        1,
+        &1,
         Event::new(1, "start", 1.0),
         Timestamp::from_millis(5),
         &mut sink,
@@ -446,7 +446,7 @@ fn current_processing_time_in_event_time() {
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     let mut sink = Collector::default();
     op.set_processing_time(Timestamp::from_millis(10));
-    op.process_element(1, ev(1, "A"), Timestamp::from_millis(5), &mut sink);
+    op.process_element(&1, ev(1, "A"), Timestamp::from_millis(5), &mut sink);
     op.set_processing_time(Timestamp::from_millis(100));
     op.advance_watermark(Watermark::from_millis(6), &mut sink);
     assert_eq!(sink.matches().len(), 1);
@@ -461,9 +461,9 @@ fn current_processing_time_for_timed_out_in_event_time() {
     let mut op: CepOperator<i32, Event> =
         CepOperator::new(Arc::new(p.compile().unwrap()), TimeDomain::EventTime);
     let mut sink = Collector::default();
-    op.process_element(1, ev(1, "A"), Timestamp::from_millis(5), &mut sink);
-    op.process_element(1, ev(1, "B"), Timestamp::from_millis(20), &mut sink);
-    op.process_element(1, ev(1, "C"), Timestamp::from_millis(3), &mut sink);
+    op.process_element(&1, ev(1, "A"), Timestamp::from_millis(5), &mut sink);
+    op.process_element(&1, ev(1, "B"), Timestamp::from_millis(20), &mut sink);
+    op.process_element(&1, ev(1, "C"), Timestamp::from_millis(3), &mut sink);
     op.set_processing_time(Timestamp::from_millis(100));
     op.advance_watermark(Watermark::from_millis(22), &mut sink);
     assert_eq!(op.current_processing_time(), Timestamp::from_millis(100));
@@ -489,7 +489,7 @@ fn processing_time_within_previous_and_current() {
     let mut sink = Collector::default();
     for (i, name) in ["start", "start", "end"].iter().enumerate() {
         op.process_element(
-            1,
+            &1,
             ev(i as i32, name),
             Timestamp::from_millis(10 + i as i64),
             &mut sink,
@@ -521,7 +521,7 @@ fn timeout_handling_within_previous_and_current() {
         (ev(1, "middle"), 11),
         (ev(1, "end"), 20),
     ] {
-        op.process_element(1, e, Timestamp::from_millis(ts), &mut sink);
+        op.process_element(&1, e, Timestamp::from_millis(ts), &mut sink);
     }
     op.advance_watermark(Watermark::from_millis(i64::MAX), &mut sink);
     assert_eq!(sink.matches().len(), 1);

@@ -38,7 +38,7 @@ fn operator(pattern: Pattern<Event>) -> Op {
 /// `harness.processElement(event)` at the operator's current processing time.
 fn element(op: &mut Op, e: &Event, sink: &mut Collector<i32, Event>) {
     let now = op.current_processing_time();
-    op.process_element(e.id, e.clone(), now, sink);
+    op.process_element(&e.id, e.clone(), now, sink);
 }
 
 /// The matches (Flink's main output) in emission order.
