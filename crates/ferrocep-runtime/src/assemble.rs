@@ -243,6 +243,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
 
     let mut sinks = Vec::new();
     let mut file_sinks = Vec::new();
+    let mut kafka_sinks = Vec::new();
     for kind in Kind::ALL {
         for (i, sc) in sinks_of(cfg, kind).iter().enumerate() {
             let name = format!("outputs.{}[{i}]", kind.as_str());
@@ -261,10 +262,20 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                         .map_err(|e| StartError(format!("{name}: restoring the file: {e}")))?;
                 }
             }
-            let spawned = crate::sink::spawn_sink(sc, ctx, runtime.handle(), crate::sink::QUEUE)
-                .map_err(|e| StartError(format!("{}: {name}: {e}", loaded.path.display())))?;
+            let start = crate::sink::SinkStart {
+                pipeline: cfg.name.clone(),
+                kafka: restored
+                    .as_ref()
+                    .and_then(|r| r.kafka_sinks.get(&name).copied()),
+            };
+            let spawned =
+                crate::sink::spawn_sink_from(sc, ctx, runtime.handle(), crate::sink::QUEUE, &start)
+                    .map_err(|e| StartError(format!("{}: {name}: {e}", loaded.path.display())))?;
             if let Some(state) = spawned.file {
                 file_sinks.push((name.clone(), state));
+            }
+            if let Some(shared) = spawned.txn {
+                kafka_sinks.push((name.clone(), shared));
             }
             sinks.push(SinkSlot {
                 kind,
@@ -329,6 +340,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 ingest_log,
                 next_id: restored.as_ref().map_or(1, |r| r.id + 1),
                 sink_wait: Duration::from_secs(30),
+                kafka_sinks,
             }),
             resume: restored.and_then(|r| r.resume),
             control: Some(control_rx),
@@ -439,6 +451,8 @@ struct Restored {
     id: u64,
     resume: Option<Resume>,
     file_sinks: BTreeMap<String, FileCommit>,
+    /// Transactional kafka sinks' counts of committed outputs.
+    kafka_sinks: BTreeMap<String, crate::sink::KafkaCommit>,
     /// The config's patterns as last applied.
     config_patterns: Option<Vec<(String, String)>>,
 }
@@ -577,7 +591,12 @@ fn restore(
     };
     let resume = source.resume;
     let mut file_sinks = BTreeMap::new();
+    let mut kafka_sinks = BTreeMap::new();
     for (name, bytes) in &loaded.sinks {
+        if let Ok(k) = serde_json::from_slice::<crate::sink::KafkaCommit>(bytes) {
+            kafka_sinks.insert(name.clone(), k);
+            continue;
+        }
         let commit: FileCommit = serde_json::from_slice(bytes).map_err(|e| {
             StartError(format!(
                 "data directory '{dir}': the position of sink {name} is unreadable: {e}"
@@ -604,6 +623,7 @@ fn restore(
         id: loaded.id,
         resume,
         file_sinks,
+        kafka_sinks,
         config_patterns: source.config_patterns,
     }))
 }

@@ -128,6 +128,9 @@ pub struct Checkpointing {
     /// How long a checkpoint waits for the sinks to deliver what came
     /// before it; then it is skipped (and tried again at the next interval).
     pub sink_wait: Duration,
+    /// Transactional kafka sinks by name: each checkpoint asks them to
+    /// commit, and records their count of committed outputs.
+    pub kafka_sinks: Vec<(String, Arc<crate::sink::TxnShared>)>,
 }
 
 /// How a run ended.
@@ -362,6 +365,15 @@ impl Pipeline {
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
                 last_metrics = Instant::now();
+                // A sink that stopped on its own (a fenced kafka sink) stops
+                // the run, also when no output is on its way to it.
+                if let Some(slot) = router.sinks.iter().find(|s| s.handle.task.is_finished()) {
+                    failure = Some(RunError::Sink {
+                        sink: slot.name.clone(),
+                        reason: "it stopped (see the log)".into(),
+                    });
+                    break;
+                }
                 // Counting pending partial matches walks every key: every
                 // 10 s, so that it never holds timers up for long (10 ms at
                 // 1M keys); the rest every second.
@@ -746,6 +758,13 @@ fn checkpoint(
         return None; // one at a time; the next interval tries again
     }
     let started = Instant::now();
+    // Transactional sinks commit what they were handed; Kafka's commit thus
+    // comes before the checkpoint's (see `sink::kafka`).
+    for (sink, shared) in &c.kafka_sinks {
+        if let Some(i) = router.sinks.iter().position(|s| s.name == *sink) {
+            shared.request_commit(router.sent[i]);
+        }
+    }
     // Every output before the checkpoint must be delivered: a crash after it
     // replays only what comes after.
     let deadline = started + c.sink_wait;
@@ -755,10 +774,25 @@ fn checkpoint(
                 tracing::warn!(sink = %slot.name, "checkpoint skipped: the sink has not delivered the outputs before it yet");
                 return None;
             }
+            if slot.handle.task.is_finished() {
+                tracing::warn!(sink = %slot.name, "checkpoint skipped: the sink has stopped");
+                return None;
+            }
             std::thread::sleep(Duration::from_micros(200));
         }
     }
-    let mut sinks = Vec::with_capacity(c.file_sinks.len());
+    let mut sinks = Vec::with_capacity(c.file_sinks.len() + c.kafka_sinks.len());
+    for (sink, shared) in &c.kafka_sinks {
+        if let Some(i) = router.sinks.iter().position(|s| s.name == *sink) {
+            let commit = crate::sink::KafkaCommit {
+                kafka_committed: shared.base + router.sent[i],
+            };
+            sinks.push((
+                sink.clone(),
+                serde_json::to_vec(&commit).unwrap_or_default(),
+            ));
+        }
+    }
     for (sink, state) in &c.file_sinks {
         match state.sync() {
             Ok(commit) => sinks.push((

@@ -113,6 +113,88 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The log of `topic` as the broker stores it (nisshi keeps it in
+    /// SQLite, read with Python's sqlite3), split by the transaction
+    /// markers (control records) it wrote: what a `read_committed`
+    /// consumer of real Kafka returns, and what it hides.
+    fn transactions(&self, topic: &str) -> TxnLog {
+        const SCRIPT: &str = r#"
+import json, sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+rows = db.execute(
+    "select tp.partition, r.offset_id, r.attributes, r.producer_id, r.producer_epoch, r.k, r.v "
+    "from record r join topition tp on r.topition = tp.id join topic t on tp.topic = t.id "
+    "where t.name = ? order by tp.partition, r.offset_id", (sys.argv[2],))
+out = {"committed": [], "aborted": [], "open": [], "commits": 0, "aborts": 0}
+pending = {}
+for part, off, attrs, pid, epoch, k, v in rows:
+    attrs = attrs or 0
+    who = (part, pid, epoch)
+    if attrs & 32:
+        kind = int.from_bytes(bytes(k)[2:4], "big") if k else -1
+        recs = pending.pop(who, [])
+        if kind == 1:
+            out["committed"] += recs; out["commits"] += 1
+        else:
+            out["aborted"] += recs; out["aborts"] += 1
+    elif attrs & 16:
+        pending.setdefault(who, []).append(bytes(v).decode())
+    else:
+        out["committed"].append(bytes(v).decode())
+for recs in pending.values():
+    out["open"] += recs
+print(json.dumps(out))
+"#;
+        let db = self._dir.path().join("nisshi.db");
+        let out = Command::new("python3")
+            .args(["-c", SCRIPT])
+            .arg(&db)
+            .arg(topic)
+            .output()
+            .expect("python3 runs (the kafka tests read nisshi's log with it)");
+        assert!(
+            out.status.success(),
+            "reading {}: {}",
+            db.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let values = |k: &str| -> Vec<Value> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|t| serde_json::from_str(t.as_str().unwrap()).unwrap())
+                .collect()
+        };
+        TxnLog {
+            committed: values("committed"),
+            aborted: values("aborted"),
+            open: values("open"),
+            commits: v["commits"].as_u64().unwrap(),
+            aborts: v["aborts"].as_u64().unwrap(),
+        }
+    }
+
+    /// The offset that `group` committed for partition 0 of `topic`
+    /// (a transactional sink's count of committed outputs).
+    fn committed_offset(&self, group: &str, topic: &str) -> i64 {
+        let c: BaseConsumer = self
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        let got = c
+            .committed_offsets(tpl, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("the offsets of {group}: {e}"));
+        match got.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        }
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -216,6 +298,20 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+/// A topic's records by the fate of their transaction (see
+/// [`Broker::transactions`]).
+#[derive(Debug)]
+struct TxnLog {
+    /// Records of committed transactions, and records written outside any.
+    committed: Vec<Value>,
+    /// Records of aborted transactions.
+    aborted: Vec<Value>,
+    /// Records of transactions not ended.
+    open: Vec<Value>,
+    commits: u64,
+    aborts: u64,
 }
 
 /// A record read back: key, value (as JSON), headers.
@@ -667,5 +763,301 @@ fn a_missing_broker_says_how_to_install_it() {
     assert!(
         text.contains("run scripts/kafka-broker.sh install"),
         "{text}"
+    );
+}
+
+/// `want`'s outputs of one kind.
+fn of_kind(want: &[String], kind: &str) -> Vec<String> {
+    want.iter()
+        .filter(|w| serde_json::from_str::<Value>(w).unwrap()["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// Each of `got` once by id, and together exactly `want`.
+fn exactly_once(got: &[Value], want: &[String], what: &str) {
+    let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), got.len(), "{what}: an output committed twice");
+    let mut got: Vec<String> = got.iter().map(as_match).collect();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "{what}: outputs");
+    assert!(got == want, "{what}: the outputs differ from match's");
+}
+
+/// A pipeline whose timeouts go to `alerts` in transactions, the rest to
+/// files. Transactions stay open until the next checkpoint: with
+/// `interval` long, each run writes one transaction, committed only when it
+/// stops (what nisshi can recover after a SIGKILL; see the README).
+fn txn_config(dir: &TempDir, broker: &Broker, name: &str, group: &str, interval: &str) -> PathBuf {
+    dir.file("orders.yaml", SPEC);
+    dir.file(
+        "pipe.yaml",
+        &format!(
+            "name: {name}\npatterns: [orders.yaml]\n\
+             source: {{type: kafka, brokers: '{b}', topics: [orders], group_id: {group}, \
+             properties: {{session.timeout.ms: '6000', heartbeat.interval.ms: '1000'}}}}\n\
+             outputs:\n  match: [{{type: file, path: out/m.jsonl}}]\n  \
+             timeout: [{{type: kafka, brokers: '{b}', topic: alerts, transactional_id: alerts-{name}}}]\n  \
+             late: [{{type: file, path: out/l.jsonl}}]\n\
+             state: {{dir: data, checkpoint_interval: {interval}}}\n",
+            b = broker.brokers()
+        ),
+    )
+}
+
+/// Exactly once into Kafka across SIGKILLs: each run's transaction is left
+/// open by the kill and aborted by the restart (its producer fenced); the
+/// last run commits at its stop. The records of committed transactions (by
+/// the broker's commit markers) are every timeout once; the killed runs'
+/// records are in aborted transactions only.
+#[test]
+fn transactional_sink_commits_each_output_once_across_sigkills() {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-txn-kill");
+    let events = orders(6_000);
+    let all = want(&dir, &events);
+    let want = of_kind(&all, "timeout");
+    broker.create_topic("orders", 1);
+    broker.create_topic("alerts", 1);
+    let config = txn_config(&dir, &broker, "txkill", "txkill", "1h");
+    let records: Vec<_> = events
+        .iter()
+        .map(|(k, v)| (Some(k.clone()), v.clone(), None))
+        .collect();
+    let in_log = || {
+        let t = broker.transactions("alerts");
+        t.committed.len() + t.aborted.len() + t.open.len()
+    };
+    let mut s = Service::start(dir.path(), &config, &[]);
+    let mut written = 0;
+    for (round, upto) in [(0, 2_000), (1, 4_000)] {
+        wait_for(&s, Duration::from_secs(30), "the run to start", || {
+            s.stderr()
+                .contains("transactions ready")
+                .then_some(())
+                .ok_or(String::new())
+        });
+        let before = in_log();
+        broker.produce("orders", &records[written..upto]);
+        written = upto;
+        wait_for(
+            &s,
+            Duration::from_secs(60),
+            "records in the open transaction",
+            || {
+                let n = in_log();
+                (n > before)
+                    .then_some(())
+                    .ok_or(format!("round {round}: {n} records"))
+            },
+        );
+        s.signal("KILL");
+        let _ = s.wait(Duration::from_secs(10));
+        let t = broker.transactions("alerts");
+        eprintln!(
+            "round {round}: killed; {} committed, {} aborted, {} open records",
+            t.committed.len(),
+            t.aborted.len(),
+            t.open.len()
+        );
+        assert!(t.committed.is_empty(), "nothing is committed before a stop");
+        s = Service::start(dir.path(), &config, &[]);
+    }
+    broker.produce("orders", &records[written..]);
+    let count = || {
+        std::fs::read_to_string(dir.path().join("out/m.jsonl"))
+            .map(|t| json_lines(&t).len())
+            .unwrap_or(0)
+    };
+    let matches = of_kind(&all, "match").len();
+    wait_for(
+        &s,
+        Duration::from_secs(90),
+        "every match in its file",
+        || {
+            let n = count();
+            (n >= matches)
+                .then_some(())
+                .ok_or(format!("{n} of {matches}"))
+        },
+    );
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    let t = broker.transactions("alerts");
+    eprintln!(
+        "alerts: {} commits ({} records), {} aborts ({} records), {} open",
+        t.commits,
+        t.committed.len(),
+        t.aborts,
+        t.aborted.len(),
+        t.open.len()
+    );
+    exactly_once(&t.committed, &want, "committed transactions");
+    assert!(t.open.is_empty(), "a transaction was left open");
+    assert!(
+        t.aborts >= 2,
+        "each killed run's transaction is aborted: {t:?}"
+    );
+    assert!(!t.aborted.is_empty());
+    assert_eq!(
+        broker.committed_offset("ferrocep-txn.alerts-txkill", "alerts"),
+        want.len() as i64,
+        "the count of committed outputs"
+    );
+}
+
+/// A crash after Kafka's commit and before the checkpoint's: the restart
+/// from the checkpoint replays outputs that Kafka already holds, and the
+/// sink drops exactly those (the count committed with each transaction
+/// says how many). Driven through the sink's API: `ferrocep run` cannot be
+/// killed between the two commits on purpose.
+#[test]
+fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
+    use ferrocep::runtime::clock::SystemClock;
+    use ferrocep::runtime::config::{KafkaSinkConfig, SinkConfig};
+    use ferrocep::runtime::metrics::Metrics;
+    use ferrocep::runtime::sink::{self, KafkaCommit, Kind, Output, SinkCtx, SinkStart};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-txn-replay");
+    broker.create_topic("out", 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = SinkConfig::Kafka(KafkaSinkConfig {
+        brokers: broker.brokers(),
+        topic: "out".into(),
+        properties: Default::default(),
+        transactional: true,
+        transactional_id: None,
+    });
+    let output = |i: u64| {
+        let id = format!("p:timeout:{i}");
+        let line = format!(r#"{{"kind":"timeout","pattern":"p","key":"k{i}","id":"{id}"}}"#);
+        Arc::new(Output::new(Kind::Timeout, &id, line.as_bytes()))
+    };
+    // One run: outputs `from..to`, resuming from `restored`; commits them
+    // at a checkpoint and stops.
+    let run = |restored: Option<u64>, from: u64, to: u64| {
+        let ctx = SinkCtx {
+            name: "outputs.timeout[0]".into(),
+            metrics: Arc::new(Metrics::new()),
+            config_dir: dir.path().to_path_buf(),
+            data_dir: dir.path().to_path_buf(),
+            clock: Arc::new(SystemClock),
+        };
+        let start = SinkStart {
+            pipeline: "replay".into(),
+            kafka: restored.map(|n| KafkaCommit { kafka_committed: n }),
+        };
+        let s = sink::spawn_sink_from(&cfg, ctx, rt.handle(), 64, &start).unwrap();
+        let txn = s.txn.expect("a transactional sink");
+        for i in from..to {
+            s.handle.tx.blocking_send(output(i)).unwrap();
+        }
+        txn.request_commit(to - from);
+        let t0 = Instant::now();
+        while s.handle.delivered.load(Ordering::SeqCst) < to - from {
+            assert!(t0.elapsed() < Duration::from_secs(60), "not committed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(s.handle.tx);
+        rt.block_on(s.handle.task).unwrap().unwrap();
+    };
+    let ids = |t: &TxnLog| -> Vec<String> {
+        t.committed
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let range =
+        |a: u64, b: u64| -> Vec<String> { (a..b).map(|i| format!("p:timeout:{i}")).collect() };
+    run(Some(0), 0, 10);
+    assert_eq!(
+        broker.committed_offset("ferrocep-txn.ferrocep-replay-outputs.timeout[0]", "out"),
+        10
+    );
+    // Restarted from a checkpoint that had 4: outputs 4..10 come again.
+    run(Some(4), 4, 14);
+    let t = broker.transactions("out");
+    assert_eq!(ids(&t), range(0, 14), "{t:?}");
+    assert_eq!(
+        broker.committed_offset("ferrocep-txn.ferrocep-replay-outputs.timeout[0]", "out"),
+        14
+    );
+    // Restarted from a checkpoint that had everything: nothing is dropped.
+    run(Some(14), 14, 16);
+    assert_eq!(ids(&broker.transactions("out")), range(0, 16));
+}
+
+/// Two instances with one transactional id: the second fences the first,
+/// whose next produce fails; it stops with an error naming the id. The
+/// second goes on and commits every output once.
+#[test]
+fn a_second_instance_fences_the_first() {
+    let broker = Broker::start();
+    let (da, db) = (TempDir::new("kafka-fence-a"), TempDir::new("kafka-fence-b"));
+    let events = orders(4_000);
+    let all = want(&da, &events);
+    let want = of_kind(&all, "timeout");
+    broker.create_topic("orders", 1);
+    broker.create_topic("alerts", 1);
+    // Separate groups, so that both read every record; one transactional id.
+    let ca = txn_config(&da, &broker, "fence", "fence-a", "1h");
+    let cb = txn_config(&db, &broker, "fence", "fence-b", "1h");
+    let records: Vec<_> = events
+        .iter()
+        .map(|(k, v)| (Some(k.clone()), v.clone(), None))
+        .collect();
+    let mut a = Service::start(da.path(), &ca, &[]);
+    wait_for(&a, Duration::from_secs(30), "a to start", || {
+        a.stderr()
+            .contains("transactions ready")
+            .then_some(())
+            .ok_or(String::new())
+    });
+    broker.produce("orders", &records[..2_000]);
+    wait_for(&a, Duration::from_secs(60), "a's records", || {
+        let t = broker.transactions("alerts");
+        (!t.open.is_empty()).then_some(()).ok_or(format!("{t:?}"))
+    });
+    let mut b = Service::start(db.path(), &cb, &[]);
+    wait_for(&b, Duration::from_secs(30), "b to start", || {
+        b.stderr()
+            .contains("transactions ready")
+            .then_some(())
+            .ok_or(String::new())
+    });
+    broker.produce("orders", &records[2_000..]);
+    let code = a.wait(Duration::from_secs(60));
+    assert_ne!(code, Some(0), "the fenced instance fails");
+    let err = a.stderr();
+    assert!(
+        err.contains("fenced") && err.contains("alerts-fence"),
+        "the fenced instance says why:\n{err}"
+    );
+    let matches = of_kind(&all, "match").len();
+    let count = || {
+        std::fs::read_to_string(db.path().join("out/m.jsonl"))
+            .map(|t| json_lines(&t).len())
+            .unwrap_or(0)
+    };
+    wait_for(&b, Duration::from_secs(90), "b's matches", || {
+        let n = count();
+        (n >= matches)
+            .then_some(())
+            .ok_or(format!("{n} of {matches}"))
+    });
+    b.signal("TERM");
+    assert_eq!(b.wait(Duration::from_secs(60)), Some(0), "{}", b.stderr());
+    let t = broker.transactions("alerts");
+    exactly_once(&t.committed, &want, "b's committed transactions");
+    assert!(
+        t.aborts >= 1 && !t.aborted.is_empty(),
+        "a's transaction is aborted: {t:?}"
     );
 }

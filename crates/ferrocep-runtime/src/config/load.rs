@@ -174,7 +174,13 @@ const SOURCE_OWN_PROPERTIES: &[(&str, &str)] = &[
 ];
 
 /// Properties a kafka sink sets itself, and why.
-const SINK_OWN_PROPERTIES: &[(&str, &str)] = &[("bootstrap.servers", "is set from `brokers`")];
+const SINK_OWN_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "is set from `brokers`"),
+    (
+        "transactional.id",
+        "is set from `transactional_id` (and `transactional: true`)",
+    ),
+];
 
 const TOP_FIELDS: &[&str] = &[
     "name", "patterns", "source", "outputs", "time", "state", "server",
@@ -871,6 +877,14 @@ impl Loader<'_> {
                 self.check_brokers(&k.brokers, &with(path, key("brokers")));
                 self.check_topic(&k.topic, &with(path, key("topic")));
                 self.check_kafka_properties(&k.properties, path, SINK_OWN_PROPERTIES);
+                if let Some(id) = &k.transactional_id {
+                    if id.trim().is_empty() {
+                        self.error(
+                            &with(path, key("transactional_id")),
+                            "a transactional id must not be empty",
+                        );
+                    }
+                }
                 Some(SinkConfig::Kafka(k))
             }
             other => {

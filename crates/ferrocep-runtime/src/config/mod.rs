@@ -263,6 +263,27 @@ pub struct KafkaSinkConfig {
     /// Client properties passed to librdkafka as they are.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Exactly once: outputs go in Kafka transactions committed at each
+    /// checkpoint (README, "Kafka"). Implied by `transactional_id`.
+    #[serde(default)]
+    pub transactional: bool,
+    /// The producer's `transactional.id` (default
+    /// `ferrocep-PIPELINE-SINK`, e.g. `ferrocep-orders-outputs.timeout[0]`):
+    /// a second instance with the same id fences the first.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+}
+
+impl KafkaSinkConfig {
+    /// The transactional id of this sink at `sink` (its place in the
+    /// config) of pipeline `pipeline`, when it is transactional.
+    pub fn transactional_id(&self, pipeline: &str, sink: &str) -> Option<String> {
+        match &self.transactional_id {
+            Some(id) => Some(id.clone()),
+            None if self.transactional => Some(format!("ferrocep-{pipeline}-{sink}")),
+            None => None,
+        }
+    }
 }
 
 fn default_http_path() -> String {

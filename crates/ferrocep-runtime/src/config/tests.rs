@@ -275,6 +275,8 @@ fn kafka_source_and_sink_load() {
             brokers: "k:9092".into(),
             topic: "timeouts".into(),
             properties: [("linger.ms".to_string(), "1".to_string())].into(),
+            transactional: false,
+            transactional_id: None,
         })
     );
     // Defaults.
@@ -370,6 +372,47 @@ fn kafka_errors_name_their_field() {
         ),
         "outputs.match[0].properties.bootstrap.servers",
         "set from `brokers`",
+    );
+    one_error(
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1', topic: t, properties: {{transactional.id: x}}}}]}}\n",
+            with_source(HTTP)
+        ),
+        "outputs.match[0].properties.transactional.id",
+        "set from `transactional_id`",
+    );
+    one_error(
+        &format!(
+            "{}outputs: {{match: [{{type: kafka, brokers: 'b:1', topic: t, transactional_id: ' '}}]}}\n",
+            with_source(HTTP)
+        ),
+        "outputs.match[0].transactional_id",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn kafka_sink_transactional_ids() {
+    let k = |transactional, id: Option<&str>| KafkaSinkConfig {
+        brokers: "b:1".into(),
+        topic: "t".into(),
+        properties: Default::default(),
+        transactional,
+        transactional_id: id.map(String::from),
+    };
+    assert_eq!(
+        k(false, None).transactional_id("p", "outputs.match[0]"),
+        None
+    );
+    assert_eq!(
+        k(true, None)
+            .transactional_id("p", "outputs.match[0]")
+            .as_deref(),
+        Some("ferrocep-p-outputs.match[0]")
+    );
+    assert_eq!(
+        k(false, Some("mine")).transactional_id("p", "s").as_deref(),
+        Some("mine")
     );
 }
 

@@ -11,25 +11,59 @@
 //! than `message.timeout.ms`, say) is sent again after a backoff, holding
 //! the queue back meanwhile, so nothing is dropped; a resend may duplicate a
 //! record, which its `id` header tells apart.
+//!
+//! Transactional (`transactional: true` or a `transactional_id`): exactly
+//! once for `read_committed` consumers. Outputs go in a Kafka transaction
+//! that stays open until a checkpoint asks for it ([`TxnShared`]); the
+//! checkpoint waits until it is committed, so Kafka's commit comes first and
+//! the checkpoint that covers it second. Each transaction also commits, as
+//! the offset of partition 0 of the topic in the consumer group
+//! `ferrocep-txn.ID`, the count of outputs committed so far over every run.
+//! A crash between the two commits leaves Kafka ahead of the checkpoint: the
+//! restart, after `init_transactions` has fenced the dead producer and
+//! aborted its open transaction, reads that count, and drops as many outputs
+//! of the replay as Kafka already holds (the replay from the checkpoint
+//! gives the same outputs in the same order, as it does for file sinks). A
+//! crash before Kafka's commit leaves an aborted transaction and nothing to
+//! drop. A second instance with the same transactional id fences the first:
+//! the first's next produce or commit fails with `ProducerFenced` and its
+//! sink stops, naming the id, which stops that instance.
+//!
+//! [`TxnShared`]: super::TxnShared
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc::Receiver;
 
 use super::common::{self, Backoff, SinkMetrics};
-use super::{Output, SinkCtx};
+use super::{Output, SinkCtx, TxnShared};
 use crate::config::KafkaSinkConfig;
 
 /// Most outputs taken off the queue at once.
 const MAX_BATCH: usize = 4096;
+
+/// How long one blocking transactional call (init, commit, abort) waits.
+const TXN_CALL: Duration = Duration::from_secs(30);
+
+/// Outputs of one transaction kept to send again after an abort: a
+/// transaction this big is committed without waiting for a checkpoint.
+const MAX_TXN_OUTPUTS: usize = 100_000;
+
+/// A transaction this old is committed without waiting for a checkpoint
+/// (checkpoints being skipped, say), well within librdkafka's default
+/// `transaction.timeout.ms` of 60 s.
+const MAX_TXN_AGE: Duration = Duration::from_secs(20);
 
 /// Client properties the sink sets unless the config sets them.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -42,14 +76,58 @@ const DEFAULTS: &[(&str, &str)] = &[
 pub(crate) struct KafkaSink {
     producer: FutureProducer<LogContext>,
     topic: String,
+    txn: Option<Txn>,
+}
+
+/// What a transactional sink has beyond its producer.
+struct Txn {
+    /// The producer's `transactional.id`.
+    id: String,
+    /// The group whose offset of partition 0 of the topic is the count of
+    /// committed outputs.
+    group: String,
+    /// A consumer of that group (never subscribed): its metadata for
+    /// `send_offsets_to_transaction`, and reading the count at start.
+    marker: Arc<BaseConsumer>,
 }
 
 impl KafkaSink {
-    /// A producer to `cfg.topic`. Fails when librdkafka refuses the client
-    /// properties.
-    pub(crate) fn new(cfg: &KafkaSinkConfig, ctx: &SinkCtx) -> Result<KafkaSink, String> {
+    /// A producer to `cfg.topic`, transactional with `txn_id`. Fails when
+    /// librdkafka refuses the client properties.
+    pub(crate) fn new(
+        cfg: &KafkaSinkConfig,
+        ctx: &SinkCtx,
+        txn_id: Option<&str>,
+    ) -> Result<KafkaSink, String> {
+        let txn = match txn_id {
+            None => None,
+            Some(id) => {
+                let group = format!("ferrocep-txn.{id}");
+                let mut c = ClientConfig::new();
+                for (k, v) in &cfg.properties {
+                    c.set(k, v);
+                }
+                c.set("bootstrap.servers", &cfg.brokers)
+                    .set("group.id", &group)
+                    .set("enable.auto.commit", "false")
+                    // Offsets of transactions still open are not read.
+                    .set("isolation.level", "read_committed")
+                    .set_log_level(RDKafkaLogLevel::Warning);
+                let marker: BaseConsumer = c.create().map_err(|e| {
+                    format!("cannot create the Kafka consumer of group '{group}': {e}")
+                })?;
+                Some(Txn {
+                    id: id.to_string(),
+                    group,
+                    marker: Arc::new(marker),
+                })
+            }
+        };
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &cfg.brokers);
+        if let Some(t) = &txn {
+            c.set("transactional.id", &t.id);
+        }
         for (k, v) in DEFAULTS {
             if !cfg.properties.contains_key(*k) {
                 c.set(*k, *v);
@@ -67,6 +145,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             topic: cfg.topic.clone(),
+            txn,
         })
     }
 
@@ -86,7 +165,7 @@ impl KafkaSink {
             let mut todo: Vec<usize> = (0..batch.len()).collect();
             let mut retry = 0u32;
             while !todo.is_empty() {
-                let (failed, reason) = self.send_all(&batch, &todo).await;
+                let (failed, reason, _) = self.send_all(&batch, &todo).await;
                 if failed.is_empty() {
                     break;
                 }
@@ -112,17 +191,20 @@ impl KafkaSink {
     }
 
     /// Sends the outputs of `batch` at `which` and waits for their
-    /// acknowledgements: those that failed, and why the first one did.
+    /// acknowledgements: those that failed, why the first one did, and
+    /// whether one failed because another producer fenced this one.
     async fn send_all(
         &self,
         batch: &[Arc<Output>],
         which: &[usize],
-    ) -> (Vec<usize>, Option<String>) {
+    ) -> (Vec<usize>, Option<String>, bool) {
         let mut failed = Vec::new();
         let mut reason = None;
-        let mut fail = |i: usize, why: String, reason: &mut Option<String>| {
+        let mut was_fenced = false;
+        let mut fail = |i: usize, why: (String, bool), reason: &mut Option<String>| {
             failed.push(i);
-            reason.get_or_insert(why);
+            was_fenced |= why.1;
+            reason.get_or_insert(why.0);
         };
         let mut in_flight: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
         for &i in which {
@@ -167,7 +249,7 @@ impl KafkaSink {
                         }
                     }
                     Err((e, _)) => {
-                        fail(i, e.to_string(), &mut reason);
+                        fail(i, (e.to_string(), fenced(&e)), &mut reason);
                         break;
                     }
                 }
@@ -179,16 +261,368 @@ impl KafkaSink {
             }
         }
         failed.sort_unstable();
-        (failed, reason)
+        (failed, reason, was_fenced)
+    }
+
+    /// The transactional sink's task: sends every output of `rx` in
+    /// transactions committed when `shared` asks (see the module docs),
+    /// until the queue is closed and the last transaction is committed.
+    /// `restored`: `shared.base` comes from a checkpoint, so outputs that
+    /// Kafka holds beyond it are the replay's to drop.
+    pub(crate) async fn run_transactional(
+        self,
+        rx: Receiver<Arc<Output>>,
+        ctx: SinkCtx,
+        delivered: Arc<AtomicU64>,
+        shared: Arc<TxnShared>,
+        restored: bool,
+    ) -> Result<(), String> {
+        let r = self.transact(rx, &ctx, &delivered, &shared, restored).await;
+        if let Err(e) = &r {
+            tracing::error!(sink = %ctx.name, topic = %self.topic, "kafka sink stopped: {e}");
+        }
+        r
+    }
+
+    async fn transact(
+        &self,
+        mut rx: Receiver<Arc<Output>>,
+        ctx: &SinkCtx,
+        delivered: &AtomicU64,
+        shared: &TxnShared,
+        restored: bool,
+    ) -> Result<(), String> {
+        let Some(t) = &self.txn else {
+            return Err("the sink is not transactional".into());
+        };
+        let m = SinkMetrics::new(ctx);
+        let backoff = Backoff::local_io();
+        // Fences any earlier producer with this id and aborts its open
+        // transaction, so the count read next is final.
+        self.retry(ctx, &backoff, "initialising transactions", |p| {
+            p.init_transactions(TXN_CALL)
+        })
+        .await?;
+        let marker = self.read_count(ctx, &backoff).await?;
+        let mut skip = if !restored {
+            if marker > 0 {
+                tracing::warn!(
+                    sink = %ctx.name, group = %t.group, committed = marker,
+                    "a fresh start, but transactional id '{}' committed {marker} outputs before: they are not taken as this run's",
+                    t.id
+                );
+            }
+            0
+        } else if marker < shared.base {
+            tracing::warn!(
+                sink = %ctx.name, group = %t.group, committed = marker, checkpoint = shared.base,
+                "Kafka holds fewer committed outputs than the checkpoint says (group reset?): nothing is dropped"
+            );
+            0
+        } else {
+            marker - shared.base
+        };
+        tracing::info!(
+            sink = %ctx.name, transactional_id = %t.id, checkpoint = shared.base, committed = marker,
+            "kafka sink: transactions ready; {skip} outputs of the replay are already committed and are dropped"
+        );
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut open: Vec<Arc<Output>> = Vec::new();
+        let mut opened_at: Option<Instant> = None;
+        // Counted since this run started.
+        let mut received = 0u64;
+        let mut committed = 0u64;
+        loop {
+            let age_left = opened_at.map(|t| MAX_TXN_AGE.saturating_sub(t.elapsed()));
+            let got = tokio::select! {
+                more = common::recv_batch(&mut rx, &mut batch, MAX_BATCH) => Some(more),
+                () = shared.requested_again() => None,
+                () = sleep_for(age_left) => None,
+            };
+            match got {
+                Some(false) => {
+                    if !open.is_empty() {
+                        let total = shared.base + committed + open.len() as u64;
+                        self.commit(ctx, &m, &backoff, &open, total).await?;
+                        m.delivered.inc_by(open.len() as u64);
+                        common::finish(delivered, open.len());
+                    }
+                    m.set_queue(&rx, 0);
+                    return Ok(());
+                }
+                Some(true) => {
+                    received += batch.len() as u64;
+                    let n = usize::try_from(skip).unwrap_or(usize::MAX).min(batch.len());
+                    if n > 0 {
+                        skip -= n as u64;
+                        committed += n as u64;
+                        m.delivered.inc_by(n as u64);
+                        common::finish(delivered, n);
+                    }
+                    if n < batch.len() {
+                        if opened_at.is_none() {
+                            self.begin()?;
+                            opened_at = Some(Instant::now());
+                        }
+                        let from = open.len();
+                        open.extend(batch.drain(n..));
+                        m.set_queue(&rx, open.len());
+                        self.produce(ctx, &m, &backoff, &open, from).await?;
+                    }
+                }
+                None => {}
+            }
+            let wanted = shared.requested();
+            let asked = wanted > committed && received >= wanted;
+            let full = open.len() >= MAX_TXN_OUTPUTS
+                || opened_at.is_some_and(|t| t.elapsed() >= MAX_TXN_AGE);
+            if !open.is_empty() && (asked || full) {
+                let total = shared.base + committed + open.len() as u64;
+                self.commit(ctx, &m, &backoff, &open, total).await?;
+                committed += open.len() as u64;
+                m.delivered.inc_by(open.len() as u64);
+                common::finish(delivered, open.len());
+                open.clear();
+                opened_at = None;
+                m.set_queue(&rx, 0);
+            }
+        }
+    }
+
+    fn begin(&self) -> Result<(), String> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.txn_error("beginning a transaction", &e))
+    }
+
+    /// Sends `open[from..]` in the open transaction and waits for every
+    /// acknowledgement. A failure aborts the transaction and sends all of
+    /// `open` again in a new one, after a backoff.
+    async fn produce(
+        &self,
+        ctx: &SinkCtx,
+        m: &SinkMetrics,
+        backoff: &Backoff,
+        open: &[Arc<Output>],
+        from: usize,
+    ) -> Result<(), String> {
+        let mut which: Vec<usize> = (from..open.len()).collect();
+        let mut retry = 0u32;
+        loop {
+            let (failed, reason, was_fenced) = self.send_all(open, &which).await;
+            if failed.is_empty() {
+                return Ok(());
+            }
+            let reason = reason.unwrap_or_default();
+            if was_fenced {
+                return Err(self.fenced_message(&reason));
+            }
+            retry += 1;
+            m.retries.inc_by(open.len() as u64);
+            let delay = backoff.delay_ms(retry);
+            tracing::error!(
+                sink = %ctx.name, topic = %self.topic,
+                "{} outputs not delivered ({reason}); the transaction is aborted and its {} outputs sent again in {delay} ms",
+                failed.len(), open.len()
+            );
+            self.abort(ctx).await?;
+            let until = ctx.clock.now_ms().saturating_add(delay as i64);
+            common::sleep_until(&ctx.clock, until, || {}).await;
+            self.begin()?;
+            which = (0..open.len()).collect();
+        }
+    }
+
+    /// Commits the open transaction, which holds `open`, with `total` (the
+    /// count over every run) as the group's offset. An abortable failure
+    /// sends `open` again in a new transaction and commits that.
+    async fn commit(
+        &self,
+        ctx: &SinkCtx,
+        m: &SinkMetrics,
+        backoff: &Backoff,
+        open: &[Arc<Output>],
+        total: u64,
+    ) -> Result<(), String> {
+        let Some(t) = &self.txn else {
+            return Err("the sink is not transactional".into());
+        };
+        let Some(cgm) = t.marker.group_metadata() else {
+            return Err(format!("no group metadata for group '{}'", t.group));
+        };
+        let cgm = Arc::new(cgm);
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&self.topic, 0, Offset::Offset(total as i64))
+            .map_err(|e| format!("the count {total} as an offset: {e}"))?;
+        let offsets = Arc::new(offsets);
+        let mut retry = 0u32;
+        loop {
+            let (o, g) = (offsets.clone(), cgm.clone());
+            let r = self
+                .blocking(move |p| {
+                    p.send_offsets_to_transaction(&o, &g, TXN_CALL)?;
+                    p.commit_transaction(TXN_CALL)
+                })
+                .await;
+            let e = match r {
+                Ok(()) => {
+                    tracing::debug!(sink = %ctx.name, outputs = open.len(), total, "kafka transaction committed");
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if fenced(&e) {
+                return Err(self.fenced_message(&e.to_string()));
+            }
+            retry += 1;
+            let delay = backoff.delay_ms(retry);
+            let abortable = matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort());
+            let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
+            if let KafkaError::Transaction(t) = &e {
+                if t.is_fatal() {
+                    return Err(format!("committing a transaction: {e} (fatal)"));
+                }
+            }
+            tracing::error!(sink = %ctx.name, topic = %self.topic, "committing a transaction of {} outputs failed ({e}); retry {retry} in {delay} ms", open.len());
+            let until = ctx.clock.now_ms().saturating_add(delay as i64);
+            common::sleep_until(&ctx.clock, until, || {}).await;
+            if retriable && !abortable {
+                continue;
+            }
+            self.abort(ctx).await?;
+            self.begin()?;
+            m.retries.inc_by(open.len() as u64);
+            self.produce(ctx, m, backoff, open, 0).await?;
+        }
+    }
+
+    async fn abort(&self, ctx: &SinkCtx) -> Result<(), String> {
+        let backoff = Backoff::local_io();
+        self.retry(ctx, &backoff, "aborting a transaction", |p| {
+            p.abort_transaction(TXN_CALL)
+        })
+        .await
+    }
+
+    /// The count of committed outputs that Kafka holds (0 before any).
+    async fn read_count(&self, ctx: &SinkCtx, backoff: &Backoff) -> Result<u64, String> {
+        let Some(t) = &self.txn else {
+            return Ok(0);
+        };
+        let mut retry = 0u32;
+        loop {
+            let (marker, topic) = (t.marker.clone(), self.topic.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, 0);
+                let got = marker.committed_offsets(tpl, TXN_CALL)?;
+                Ok::<_, KafkaError>(match got.find_partition(&topic, 0).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) if o > 0 => o as u64,
+                    _ => 0,
+                })
+            })
+            .await
+            .map_err(|e| format!("reading the committed count: {e}"))?;
+            match r {
+                Ok(n) => return Ok(n),
+                Err(e) => {
+                    retry += 1;
+                    let delay = backoff.delay_ms(retry);
+                    tracing::error!(sink = %ctx.name, group = %t.group, "cannot read the count of committed outputs ({e}); retry {retry} in {delay} ms");
+                    let until = ctx.clock.now_ms().saturating_add(delay as i64);
+                    common::sleep_until(&ctx.clock, until, || {}).await;
+                }
+            }
+        }
+    }
+
+    /// Runs a blocking call on the producer until it succeeds; fencing and
+    /// fatal errors end it.
+    async fn retry(
+        &self,
+        ctx: &SinkCtx,
+        backoff: &Backoff,
+        what: &str,
+        f: impl Fn(&FutureProducer<LogContext>) -> Result<(), KafkaError> + Send + Clone + 'static,
+    ) -> Result<(), String> {
+        let mut retry = 0u32;
+        loop {
+            let g = f.clone();
+            match self.blocking(move |p| g(p)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if fenced(&e) => return Err(self.fenced_message(&e.to_string())),
+                Err(KafkaError::Transaction(t)) if t.is_fatal() => {
+                    return Err(format!("{what}: {t} (fatal)"))
+                }
+                Err(e) => {
+                    retry += 1;
+                    let delay = backoff.delay_ms(retry);
+                    tracing::error!(sink = %ctx.name, "{what} failed ({e}); retry {retry} in {delay} ms");
+                    let until = ctx.clock.now_ms().saturating_add(delay as i64);
+                    common::sleep_until(&ctx.clock, until, || {}).await;
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the producer off the async workers (librdkafka's
+    /// transactional calls block).
+    async fn blocking(
+        &self,
+        f: impl FnOnce(&FutureProducer<LogContext>) -> Result<(), KafkaError> + Send + 'static,
+    ) -> Result<(), KafkaError> {
+        let p = self.producer.clone();
+        tokio::task::spawn_blocking(move || f(&p))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    fn txn_error(&self, what: &str, e: &KafkaError) -> String {
+        if fenced(e) {
+            self.fenced_message(&e.to_string())
+        } else {
+            format!("{what}: {e}")
+        }
+    }
+
+    fn fenced_message(&self, reason: &str) -> String {
+        let id = self.txn.as_ref().map_or("", |t| t.id.as_str());
+        format!(
+            "fenced: another producer with transactional id '{id}' has started (a second instance of this pipeline, \
+             or this one restarted elsewhere); this instance stops so that only one writes ({reason})"
+        )
     }
 }
 
-/// Whether a record was acknowledged, or why not.
-fn outcome(r: <DeliveryFuture as std::future::Future>::Output) -> Result<(), String> {
+/// Waits `d`, or forever when `None`.
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `e` says another producer with the same transactional id has
+/// taken over.
+fn fenced(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::Fenced
+        )
+    )
+}
+
+/// Whether a record was acknowledged, or why not (and whether because
+/// this producer is fenced).
+fn outcome(r: <DeliveryFuture as std::future::Future>::Output) -> Result<(), (String, bool)> {
     match r {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(e.to_string()),
-        Err(_) => Err("the producer dropped the record".into()),
+        Ok(Err((e, _))) => Err((e.to_string(), fenced(&e))),
+        Err(_) => Err(("the producer dropped the record".into(), false)),
     }
 }
 

@@ -149,6 +149,72 @@ pub struct Spawned {
     pub handle: SinkHandle,
     /// A file sink's committed position, for checkpoints.
     pub file: Option<Arc<file::FileSinkState>>,
+    /// A transactional kafka sink's side of the checkpoint barrier.
+    pub txn: Option<Arc<TxnShared>>,
+}
+
+/// What a sink starts from beyond its config: the pipeline's name and
+/// what the restored checkpoint holds of it.
+#[derive(Debug, Clone, Default)]
+pub struct SinkStart {
+    /// The pipeline's name (default transactional ids derive from it).
+    pub pipeline: String,
+    /// A transactional kafka sink's count from the restored checkpoint
+    /// (`None`: a fresh data directory, or a sink the checkpoint did not
+    /// have).
+    pub kafka: Option<KafkaCommit>,
+}
+
+/// What a checkpoint records of a transactional kafka sink: how many
+/// outputs it has committed to Kafka, counted over every run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaCommit {
+    /// Outputs committed in Kafka transactions, over every run.
+    pub kafka_committed: u64,
+}
+
+/// The checkpoint barrier of a transactional kafka sink: a checkpoint asks
+/// it to commit every output handed to it ([`TxnShared::request_commit`]),
+/// then waits for [`SinkHandle::delivered`] as for any sink (a
+/// transactional sink counts an output delivered once its transaction is
+/// committed), then records `base + sent` ([`KafkaCommit`]).
+#[derive(Debug, Default)]
+pub struct TxnShared {
+    /// Outputs committed by earlier runs (from the restored checkpoint).
+    pub base: u64,
+    commit_through: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl TxnShared {
+    /// A barrier whose counts go on from `base`.
+    pub fn new(base: u64) -> TxnShared {
+        TxnShared {
+            base,
+            ..TxnShared::default()
+        }
+    }
+
+    /// Asks the sink to commit its transaction once it holds the first
+    /// `sent` outputs of this run.
+    pub fn request_commit(&self, sent: u64) {
+        self.commit_through
+            .fetch_max(sent, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// How many outputs of this run a checkpoint wants committed.
+    pub fn requested(&self) -> u64 {
+        self.commit_through
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits for the next [`TxnShared::request_commit`] (one made since the
+    /// last wait counts).
+    pub async fn requested_again(&self) {
+        self.wake.notified().await
+    }
 }
 
 /// Starts the sink `cfg` as a task on `rt`, with a queue of [`QUEUE`]
@@ -170,6 +236,23 @@ pub fn spawn_sink(
     rt: &tokio::runtime::Handle,
     queue: usize,
 ) -> Result<Spawned, String> {
+    spawn_sink_from(cfg, ctx, rt, queue, &SinkStart::default())
+}
+
+/// [`spawn_sink`] with what the sink starts from: a transactional kafka
+/// sink needs `start` (its default transactional id, and the count of the
+/// restored checkpoint).
+pub fn spawn_sink_from(
+    cfg: &SinkConfig,
+    ctx: SinkCtx,
+    rt: &tokio::runtime::Handle,
+    queue: usize,
+    start: &SinkStart,
+) -> Result<Spawned, String> {
+    #[cfg(not(feature = "kafka"))]
+    let _ = start;
+    #[allow(unused_mut)] // set by the kafka sink only
+    let mut txn = None;
     let (tx, rx) = tokio::sync::mpsc::channel(queue.max(1));
     let delivered = Arc::new(AtomicU64::new(0));
     let d = delivered.clone();
@@ -187,10 +270,19 @@ pub fn spawn_sink(
         }
         SinkConfig::Webhook(w) => rt.spawn(webhook::Webhook::new(w, ctx, d)?.run(rx)),
         #[cfg(feature = "kafka")]
-        SinkConfig::Kafka(k) => {
-            let sink = kafka::KafkaSink::new(k, &ctx)?;
-            rt.spawn(sink.run(rx, ctx, d))
-        }
+        SinkConfig::Kafka(k) => match k.transactional_id(&start.pipeline, &ctx.name) {
+            None => {
+                let sink = kafka::KafkaSink::new(k, &ctx, None)?;
+                rt.spawn(sink.run(rx, ctx, d))
+            }
+            Some(id) => {
+                let sink = kafka::KafkaSink::new(k, &ctx, Some(&id))?;
+                let shared = Arc::new(TxnShared::new(start.kafka.map_or(0, |c| c.kafka_committed)));
+                txn = Some(shared.clone());
+                let restored = start.kafka.is_some();
+                rt.spawn(sink.run_transactional(rx, ctx, d, shared, restored))
+            }
+        },
         #[cfg(not(feature = "kafka"))]
         SinkConfig::Kafka(_) => return Err(NO_KAFKA.to_string()),
     };
@@ -201,5 +293,6 @@ pub fn spawn_sink(
             task,
         },
         file: file_state,
+        txn,
     })
 }
