@@ -64,8 +64,8 @@ step "Flink oracle setup ($ORACLE/setup.sh)"
 "$ORACLE/setup.sh"
 step "cargo build --release -p ferrocep -p ferrocep-bench --bin ferrocep --bin ceiling"
 (cd "$ROOT" && cargo build --release -p ferrocep -p ferrocep-bench --bin ferrocep --bin ceiling)
-FERROCEP="$ROOT/target/release/ferrocep"
-CEILING="$ROOT/target/release/ceiling"
+FERROCEP="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferrocep"
+CEILING="${CARGO_TARGET_DIR:-$ROOT/target}/release/ceiling"
 # Variants: name and extra arguments. The default uses as many workers as cores.
 variants=("ferrocep|")
 if "$FERROCEP" match --help 2>/dev/null | grep -q -- '--workers'; then

@@ -34,7 +34,7 @@ step() { printf '== %s\n' "$*" >&2; }
 
 step "cargo build --release -p ferrocep -p ferrocep-bench"
 (cd "$ROOT" && cargo build --release -p ferrocep -p ferrocep-bench)
-BIN="$ROOT/target/release"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 WORK="$ROOT/target/bench/memory"
 mkdir -p "$WORK"
 

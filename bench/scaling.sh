@@ -48,7 +48,7 @@ done
 
 step "cargo build --release -p ferrocep"
 (cd "$ROOT" && cargo build --release -p ferrocep)
-FERROCEP="$ROOT/target/release/ferrocep"
+FERROCEP="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferrocep"
 DATA="$ROOT/target/bench/data"
 RUN="$ROOT/target/bench/scaling-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$DATA" "$RUN"

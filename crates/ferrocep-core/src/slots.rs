@@ -5,7 +5,7 @@
 
 use std::ops::{Index, IndexMut};
 
-enum Slot<T> {
+pub(crate) enum Slot<T> {
     /// Free; the next free slot (`u32::MAX`: none).
     Free(u32),
     Used(T),

@@ -54,9 +54,31 @@ impl<E> EventEntry<E> {
     pub(crate) fn id(&self) -> EventId {
         EventId {
             ts: self.ts,
-            seq: self.seq,
+            seq: self.seq.get().wrapping_sub(SEQ_OFFSET),
         }
     }
+
+    fn new(event: E, id: EventId, lock: u32) -> Self {
+        EventEntry {
+            event,
+            ts: id.ts,
+            seq: encode_seq(id.seq),
+            lock,
+        }
+    }
+}
+
+/// `seq` is kept plus [`SEQ_OFFSET`], so that the "not yet taken" `u32::MAX`
+/// is 1 and zero is never a value: the niche that lets a free slot of the
+/// event store fit in the entry's 40 bytes rather than 48.
+const SEQ_OFFSET: u32 = 2;
+
+/// `seq + SEQ_OFFSET`; the one number that does not fit, `u32::MAX - 1` (the
+/// key's 4,294,967,295th event of one timestamp, where the counters of
+/// [`super::run`] wrap anyway), is kept as the one below it.
+#[inline]
+fn encode_seq(seq: u32) -> NonZeroU32 {
+    NonZeroU32::new(seq.wrapping_add(SEQ_OFFSET)).unwrap_or(NonZeroU32::MAX)
 }
 
 pub(crate) struct EventEntry<E> {
@@ -64,7 +86,7 @@ pub(crate) struct EventEntry<E> {
     // The event's id as two fields, so that the entry packs in 16 bytes
     // beside the event.
     ts: i64,
-    seq: u32,
+    seq: NonZeroU32,
     lock: u32,
 }
 
@@ -183,12 +205,8 @@ impl<E> Store<E> {
     /// (Flink's `EventWrapper`). Its id is filled in when first taken.
     pub(crate) fn begin_event(&mut self, event: E, ts: i64) -> EventIdx {
         self.current_nodes.clear();
-        self.events.insert(EventEntry {
-            event,
-            ts,
-            seq: u32::MAX,
-            lock: 1,
-        }) as EventIdx
+        self.events
+            .insert(EventEntry::new(event, EventId { ts, seq: u32::MAX }, 1)) as EventIdx
     }
 
     /// Releases the processing lock of the current event.
@@ -224,7 +242,7 @@ impl<E> Store<E> {
     pub(crate) fn set_event_id(&mut self, ev: EventIdx, id: EventId) {
         let e = &mut self.events[ev as usize];
         e.ts = id.ts;
-        e.seq = id.seq;
+        e.seq = encode_seq(id.seq);
     }
 
     fn release_event(&mut self, ev: EventIdx) {
@@ -433,12 +451,7 @@ impl<E> Store<E> {
     /// Stores a restored event, unlocked until nodes take it
     /// ([`Self::restore_node`]).
     pub(crate) fn restore_event(&mut self, event: E, id: EventId) -> EventIdx {
-        self.events.insert(EventEntry {
-            event,
-            ts: id.ts,
-            seq: id.seq,
-            lock: 0,
-        }) as EventIdx
+        self.events.insert(EventEntry::new(event, id, 0)) as EventIdx
     }
 
     /// Adds a restored node (edges come with [`Self::restore_edge`]); the
@@ -508,5 +521,24 @@ mod size_tests {
         assert_eq!(std::mem::size_of::<Edge>(), 32);
         assert_eq!(std::mem::size_of::<Edges>(), 32);
         assert_eq!(std::mem::size_of::<Node>(), 48);
+        assert_eq!(std::mem::size_of::<crate::slots::Slot<Node>>(), 48);
+    }
+
+    #[test]
+    fn event_ids_round_trip() {
+        for seq in [0, 1, 7, u32::MAX - 2, u32::MAX] {
+            let e = EventEntry::new((), EventId { ts: -3, seq }, 0);
+            assert_eq!(e.id(), EventId { ts: -3, seq });
+        }
+        // The one that does not fit stays below "not yet taken".
+        let e = EventEntry::new(
+            (),
+            EventId {
+                ts: 0,
+                seq: u32::MAX - 1,
+            },
+            0,
+        );
+        assert_eq!(e.id().seq, u32::MAX - 2);
     }
 }

@@ -15,6 +15,7 @@
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -242,14 +243,15 @@ impl<E> SharedBuffer<E> {
 /// start run alone or behind one partial match: `[start]` or `[other,
 /// start]` in heap order (the start run sorts last, so that is the only heap
 /// of two that holds it). That shape keeps the start run as its version
-/// digit, 40 bytes less per key than the run itself; the runs are rebuilt,
-/// inline, when the key's next event or timer comes.
+/// digit (in the spare bytes of the key's [`Counters`]), 40 bytes less per
+/// key than the run itself; the runs are rebuilt, inline, when the key's
+/// next event or timer comes.
 #[derive(Clone, Debug)]
 enum Stored {
     /// Heap array `[other, start run]`, or `[start run]` when `other` is
     /// `None`: the start run is in the start state, has taken no event and
-    /// has the one-digit version `[version]`.
-    Start { version: u32, other: Option<Run> },
+    /// has the one-digit version [`Counters::version`].
+    Start { other: Option<Run> },
     /// Any other heap array (on a pooled vector).
     Heap(JavaPq<Run>),
 }
@@ -279,18 +281,37 @@ impl Stored {
 /// the shared buffer), which numbers the events of one timestamp. Events
 /// reach the NFA in time order, so nearly always one timestamp is counted:
 /// 16 bytes in the key's state, more on the heap only when time goes back.
+///
+/// The same 16 bytes keep the version digit of the start run of
+/// [`Stored::Start`], which would otherwise pad the partial matches by 8
+/// bytes: a key's state is 64 bytes, not 72.
 #[derive(Clone, Debug)]
 enum Counters {
-    /// Count `count` at `ts`; nothing is counted when `count` is 0.
-    One { ts: i64, count: u32 },
+    /// Count `count - 1` at `ts` (nothing is counted at 1); never zero, so
+    /// that the enum's tag fits in it.
+    One {
+        ts: i64,
+        count: NonZeroU32,
+        version: u32,
+    },
     // Boxed so that the enum takes 16 bytes: this is the rare case.
-    #[allow(clippy::box_collection)]
-    Many(Box<Vec<(i64, u32)>>),
+    Many(Box<ManyCounts>),
+}
+
+/// [`Counters::Many`]: counts of several timestamps.
+#[derive(Clone, Debug)]
+struct ManyCounts {
+    counts: Vec<(i64, u32)>,
+    version: u32,
 }
 
 impl Default for Counters {
     fn default() -> Self {
-        Counters::One { ts: 0, count: 0 }
+        Counters::One {
+            ts: 0,
+            count: NonZeroU32::MIN,
+            version: 1,
+        }
     }
 }
 
@@ -299,24 +320,28 @@ impl Counters {
     #[inline]
     fn next(&mut self, at: i64) -> u32 {
         match self {
-            Counters::One { ts, count } if *count == 0 || *ts == at => {
+            Counters::One { ts, count, .. } if count.get() == 1 || *ts == at => {
                 if *ts != at {
                     *ts = at;
                 }
-                *count += 1;
-                *count - 1
+                let n = count.get() - 1;
+                *count = count.saturating_add(1);
+                n
             }
-            Counters::One { ts, count } => {
-                *self = Counters::Many(Box::new(vec![(*ts, *count), (at, 1)]));
+            Counters::One { ts, count, version } => {
+                *self = Counters::Many(Box::new(ManyCounts {
+                    counts: vec![(*ts, count.get() - 1), (at, 1)],
+                    version: *version,
+                }));
                 0
             }
-            Counters::Many(v) => match v.iter_mut().find(|(t, _)| *t == at) {
+            Counters::Many(m) => match m.counts.iter_mut().find(|(t, _)| *t == at) {
                 Some((_, c)) => {
-                    *c += 1;
+                    *c = c.saturating_add(1);
                     *c - 1
                 }
                 None => {
-                    v.push((at, 1));
+                    m.counts.push((at, 1));
                     0
                 }
             },
@@ -328,19 +353,56 @@ impl Counters {
     #[inline]
     fn forget_before(&mut self, at: i64) {
         match self {
-            Counters::One { ts, count } => {
+            Counters::One { ts, count, .. } => {
                 if *ts < at {
-                    *count = 0;
+                    *count = NonZeroU32::MIN;
                 }
             }
-            Counters::Many(v) => {
-                v.retain(|(t, _)| *t >= at);
-                match v[..] {
-                    [] => *self = Counters::default(),
-                    [(ts, count)] => *self = Counters::One { ts, count },
+            Counters::Many(m) => {
+                m.counts.retain(|(t, _)| *t >= at);
+                match m.counts[..] {
+                    [] => *self = Counters::one(0, 0, m.version),
+                    [(ts, count)] => *self = Counters::one(ts, count, m.version),
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// Count `count` at `ts`, and the start run's version digit.
+    fn one(ts: i64, count: u32, version: u32) -> Counters {
+        Counters::One {
+            ts,
+            count: NonZeroU32::new(count.saturating_add(1)).unwrap_or(NonZeroU32::MAX),
+            version,
+        }
+    }
+
+    /// The counts: (timestamp, count), counts > 0.
+    fn counts(&self) -> SmallVec<[(i64, u32); 2]> {
+        match self {
+            Counters::One { ts, count, .. } if count.get() > 1 => {
+                smallvec::smallvec![(*ts, count.get() - 1)]
+            }
+            Counters::One { .. } => SmallVec::new(),
+            Counters::Many(m) => m.counts.iter().copied().collect(),
+        }
+    }
+
+    /// The version digit of the start run of [`Stored::Start`].
+    #[inline]
+    fn version(&self) -> u32 {
+        match self {
+            Counters::One { version, .. } => *version,
+            Counters::Many(m) => m.version,
+        }
+    }
+
+    #[inline]
+    fn set_version(&mut self, v: u32) {
+        match self {
+            Counters::One { version, .. } => *version = v,
+            Counters::Many(m) => m.version = v,
         }
     }
 }
@@ -442,8 +504,8 @@ impl NfaState {
     #[inline]
     fn take_partial(&mut self, start: u32) -> Partial {
         match std::mem::replace(&mut self.partial, Stored::Heap(JavaPq::default())) {
-            Stored::Start { version, other } => {
-                let s = Run::new_start(start, DeweyNumber::new(version));
+            Stored::Start { other } => {
+                let s = Run::new_start(start, DeweyNumber::new(self.counters.version()));
                 let items = match other {
                     Some(o) => SmallVec::from_buf([o, s]),
                     None => {
@@ -474,7 +536,8 @@ impl NfaState {
                 if items.spilled() {
                     buf.give_runs(items.into_vec());
                 }
-                Stored::Start { version, other }
+                self.counters.set_version(version);
+                Stored::Start { other }
             }
             None if items.spilled() => Stored::Heap(JavaPq::from_heap_vec(items.into_vec())),
             None => {
@@ -488,12 +551,12 @@ impl NfaState {
     /// The partial matches in heap order, the start run included (copies).
     pub(crate) fn partial_runs(&self, start: u32) -> SmallVec<[Run; INLINE_RUNS]> {
         match &self.partial {
-            Stored::Start { version, other } => other
+            Stored::Start { other } => other
                 .iter()
                 .cloned()
                 .chain(std::iter::once(Run::new_start(
                     start,
-                    DeweyNumber::new(*version),
+                    DeweyNumber::new(self.counters.version()),
                 )))
                 .collect(),
             Stored::Heap(q) => q.iter().cloned().collect(),
@@ -513,11 +576,7 @@ impl NfaState {
 
     /// The event counts per timestamp: (timestamp, count), counts > 0.
     pub(crate) fn counts(&self) -> SmallVec<[(i64, u32); 2]> {
-        match &self.counters {
-            Counters::One { count: 0, .. } => SmallVec::new(),
-            Counters::One { ts, count } => smallvec::smallvec![(*ts, *count)],
-            Counters::Many(v) => v.iter().copied().collect(),
-        }
+        self.counters.counts()
     }
 
     /// A state from its parts: `partial` and `completed` in heap order,
@@ -535,11 +594,11 @@ impl NfaState {
             completed: (!completed.is_empty()).then(|| Box::new(JavaPq::from_heap_vec(completed))),
             counters: match counts {
                 [] => Counters::default(),
-                [(ts, count)] => Counters::One {
-                    ts: *ts,
-                    count: *count,
-                },
-                more => Counters::Many(Box::new(more.to_vec())),
+                [(ts, count)] => Counters::one(*ts, *count, 1),
+                more => Counters::Many(Box::new(ManyCounts {
+                    counts: more.to_vec(),
+                    version: 1,
+                })),
             },
         };
         let q: Partial = if partial.len() > INLINE_RUNS {
@@ -621,10 +680,7 @@ impl<E> Nfa<E> {
     /// A fresh key state: only the start run (version 1), inline.
     pub fn initial_state(&self) -> NfaState {
         NfaState {
-            partial: Stored::Start {
-                version: 1,
-                other: None,
-            },
+            partial: Stored::Start { other: None },
             completed: None,
             counters: Counters::default(),
         }
@@ -1359,9 +1415,9 @@ mod size_tests {
     #[test]
     fn compact_runs() {
         assert_eq!(std::mem::size_of::<Run>(), 40);
-        assert_eq!(std::mem::size_of::<Stored>(), 48);
+        assert_eq!(std::mem::size_of::<Stored>(), 40);
         assert_eq!(std::mem::size_of::<Counters>(), 16);
-        assert_eq!(std::mem::size_of::<NfaState>(), 72);
+        assert_eq!(std::mem::size_of::<NfaState>(), 64);
     }
 
     proptest::proptest! {
@@ -1382,6 +1438,11 @@ mod size_tests {
                     model.retain(|t, _| *t >= ts);
                     c.forget_before(ts);
                 }
+                let counted: Vec<_> = model.iter().map(|(t, n)| (*t, *n)).collect();
+                let mut got = c.counts().to_vec();
+                got.sort();
+                proptest::prop_assert_eq!(got, counted);
+                proptest::prop_assert_eq!(c.version(), 1);
             }
         }
     }
@@ -1408,13 +1469,8 @@ mod size_tests {
         let mut buf = SharedBuffer::default();
         let mut st = nfa.initial_state();
         let mut out = Count(0);
-        assert!(matches!(
-            st.partial,
-            Stored::Start {
-                other: None,
-                version: 1
-            }
-        ));
+        assert!(matches!(st.partial, Stored::Start { other: None }));
+        assert_eq!(st.counters.version(), 1);
         nfa.process(&mut buf, &mut st, 1, 1, &mut out);
         assert!(matches!(st.partial, Stored::Start { other: Some(_), .. }));
         assert_eq!(st.num_partial_matches(), 1);

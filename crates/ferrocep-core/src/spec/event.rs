@@ -427,6 +427,12 @@ mod tests {
             std::mem::size_of::<crate::nfa::buffer::EventEntry<JsonEvent>>(),
             40
         );
+        // And so is its slot in the store: the entry leaves a niche for
+        // the slot's tag.
+        assert_eq!(
+            std::mem::size_of::<crate::slots::Slot<crate::nfa::buffer::EventEntry<JsonEvent>>>(),
+            40
+        );
     }
 
     #[test]
