@@ -37,10 +37,151 @@ pub struct Overrides {
     pub workers: usize,
 }
 
-/// Why a pipeline could not start (exit status 2).
+/// Why a pipeline could not start (exit status 2). Each variant names the
+/// cause and carries what its message says: the config file, the data
+/// directory, the sink or the address.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
+#[non_exhaustive]
+pub enum StartError {
+    /// The config says something that cannot be used: `at` is the setting
+    /// (`patterns`, `source.listen`, `server.admin.token_env`, ...).
+    #[error("{}: {at}: {reason}", config.display())]
+    Config {
+        /// The config file.
+        config: PathBuf,
+        /// The setting at fault.
+        at: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory '{}': {source}", dir.display())]
+    CreateDataDir {
+        /// The data directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data directory's lock file could not be opened or locked.
+    #[error("cannot {} '{}': {source}", if *opening { "open" } else { "lock" }, path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Whether opening it failed (else taking the lock did).
+        opening: bool,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another `ferrocep run` holds the data directory.
+    #[error("the data directory '{}' is in use by another ferrocep run", dir.display())]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// The checkpoint store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] crate::checkpoint::StoreError),
+    /// The state in the data directory cannot be restored: `reason` says
+    /// what (a saved pattern, a key, a source or sink position).
+    #[error("data directory '{}': {reason}", dir.display())]
+    State {
+        /// The data directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The data directory holds the state of another pipeline.
+    #[error(
+        "the data directory '{}' holds the state of pipeline '{found}', not '{pipeline}': use another data directory",
+        dir.display()
+    )]
+    OtherPipeline {
+        /// The data directory.
+        dir: PathBuf,
+        /// The pipeline whose state it holds.
+        found: String,
+        /// This pipeline.
+        pipeline: String,
+    },
+    /// The data directory holds state for other patterns (and saved no
+    /// specs to run them from).
+    #[error(
+        "the data directory '{}' holds state for other patterns: checkpoint {checkpoint} has [{}], the config has [{}]; \
+         restoring partial matches into another automaton would be wrong: run the old patterns, or use another data directory",
+        dir.display(),
+        describe(saved),
+        describe(config)
+    )]
+    OtherPatterns {
+        /// The data directory.
+        dir: PathBuf,
+        /// The checkpoint's id.
+        checkpoint: u64,
+        /// The checkpoint's patterns, as (name, fingerprint).
+        saved: Vec<(String, String)>,
+        /// The config's patterns, as (name, fingerprint).
+        config: Vec<(String, String)>,
+    },
+    /// The HTTP source's ingest log could not be opened.
+    #[error("cannot open the ingest log in '{}': {source}", dir.display())]
+    IngestLog {
+        /// The ingest log's directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The source could not be made.
+    #[error("{}: {reason}", config.display())]
+    Source {
+        /// The config file.
+        config: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A file sink could not be cut back to the checkpoint.
+    #[error("{sink}: restoring the file: {reason}")]
+    SinkRestore {
+        /// The sink (`outputs.match[0]`).
+        sink: String,
+        /// Why.
+        reason: String,
+    },
+    /// A sink could not be started.
+    #[error("{}: {sink}: {reason}", config.display())]
+    Sink {
+        /// The config file.
+        config: PathBuf,
+        /// The sink (`outputs.match[0]`).
+        sink: String,
+        /// Why.
+        reason: String,
+    },
+    /// The operations server could not listen.
+    #[error("server.listen: cannot listen on {addr}: {source}")]
+    Server {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread, the async runtime or the signal handlers could not be set
+    /// up: `doing` says which (`start the worker threads`, ...).
+    #[error("cannot {doing}: {source}")]
+    Runtime {
+        /// What failed.
+        doing: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// `name (fingerprint), ...` for [`StartError::OtherPatterns`].
+fn describe(v: &[(String, String)]) -> String {
+    v.iter()
+        .map(|(n, f)| format!("{n} ({f})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A started pipeline and the handle that stops its server when it is over.
 pub struct Assembled {
@@ -60,11 +201,9 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         Some(d) => d.clone(),
         None => loaded.resolve(&cfg.state.dir),
     };
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        StartError(format!(
-            "cannot create the data directory '{}': {e}",
-            data_dir.display()
-        ))
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::CreateDataDir {
+        dir: data_dir.clone(),
+        source,
     })?;
     let lock = lock_data_dir(&data_dir)?;
     let config_defs: Vec<PatternDef> = loaded
@@ -84,8 +223,8 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         .collect();
     // The state of the last checkpoint, if the data directory has one: it
     // names the patterns that ran (changes included), which run again.
-    let store = crate::checkpoint::Store::open(&data_dir).map_err(|e| StartError(e.to_string()))?;
-    let checkpoint = store.load().map_err(|e| StartError(e.to_string()))?;
+    let store = crate::checkpoint::Store::open(&data_dir)?;
+    let checkpoint = store.load()?;
     let saved = match &checkpoint {
         Some(c) => saved_patterns(c, &data_dir)?,
         None => None,
@@ -101,11 +240,15 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             },
         )
         .map_err(|e| match saved {
-            Some(_) => StartError(format!(
-                "data directory '{}': the saved patterns: {e}",
-                data_dir.display()
-            )),
-            None => StartError(format!("{}: patterns: {e}", loaded.path.display())),
+            Some(_) => StartError::State {
+                dir: data_dir.clone(),
+                reason: format!("the saved patterns: {e}"),
+            },
+            None => StartError::Config {
+                config: loaded.path.clone(),
+                at: "patterns",
+                reason: e.to_string(),
+            },
         })?;
         e.set_partition(w, workers);
         engines.push(e);
@@ -141,7 +284,11 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 let mut none = Vec::new();
                 let applied = e
                     .apply(&changes, PendingPolicy::Drain, &mut none)
-                    .map_err(|e| StartError(format!("{}: patterns: {e}", loaded.path.display())))?;
+                    .map_err(|e| StartError::Config {
+                        config: loaded.path.clone(),
+                        at: "patterns",
+                        reason: e.to_string(),
+                    })?;
                 if e.is_first_worker() {
                     for a in applied.iter().filter(|a| a.action != "unchanged") {
                         tracing::info!(
@@ -159,15 +306,20 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         }
     }
     let (validator, validator_sets) = engines[0].validator();
-    let engine = Engines::start(engines)
-        .map_err(|e| StartError(format!("cannot start the worker threads: {e}")))?;
+    let engine = Engines::start(engines).map_err(|source| StartError::Runtime {
+        doing: "start the worker threads",
+        source,
+    })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("ferrocep-io")
         .enable_all()
         .build()
-        .map_err(|e| StartError(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|source| StartError::Runtime {
+            doing: "start the async runtime",
+            source,
+        })?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(Readiness::default());
     let stop = StopFlag::new();
@@ -177,7 +329,10 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         stop.clone(),
         Some((control_tx.clone(), loaded.path.clone())),
     )
-    .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
+    .map_err(|source| StartError::Runtime {
+        doing: "install signal handlers",
+        source,
+    })?;
 
     let mut ingest_log: Option<IngestLog> = None;
     let (source, flush_at_end): (Box<dyn Source>, bool) = match &cfg.source {
@@ -209,15 +364,20 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             max_body,
             max_backlog,
         } => {
-            let addr: SocketAddr = listen.parse().map_err(|e| {
-                StartError(format!("{}: source.listen: {e}", loaded.path.display()))
-            })?;
+            let addr: SocketAddr =
+                listen
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| StartError::Config {
+                        config: loaded.path.clone(),
+                        at: "source.listen",
+                        reason: e.to_string(),
+                    })?;
             let validator = validator.clone();
-            let log = IngestLog::open(&data_dir.join("ingest")).map_err(|e| {
-                StartError(format!(
-                    "cannot open the ingest log in '{}': {e}",
-                    data_dir.join("ingest").display()
-                ))
+            let log = IngestLog::open(&data_dir.join("ingest")).map_err(|source| {
+                StartError::IngestLog {
+                    dir: data_dir.join("ingest"),
+                    source,
+                }
             })?;
             ingest_log = Some(log.clone());
             (
@@ -236,7 +396,10 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 restored.as_ref().and_then(|r| r.resume.as_ref()),
                 &metrics,
             )
-            .map_err(|e| StartError(format!("{}: {e}", loaded.path.display())))?,
+            .map_err(|reason| StartError::Source {
+                config: loaded.path.clone(),
+                reason,
+            })?,
             true,
         ),
     };
@@ -258,8 +421,12 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 // Exactly once: the file is cut back to what the checkpoint
                 // holds; the replay writes the rest again.
                 if let Some(commit) = r.file_sinks.get(&name) {
-                    crate::sink::file::restore(&loaded.dir.join(path), commit)
-                        .map_err(|e| StartError(format!("{name}: restoring the file: {e}")))?;
+                    crate::sink::file::restore(&loaded.dir.join(path), commit).map_err(
+                        |reason| StartError::SinkRestore {
+                            sink: name.clone(),
+                            reason,
+                        },
+                    )?;
                 }
             }
             let start = crate::sink::SinkStart {
@@ -270,7 +437,11 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             };
             let spawned =
                 crate::sink::spawn_sink_from(sc, ctx, runtime.handle(), crate::sink::QUEUE, &start)
-                    .map_err(|e| StartError(format!("{}: {name}: {e}", loaded.path.display())))?;
+                    .map_err(|reason| StartError::Sink {
+                        config: loaded.path.clone(),
+                        sink: name.clone(),
+                        reason,
+                    })?;
             if let Some(state) = spawned.file {
                 file_sinks.push((name.clone(), state));
             }
@@ -288,9 +459,14 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
     let server_stop = StopFlag::new();
     let server = match &cfg.server {
         Some(s) => {
-            let addr: SocketAddr = s.listen.parse().map_err(|e| {
-                StartError(format!("{}: server.listen: {e}", loaded.path.display()))
-            })?;
+            let addr: SocketAddr =
+                s.listen
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| StartError::Config {
+                        config: loaded.path.clone(),
+                        at: "server.listen",
+                        reason: e.to_string(),
+                    })?;
             let admin = crate::server::Admin {
                 control: control_tx.clone(),
                 token: admin_token(&s.admin, loaded)?,
@@ -306,7 +482,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 Some(admin),
                 server_stop.clone(),
             )
-            .map_err(|e| StartError(format!("server.listen: cannot listen on {addr}: {e}")))?;
+            .map_err(|source| StartError::Server { addr, source })?;
             tracing::info!(
                 %local,
                 admin_token = token,
@@ -358,30 +534,33 @@ fn admin_token(
     a: &crate::config::AdminConfig,
     loaded: &LoadedConfig,
 ) -> Result<Option<String>, StartError> {
-    let cfg = loaded.path.display();
+    let config = |at, reason| StartError::Config {
+        config: loaded.path.clone(),
+        at,
+        reason,
+    };
     let token = if let Some(var) = &a.token_env {
         let v = std::env::var(var).map_err(|_| {
-            StartError(format!(
-                "{cfg}: server.admin.token_env: the environment variable {var} is not set"
-            ))
+            config(
+                "server.admin.token_env",
+                format!("the environment variable {var} is not set"),
+            )
         })?;
         Some(v)
     } else if let Some(file) = &a.token_file {
         let path = loaded.resolve(file);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            StartError(format!(
-                "{cfg}: server.admin.token_file: cannot read '{}': {e}",
-                path.display()
-            ))
+            config(
+                "server.admin.token_file",
+                format!("cannot read '{}': {e}", path.display()),
+            )
         })?;
         Some(text.lines().next().unwrap_or("").to_string())
     } else {
         None
     };
     match token.map(|t| t.trim().to_string()) {
-        Some(t) if t.is_empty() => Err(StartError(format!(
-            "{cfg}: server.admin: the token is empty"
-        ))),
+        Some(t) if t.is_empty() => Err(config("server.admin", "the token is empty".into())),
         t => Ok(t),
     }
 }
@@ -433,16 +612,21 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<File, StartError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| StartError(format!("cannot open '{}': {e}", path.display())))?;
+        .map_err(|source| StartError::Lock {
+            path: path.clone(),
+            opening: true,
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StartError(format!(
-            "the data directory '{}' is in use by another ferrocep run",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(StartError(format!("cannot lock '{}': {e}", path.display())))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock {
+            path,
+            opening: false,
+            source,
+        }),
     }
 }
 
@@ -464,12 +648,14 @@ fn saved_patterns(
     c: &crate::checkpoint::Loaded,
     data_dir: &std::path::Path,
 ) -> Result<Option<Vec<PatternDef>>, StartError> {
-    let dir = data_dir.display();
+    let state = |reason| StartError::State {
+        dir: data_dir.to_path_buf(),
+        reason,
+    };
     let mut saved = Vec::with_capacity(c.patterns.len());
     for p in &c.patterns {
-        let s = Engine::saved_pattern(&p.meta).map_err(|e| {
-            StartError(format!("data directory '{dir}': pattern '{}': {e}", p.name))
-        })?;
+        let s = Engine::saved_pattern(&p.meta)
+            .map_err(|e| state(format!("pattern '{}': {e}", p.name)))?;
         match s {
             Some(s) => saved.push(s),
             None => return Ok(None),
@@ -485,8 +671,8 @@ fn saved_patterns(
             continue;
         };
         let spec = ferrocep_core::spec::Spec::from_str(&text, format).map_err(|e| {
-            StartError(format!(
-                "data directory '{dir}': the saved spec of pattern '{}' version {}: {e}",
+            state(format!(
+                "the saved spec of pattern '{}' version {}: {e}",
                 s.name, s.version
             ))
         })?;
@@ -520,12 +706,16 @@ fn restore(
         }
         return Ok(None);
     };
-    let dir = data_dir.display();
+    let state = |reason| StartError::State {
+        dir: data_dir.to_path_buf(),
+        reason,
+    };
     if loaded.pipeline != pipeline {
-        return Err(StartError(format!(
-            "the data directory '{dir}' holds the state of pipeline '{}', not '{pipeline}': use another data directory",
-            loaded.pipeline
-        )));
+        return Err(StartError::OtherPipeline {
+            dir: data_dir.to_path_buf(),
+            found: loaded.pipeline,
+            pipeline: pipeline.to_string(),
+        });
     }
     let now = engines[0].fingerprints();
     let saved: Vec<(String, String)> = loaded
@@ -538,19 +728,12 @@ fn restore(
         .map(|(n, f)| (n.to_string(), f.clone()))
         .collect();
     if !specs_saved && saved != now_list {
-        let describe = |v: &[(String, String)]| {
-            v.iter()
-                .map(|(n, f)| format!("{n} ({f})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(StartError(format!(
-            "the data directory '{dir}' holds state for other patterns: checkpoint {} has [{}], the config has [{}]; \
-             restoring partial matches into another automaton would be wrong: run the old patterns, or use another data directory",
-            loaded.id,
-            describe(&saved),
-            describe(&now_list)
-        )));
+        return Err(StartError::OtherPatterns {
+            dir: data_dir.to_path_buf(),
+            checkpoint: loaded.id,
+            saved,
+            config: now_list,
+        });
     }
     // Restored keys are in the store already: tracking starts before them.
     let workers = engines.len() as u32;
@@ -560,8 +743,7 @@ fn restore(
     }
     for p in &loaded.patterns {
         for e in engines.iter_mut() {
-            e.restore_meta(&p.name, &p.meta)
-                .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
+            e.restore_meta(&p.name, &p.meta).map_err(state)?;
         }
         // Each key goes to the worker that owns it now, whatever the
         // number of workers that wrote it.
@@ -578,16 +760,13 @@ fn restore(
                     engines[w].restore_key(&p.name, k, v)
                 },
             )
-            .map_err(|e| StartError(format!("data directory '{dir}': {e}")))?;
+            .map_err(|e| state(e.to_string()))?;
     }
     let source: SourceCheckpoint = if loaded.source.is_empty() {
         SourceCheckpoint::default()
     } else {
-        serde_json::from_slice(&loaded.source).map_err(|e| {
-            StartError(format!(
-                "data directory '{dir}': the source position is unreadable: {e}"
-            ))
-        })?
+        serde_json::from_slice(&loaded.source)
+            .map_err(|e| state(format!("the source position is unreadable: {e}")))?
     };
     let resume = source.resume;
     let mut file_sinks = BTreeMap::new();
@@ -597,11 +776,8 @@ fn restore(
             kafka_sinks.insert(name.clone(), k);
             continue;
         }
-        let commit: FileCommit = serde_json::from_slice(bytes).map_err(|e| {
-            StartError(format!(
-                "data directory '{dir}': the position of sink {name} is unreadable: {e}"
-            ))
-        })?;
+        let commit: FileCommit = serde_json::from_slice(bytes)
+            .map_err(|e| state(format!("the position of sink {name} is unreadable: {e}")))?;
         file_sinks.insert(name.clone(), commit);
     }
     let pending: usize = engines
