@@ -46,7 +46,9 @@ use crate::server::Readiness;
 use crate::sink::file::FileSinkState;
 use crate::sink::{Kind, Output, SinkHandle};
 use crate::source::ingest_log::IngestLog;
-use crate::source::{Resume, Source, SourceCtx, SourceMsg, SourceTx, StopFlag};
+use crate::source::{
+    Resume, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
+};
 use crate::workers::Engines;
 
 /// Batches queued between the source and the engine.
@@ -147,18 +149,34 @@ pub enum Ended {
 pub enum RunError {
     /// The source failed.
     #[error("source failed: {0}")]
-    Source(String),
-    /// Checkpoints cannot be taken.
-    #[error("checkpoints: {0}")]
-    Checkpoint(String),
+    Source(#[from] SourceError),
+    /// Checkpoints cannot be taken: the pipeline was built without its
+    /// checkpoint store.
+    #[error("checkpoints: the store is missing")]
+    NoStore,
+    /// Checkpoints cannot be taken: the checkpoint thread did not start.
+    #[error("checkpoints: cannot start the checkpoint thread: {0}")]
+    CheckpointThread(std::io::Error),
     /// A sink stopped taking outputs.
     #[error("sink {sink} failed: {reason}")]
     Sink {
-        /// Which sink.
+        /// Which sink (`outputs.match[0]`).
         sink: String,
-        /// Why.
-        reason: String,
+        /// How it failed.
+        reason: SinkStop,
     },
+}
+
+/// How a sink failed the run (its own error is in the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkStop {
+    /// Its task ended on its own (a fenced kafka sink, say).
+    #[error("it stopped (see the log)")]
+    Stopped,
+    /// Its queue closed while an output was on its way to it.
+    #[error("it stopped taking outputs (see the log)")]
+    Closed,
 }
 
 impl Pipeline {
@@ -201,14 +219,10 @@ impl Pipeline {
         let mut last_checkpoint = Instant::now();
         let mut writer = match checkpoints.as_mut() {
             Some(c) => {
-                let store = c
-                    .store
-                    .take()
-                    .ok_or_else(|| RunError::Checkpoint("the store is missing".to_string()))?;
+                let store = c.store.take().ok_or(RunError::NoStore)?;
                 Some(
-                    CheckpointWriter::start(store, c.ingest_log.clone()).map_err(|e| {
-                        RunError::Checkpoint(format!("cannot start the checkpoint thread: {e}"))
-                    })?,
+                    CheckpointWriter::start(store, c.ingest_log.clone())
+                        .map_err(RunError::CheckpointThread)?,
                 )
             }
             None => None,
@@ -216,7 +230,12 @@ impl Pipeline {
         let source_thread = std::thread::Builder::new()
             .name(format!("ferrocep-source-{kind_name}"))
             .spawn(move || source.run(ctx))
-            .map_err(|e| RunError::Source(format!("cannot start the source thread: {e}")))?;
+            .map_err(|e| {
+                RunError::Source(SourceError::new(
+                    SourceErrorKind::Thread,
+                    format!("cannot start the source thread: {e}"),
+                ))
+            })?;
         ready.restored.store(true, Ordering::SeqCst);
         ready.source_open.store(true, Ordering::SeqCst);
         tracing::info!(pipeline = %name, source = kind_name, "running");
@@ -370,7 +389,7 @@ impl Pipeline {
                 if let Some(slot) = router.sinks.iter().find(|s| s.handle.task.is_finished()) {
                     failure = Some(RunError::Sink {
                         sink: slot.name.clone(),
-                        reason: "it stopped (see the log)".into(),
+                        reason: SinkStop::Stopped,
                     });
                     break;
                 }
@@ -399,7 +418,10 @@ impl Pipeline {
             Ok(_) => {}
             Err(_) => {
                 if failure.is_none() {
-                    failure = Some(RunError::Source("the source thread panicked".into()));
+                    failure = Some(RunError::Source(SourceError::new(
+                        SourceErrorKind::Thread,
+                        "the source thread panicked",
+                    )));
                 }
             }
         }
@@ -509,7 +531,7 @@ impl Router {
                 if closed {
                     return Err(RunError::Sink {
                         sink: slot.name.clone(),
-                        reason: "it stopped taking outputs (see the log)".into(),
+                        reason: SinkStop::Closed,
                     });
                 }
                 self.sent[i] += 1;
@@ -1270,7 +1292,7 @@ mod tests {
             "list"
         }
 
-        fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
+        fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError> {
             for b in self.batches {
                 if !ctx.out.send(SourceMsg::Batch(b)) {
                     return Ok(());

@@ -21,7 +21,9 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 
 use super::lines::{LineSplitter, READ_SIZE};
-use super::{events_in, fail, Batch, Position, Source, SourceCtx, SourceMsg};
+use super::{
+    events_in, fail, Batch, Position, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg,
+};
 
 /// How long a follower waits at the end of the file before it looks again.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -399,10 +401,10 @@ impl Source for FileSource {
         "file"
     }
 
-    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError> {
         match self.read_all(&ctx) {
             Ok(()) => Ok(()),
-            Err(msg) => fail(&ctx.out, msg),
+            Err(msg) => fail(&ctx.out, SourceErrorKind::Input, msg),
         }
     }
 }
@@ -420,7 +422,7 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(10);
 
-    fn start(src: FileSource, t: &TestCtx) -> JoinHandle<Result<(), String>> {
+    fn start(src: FileSource, t: &TestCtx) -> JoinHandle<Result<(), SourceError>> {
         let ctx = t.ctx.clone();
         std::thread::spawn(move || Box::new(src).run(ctx))
     }
@@ -446,7 +448,7 @@ mod tests {
         f.write_all(bytes).expect("append");
     }
 
-    fn stop_and_join(t: &TestCtx, h: JoinHandle<Result<(), String>>) {
+    fn stop_and_join(t: &TestCtx, h: JoinHandle<Result<(), SourceError>>) {
         t.stop.raise();
         assert_eq!(h.join().expect("source thread"), Ok(()));
     }
@@ -514,7 +516,8 @@ mod tests {
         let path = t.dir.path().join("nope.jsonl");
         let h = start(FileSource::new(path.clone(), false), &t);
         let err = h.join().expect("thread").expect_err("missing file");
-        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.message().contains(&path.display().to_string()), "{err}");
+        assert_eq!(err.kind(), SourceErrorKind::Input);
         match t.rx.recv_timeout(LONG) {
             Ok(SourceMsg::Failed(msg)) => assert_eq!(msg, err),
             other => panic!("{other:?}"),

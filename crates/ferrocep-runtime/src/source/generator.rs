@@ -28,7 +28,7 @@ use std::time::Duration;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{events_in, fail, Batch, Source, SourceCtx, SourceMsg};
+use super::{events_in, fail, Batch, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg};
 use crate::config::{DelayDistribution, GeneratorConfig, Workload};
 
 /// Most events in one batch (a clock far ahead of the events makes them
@@ -365,10 +365,10 @@ impl Source for GeneratorSource {
         "generator"
     }
 
-    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError> {
         match self.generate(&ctx) {
             Ok(()) => Ok(()),
-            Err(msg) => fail(&ctx.out, msg),
+            Err(msg) => fail(&ctx.out, SourceErrorKind::Config, msg),
         }
     }
 }

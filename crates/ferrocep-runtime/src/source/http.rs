@@ -55,7 +55,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{Batch, Source, SourceCtx, SourceMsg};
+use super::{Batch, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg};
 use crate::metrics::Metrics;
 use crate::source::ingest_log::{IngestLog, LogReader, LogRecord};
 
@@ -158,28 +158,30 @@ impl Source for HttpSource {
         "http"
     }
 
-    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
-        let fail = |msg: String| {
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError> {
+        use SourceErrorKind::{Config, IngestLog as Log, Network};
+        let fail = |kind, msg: String| {
             tracing::error!(error = %msg, "http source failed");
-            ctx.out.send(SourceMsg::Failed(msg.clone()));
-            Err(msg)
+            let e = SourceError::new(kind, msg);
+            ctx.out.send(SourceMsg::Failed(e.clone()));
+            Err(e)
         };
         if !self.path.starts_with('/') {
-            return fail(format!(
-                "http source: path {:?} must start with '/'",
-                self.path
-            ));
+            return fail(
+                Config,
+                format!("http source: path {:?} must start with '/'", self.path),
+            );
         }
         let log = match self.log {
             Some(log) => log,
             None => match IngestLog::open(&ctx.data_dir.join("ingest")) {
                 Ok(log) => log,
-                Err(e) => return fail(format!("http source: opening the ingest log: {e}")),
+                Err(e) => return fail(Log, format!("http source: opening the ingest log: {e}")),
             },
         };
         let mut reader = match log.reader(ctx.resume_from) {
             Ok(r) => r,
-            Err(e) => return fail(format!("http source: {e}")),
+            Err(e) => return fail(Log, format!("http source: {e}")),
         };
         let listener = match ctx
             .runtime
@@ -187,10 +189,10 @@ impl Source for HttpSource {
         {
             Ok(l) => l,
             Err(e) => {
-                return fail(format!(
-                    "http source: cannot listen on {}: {e}",
-                    self.listen
-                ))
+                return fail(
+                    Network,
+                    format!("http source: cannot listen on {}: {e}", self.listen),
+                )
             }
         };
         let local = listener.local_addr().unwrap_or(self.listen);
@@ -235,8 +237,9 @@ impl Source for HttpSource {
             }
         });
         match fed {
-            Err(e) => fail(e),
+            Err(e) => fail(Log, e),
             Ok(Fed::ServerEnded) => fail(
+                Network,
                 ended
                     .err()
                     .unwrap_or_else(|| format!("http source: the server on {local} stopped")),
@@ -247,7 +250,7 @@ impl Source for HttpSource {
                 let _ = drain(&mut reader, &ctx, &consumed, &log);
                 match ended {
                     Ok(()) => Ok(()),
-                    Err(e) => fail(e),
+                    Err(e) => fail(Network, e),
                 }
             }
         }
@@ -726,7 +729,7 @@ mod tests {
         url: String,
         rx: Receiver<SourceMsg>,
         stop: StopFlag,
-        thread: std::thread::JoinHandle<Result<(), String>>,
+        thread: std::thread::JoinHandle<Result<(), SourceError>>,
         metrics: Arc<Metrics>,
         client: reqwest::Client,
         rt: tokio::runtime::Runtime,
@@ -837,7 +840,7 @@ mod tests {
             out
         }
 
-        fn stop(self) -> Result<(), String> {
+        fn stop(self) -> Result<(), SourceError> {
             self.stop.raise();
             let r = self.thread.join().unwrap();
             drop(self.rt);
@@ -1188,7 +1191,8 @@ mod tests {
         };
         let src = HttpSource::new(addr, "/events".into(), 1 << 20, 1 << 20, validator());
         let err = Box::new(src).run(ctx).unwrap_err();
-        assert!(err.contains(&addr.to_string()), "{err}");
+        assert!(err.message().contains(&addr.to_string()), "{err}");
+        assert_eq!(err.kind(), SourceErrorKind::Network);
         assert!(matches!(rx.try_recv(), Ok(SourceMsg::Failed(m)) if m == err));
     }
 

@@ -35,7 +35,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use serde_json::value::RawValue;
 
-use super::{events_in, fail, Batch, KafkaOffset, Position, Resume, Source, SourceCtx, SourceMsg};
+use super::{
+    events_in, fail, Batch, KafkaOffset, Position, Resume, Source, SourceCtx, SourceError,
+    SourceErrorKind, SourceMsg,
+};
 use crate::config::KafkaSourceConfig;
 use crate::metrics::Metrics;
 
@@ -137,7 +140,7 @@ impl Source for KafkaSource {
         "kafka"
     }
 
-    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError> {
         let KafkaSource {
             consumer,
             cfg,
@@ -147,6 +150,7 @@ impl Source for KafkaSource {
         if let Err(e) = consumer.subscribe(&topics) {
             return fail(
                 &ctx.out,
+                SourceErrorKind::Broker,
                 format!("source: cannot subscribe to {}: {e}", topics.join(", ")),
             );
         }
@@ -172,7 +176,11 @@ impl Source for KafkaSource {
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
                         if is_fatal(&e) {
-                            return fail(&ctx.out, format!("source: kafka: {e}"));
+                            return fail(
+                                &ctx.out,
+                                SourceErrorKind::Broker,
+                                format!("source: kafka: {e}"),
+                            );
                         }
                         // Broker or topic trouble librdkafka retries by
                         // itself: said at most every 10 s.
@@ -194,6 +202,7 @@ impl Source for KafkaSource {
                 let Some(pos) = position(ti, msg.partition(), msg.offset()) else {
                     return fail(
                         &ctx.out,
+                        SourceErrorKind::Input,
                         format!(
                             "source: kafka: record at offset {} of partition {} of topic '{topic}' has no position: \
                              at most {MAX_PARTITIONS} partitions per topic and offsets below 2^{OFFSET_BITS}",

@@ -154,7 +154,7 @@ pub enum SourceMsg {
     /// engine applies `end_of_input` and the pipeline stops.
     End,
     /// The source failed and cannot go on.
-    Failed(String),
+    Failed(SourceError),
 }
 
 /// The engine's end of a source's queue, and the stop flag.
@@ -241,13 +241,65 @@ pub trait Source: Send + 'static {
     /// Reads until the input ends (then sends [`SourceMsg::End`]), the stop
     /// flag is raised, or it fails (then sends [`SourceMsg::Failed`] and
     /// returns the error). Runs on a thread of its own.
-    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String>;
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError>;
 }
-/// Sends [`SourceMsg::Failed`] with `msg` and returns it as the error of
-/// [`Source::run`].
-pub(crate) fn fail(out: &SourceTx, msg: String) -> Result<(), String> {
-    out.send(SourceMsg::Failed(msg.clone()));
-    Err(msg)
+
+/// Why a source failed: its [`kind`](SourceError::kind) (the cause) and a
+/// message that names the source and where it failed (what
+/// [`Display`](std::fmt::Display) prints).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    kind: SourceErrorKind,
+    message: String,
+}
+
+/// The cause of a [`SourceError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SourceErrorKind {
+    /// Its settings cannot be used (an HTTP path without `/`, a generator
+    /// it cannot make).
+    Config,
+    /// Its input could not be opened or read (a file, stdin, a record
+    /// without a position).
+    Input,
+    /// It could not listen, or its server failed.
+    Network,
+    /// The HTTP source's ingest log could not be opened or read.
+    IngestLog,
+    /// The kafka brokers refused it (subscribing, a fatal consumer error).
+    Broker,
+    /// One of its threads could not start, or panicked.
+    Thread,
+}
+
+impl SourceError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: SourceErrorKind, message: impl Into<String>) -> Self {
+        SourceError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The cause.
+    pub fn kind(&self) -> SourceErrorKind {
+        self.kind
+    }
+
+    /// The message (also its `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Sends [`SourceMsg::Failed`] with a `kind` error saying `msg` and returns
+/// it as the error of [`Source::run`].
+pub(crate) fn fail(out: &SourceTx, kind: SourceErrorKind, msg: String) -> Result<(), SourceError> {
+    let e = SourceError::new(kind, msg);
+    out.send(SourceMsg::Failed(e.clone()));
+    Err(e)
 }
 
 /// The `events_in` counter of a source of `kind`.

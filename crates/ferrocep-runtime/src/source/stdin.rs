@@ -14,7 +14,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use super::lines::{LineSplitter, READ_SIZE};
-use super::{events_in, fail, Batch, Source, SourceCtx, SourceMsg};
+use super::{events_in, fail, Batch, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg};
 
 /// How often `run` looks at the stop flag while the reader reads.
 const WATCH: Duration = Duration::from_millis(20);
@@ -92,20 +92,21 @@ impl Source for StdinSource {
         "stdin"
     }
 
-    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), String> {
+    fn run(self: Box<Self>, ctx: SourceCtx) -> Result<(), SourceError> {
         let reader = self.reader;
         let reader_ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("ferrocep-stdin".into())
             .spawn(move || match read_all(reader, &reader_ctx) {
                 Ok(()) => Ok(()),
-                Err(msg) => fail(&reader_ctx.out, msg),
+                Err(msg) => fail(&reader_ctx.out, SourceErrorKind::Input, msg),
             });
         let handle = match spawned {
             Ok(h) => h,
             Err(e) => {
                 return fail(
                     &ctx.out,
+                    SourceErrorKind::Thread,
                     format!("stdin source: cannot start its reader thread: {e}"),
                 )
             }
@@ -114,7 +115,11 @@ impl Source for StdinSource {
             if handle.is_finished() {
                 return match handle.join() {
                     Ok(result) => result,
-                    Err(_) => fail(&ctx.out, "stdin source: its reader thread panicked".into()),
+                    Err(_) => fail(
+                        &ctx.out,
+                        SourceErrorKind::Thread,
+                        "stdin source: its reader thread panicked".into(),
+                    ),
                 };
             }
             if ctx.out.stop().is_raised() {
