@@ -308,7 +308,7 @@ async fn put_pattern(
         Err(r) => return r,
     };
     if let Err(e) = crate::config::check_pattern_name(&name) {
-        return error(StatusCode::BAD_REQUEST, e);
+        return error(StatusCode::BAD_REQUEST, e.to_string());
     }
     let format = match body_format(&headers) {
         Ok(f) => f,

@@ -41,18 +41,79 @@ pub fn format_file_text(version: u32) -> String {
 }
 
 /// Reads the version from a `FORMAT` file's text.
-pub fn parse_format_file(text: &str) -> Result<u32, String> {
+pub fn parse_format_file(text: &str) -> Result<u32, LayoutError> {
     let mut lines = text.lines();
     if lines.next() != Some(FORMAT_MAGIC) {
-        return Err(format!("its first line is not {FORMAT_MAGIC:?}"));
+        return Err(LayoutError::NotFormatFile);
     }
     let line = lines.next().unwrap_or("");
     let v = line
         .strip_prefix("format ")
-        .ok_or_else(|| format!("its second line {line:?} is not \"format N\""))?;
+        .ok_or_else(|| LayoutError::NoFormatLine {
+            line: line.to_owned(),
+        })?;
     v.trim()
         .parse()
-        .map_err(|e| format!("format version {v:?}: {e}"))
+        .map_err(|source| LayoutError::FormatVersion {
+            version: v.to_owned(),
+            source,
+        })
+}
+
+/// Why a stored record or the `FORMAT` file cannot be read (the store
+/// reports it as corrupt, naming the file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// The `FORMAT` file does not start with the magic line.
+    #[error("its first line is not {FORMAT_MAGIC:?}")]
+    NotFormatFile,
+    /// The `FORMAT` file's second line is not `format N`.
+    #[error("its second line {line:?} is not \"format N\"")]
+    NoFormatLine {
+        /// The line.
+        line: String,
+    },
+    /// The `FORMAT` file's version is not a number.
+    #[error("format version {version:?}: {source}")]
+    FormatVersion {
+        /// The text after `format `.
+        version: String,
+        /// Why it is not a number.
+        source: std::num::ParseIntError,
+    },
+    /// A pattern record is shorter than its header or fingerprint say.
+    #[error("pattern record {name:?} is {len} bytes, too short")]
+    ShortPattern {
+        /// The pattern.
+        name: String,
+        /// The record's length.
+        len: usize,
+    },
+    /// A pattern record's fingerprint is not UTF-8.
+    #[error("pattern record {name:?}: fingerprint is not UTF-8: {source}")]
+    Fingerprint {
+        /// The pattern.
+        name: String,
+        /// Where the UTF-8 breaks.
+        source: std::str::Utf8Error,
+    },
+    /// A pattern record has pattern id 0 (never given out).
+    #[error("pattern record {name:?} has pattern id 0")]
+    PatternIdZero {
+        /// The pattern.
+        name: String,
+    },
+    /// A meta value has the wrong size.
+    #[error("meta {what:?} is {len} bytes, not {expected}")]
+    MetaSize {
+        /// The meta key.
+        what: String,
+        /// Its length.
+        len: usize,
+        /// The length it must have.
+        expected: usize,
+    },
 }
 
 /// The store key of a key state: `pattern id u32 BE | key group u16 BE | key`,
@@ -106,8 +167,11 @@ pub fn encode_pattern(id: u32, p: &PatternRecord) -> Vec<u8> {
 }
 
 /// Reads a stored pattern record: (pattern id, record).
-pub fn decode_pattern(name: &str, v: &[u8]) -> Result<(u32, PatternRecord), String> {
-    let short = || format!("pattern record {name:?} is {} bytes, too short", v.len());
+pub fn decode_pattern(name: &str, v: &[u8]) -> Result<(u32, PatternRecord), LayoutError> {
+    let short = || LayoutError::ShortPattern {
+        name: name.to_owned(),
+        len: v.len(),
+    };
     let id = u32::from_le_bytes(
         v.get(0..4)
             .ok_or_else(short)?
@@ -130,10 +194,15 @@ pub fn decode_pattern(name: &str, v: &[u8]) -> Result<(u32, PatternRecord), Stri
         .checked_add(flen as usize)
         .filter(|&e| e <= v.len())
         .ok_or_else(short)?;
-    let fingerprint = std::str::from_utf8(&v[16..fend])
-        .map_err(|e| format!("pattern record {name:?}: fingerprint is not UTF-8: {e}"))?;
+    let fingerprint =
+        std::str::from_utf8(&v[16..fend]).map_err(|source| LayoutError::Fingerprint {
+            name: name.to_owned(),
+            source,
+        })?;
     if id == 0 {
-        return Err(format!("pattern record {name:?} has pattern id 0"));
+        return Err(LayoutError::PatternIdZero {
+            name: name.to_owned(),
+        });
     }
     Ok((
         id,
@@ -147,19 +216,23 @@ pub fn decode_pattern(name: &str, v: &[u8]) -> Result<(u32, PatternRecord), Stri
 }
 
 /// Reads a fixed-size little-endian integer stored in `meta`.
-pub fn decode_u64(what: &str, v: &[u8]) -> Result<u64, String> {
-    let b: [u8; 8] = v
-        .try_into()
-        .map_err(|_| format!("meta {what:?} is {} bytes, not 8", v.len()))?;
+pub fn decode_u64(what: &str, v: &[u8]) -> Result<u64, LayoutError> {
+    let b: [u8; 8] = v.try_into().map_err(|_| meta_size(what, v, 8))?;
     Ok(u64::from_le_bytes(b))
 }
 
 /// Reads a u32 stored in `meta`.
-pub fn decode_u32(what: &str, v: &[u8]) -> Result<u32, String> {
-    let b: [u8; 4] = v
-        .try_into()
-        .map_err(|_| format!("meta {what:?} is {} bytes, not 4", v.len()))?;
+pub fn decode_u32(what: &str, v: &[u8]) -> Result<u32, LayoutError> {
+    let b: [u8; 4] = v.try_into().map_err(|_| meta_size(what, v, 4))?;
     Ok(u32::from_le_bytes(b))
+}
+
+fn meta_size(what: &str, v: &[u8], expected: usize) -> LayoutError {
+    LayoutError::MetaSize {
+        what: what.to_owned(),
+        len: v.len(),
+        expected,
+    }
 }
 
 #[cfg(test)]

@@ -221,7 +221,7 @@ impl Store {
         let version = match self.get_meta(layout::META_FORMAT_VERSION)? {
             Some(v) => Some(
                 layout::decode_u32(layout::META_FORMAT_VERSION, &v)
-                    .map_err(|e| corrupt(&dir, e))?,
+                    .map_err(|e| corrupt(&dir, e.to_string()))?,
             ),
             None => None,
         };
@@ -244,7 +244,8 @@ impl Store {
         }
         let last_id = match self.get_meta(layout::META_CHECKPOINT_ID)? {
             Some(v) => Some(
-                layout::decode_u64(layout::META_CHECKPOINT_ID, &v).map_err(|e| corrupt(&dir, e))?,
+                layout::decode_u64(layout::META_CHECKPOINT_ID, &v)
+                    .map_err(|e| corrupt(&dir, e.to_string()))?,
             ),
             None => None,
         };
@@ -276,7 +277,7 @@ impl Store {
         }
         self.next_pattern_id = match self.get_meta(layout::META_NEXT_PATTERN_ID)? {
             Some(v) => layout::decode_u32(layout::META_NEXT_PATTERN_ID, &v)
-                .map_err(|e| corrupt(&dir, e))?,
+                .map_err(|e| corrupt(&dir, e.to_string()))?,
             None => return Err(corrupt(&dir, "meta has no next_pattern_id")),
         };
         for p in self.read_patterns()? {
@@ -304,7 +305,9 @@ impl Store {
                 .map_err(|e| engine_err(&self.dir, &self.data_dir, "reading patterns", e))?;
             let name = std::str::from_utf8(&k)
                 .map_err(|e| corrupt(&self.dir, format!("a pattern name is not UTF-8: {e}")))?;
-            out.push(layout::decode_pattern(name, &v).map_err(|e| corrupt(&self.dir, e))?);
+            out.push(
+                layout::decode_pattern(name, &v).map_err(|e| corrupt(&self.dir, e.to_string()))?,
+            );
         }
         Ok(out)
     }
@@ -643,7 +646,7 @@ fn check_format_file(data_dir: &Path, dir: &Path) -> Result<u32, StoreError> {
     let path = dir.join("FORMAT");
     match fs::read_to_string(&path) {
         Ok(text) => {
-            let v = layout::parse_format_file(&text).map_err(|e| corrupt(&path, e))?;
+            let v = layout::parse_format_file(&text).map_err(|e| corrupt(&path, e.to_string()))?;
             if v > FORMAT_VERSION {
                 return Err(StoreError::NewerFormat {
                     dir: data_dir.to_owned(),

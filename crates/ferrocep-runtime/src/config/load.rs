@@ -457,7 +457,7 @@ impl Loader<'_> {
                 continue;
             };
             if let Err(e) = super::check_pattern_name(&pattern.name) {
-                self.error(&path, e);
+                self.error(&path, e.to_string());
                 ok = false;
                 continue;
             }

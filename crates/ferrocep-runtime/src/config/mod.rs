@@ -585,15 +585,30 @@ impl Default for AdminConfig {
 
 /// Whether `name` can name a pattern: not empty, at most 200 bytes, no
 /// control characters (names appear in paths, ids, logs and labels).
-pub fn check_pattern_name(name: &str) -> Result<(), String> {
+pub fn check_pattern_name(name: &str) -> Result<(), PatternNameError> {
     if name.is_empty() {
-        return Err("a pattern name must not be empty".into());
+        return Err(PatternNameError::Empty);
     }
     if name.len() > 200 {
-        return Err("a pattern name must be at most 200 bytes".into());
+        return Err(PatternNameError::TooLong);
     }
     if name.chars().any(char::is_control) {
-        return Err("a pattern name must not contain control characters".into());
+        return Err(PatternNameError::ControlCharacter);
     }
     Ok(())
+}
+
+/// Why a name cannot name a pattern ([`check_pattern_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternNameError {
+    /// The name is empty.
+    #[error("a pattern name must not be empty")]
+    Empty,
+    /// The name is longer than 200 bytes.
+    #[error("a pattern name must be at most 200 bytes")]
+    TooLong,
+    /// The name has a control character.
+    #[error("a pattern name must not contain control characters")]
+    ControlCharacter,
 }
