@@ -154,7 +154,7 @@ pub enum StartError {
         /// The sink (`outputs.match[0]`).
         sink: String,
         /// Why.
-        reason: String,
+        reason: crate::sink::SinkError,
     },
     /// The operations server could not listen.
     #[error("server.listen: cannot listen on {addr}: {source}")]

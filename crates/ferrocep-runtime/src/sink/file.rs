@@ -680,6 +680,8 @@ mod tests {
         )
         .err()
         .unwrap();
+        assert_eq!(e.kind(), crate::sink::SinkErrorKind::Io);
+        let e = e.to_string();
         assert!(e.starts_with("outputs.late[0]: "), "{e}");
         assert!(e.contains("t.jsonl"), "{e}");
     }

@@ -132,7 +132,60 @@ pub struct SinkHandle {
     /// Outputs it has finished with (see the module docs).
     pub delivered: Arc<AtomicU64>,
     /// Ends once the queue is closed and everything in it is finished with.
-    pub task: tokio::task::JoinHandle<Result<(), String>>,
+    pub task: tokio::task::JoinHandle<Result<(), SinkError>>,
+}
+
+/// Why a sink could not start, or stopped: its [`kind`](SinkError::kind)
+/// (the cause) and a message that names the sink and the field or file
+/// (what [`Display`](std::fmt::Display) prints).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    kind: SinkErrorKind,
+    message: String,
+}
+
+/// The cause of a [`SinkError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SinkErrorKind {
+    /// Its settings cannot be used (a bad URL, a kafka sink in a build
+    /// without kafka).
+    Config,
+    /// Writing its file or stream failed (or opening the file).
+    Io,
+    /// A webhook could not deliver.
+    Delivery,
+    /// The kafka producer failed (or was fenced).
+    Broker,
+}
+
+impl SinkError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: SinkErrorKind, message: impl Into<String>) -> Self {
+        SinkError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The cause.
+    pub fn kind(&self) -> SinkErrorKind {
+        self.kind
+    }
+
+    /// The message (also its `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// `fut`'s error as a [`SinkError`] of `kind`.
+async fn typed(
+    kind: SinkErrorKind,
+    fut: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), SinkError> {
+    fut.await.map_err(|m| SinkError::new(kind, m))
 }
 
 /// Why a kafka source or sink cannot start in a build without the `kafka`
@@ -224,7 +277,7 @@ pub fn spawn(
     cfg: &SinkConfig,
     ctx: SinkCtx,
     rt: &tokio::runtime::Handle,
-) -> Result<SinkHandle, String> {
+) -> Result<SinkHandle, SinkError> {
     spawn_sink(cfg, ctx, rt, QUEUE).map(|s| s.handle)
 }
 
@@ -235,7 +288,7 @@ pub fn spawn_sink(
     ctx: SinkCtx,
     rt: &tokio::runtime::Handle,
     queue: usize,
-) -> Result<Spawned, String> {
+) -> Result<Spawned, SinkError> {
     spawn_sink_from(cfg, ctx, rt, queue, &SinkStart::default())
 }
 
@@ -248,7 +301,9 @@ pub fn spawn_sink_from(
     rt: &tokio::runtime::Handle,
     queue: usize,
     start: &SinkStart,
-) -> Result<Spawned, String> {
+) -> Result<Spawned, SinkError> {
+    use SinkErrorKind::{Config, Delivery, Io};
+    let err = |kind| move |m| SinkError::new(kind, m);
     #[cfg(not(feature = "kafka"))]
     let _ = start;
     #[allow(unused_mut)] // set by the kafka sink only
@@ -260,31 +315,46 @@ pub fn spawn_sink_from(
     // reqwest's client may need the runtime's context to be built.
     let _guard = rt.enter();
     let task = match cfg {
-        SinkConfig::Stdout {} => rt.spawn(stdout::run(std::io::stdout(), "stdout", rx, ctx, d)),
-        SinkConfig::Stderr {} => rt.spawn(stdout::run(std::io::stderr(), "stderr", rx, ctx, d)),
+        SinkConfig::Stdout {} => rt.spawn(typed(
+            Io,
+            stdout::run(std::io::stdout(), "stdout", rx, ctx, d),
+        )),
+        SinkConfig::Stderr {} => rt.spawn(typed(
+            Io,
+            stdout::run(std::io::stderr(), "stderr", rx, ctx, d),
+        )),
         SinkConfig::File { path, rotate_bytes } => {
             let path = ctx.config_dir.join(path);
-            let (fut, state) = file::start(path, rotate_bytes.map(|b| b.0), rx, ctx, d)?;
+            let (fut, state) =
+                file::start(path, rotate_bytes.map(|b| b.0), rx, ctx, d).map_err(err(Io))?;
             file_state = Some(state);
-            rt.spawn(fut)
+            rt.spawn(typed(Io, fut))
         }
-        SinkConfig::Webhook(w) => rt.spawn(webhook::Webhook::new(w, ctx, d)?.run(rx)),
+        SinkConfig::Webhook(w) => rt.spawn(typed(
+            Delivery,
+            webhook::Webhook::new(w, ctx, d)
+                .map_err(err(Config))?
+                .run(rx),
+        )),
         #[cfg(feature = "kafka")]
         SinkConfig::Kafka(k) => match k.transactional_id(&start.pipeline, &ctx.name) {
             None => {
-                let sink = kafka::KafkaSink::new(k, &ctx, None)?;
-                rt.spawn(sink.run(rx, ctx, d))
+                let sink = kafka::KafkaSink::new(k, &ctx, None).map_err(err(Config))?;
+                rt.spawn(typed(SinkErrorKind::Broker, sink.run(rx, ctx, d)))
             }
             Some(id) => {
-                let sink = kafka::KafkaSink::new(k, &ctx, Some(&id))?;
+                let sink = kafka::KafkaSink::new(k, &ctx, Some(&id)).map_err(err(Config))?;
                 let shared = Arc::new(TxnShared::new(start.kafka.map_or(0, |c| c.kafka_committed)));
                 txn = Some(shared.clone());
                 let restored = start.kafka.is_some();
-                rt.spawn(sink.run_transactional(rx, ctx, d, shared, restored))
+                rt.spawn(typed(
+                    SinkErrorKind::Broker,
+                    sink.run_transactional(rx, ctx, d, shared, restored),
+                ))
             }
         },
         #[cfg(not(feature = "kafka"))]
-        SinkConfig::Kafka(_) => return Err(NO_KAFKA.to_string()),
+        SinkConfig::Kafka(_) => return Err(SinkError::new(Config, NO_KAFKA)),
     };
     Ok(Spawned {
         handle: SinkHandle {

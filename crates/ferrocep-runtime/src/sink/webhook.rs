@@ -977,6 +977,7 @@ mod tests {
             )
             .err()
             .unwrap()
+            .to_string()
         };
         let e = try_cfg(&|w| w.url = "not a url".into());
         assert!(
