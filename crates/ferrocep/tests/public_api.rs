@@ -1,4 +1,5 @@
-//! The public API, recorded: `api/ferrocep-core.txt` and `api/ferrocep.txt`
+//! The public API, recorded: `api/ferrocep-core.txt`, `api/ferrocep.txt` and
+//! `api/ferrocep-runtime.txt`
 //! list every `pub` item of the two crates, with signatures and no bodies,
 //! so that a change to the API shows in review as a change to those files.
 //!
@@ -284,4 +285,10 @@ fn ferrocep_core_api_is_recorded() {
 #[test]
 fn ferrocep_api_is_recorded() {
     check("ferrocep", "crates/ferrocep/src/lib.rs");
+}
+
+/// The runtime, re-exported as `ferrocep::runtime`.
+#[test]
+fn ferrocep_runtime_api_is_recorded() {
+    check("ferrocep-runtime", "crates/ferrocep-runtime/src/lib.rs");
 }
