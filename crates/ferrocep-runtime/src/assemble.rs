@@ -803,3 +803,76 @@ fn restore(
         config_patterns: source.config_patterns,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StartError;
+    use std::path::PathBuf;
+
+    /// The typed errors print the texts the string errors printed (users
+    /// and tests match on them).
+    #[test]
+    fn start_errors_print_the_same_messages() {
+        let io = || std::io::Error::other("boom");
+        let cases = [
+            (
+                StartError::Config {
+                    config: PathBuf::from("p.yaml"),
+                    at: "server.admin",
+                    reason: "the token is empty".into(),
+                },
+                "p.yaml: server.admin: the token is empty",
+            ),
+            (
+                StartError::Lock {
+                    path: PathBuf::from("d/LOCK"),
+                    opening: true,
+                    source: io(),
+                },
+                "cannot open 'd/LOCK': boom",
+            ),
+            (
+                StartError::Lock {
+                    path: PathBuf::from("d/LOCK"),
+                    opening: false,
+                    source: io(),
+                },
+                "cannot lock 'd/LOCK': boom",
+            ),
+            (
+                StartError::InUse {
+                    dir: PathBuf::from("d"),
+                },
+                "the data directory 'd' is in use by another ferrocep run",
+            ),
+            (
+                StartError::OtherPatterns {
+                    dir: PathBuf::from("d"),
+                    checkpoint: 3,
+                    saved: vec![("a".into(), "f1".into()), ("b".into(), "f2".into())],
+                    config: vec![("a".into(), "f3".into())],
+                },
+                "the data directory 'd' holds state for other patterns: checkpoint 3 has [a (f1), b (f2)], \
+                 the config has [a (f3)]; restoring partial matches into another automaton would be wrong: \
+                 run the old patterns, or use another data directory",
+            ),
+            (
+                StartError::Runtime {
+                    doing: "start the async runtime",
+                    source: io(),
+                },
+                "cannot start the async runtime: boom",
+            ),
+            (
+                StartError::Server {
+                    addr: "127.0.0.1:9".parse().expect("addr"),
+                    source: io(),
+                },
+                "server.listen: cannot listen on 127.0.0.1:9: boom",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+        }
+    }
+}
