@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Writes the recorded public API anew: api/ferrocep-core.txt and
-# api/ferrocep.txt, the `pub` items of each crate with their signatures
+# Writes the recorded public API anew: api/ferrocep-core.txt,
+# api/ferrocep.txt and api/ferrocep-runtime.txt, the `pub` items of each crate with their signatures
 # (crates/ferrocep/tests/public_api.rs makes them). `cargo test` fails while
 # they differ from the code; run this when an API change is meant, and
 # commit the files with it.

@@ -1,6 +1,6 @@
 //! The public API, recorded: `api/ferrocep-core.txt`, `api/ferrocep.txt` and
 //! `api/ferrocep-runtime.txt`
-//! list every `pub` item of the two crates, with signatures and no bodies,
+//! list every `pub` item of the three crates, with signatures and no bodies,
 //! so that a change to the API shows in review as a change to those files.
 //!
 //! The listing is made from the source with `syn` (stable Rust: rustdoc's
