@@ -568,6 +568,11 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        // No key has state (a pattern whose starts are rare, one of many
+        // over a stream): an event that cannot start needs no lookup.
+        if self.keys.len() == 0 && self.skippable(event, timestamp) {
+            return None;
+        }
         match self.lookup(key) {
             (_, Some(slot)) => Some(slot),
             _ if self.skippable(event, timestamp) => None,
