@@ -136,7 +136,7 @@ pub enum StartError {
         /// The config file.
         config: PathBuf,
         /// Why.
-        reason: String,
+        reason: crate::source::SourceError,
     },
     /// A file sink could not be cut back to the checkpoint.
     #[error("{sink}: restoring the file: {reason}")]
@@ -144,7 +144,7 @@ pub enum StartError {
         /// The sink (`outputs.match[0]`).
         sink: String,
         /// Why.
-        reason: String,
+        reason: crate::sink::SinkError,
     },
     /// A sink could not be started.
     #[error("{}: {sink}: {reason}", config.display())]
@@ -572,7 +572,7 @@ fn kafka_source(
     pipeline: &str,
     resume: Option<&Resume>,
     metrics: &Arc<Metrics>,
-) -> Result<Box<dyn Source>, String> {
+) -> Result<Box<dyn Source>, crate::source::SourceError> {
     let s = crate::source::kafka::KafkaSource::new(k.clone(), pipeline, resume, metrics.clone())?;
     Ok(Box::new(s))
 }
@@ -583,8 +583,11 @@ fn kafka_source(
     _: &str,
     _: Option<&Resume>,
     _: &Arc<Metrics>,
-) -> Result<Box<dyn Source>, String> {
-    Err(format!("source: {}", crate::sink::NO_KAFKA))
+) -> Result<Box<dyn Source>, crate::source::SourceError> {
+    Err(crate::source::SourceError::new(
+        crate::source::SourceErrorKind::Config,
+        format!("source: {}", crate::sink::NO_KAFKA),
+    ))
 }
 
 /// The sinks of `kind`: as configured, or the defaults (match and timeout
@@ -743,7 +746,8 @@ fn restore(
     }
     for p in &loaded.patterns {
         for e in engines.iter_mut() {
-            e.restore_meta(&p.name, &p.meta).map_err(state)?;
+            e.restore_meta(&p.name, &p.meta)
+                .map_err(|e| state(e.to_string()))?;
         }
         // Each key goes to the worker that owns it now, whatever the
         // number of workers that wrote it.
@@ -754,10 +758,16 @@ fn restore(
                 |_, k, v| {
                     use ferrocep_core::operator::state::StateCodec;
                     let mut input = k;
-                    let key = crate::key::Key::decode(&mut input)
-                        .map_err(|e| format!("pattern '{}': key: {e}", p.name))?;
+                    let key = crate::key::Key::decode(&mut input).map_err(|source| {
+                        crate::engine::RestoreError::State {
+                            pattern: p.name.clone(),
+                            what: "key",
+                            source,
+                        }
+                    })?;
                     let w = crate::engine::owner(&key, workers) as usize;
-                    engines[w].restore_key(&p.name, k, v)
+                    engines[w].restore_key(&p.name, k, v)?;
+                    Ok(())
                 },
             )
             .map_err(|e| state(e.to_string()))?;

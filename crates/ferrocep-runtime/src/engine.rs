@@ -1149,6 +1149,52 @@ pub fn fingerprint(spec: &Spec) -> String {
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
 
+/// Why a checkpoint's state cannot be restored into the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The checkpoint names a pattern (a store name) the engine does not run.
+    #[error("no pattern '{pattern}'")]
+    NoPattern {
+        /// The store name.
+        pattern: String,
+    },
+    /// A pattern's saved state does not decode.
+    #[error("pattern '{pattern}': {what}: {source}")]
+    State {
+        /// The store name.
+        pattern: String,
+        /// Which part: `operator state`, `key` or `key state`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: ferrocep_core::operator::state::StateError,
+    },
+    /// A pattern's meta blob of a version this build does not read.
+    #[error(
+        "pattern '{pattern}': operator state of version {found}, this ferrocep reads {supported}"
+    )]
+    Version {
+        /// The store name.
+        pattern: String,
+        /// The version found.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// A pattern record that does not decode ([`Engine::saved_pattern`]).
+    #[error("pattern record: {0}")]
+    Record(#[source] ferrocep_core::operator::state::StateError),
+    /// A pattern record of a newer version.
+    #[error("pattern record of version {found}, this ferrocep reads up to {supported}")]
+    RecordVersion {
+        /// The version found.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+}
+
 /// What HTTP ingest checks each event with ([`Engine::validator`]).
 pub use crate::source::http::Validator;
 
@@ -1265,18 +1311,19 @@ impl Engine {
 
     /// The pattern a checkpoint's meta blob saved: name, version and spec
     /// text (`None` for a blob of version 1, which saved no spec).
-    pub fn saved_pattern(bytes: &[u8]) -> Result<Option<SavedPattern>, String> {
+    pub fn saved_pattern(bytes: &[u8]) -> Result<Option<SavedPattern>, RestoreError> {
         use ferrocep_core::operator::state::{get_bytes, get_u8, StateCodec};
         let mut input = bytes;
-        let err = |e: ferrocep_core::operator::state::StateError| format!("pattern record: {e}");
+        let err = RestoreError::Record;
         let v = get_u8(&mut input, "meta version").map_err(err)?;
         if v == 1 {
             return Ok(None);
         }
         if v != META_VERSION {
-            return Err(format!(
-                "pattern record of version {v}, this ferrocep reads up to {META_VERSION}"
-            ));
+            return Err(RestoreError::RecordVersion {
+                found: v,
+                supported: META_VERSION,
+            });
         }
         get_bytes(&mut input, "operator meta").map_err(err)?;
         Option::<i64>::decode(&mut input).map_err(err)?;
@@ -1295,23 +1342,29 @@ impl Engine {
     }
 
     /// Restores a pattern's operator-level state from a checkpoint.
-    pub fn restore_meta(&mut self, pattern: &str, bytes: &[u8]) -> Result<(), String> {
+    pub fn restore_meta(&mut self, pattern: &str, bytes: &[u8]) -> Result<(), RestoreError> {
         use ferrocep_core::operator::state::{get_bytes, get_u8, StateCodec};
         let (i, p) = self
             .patterns
             .iter_mut()
             .enumerate()
             .find(|(_, p)| &*p.store_name == pattern)
-            .ok_or_else(|| format!("no pattern '{pattern}'"))?;
+            .ok_or_else(|| RestoreError::NoPattern {
+                pattern: pattern.to_string(),
+            })?;
         let mut input = bytes;
-        let err = |e: ferrocep_core::operator::state::StateError| {
-            format!("pattern '{pattern}': operator state: {e}")
+        let err = |source| RestoreError::State {
+            pattern: pattern.to_string(),
+            what: "operator state",
+            source,
         };
         let v = get_u8(&mut input, "meta version").map_err(err)?;
         if v != META_VERSION && v != 1 {
-            return Err(format!(
-                "pattern '{pattern}': operator state of version {v}, this ferrocep reads {META_VERSION}"
-            ));
+            return Err(RestoreError::Version {
+                pattern: pattern.to_string(),
+                found: v,
+                supported: META_VERSION,
+            });
         }
         let core = get_bytes(&mut input, "operator meta").map_err(err)?;
         p.op.restore_meta(core).map_err(err)?;
@@ -1347,23 +1400,35 @@ impl Engine {
     }
 
     /// Restores one key's state of `pattern` from a checkpoint.
-    pub fn restore_key(&mut self, pattern: &str, key: &[u8], state: &[u8]) -> Result<(), String> {
+    pub fn restore_key(
+        &mut self,
+        pattern: &str,
+        key: &[u8],
+        state: &[u8],
+    ) -> Result<(), RestoreError> {
         use ferrocep_core::operator::state::StateCodec;
-        let p = self
+        let err = |what: &'static str| {
+            move |source| RestoreError::State {
+                pattern: pattern.to_string(),
+                what,
+                source,
+            }
+        };
+        let i = self
             .patterns
-            .iter_mut()
-            .find(|p| &*p.store_name == pattern)
-            .ok_or_else(|| format!("no pattern '{pattern}'"))?;
+            .iter()
+            .position(|p| &*p.store_name == pattern)
+            .ok_or_else(|| RestoreError::NoPattern {
+                pattern: pattern.to_string(),
+            })?;
         let mut input = key;
-        let k = Key::decode(&mut input).map_err(|e| format!("pattern '{pattern}': key: {e}"))?;
-        let r = if p.remap {
-            let i = self
-                .patterns
-                .iter()
-                .position(|p| &*p.store_name == pattern)
-                .unwrap_or(0);
+        let k = Key::decode(&mut input).map_err(err("key"))?;
+        let r = if self.patterns[i].remap {
+            // Every version is in a group (see `with_patterns`, `add_version`).
             let Some(g) = self.groups.iter().find(|g| g.members.contains(&i)) else {
-                return Err(format!("pattern '{pattern}' is in no group"));
+                return Err(RestoreError::NoPattern {
+                    pattern: pattern.to_string(),
+                });
             };
             let set = &g.set;
             let scratch = &mut self.scratch;
@@ -1371,9 +1436,9 @@ impl Engine {
                 .op
                 .restore_key_with(k, state, |e| reread(set, e, scratch))
         } else {
-            p.op.restore_key(k, state)
+            self.patterns[i].op.restore_key(k, state)
         };
-        r.map_err(|e| format!("pattern '{pattern}': key state: {e}"))
+        r.map_err(err("key state"))
     }
 }
 

@@ -1514,7 +1514,7 @@ mod tests {
             .unwrap();
         let n = store
             .for_each_key("orders", 0..128, |_, k, v| {
-                restored.restore_key("orders", k, v)
+                Ok(restored.restore_key("orders", k, v)?)
             })
             .unwrap();
         // Every create's key, those of the failed checkpoint included.

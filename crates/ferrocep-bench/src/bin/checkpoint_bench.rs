@@ -307,10 +307,12 @@ fn restore(
     engine.enable_checkpoints(false);
     let mut keys = 0;
     for p in &loaded.patterns {
-        engine.restore_meta(&p.name, &p.meta)?;
+        engine
+            .restore_meta(&p.name, &p.meta)
+            .map_err(|e| e.to_string())?;
         keys += store
             .for_each_key(&p.name, 0..KEY_GROUPS, |_, k, v| {
-                engine.restore_key(&p.name, k, v)
+                Ok(engine.restore_key(&p.name, k, v)?)
             })
             .map_err(|e| e.to_string())?;
     }

@@ -51,6 +51,10 @@ use std::path::PathBuf;
 
 pub use store::Store;
 
+/// Why the callback of [`Store::for_each_key`] could not take a key (the
+/// runtime's `RestoreError`, say); reported in a [`StoreError::Restore`].
+pub type KeyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// One pattern (one operator) of a checkpoint.
 ///
 /// `name` is the pattern's identity in the store: key states name it. A

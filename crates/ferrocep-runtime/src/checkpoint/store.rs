@@ -388,7 +388,7 @@ impl Store {
         &self,
         pattern: &str,
         groups: Range<u32>,
-        mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
+        mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), super::KeyError>,
     ) -> Result<u64, StoreError> {
         let Some(&id) = self.ids.get(pattern) else {
             return Err(invalid(
@@ -425,7 +425,7 @@ impl Store {
                 path: self.dir.clone(),
                 pattern: pattern.to_owned(),
                 key_group: u32::from(group),
-                detail,
+                detail: detail.to_string(),
             })?;
             n += 1;
         }

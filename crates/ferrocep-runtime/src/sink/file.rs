@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 use super::common::{self, Backoff, SinkMetrics, MAX_WRITE_BATCH};
-use super::{Output, SinkCtx};
+use super::{Output, SinkCtx, SinkError, SinkErrorKind};
 
 /// How many rotated files are kept (`PATH.1` ... `PATH.10`).
 pub const KEEP: usize = 10;
@@ -81,7 +81,12 @@ impl FileSinkState {
     /// Fsyncs the current file and returns the committed position, all of
     /// which is then durable. (Rotated files were fsynced before their
     /// rename.)
-    pub fn sync(&self) -> Result<FileCommit, String> {
+    pub fn sync(&self) -> Result<FileCommit, SinkError> {
+        self.sync_text()
+            .map_err(|e| SinkError::new(SinkErrorKind::Io, e))
+    }
+
+    fn sync_text(&self) -> Result<FileCommit, String> {
         let inner = self.lock();
         if let Some(f) = &inner.file {
             f.sync_data()
@@ -108,7 +113,11 @@ pub fn rotated(path: &Path, n: usize) -> PathBuf {
 
 /// Cuts `path` back to `len` bytes and fsyncs it. An error if it is
 /// shorter: then outputs the checkpoint counted as written are gone.
-pub fn truncate_to(path: &Path, len: u64) -> Result<(), String> {
+pub fn truncate_to(path: &Path, len: u64) -> Result<(), SinkError> {
+    truncate_text(path, len).map_err(|e| SinkError::new(SinkErrorKind::Io, e))
+}
+
+fn truncate_text(path: &Path, len: u64) -> Result<(), String> {
     let f = OpenOptions::new()
         .write(true)
         .open(path)
@@ -137,7 +146,11 @@ pub fn truncate_to(path: &Path, len: u64) -> Result<(), String> {
 /// [`FileCommit::file_id`] among `PATH`, `PATH.1`, ...), and it is cut back
 /// to [`FileCommit::len`]. A missing file at length 0 is fine (nothing was
 /// written).
-pub fn restore(path: &Path, commit: &FileCommit) -> Result<(), String> {
+pub fn restore(path: &Path, commit: &FileCommit) -> Result<(), SinkError> {
+    restore_text(path, commit).map_err(|e| SinkError::new(SinkErrorKind::Io, e))
+}
+
+fn restore_text(path: &Path, commit: &FileCommit) -> Result<(), String> {
     let mut at = 0;
     if let Some(want) = commit.file_id {
         let found = (0..=KEEP).find(|&n| {
@@ -186,7 +199,7 @@ pub fn restore(path: &Path, commit: &FileCommit) -> Result<(), String> {
     }
     match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && commit.len == 0 => Ok(()),
-        _ => truncate_to(path, commit.len),
+        _ => truncate_text(path, commit.len),
     }
 }
 
@@ -659,10 +672,10 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"0123");
         truncate_to(&p, 4).unwrap();
         let e = truncate_to(&p, 9).unwrap_err();
-        assert!(e.contains("shorter than the 9"), "{e}");
-        assert!(e.contains(&p.display().to_string()), "{e}");
+        assert!(e.message().contains("shorter than the 9"), "{e}");
+        assert!(e.message().contains(&p.display().to_string()), "{e}");
         let e = truncate_to(&dir.path().join("none"), 0).unwrap_err();
-        assert!(e.contains("none"), "{e}");
+        assert!(e.message().contains("none"), "{e}");
         // Nothing written yet: restoring a zero commit is fine.
         restore(&dir.path().join("none"), &FileCommit::default()).unwrap();
     }

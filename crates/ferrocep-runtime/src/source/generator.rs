@@ -56,8 +56,10 @@ impl GeneratorSource {
 
     /// Whether `cfg` can run: a rate above 0, a pay ratio in 0..=1, a
     /// uniform delay with `max >= mean`. The error names the field.
-    pub fn check(cfg: &GeneratorConfig) -> Result<(), String> {
-        Gen::new(cfg).map(|_| ())
+    pub fn check(cfg: &GeneratorConfig) -> Result<(), SourceError> {
+        Gen::new(cfg)
+            .map(|_| ())
+            .map_err(|e| SourceError::new(SourceErrorKind::Config, e))
     }
 }
 
@@ -634,17 +636,17 @@ mod tests {
     fn bad_configs_are_refused_naming_the_field() {
         let mut c = cfg(Workload::Orders);
         c.rate = Some(0.0);
-        assert!(GeneratorSource::check(&c).is_err_and(|e| e.contains("rate")));
+        assert!(GeneratorSource::check(&c).is_err_and(|e| e.message().contains("rate")));
         let mut c = cfg(Workload::Orders);
         c.pay_ratio = Some(1.5);
-        assert!(GeneratorSource::check(&c).is_err_and(|e| e.contains("pay_ratio")));
+        assert!(GeneratorSource::check(&c).is_err_and(|e| e.message().contains("pay_ratio")));
         let mut c = cfg(Workload::Orders);
         c.pay_delay = Some(PayDelay {
             distribution: DelayDistribution::Uniform,
             mean: Some(Millis(10)),
             max: None,
         });
-        assert!(GeneratorSource::check(&c).is_err_and(|e| e.contains("pay_delay.max")));
+        assert!(GeneratorSource::check(&c).is_err_and(|e| e.message().contains("pay_delay.max")));
         // `run` fails with the same message.
         let t = test_ctx(Arc::new(ManualClock::new(T0)), 0);
         let err = Box::new(GeneratorSource::new(c)).run(t.ctx.clone());

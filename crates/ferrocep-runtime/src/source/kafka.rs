@@ -95,7 +95,7 @@ impl KafkaSource {
         pipeline: &str,
         resume: Option<&Resume>,
         metrics: Arc<Metrics>,
-    ) -> Result<KafkaSource, String> {
+    ) -> Result<KafkaSource, SourceError> {
         let group_id = cfg
             .group_id
             .clone()
@@ -119,9 +119,12 @@ impl KafkaSource {
             next: Mutex::new(next),
             metrics,
         };
-        let consumer: BaseConsumer<Context> = c
-            .create_with_context(context)
-            .map_err(|e| format!("source: cannot create the Kafka consumer: {e}"))?;
+        let consumer: BaseConsumer<Context> = c.create_with_context(context).map_err(|e| {
+            SourceError::new(
+                SourceErrorKind::Config,
+                format!("source: cannot create the Kafka consumer: {e}"),
+            )
+        })?;
         Ok(KafkaSource {
             consumer,
             cfg,
@@ -585,7 +588,7 @@ mod tests {
         let e = KafkaSource::new(config(&[("no.such.property", "1")]), "p", None, m.clone())
             .err()
             .expect("refused");
-        assert!(e.contains("no.such.property"), "{e}");
+        assert!(e.message().contains("no.such.property"), "{e}");
         let s = KafkaSource::new(config(&[("session.timeout.ms", "7000")]), "p", None, m).unwrap();
         assert_eq!(s.group_id(), "ferrocep-p");
     }
