@@ -2400,6 +2400,27 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&c));
     }
 
+    /// Checkpoints are restored only into patterns of the same fingerprint:
+    /// a change to how specs print would orphan every saved state. Pinned to
+    /// the values of the millisecond-typed fields, before they became
+    /// `Duration`s.
+    #[test]
+    fn fingerprints_stay_as_they_were() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-timeout.yaml");
+        let spec = Spec::from_path(&path).unwrap();
+        assert_eq!(fingerprint(&spec), "f6aa25bef728ec87");
+        // Stage windows, `order_by` and a throwing skip print too.
+        let spec = Spec::from_str(
+            r#"{"key":"k","time":{"field":"ts","max_out_of_orderness":"1500ms","order_by":["n"]},
+                "within":"1h","skip":{"skip_to_first":"b","throw_exception_on_miss":true},
+                "stages":[{"name":"a"},{"name":"b","within":"2s","optional":true},
+                          {"name":"c","within":250,"where":"n > 1"}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        assert_eq!(fingerprint(&spec), "90cdf20f84d821ce");
+    }
+
     /// Two patterns with one key and time field share a read of each event:
     /// each still runs its own conditions (a group numbers the conditions of
     /// all its specs together), as `match` with both specs does.
