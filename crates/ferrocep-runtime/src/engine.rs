@@ -315,9 +315,12 @@ impl PatternOp {
         } else {
             TimeDomain::ProcessingTime
         };
-        let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
+        let ooo = spec
+            .time
+            .as_ref()
+            .map_or(Duration::ZERO, |t| t.max_out_of_orderness);
         let mut op = CepOperator::new(nfa, domain);
-        op.set_bounded_out_of_orderness(Duration::from_millis(ooo.max(0) as u64));
+        op.set_bounded_out_of_orderness(ooo);
         op.set_event_comparator(spec.event_comparator());
         let heads = heads(name, (def.version > 1).then_some(def.version));
         let ids = Kind::ALL.map(|k| format!("{name}:{}:", k.as_str()).into_boxed_str());
@@ -327,7 +330,7 @@ impl PatternOp {
             store_name: Arc::from(store_name(name, def.version)),
             text: def.text.clone(),
             op,
-            ooo,
+            ooo: i64::try_from(ooo.as_millis()).unwrap_or(i64::MAX),
             event_time,
             applied: None,
             w_last: MIN_WATERMARK.as_millis(),
@@ -1138,9 +1141,14 @@ pub struct EngineCheckpoint {
 /// fields (key, time, window, skip strategy, stages). A checkpoint is
 /// restored only into patterns with the same fingerprints.
 pub fn fingerprint(spec: &Spec) -> String {
+    // The windows in milliseconds, as before they were `Duration`s (the
+    // spec types' `Debug` prints theirs that way too).
+    let within = spec
+        .within
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut text = format!(
         "v1|{:?}|{:?}|{:?}|{:?}|{:?}",
-        spec.key, spec.time, spec.within, spec.skip, spec.stages
+        spec.key, spec.time, within, spec.skip, spec.stages
     );
     // Only when set, so that other specs keep their fingerprints.
     if spec.skip_throw {
@@ -2463,6 +2471,27 @@ mod tests {
         assert_ne!(fingerprint(&a), fingerprint(&b));
         // The name is the pattern's label, not its automaton.
         assert_eq!(fingerprint(&a), fingerprint(&c));
+    }
+
+    /// Checkpoints are restored only into patterns of the same fingerprint:
+    /// a change to how specs print would orphan every saved state. Pinned to
+    /// the values of the millisecond-typed fields, before they became
+    /// `Duration`s.
+    #[test]
+    fn fingerprints_stay_as_they_were() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-timeout.yaml");
+        let spec = Spec::from_path(&path).unwrap();
+        assert_eq!(fingerprint(&spec), "f6aa25bef728ec87");
+        // Stage windows, `order_by` and a throwing skip print too.
+        let spec = Spec::from_str(
+            r#"{"key":"k","time":{"field":"ts","max_out_of_orderness":"1500ms","order_by":["n"]},
+                "within":"1h","skip":{"skip_to_first":"b","throw_exception_on_miss":true},
+                "stages":[{"name":"a"},{"name":"b","within":"2s","optional":true},
+                          {"name":"c","within":250,"where":"n > 1"}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        assert_eq!(fingerprint(&spec), "90cdf20f84d821ce");
     }
 
     /// Two patterns with one key and time field share a read of each event:

@@ -59,7 +59,11 @@ impl Plan {
             ooo: set
                 .specs()
                 .iter()
-                .map(|s| s.time.as_ref().map_or(0, |t| t.max_out_of_orderness))
+                .map(|s| {
+                    s.time.as_ref().map_or(0, |t| {
+                        i64::try_from(t.max_out_of_orderness.as_millis()).unwrap_or(i64::MAX)
+                    })
+                })
                 .collect(),
             comparators: set.specs().iter().map(Spec::event_comparator).collect(),
             names: set

@@ -128,6 +128,7 @@ fn run() -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let within = spec.within.ok_or("the spec needs a `within`")?;
+    let within = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
     if !spec.is_event_time() {
         return Err("the spec must be in event time (`time`)".into());
     }
@@ -140,11 +141,14 @@ fn run() -> Result<(), String> {
     if a.events_only {
         return stored_events(&spec, &a);
     }
-    let ooo = spec.time.as_ref().map_or(0, |t| t.max_out_of_orderness);
+    let ooo = spec
+        .time
+        .as_ref()
+        .map_or(Duration::ZERO, |t| t.max_out_of_orderness);
     let nfa = Arc::new(spec.compile().map_err(|e| e.to_string())?);
     let mut op: CepOperator<Option<Box<str>>, JsonEvent> =
         CepOperator::new(nfa, TimeDomain::EventTime);
-    let mut watermarks = BoundedOutOfOrderness::new(Duration::from_millis(ooo as u64));
+    let mut watermarks = BoundedOutOfOrderness::new(ooo);
     let mut sink = CountingSink::default();
 
     let rss_before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;

@@ -89,7 +89,7 @@ pub(crate) fn build(spec: &Spec) -> (Pattern<JsonEvent>, Option<(String, Pattern
         }
         if let Some(w) = g.within {
             p = check(
-                p.within_type_ms(w, WithinType::PreviousAndCurrent),
+                p.within_type(w, WithinType::PreviousAndCurrent),
                 &at("within"),
             );
         }
@@ -98,7 +98,7 @@ pub(crate) fn build(spec: &Spec) -> (Pattern<JsonEvent>, Option<(String, Pattern
     // A validated spec has at least one stage; an emptied one still gets a pattern.
     let mut p = pattern.unwrap_or_else(|| Pattern::begin_with_skip("", spec.skip.clone()));
     if let Some(w) = spec.within {
-        p = check(p.within_ms(w), &|| "within".to_string());
+        p = check(p.within(w), &|| "within".to_string());
     }
     if spec.skip_throw {
         p = check(p.throw_exception_on_miss(), &|| "skip".to_string());

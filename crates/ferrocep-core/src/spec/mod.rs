@@ -34,7 +34,7 @@
 //!     Format::Yaml,
 //! )
 //! .unwrap();
-//! assert_eq!(spec.within, Some(600_000));
+//! assert_eq!(spec.within, Some(std::time::Duration::from_secs(600)));
 //! assert_eq!(spec.stages[1].name, "pay");
 //! assert!(!spec.is_event_time());
 //! ```
@@ -60,7 +60,7 @@ use crate::event::{
 };
 use crate::expr::Expr;
 use crate::pattern::{Contiguity, Pattern, SkipStrategy};
-use crate::time::Timestamp;
+use crate::time::{duration_millis, Timestamp};
 
 /// How to read a spec text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -96,21 +96,25 @@ impl Format {
 pub struct TimeSpec {
     /// Field path of the timestamp (`ts`, `meta.at`).
     pub field: Vec<String>,
-    /// Bounded out-of-orderness of the watermark, in ms (default 0).
-    pub max_out_of_orderness: i64,
+    /// Bounded out-of-orderness of the watermark (default 0; whole
+    /// milliseconds).
+    pub max_out_of_orderness: Duration,
     /// `order_by`: field paths that order events of equal timestamps before
     /// they are matched (Flink's `EventComparator`; see
     /// [`Spec::event_comparator`]); empty: arrival order.
     pub order_by: Vec<Vec<String>>,
 }
 
-// By hand, so that a spec without `order_by` prints as before it existed:
-// `run` fingerprints specs by their `Debug` text.
+// By hand, so that a spec prints as before `order_by` existed and before
+// the windows became `Duration`s (in milliseconds): `run` fingerprints
+// specs by their `Debug` text, and keys its checkpoints by the fingerprint.
 impl fmt::Debug for TimeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("TimeSpec");
-        d.field("field", &self.field)
-            .field("max_out_of_orderness", &self.max_out_of_orderness);
+        d.field("field", &self.field).field(
+            "max_out_of_orderness",
+            &duration_millis(self.max_out_of_orderness),
+        );
         if !self.order_by.is_empty() {
             d.field("order_by", &self.order_by);
         }
@@ -118,16 +122,10 @@ impl fmt::Debug for TimeSpec {
     }
 }
 
-// The windows stay milliseconds in the fields: a run's checkpoints are
-// keyed by a fingerprint of these structs' `Debug` text.
-fn millis_duration(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
 impl TimeSpec {
-    /// [`Self::max_out_of_orderness`] as a duration.
+    /// [`Self::max_out_of_orderness`].
     pub fn out_of_orderness(&self) -> Duration {
-        millis_duration(self.max_out_of_orderness)
+        self.max_out_of_orderness
     }
 }
 
@@ -156,7 +154,7 @@ pub enum TimesSpec {
 }
 
 /// One stage of a spec, as written (checked, not yet applied to a pattern).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StageSpec {
     /// Unique stage name; keys the match output.
     pub name: String,
@@ -181,9 +179,31 @@ pub struct StageSpec {
     pub consecutive: bool,
     /// `allow_combinations: true`.
     pub allow_combinations: bool,
-    /// `within`: the most time in ms between the match's previous event and
-    /// this stage's (Flink `within(d, WithinType.PREVIOUS_AND_CURRENT)`).
-    pub within: Option<i64>,
+    /// `within`: the most time between the match's previous event and this
+    /// stage's (Flink `within(d, WithinType.PREVIOUS_AND_CURRENT)`; whole
+    /// milliseconds).
+    pub within: Option<Duration>,
+}
+
+// By hand, to print `within` in milliseconds as before it was a `Duration`
+// (see `TimeSpec`'s `Debug`).
+impl fmt::Debug for StageSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StageSpec")
+            .field("name", &self.name)
+            .field("contiguity", &self.contiguity)
+            .field("where_", &self.where_)
+            .field("until", &self.until)
+            .field("times", &self.times)
+            .field("times_or_more", &self.times_or_more)
+            .field("one_or_more", &self.one_or_more)
+            .field("optional", &self.optional)
+            .field("greedy", &self.greedy)
+            .field("consecutive", &self.consecutive)
+            .field("allow_combinations", &self.allow_combinations)
+            .field("within", &self.within.map(duration_millis))
+            .finish()
+    }
 }
 
 /// A checked spec: what to key by, the notion of time, and the pattern.
@@ -199,8 +219,8 @@ pub struct Spec {
     pub key: Option<Vec<String>>,
     /// Event time; `None` = processing time.
     pub time: Option<TimeSpec>,
-    /// Whole-pattern window in ms (Flink `within`).
-    pub within: Option<i64>,
+    /// Whole-pattern window (Flink `within`; whole milliseconds).
+    pub within: Option<Duration>,
     /// After-match skip strategy.
     pub skip: SkipStrategy,
     /// `skip: {skip_to_first: STAGE, throw_exception_on_miss: true}`: a match
@@ -227,9 +247,9 @@ pub struct Ingested {
 }
 
 impl Spec {
-    /// The whole-pattern window, [`Self::within`], as a duration.
+    /// The whole-pattern window, [`Self::within`].
     pub fn window(&self) -> Option<Duration> {
-        self.within.map(millis_duration)
+        self.within
     }
 
     /// Reads and checks the spec file at `path` (the one IO helper of the
@@ -413,7 +433,7 @@ impl fmt::Debug for Spec {
             .field("name", &self.name)
             .field("key", &self.key)
             .field("time", &self.time)
-            .field("within", &self.within)
+            .field("within", &self.within.map(duration_millis))
             .field("skip", &self.skip)
             .field("skip_throw", &self.skip_throw)
             .field("stages", &self.stages)

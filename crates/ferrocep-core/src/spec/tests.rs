@@ -4,6 +4,7 @@
 //! ([`both`], [`both_err`]), which must agree.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -121,12 +122,12 @@ fn contract_example_yaml() {
         s.time,
         Some(TimeSpec {
             field: vec!["ts".to_string()],
-            max_out_of_orderness: 0,
+            max_out_of_orderness: Duration::ZERO,
             order_by: Vec::new(),
         })
     );
     assert!(s.is_event_time());
-    assert_eq!(s.within, Some(600_000));
+    assert_eq!(s.within, Some(ms(600_000)));
     assert_eq!(s.skip, SkipStrategy::NoSkip);
     assert_eq!(s.stages.len(), 2);
     assert_eq!(s.stages[0].name, "create");
@@ -225,7 +226,7 @@ fn key_and_time_paths() {
     assert_eq!(s.key, Some(vec!["user".to_string(), "id".to_string()]));
     let t = s.time.unwrap();
     assert_eq!(t.field, vec!["meta".to_string(), "at".to_string()]);
-    assert_eq!(t.max_out_of_orderness, 0);
+    assert_eq!(t.max_out_of_orderness, Duration::ZERO);
 
     for bad in ["", "a..b", ".a", "a."] {
         let (path, msg) = invalid(both_err(json!({"key": bad, "stages": [{"name": "a"}]})));
@@ -262,7 +263,7 @@ fn key_and_time_paths() {
 
 #[test]
 fn duration_forms() {
-    let cases: &[(Value, i64)] = &[
+    let cases: &[(Value, u64)] = &[
         (json!("250ms"), 250),
         (json!("10s"), 10_000),
         (json!("10m"), 600_000),
@@ -274,15 +275,15 @@ fn duration_forms() {
         (json!("0s"), 0),
         (json!(0), 0),
     ];
-    for (d, ms) in cases {
+    for (d, n) in cases {
         let s = both(json!({
             "time": {"field": "ts", "max_out_of_orderness": d},
             "stages": [{"name": "a"}]
         }));
-        assert_eq!(s.time.unwrap().max_out_of_orderness, *ms, "{d}");
-        if *ms > 0 {
+        assert_eq!(s.time.unwrap().max_out_of_orderness, ms(*n), "{d}");
+        if *n > 0 {
             let s = both(json!({"within": d, "stages": [{"name": "a"}]}));
-            assert_eq!(s.within, Some(*ms), "{d}");
+            assert_eq!(s.within, Some(ms(*n)), "{d}");
         }
     }
 }
@@ -1068,13 +1069,13 @@ fn duplicate_keys_keep_the_last_value() {
         Format::Json,
     )
     .unwrap();
-    assert_eq!(s.within, Some(2000));
+    assert_eq!(s.within, Some(ms(2000)));
     let s = Spec::from_str(
         "within: 1s\nwithin: 2s\nstages:\n  - name: a\n",
         Format::Yaml,
     )
     .unwrap();
-    assert_eq!(s.within, Some(2000));
+    assert_eq!(s.within, Some(ms(2000)));
 }
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
@@ -1446,9 +1447,9 @@ fn stage_within_and_throw_exception_on_miss() {
             {"name": "c", "within": 500}
         ]
     }));
-    assert_eq!(s.within, Some(10_000));
-    let w: Vec<Option<i64>> = s.stages.iter().map(|st| st.within).collect();
-    assert_eq!(w, [None, Some(2_000), Some(500)]);
+    assert_eq!(s.within, Some(ms(10_000)));
+    let w: Vec<Option<Duration>> = s.stages.iter().map(|st| st.within).collect();
+    assert_eq!(w, [None, Some(ms(2_000)), Some(ms(500))]);
     assert_eq!(s.skip, SkipStrategy::SkipToFirst("b".into()));
     assert!(s.skip_throw);
     s.compile().expect("compiles");
@@ -1545,4 +1546,8 @@ fn bad_order_by() {
             "{order_by}"
         );
     }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }

@@ -12,6 +12,7 @@
 //! - Field paths (`key`, `time.field`) are split at `.`; no segment may be empty.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use crate::expr::{Expr, Fields};
 use crate::pattern::{Contiguity, SkipStrategy};
@@ -52,7 +53,7 @@ pub(crate) struct Validated {
     pub(crate) name: Option<String>,
     pub(crate) key: Option<Vec<String>>,
     pub(crate) time: Option<TimeSpec>,
-    pub(crate) within: Option<i64>,
+    pub(crate) within: Option<Duration>,
     pub(crate) skip: SkipStrategy,
     pub(crate) skip_throw: bool,
     pub(crate) stages: Vec<StageSpec>,
@@ -256,6 +257,11 @@ fn order_by(node: &RawNode) -> Result<Vec<Vec<String>>, SpecError> {
     }
 }
 
+/// A [`duration`] (never negative) as a `Duration`.
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 /// Durations: a non-negative integer (milliseconds) or a string with a unit.
 pub(crate) fn duration(node: &RawNode, path: &str) -> Result<i64, SpecError> {
     const EXPECTED: &str =
@@ -359,7 +365,7 @@ impl Validator<'_> {
                 if w <= 0 {
                     return Err(err(n, "within", "must be positive, found 0"));
                 }
-                Some(w)
+                Some(millis(w))
             }
         };
 
@@ -451,6 +457,7 @@ impl Validator<'_> {
             None => 0,
             Some(n) => duration(n, "time.max_out_of_orderness")?,
         };
+        let max_out_of_orderness = millis(max_out_of_orderness);
         let order_by = match get(entries, "order_by") {
             None => Vec::new(),
             Some(n) => order_by(n)?,
@@ -633,7 +640,7 @@ impl Validator<'_> {
                 if w <= 0 {
                     return Err(err(n, wpath, "must be positive, found 0"));
                 }
-                Some(w)
+                Some(millis(w))
             }
         };
 
