@@ -485,8 +485,7 @@ impl Engine {
             let mut scratch = Vec::new();
             let sets = shared.read().unwrap_or_else(|p| p.into_inner());
             for set in sets.iter() {
-                set.ingest_parts(&text, &mut scratch)
-                    .map_err(|e| e.to_string())?;
+                set.ingest_parts(&text, &mut scratch)?;
             }
             Ok(())
         };

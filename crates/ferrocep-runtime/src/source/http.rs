@@ -55,13 +55,15 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use ferrocep_core::event::LineError;
+
 use super::{Batch, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg};
 use crate::metrics::Metrics;
 use crate::source::ingest_log::{IngestLog, LogReader, LogRecord};
 
 /// The engine's check of one event's JSON text (key and time fields, the
-/// timestamp): `Err` with the reason rejects it.
-pub type Validator = Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+/// timestamp): `Err` rejects it, its text the reason in the reply.
+pub type Validator = Arc<dyn Fn(&[u8]) -> Result<(), LineError> + Send + Sync>;
 
 /// Most records in one batch to the engine.
 const BATCH_RECORDS: usize = 4096;
@@ -503,11 +505,12 @@ async fn respond(app: &App, req: Request) -> Response {
         let verdict = if d.is_object {
             (app.validator)(text)
         } else {
-            Err("not a JSON object".to_string())
+            Err(LineError::NotAnObject)
         };
         match verdict {
             Ok(()) => records.push(LogRecord::Accepted(text.to_vec())),
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 records.push(LogRecord::Rejected {
                     raw: text.to_vec(),
                     reason: reason.clone(),
@@ -713,12 +716,20 @@ mod tests {
     /// The engine's check, roughly: a string `k` and a numeric `ts`.
     fn validator() -> Validator {
         Arc::new(|text: &[u8]| {
-            let v: serde_json::Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+            let v: serde_json::Value =
+                serde_json::from_slice(text).map_err(|e| LineError::InvalidJson {
+                    message: e.to_string(),
+                    column: e.column(),
+                })?;
             if !v.get("k").is_some_and(|k| k.is_string()) {
-                return Err("missing key field k".into());
+                return Err(LineError::MissingKey {
+                    field: Some("k".into()),
+                });
             }
             if !v.get("ts").is_some_and(|t| t.is_i64()) {
-                return Err("missing or bad time field ts".into());
+                return Err(LineError::MissingTime {
+                    field: Some("ts".into()),
+                });
             }
             Ok(())
         })
@@ -883,7 +894,7 @@ mod tests {
         assert_eq!(
             json(&reply),
             json(
-                r#"{"accepted":2,"rejected":[{"index":1,"reason":"not a JSON object"},{"index":2,"reason":"missing or bad time field ts"}]}"#
+                r#"{"accepted":2,"rejected":[{"index":1,"reason":"not a JSON object"},{"index":2,"reason":"missing time field 'ts'"}]}"#
             )
         );
         let got = s.take(4);
@@ -893,7 +904,7 @@ mod tests {
             vec![
                 (r#"{"k":"a","ts":1}"#, None),
                 ("5", Some("not a JSON object")),
-                (r#"{"k":"b"}"#, Some("missing or bad time field ts")),
+                (r#"{"k":"b"}"#, Some("missing time field 'ts'")),
                 // Spread over lines in the body: one line, strings intact.
                 (r#"{"k":"c","ts":3,"s":"x y"}"#, None),
             ]
