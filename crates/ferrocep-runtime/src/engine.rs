@@ -1614,34 +1614,45 @@ impl RunSink<'_> {
     /// `FIRST-HASH` of a match or timeout (see the module docs), its
     /// length, and the bytes of its events' text.
     fn suffix(&mut self, kind: Kind, m: &MatchRef<'_, JsonEvent>) -> ([u8; 40], usize, usize) {
-        // One-shot XXH3 over `NAME:KIND:` and each stage and position: the
-        // streaming hasher costs several times more for inputs this short.
-        let h = &mut *self.scratch;
-        h.clear();
-        h.extend_from_slice(self.ids[kind as usize].as_bytes());
-        let mut first = None;
-        let mut text = 0;
-        for (stage, e) in m.iter() {
-            let pos = pos_of(e);
-            first.get_or_insert(pos);
-            text += e.raw().len();
-            h.push(0);
-            h.extend_from_slice(stage.as_bytes());
-            h.push(0);
-            h.extend_from_slice(&pos.to_le_bytes());
-        }
-        let digest = xxh3_64(h);
-        let mut out = [0u8; 40];
-        let mut itoa = itoa::Buffer::new();
-        let first = itoa.format(first.unwrap_or(0)).as_bytes();
-        out[..first.len()].copy_from_slice(first);
-        let mut n = first.len();
-        out[n] = b'-';
-        n += 1;
-        out[n..n + 16].copy_from_slice(&hex16(digest));
-        n += 16;
-        (out, n, text)
+        match_suffix(self.ids[kind as usize].as_bytes(), m, self.scratch)
     }
+}
+
+/// `FIRST-HASH` of a match or timeout whose id starts with `prefix`
+/// (`NAME:KIND:`; see the module docs), its length, and the bytes of its
+/// events' text. `scratch` holds what the hash is taken over.
+fn match_suffix(
+    prefix: &[u8],
+    m: &MatchRef<'_, JsonEvent>,
+    scratch: &mut Vec<u8>,
+) -> ([u8; 40], usize, usize) {
+    // One-shot XXH3 over `NAME:KIND:` and each stage and position: the
+    // streaming hasher costs several times more for inputs this short.
+    let h = scratch;
+    h.clear();
+    h.extend_from_slice(prefix);
+    let mut first = None;
+    let mut text = 0;
+    for (stage, e) in m.iter() {
+        let pos = pos_of(e);
+        first.get_or_insert(pos);
+        text += e.raw().len();
+        h.push(0);
+        h.extend_from_slice(stage.as_bytes());
+        h.push(0);
+        h.extend_from_slice(&pos.to_le_bytes());
+    }
+    let digest = xxh3_64(h);
+    let mut out = [0u8; 40];
+    let mut itoa = itoa::Buffer::new();
+    let first = itoa.format(first.unwrap_or(0)).as_bytes();
+    out[..first.len()].copy_from_slice(first);
+    let mut n = first.len();
+    out[n] = b'-';
+    n += 1;
+    out[n..n + 16].copy_from_slice(&hex16(digest));
+    n += 16;
+    (out, n, text)
 }
 
 impl OutputSink<Key, JsonEvent> for RunSink<'_> {
@@ -1746,24 +1757,11 @@ impl OutputSink<Key, JsonEvent> for DropSink<'_> {
     fn on_timeout(&mut self, key: &Key, m: &MatchRef<'_, JsonEvent>, _at: Timestamp) {
         // The id as a timeout's, of kind error: the same partial match
         // dropped in a replay has the same id.
-        let h = &mut *self.scratch;
-        h.clear();
-        h.extend_from_slice(format!("{}:error:", self.pattern).as_bytes());
-        let mut first = None;
-        for (stage, e) in m.iter() {
-            let pos = pos_of(e);
-            first.get_or_insert(pos);
-            h.push(0);
-            h.extend_from_slice(stage.as_bytes());
-            h.push(0);
-            h.extend_from_slice(&pos.to_le_bytes());
-        }
-        let hex = hex16(xxh3_64(h));
+        let prefix = format!("{}:error:", self.pattern);
+        let (suffix, n, _) = match_suffix(prefix.as_bytes(), m, self.scratch);
         let id = format!(
-            "{}:error:{}-{}",
-            self.pattern,
-            first.unwrap_or(0),
-            std::str::from_utf8(&hex).unwrap_or_default()
+            "{prefix}{}",
+            std::str::from_utf8(&suffix[..n]).unwrap_or_default()
         );
         let mut line = self.head(&id, key);
         let _ = write_events_after(&mut line, m, POS_HEX);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::run::{eventually, free_port, Service};
+use crate::run::{eventually, free_port, read_lines, Service};
 use crate::util::{canon, json_lines, run_match, TempDir};
 
 const SPEC_10S: &str = r#"
@@ -103,12 +103,6 @@ fn creates(from: u64, to: u64) -> Vec<String> {
             )
         })
         .collect()
-}
-
-fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .map(|t| json_lines(&t))
-        .unwrap_or_default()
 }
 
 /// The output as `match` prints it: without `pattern`, `id`, `version`.

@@ -129,7 +129,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
-fn read_lines(path: &Path) -> Vec<Value> {
+pub fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .map(|t| json_lines(&t))
         .unwrap_or_default()
