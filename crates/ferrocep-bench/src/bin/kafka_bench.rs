@@ -28,7 +28,8 @@
 //! leaves out the join); the run ends once no record has arrived for
 //! `--quiet` seconds (default 3). events/s is the input records over that
 //! span. The ratio is ferrocep's events/s over the pipe's, per round, and
-//! their median.
+//! their median. ferrocep's outputs are then read back and counted by their
+//! `id` header (a record sent twice counts once).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -50,6 +51,12 @@ use rdkafka::util::Timeout;
 /// default (50 MB) makes that reply take longer than the request timeout on
 /// a topic of 100k records or more.
 const FETCH_MAX_BYTES: &str = "1048576";
+
+/// The producers' `enable.idempotence` in both pipelines
+/// (`KAFKA_BENCH_IDEMPOTENCE`, default the sink's `true`).
+static IDEMPOTENCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("KAFKA_BENCH_IDEMPOTENCE").unwrap_or_else(|_| "true".into())
+});
 
 struct Args {
     brokers: String,
@@ -288,7 +295,7 @@ fn pipe(
             consumer.subscribe(&[&input]).map_err(|e| e.to_string())?;
             let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
                 .set("bootstrap.servers", &brokers)
-                .set("enable.idempotence", "true")
+                .set("enable.idempotence", IDEMPOTENCE.as_str())
                 .set("acks", "all")
                 .set("linger.ms", "5")
                 .create()
@@ -306,7 +313,7 @@ fn pipe(
                     continue;
                 };
                 seen += 1;
-                if debug && seen % 10_000 == 0 {
+                if debug && seen.is_multiple_of(10_000) {
                     eprintln!(
                         "pipe: {seen} consumed; producer in flight {}",
                         producer.in_flight_count()
@@ -358,8 +365,8 @@ fn ferrocep(
         let d = dir.join(format!("{group}-{i}"));
         fs::create_dir_all(&d).map_err(|e| e.to_string())?;
         let sink = format!(
-            "[{{type: kafka, brokers: \"{}\", topic: {out}}}]",
-            a.brokers
+            "[{{type: kafka, brokers: \"{}\", topic: {out}, properties: {{enable.idempotence: \"{}\"}}}}]",
+            a.brokers, *IDEMPOTENCE
         );
         let config = format!(
             "name: bench\npatterns: [\"{}\"]\nsource:\n  type: kafka\n  brokers: \"{}\"\n  topics: [{input}]\n  \
@@ -389,8 +396,68 @@ fn ferrocep(
         let _ = Command::new("kill").arg(c.id().to_string()).status();
         let _ = c.wait();
     }
-    r
+    let r = r?;
+    let (records, ids) = distinct_ids(a, out)?;
+    if records != ids {
+        eprintln!(
+            "{out}: {records} records, {ids} distinct ids ({} resent)",
+            records - ids
+        );
+    }
+    Ok((r.0, r.1, ids as i64))
 }
+
+/// The records of `topic` read back from the start: (records, distinct
+/// `id` headers). A ferrocep output's id is the same in every run, so a
+/// record written twice (a resend) counts once.
+fn distinct_ids(a: &Args, topic: &str) -> Result<(usize, usize), String> {
+    use rdkafka::message::Headers;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let c = watcher(&a.brokers)?;
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..a.partitions {
+        let (_, hi) = c
+            .fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(10)))
+            .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
+        if hi > 0 {
+            ends.insert(p, hi);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    c.assign(&tpl).map_err(|e| e.to_string())?;
+    let (mut n, mut ids) = (0usize, std::collections::HashSet::new());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !ends.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "reading {topic} back: partitions {ends:?} not read to their end in 300 s"
+            ));
+        }
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.map_err(|e| format!("reading {topic} back: {e}"))?;
+        n += 1;
+        if let Some(h) = m.headers() {
+            if let Some(id) = h.iter().find(|h| h.key == "id").and_then(|h| h.value) {
+                ids.insert(id.to_vec());
+            }
+        }
+        if ends
+            .get(&m.partition())
+            .is_some_and(|&hi| m.offset() + 1 >= hi)
+        {
+            ends.remove(&m.partition());
+        }
+    }
+    Ok((n, ids.len()))
+}
+
+/// One round: pipe wall s, pipe events/s, ferrocep wall s, ferrocep
+/// events/s, their ratio, pipe outputs, ferrocep outputs.
+type Row = (f64, f64, f64, f64, f64, i64, i64);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -410,7 +477,7 @@ fn run() -> Result<(), String> {
     eprintln!("{events} records");
     let dir = std::env::temp_dir().join(format!("kafka-bench-{tag}"));
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut rows: BTreeMap<usize, Vec<(f64, f64, f64, f64, f64, i64, i64)>> = BTreeMap::new();
+    let mut rows: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
     let mut csv = String::from("instances,round,pipeline,wall_s,stream_s,events_per_s,outputs\n");
     for &n in &a.instances {
         for round in 0..a.repeat {
@@ -463,8 +530,7 @@ fn run() -> Result<(), String> {
     println!("| instances | pipe wall s | pipe events/s | ferrocep wall s | ferrocep events/s | ferrocep / pipe (median of rounds) | outputs (pipe, ferrocep) |");
     println!("|---:|---:|---:|---:|---:|---:|---|");
     for (n, r) in &rows {
-        let col =
-            |f: fn(&(f64, f64, f64, f64, f64, i64, i64)) -> f64| median(r.iter().map(f).collect());
+        let col = |f: fn(&Row) -> f64| median(r.iter().map(f).collect());
         println!(
             "| {n} | {:.2} | {:.0} k | {:.2} | {:.0} k | {:.0} % | {}, {} |",
             col(|x| x.0),
