@@ -5,7 +5,11 @@
 //! ```text
 //! kafka_bench --brokers HOST:PORT --input EVENTS.jsonl --ferrocep BIN --spec SPEC
 //!             [--partitions P] [--instances 1,2,3] [--repeat R] [--csv FILE]
+//! kafka_bench --brokers HOST:PORT --count TOPIC
 //! ```
+//!
+//! (`--count` only reads TOPIC back and prints its records and distinct
+//! `id` headers.)
 //!
 //! Loads `EVENTS.jsonl` once into a topic of `P` partitions (default 3),
 //! each line a record keyed by its `order_id`, so that Kafka's partitioner
@@ -68,10 +72,13 @@ struct Args {
     repeat: usize,
     quiet: Duration,
     csv: Option<PathBuf>,
+    /// `--count TOPIC`: only count the records and distinct ids of TOPIC.
+    count: Option<String>,
 }
 
 const USAGE: &str = "usage: kafka_bench --brokers HOST:PORT --input EVENTS.jsonl --ferrocep BIN \
---spec SPEC [--partitions P] [--instances 1,2,3] [--repeat R] [--quiet S] [--csv FILE]";
+--spec SPEC [--partitions P] [--instances 1,2,3] [--repeat R] [--quiet S] [--csv FILE]\n       \
+kafka_bench --brokers HOST:PORT --count TOPIC";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -84,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
         repeat: 3,
         quiet: Duration::from_secs(3),
         csv: None,
+        count: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,10 +116,14 @@ fn parse_args() -> Result<Args, String> {
             "--repeat" => a.repeat = num(value()?)?.max(1) as usize,
             "--quiet" => a.quiet = Duration::from_secs(num(value()?)?.max(1)),
             "--csv" => a.csv = Some(value()?.into()),
+            "--count" => a.count = Some(value()?),
             _ => return Err(format!("unknown argument {flag}; {USAGE}")),
         }
     }
-    if a.brokers.is_empty() || a.input.as_os_str().is_empty() || a.ferrocep.as_os_str().is_empty() {
+    if a.brokers.is_empty()
+        || (a.count.is_none()
+            && (a.input.as_os_str().is_empty() || a.ferrocep.as_os_str().is_empty()))
+    {
         return Err(USAGE.into());
     }
     Ok(a)
@@ -465,7 +477,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn run() -> Result<(), String> {
-    let a = parse_args()?;
+    let mut a = parse_args()?;
+    if let Some(topic) = a.count.clone() {
+        let meta = watcher(&a.brokers)?
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| format!("metadata of {topic}: {e}"))?;
+        a.partitions = meta.topics().first().map_or(1, |t| t.partitions().len() as i32);
+        let hw = records_in(&watcher(&a.brokers)?, &topic, a.partitions)?;
+        let (records, ids) = distinct_ids(&a, &topic)?;
+        println!("{topic}: {hw} records by the high watermarks, {records} read back, {ids} distinct ids");
+        return Ok(());
+    }
     let tag = std::process::id();
     let input = format!("bench-in-{tag}");
     eprintln!(
