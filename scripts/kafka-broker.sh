@@ -12,6 +12,9 @@
 #                                            once the port accepts connections
 #   scripts/kafka-broker.sh stop DIR         stops the broker started in DIR
 #
+# FERROCEP_NISSHI_STORAGE=memory keeps the log in memory instead of SQLite
+# (bench/kafka.sh: nisshi's SQLite store stalls consumers of topics of more
+# than about 10k records; the memory store loses everything at a stop).
 # FERROCEP_NISSHI names another binary; FERROCEP_NISSHI_ROOT another cache.
 set -euo pipefail
 
@@ -59,10 +62,12 @@ start() {
     fi
     # In DIR: nisshi reads the path of a sqlite:// URL relative to its
     # working directory.
+    local storage="sqlite://nisshi.db"
+    [ "${FERROCEP_NISSHI_STORAGE:-}" != memory ] || storage="memory://nisshi/"
     (cd "$dir" && exec "$BIN" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "sqlite://nisshi.db" \
+        --storage-engine "$storage" \
         >>broker.log 2>&1 </dev/null) &
     local pid=$!
     echo "$pid" >"$dir/broker.pid"

@@ -53,6 +53,10 @@ use crate::config::KafkaSinkConfig;
 /// Most outputs taken off the queue at once.
 const MAX_BATCH: usize = 4096;
 
+/// Most outputs sent and not yet acknowledged (below librdkafka's default
+/// queue of 100,000 messages).
+const WINDOW: usize = 32 * 1024;
+
 /// How long one blocking transactional call (init, commit, abort) waits.
 const TXN_CALL: Duration = Duration::from_secs(30);
 
@@ -151,6 +155,12 @@ impl KafkaSink {
 
     /// The sink's task: sends every output of `rx` until the queue is closed
     /// and every output is acknowledged.
+    ///
+    /// Batches are pipelined: while the broker acknowledges one, the next
+    /// ones are sent (up to [`WINDOW`] outputs unacknowledged), so the rate
+    /// is not one batch per round trip. Acknowledgements are counted in
+    /// queue order; a batch with a failed record is sent again (those
+    /// records only) after a backoff before any later batch counts.
     pub(crate) async fn run(
         self,
         mut rx: Receiver<Arc<Output>>,
@@ -159,35 +169,93 @@ impl KafkaSink {
     ) -> Result<(), String> {
         let m = SinkMetrics::new(&ctx);
         let backoff = Backoff::local_io();
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while common::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
-            m.set_queue(&rx, batch.len());
-            let mut todo: Vec<usize> = (0..batch.len()).collect();
-            let mut retry = 0u32;
-            while !todo.is_empty() {
-                let (failed, reason, _) = self.send_all(&batch, &todo).await;
-                if failed.is_empty() {
-                    break;
+        let mut flight: VecDeque<Flight> = VecDeque::new();
+        let mut unacked = 0usize;
+        let mut open = true;
+        while open || !flight.is_empty() {
+            let mut batch = Vec::new();
+            let room = open && unacked < WINDOW;
+            tokio::select! {
+                biased;
+                more = common::recv_batch(&mut rx, &mut batch, MAX_BATCH), if room => {
+                    if !more {
+                        open = false;
+                        continue;
+                    }
+                    let which: Vec<usize> = (0..batch.len()).collect();
+                    let (sent, failed, reason) = self.send_batch(&batch, &which).await;
+                    unacked += batch.len();
+                    flight.push_back(Flight { batch, sent, next: 0, failed, reason });
                 }
-                retry += 1;
-                m.retries.inc_by(failed.len() as u64);
-                let delay = backoff.delay_ms(retry);
-                tracing::error!(
-                    sink = %ctx.name,
-                    topic = %self.topic,
-                    "{} outputs not delivered ({}); retry {retry} in {delay} ms",
-                    failed.len(),
-                    reason.unwrap_or_default()
-                );
-                let until = ctx.clock.now_ms().saturating_add(delay as i64);
-                common::sleep_until(&ctx.clock, until, || m.set_queue(&rx, batch.len())).await;
-                todo = failed;
+                () = settle(flight.front_mut()), if !flight.is_empty() => {
+                    let Some(mut f) = flight.pop_front() else { continue };
+                    let mut retry = 0u32;
+                    while !f.failed.is_empty() {
+                        retry += 1;
+                        m.retries.inc_by(f.failed.len() as u64);
+                        let delay = backoff.delay_ms(retry);
+                        tracing::error!(
+                            sink = %ctx.name,
+                            topic = %self.topic,
+                            "{} outputs not delivered ({}); retry {retry} in {delay} ms",
+                            f.failed.len(),
+                            f.reason.take().unwrap_or_default()
+                        );
+                        let until = ctx.clock.now_ms().saturating_add(delay as i64);
+                        common::sleep_until(&ctx.clock, until, || m.set_queue(&rx, unacked)).await;
+                        let todo = std::mem::take(&mut f.failed);
+                        let (failed, reason, _) = self.send_all(&f.batch, &todo).await;
+                        f.failed = failed;
+                        f.reason = reason;
+                    }
+                    unacked -= f.batch.len();
+                    m.delivered.inc_by(f.batch.len() as u64);
+                    common::finish(&delivered, f.batch.len());
+                }
             }
-            m.delivered.inc_by(batch.len() as u64);
-            common::finish(&delivered, batch.len());
-            m.set_queue(&rx, 0);
+            m.set_queue(&rx, unacked);
         }
         Ok(())
+    }
+
+    /// Hands the outputs of `batch` at `which` to the producer without
+    /// waiting for their acknowledgements: the records in flight, those
+    /// the producer refused at once, and why the first one was refused.
+    async fn send_batch(
+        &self,
+        batch: &[Arc<Output>],
+        which: &[usize],
+    ) -> (Vec<(usize, DeliveryFuture)>, Vec<usize>, Option<String>) {
+        let mut sent = Vec::with_capacity(which.len());
+        let mut failed = Vec::new();
+        let mut reason = None;
+        for &i in which {
+            let o = &batch[i];
+            let head = Head::of(o.line());
+            let key = head.key();
+            loop {
+                match self
+                    .producer
+                    .send_result(record(o, &head, key.as_deref(), &self.topic))
+                {
+                    Ok(f) => {
+                        sent.push((i, f));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // librdkafka's own queue is full (its limit set
+                        // below WINDOW): its thread drains it.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => {
+                        failed.push(i);
+                        reason.get_or_insert(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        (sent, failed, reason)
     }
 
     /// Sends the outputs of `batch` at `which` and waits for their
@@ -212,26 +280,10 @@ impl KafkaSink {
             let head = Head::of(o.line());
             let key = head.key();
             loop {
-                let headers = OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: "id",
-                        value: Some(o.id()),
-                    })
-                    .insert(Header {
-                        key: "kind",
-                        value: Some(o.kind.as_str()),
-                    })
-                    .insert(Header {
-                        key: "pattern",
-                        value: head.pattern.as_deref(),
-                    });
-                let mut record = FutureRecord::to(&self.topic)
-                    .payload(o.line())
-                    .headers(headers);
-                if let Some(k) = key.as_deref() {
-                    record = record.key(k);
-                }
-                match self.producer.send_result(record) {
+                match self
+                    .producer
+                    .send_result(record(o, &head, key.as_deref(), &self.topic))
+                {
                     Ok(f) => {
                         in_flight.push_back((i, f));
                         break;
@@ -618,6 +670,60 @@ fn fenced(e: &KafkaError) -> bool {
 
 /// Whether a record was acknowledged, or why not (and whether because
 /// this producer is fenced).
+/// Batches sent and not yet all acknowledged (see [`KafkaSink::run`]).
+struct Flight {
+    batch: Vec<Arc<Output>>,
+    /// The records handed to the producer, by index in `batch`.
+    sent: Vec<(usize, DeliveryFuture)>,
+    /// How many of `sent` are settled.
+    next: usize,
+    /// Indexes in `batch` not delivered.
+    failed: Vec<usize>,
+    reason: Option<String>,
+}
+
+/// Waits for every acknowledgement of `f`, noting failures; cancel-safe
+/// (what is settled stays settled).
+async fn settle(f: Option<&mut Flight>) {
+    let Some(f) = f else { return };
+    while let Some((i, fut)) = f.sent.get_mut(f.next) {
+        let i = *i;
+        if let Err(why) = outcome(fut.await) {
+            f.failed.push(i);
+            f.reason.get_or_insert(why.0);
+        }
+        f.next += 1;
+    }
+    f.failed.sort_unstable();
+}
+
+/// The record of output `o`: its line, key and headers.
+fn record<'a>(
+    o: &'a Output,
+    head: &'a Head<'a>,
+    key: Option<&'a [u8]>,
+    topic: &'a str,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let headers = OwnedHeaders::new_with_capacity(3)
+        .insert(Header {
+            key: "id",
+            value: Some(o.id()),
+        })
+        .insert(Header {
+            key: "kind",
+            value: Some(o.kind.as_str()),
+        })
+        .insert(Header {
+            key: "pattern",
+            value: head.pattern.as_deref(),
+        });
+    let mut record = FutureRecord::to(topic).payload(o.line()).headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    record
+}
+
 fn outcome(r: <DeliveryFuture as std::future::Future>::Output) -> Result<(), (String, bool)> {
     match r {
         Ok(Ok(_)) => Ok(()),
