@@ -62,6 +62,8 @@ fn nisshi() -> PathBuf {
 /// killed on drop.
 struct Broker {
     child: Option<Child>,
+    /// `--storage-engine`: SQLite in the scratch directory, or memory.
+    storage: &'static str,
     producer: std::cell::OnceCell<ThreadedProducer<DefaultProducerContext>>,
     port: u16,
     log: PathBuf,
@@ -70,11 +72,19 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_on("sqlite://nisshi.db")
+    }
+
+    /// A broker on the `storage` engine: the in-memory one for topics of
+    /// more than ~10k records (nisshi's SQLite store stops serving a
+    /// consumer after its first fetch on those).
+    fn start_on(storage: &'static str) -> Broker {
         let dir = TempDir::new("nisshi");
         let port = free_port();
         let log = dir.path().join("broker.log");
         let mut b = Broker {
             child: None,
+            storage,
             producer: std::cell::OnceCell::new(),
             port,
             log,
@@ -94,7 +104,7 @@ impl Broker {
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             // nisshi reads a sqlite:// path relative to its working
             // directory.
-            .args(["--storage-engine", "sqlite://nisshi.db"])
+            .args(["--storage-engine", self.storage])
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("broker.out")).unwrap())
@@ -863,6 +873,134 @@ fn a_broker_restart_in_mid_stream_loses_nothing() {
     let mut reader = broker.reader("outputs", 1);
     reader.read_until(want.len(), Duration::from_secs(20));
     check_records(&reader.records, &want, true);
+}
+
+/// A sink that stalls holds the consumer back: while the webhook receiver
+/// leaves every request hanging, the events read stop growing well short
+/// of the topic (the queues are bounded) and the consumer lag says how far;
+/// once it answers, every output arrives and the run stops cleanly.
+#[test]
+fn a_stalled_sink_holds_the_consumer_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let broker = Broker::start_on("memory://nisshi/");
+    let dir = TempDir::new("kafka-stall");
+    // The queues hold ~90k of these events (16 source batches of up to
+    // 4,096 records, 8,192 outputs per sink).
+    let events = orders(200_000);
+    let want = want(&dir, &events);
+    broker.create_topic("orders", 1);
+    let up = Arc::new(AtomicBool::new(false));
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook = stalling_receiver(up.clone(), received.clone());
+    let port = free_port();
+    let sink = format!(
+        "[{{type: webhook, url: 'http://127.0.0.1:{hook}/notify', batch: 200, timeout: 10m}}]"
+    );
+    let config = dir.file(
+        "pipe.yaml",
+        &format!(
+            "name: stall\npatterns: [orders.yaml]\n\
+             source: {{type: kafka, brokers: '{b}', topics: [orders], \
+             properties: {{statistics.interval.ms: '1000'}}}}\n\
+             outputs:\n  match: {sink}\n  timeout: {sink}\n  late: {sink}\n\
+             server: {{listen: '127.0.0.1:{port}'}}\n",
+            b = broker.brokers()
+        ),
+    );
+    let records: Vec<_> = events
+        .iter()
+        .map(|(k, v)| (Some(k.clone()), v.clone(), None))
+        .collect();
+    broker.produce("orders", &records);
+    let mut s = Service::start(dir.path(), &config, &[]);
+    let metric = |name: &str| -> Option<f64> {
+        let (_, body) = crate::run::http_get::get(&format!("http://127.0.0.1:{port}/metrics"))?;
+        body.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(f64::max)
+    };
+    // The events read stop growing: the same count 2 s apart.
+    let mut last = -1.0;
+    let mut read = 0.0;
+    wait_for(&s, Duration::from_secs(90), "the consumer to stop", || {
+        read = metric("ferrocep_events_in_total").unwrap_or(0.0);
+        let still = read > 0.0 && read == last;
+        last = read;
+        std::thread::sleep(Duration::from_secs(2));
+        still.then_some(()).ok_or(format!("{read} events read"))
+    });
+    assert!(
+        read < (events.len() * 3 / 5) as f64,
+        "the consumer read {read} of {} events while the sink was stalled",
+        events.len()
+    );
+    wait_for(&s, Duration::from_secs(30), "the consumer lag", || {
+        let lag = metric("ferrocep_kafka_consumer_lag").unwrap_or(0.0);
+        // Most of what is not read (nisshi's in-memory store can report a
+        // high watermark somewhat below the records it holds).
+        (lag >= (events.len() as f64 - read) / 2.0)
+            .then_some(())
+            .ok_or(format!("lag {lag} with {read} of {} read", events.len()))
+    });
+    up.store(true, Ordering::SeqCst);
+    wait_for(&s, Duration::from_secs(180), "every output", || {
+        let n = received.lock().unwrap().len();
+        (n >= want.len())
+            .then_some(())
+            .ok_or(format!("{n} of {} outputs", want.len()))
+    });
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    let got = received.lock().unwrap();
+    let by_id: BTreeMap<&str, &Value> = got
+        .iter()
+        .map(|v| (v["id"].as_str().expect("an output has an id"), v))
+        .collect();
+    let mut got: Vec<String> = by_id.values().map(|v| as_match(v)).collect();
+    got.sort();
+    assert!(got == want, "the webhook's outputs differ from match's");
+}
+
+/// A webhook receiver that leaves every request hanging until `up`, then
+/// takes each body (an output or an array of them) into `received`.
+fn stalling_receiver(
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/notify",
+                axum::routing::post(move |body: String| {
+                    let (up, received) = (up.clone(), received.clone());
+                    async move {
+                        while !up.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        let mut r = received.lock().unwrap();
+                        match v {
+                            Value::Array(a) => r.extend(a),
+                            v => r.push(v),
+                        }
+                        axum::http::StatusCode::OK
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    port
 }
 
 /// Without the broker the tests fail with how to get it (checked here on a

@@ -474,7 +474,7 @@ fn one_run_per_data_directory() {
     assert_eq!(first.wait(Duration::from_secs(20)), Some(0));
 }
 
-mod http_get {
+pub mod http_get {
     //! A minimal blocking GET over a real TCP connection (HTTP/1.1), enough
     //! for the operations endpoints.
     use std::io::{Read, Write};

@@ -482,10 +482,15 @@ fn run() -> Result<(), String> {
         let meta = watcher(&a.brokers)?
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .map_err(|e| format!("metadata of {topic}: {e}"))?;
-        a.partitions = meta.topics().first().map_or(1, |t| t.partitions().len() as i32);
+        a.partitions = meta
+            .topics()
+            .first()
+            .map_or(1, |t| t.partitions().len() as i32);
         let hw = records_in(&watcher(&a.brokers)?, &topic, a.partitions)?;
         let (records, ids) = distinct_ids(&a, &topic)?;
-        println!("{topic}: {hw} records by the high watermarks, {records} read back, {ids} distinct ids");
+        println!(
+            "{topic}: {hw} records by the high watermarks, {records} read back, {ids} distinct ids"
+        );
         return Ok(());
     }
     let tag = std::process::id();

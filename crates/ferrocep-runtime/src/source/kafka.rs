@@ -267,7 +267,12 @@ fn send_batch(
         kafka: Some(consumer.context().offsets()),
     });
     let n = batch.len() as u64;
-    let sent = ctx.out.send(SourceMsg::Batch(batch));
+    // While the pipeline is full (a slow sink), the consumer is not polled,
+    // so librdkafka's statistics stop: the lag comes from the broker's
+    // watermarks instead.
+    let sent = ctx.out.send_or_report(SourceMsg::Batch(batch), || {
+        consumer.context().report_lag(consumer)
+    });
     if sent {
         events.inc_by(n);
     }
@@ -431,6 +436,32 @@ impl Context {
         }
     }
 
+    /// Sets the consumer lag of each partition read from: its high
+    /// watermark (asked of the broker, half a second at most), less the
+    /// next offset to take.
+    fn report_lag(&self, consumer: &BaseConsumer<Context>) {
+        let next: Vec<((String, i32), i64)> = self
+            .next
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for ((topic, p), next) in next {
+            if let Ok((_, hi)) = consumer.fetch_watermarks(&topic, p, Duration::from_millis(500)) {
+                if hi >= 0 {
+                    self.metrics
+                        .kafka_consumer_lag
+                        .get_or_create(&Metrics::labels2(
+                            ("topic", &topic),
+                            ("partition", &p.to_string()),
+                        ))
+                        .set((hi - next).max(0));
+                }
+            }
+        }
+    }
+
     fn offsets(&self) -> Vec<KafkaOffset> {
         self.next
             .lock()
@@ -465,16 +496,23 @@ impl ClientContext for Context {
     fn stats(&self, s: Statistics) {
         for (topic, t) in &s.topics {
             for (p, part) in &t.partitions {
-                // -1 is librdkafka's internal "unassigned" partition; a
-                // negative lag is unknown.
-                if *p >= 0 && part.consumer_lag >= 0 {
+                // -1 is librdkafka's internal "unassigned" partition. The
+                // lag is counted from the records handed to the pipeline
+                // (`app_offset`): librdkafka's `consumer_lag` counts from
+                // the committed offset, which this source never commits.
+                let lag = if part.app_offset >= 0 && part.hi_offset >= 0 {
+                    (part.hi_offset - part.app_offset).max(0)
+                } else {
+                    part.consumer_lag
+                };
+                if *p >= 0 && lag >= 0 {
                     self.metrics
                         .kafka_consumer_lag
                         .get_or_create(&Metrics::labels2(
                             ("topic", topic),
                             ("partition", &p.to_string()),
                         ))
-                        .set(part.consumer_lag);
+                        .set(lag);
                 }
             }
         }

@@ -185,6 +185,32 @@ impl SourceTx {
         }
     }
 
+    /// [`SourceTx::send`], calling `while_full` every second while the
+    /// queue stays full (a source that can tell how far it is falling
+    /// behind says so then). It checks the queue every few milliseconds
+    /// instead of sleeping until it has room.
+    pub fn send_or_report(&self, msg: SourceMsg, mut while_full: impl FnMut()) -> bool {
+        let mut msg = msg;
+        let mut last = std::time::Instant::now();
+        let mut nap = std::time::Duration::from_micros(100);
+        loop {
+            if self.stop.is_raised() {
+                return false;
+            }
+            match self.tx.try_send(msg) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) => msg = m,
+            }
+            if last.elapsed() >= std::time::Duration::from_secs(1) {
+                while_full();
+                last = std::time::Instant::now();
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// The stop flag.
     pub fn stop(&self) -> &StopFlag {
         &self.stop
