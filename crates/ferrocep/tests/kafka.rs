@@ -64,6 +64,8 @@ struct Broker {
     child: Option<Child>,
     /// `--storage-engine`: SQLite in the scratch directory, or memory.
     storage: &'static str,
+    /// The bootstrap servers of a cluster this test did not start.
+    external: Option<String>,
     producer: std::cell::OnceCell<ThreadedProducer<DefaultProducerContext>>,
     port: u16,
     log: PathBuf,
@@ -85,6 +87,7 @@ impl Broker {
         let mut b = Broker {
             child: None,
             storage,
+            external: None,
             producer: std::cell::OnceCell::new(),
             port,
             log,
@@ -144,8 +147,25 @@ impl Broker {
         self.spawn();
     }
 
+    /// A cluster started elsewhere (`FERROCEP_KAFKA_BROKERS`), if named.
+    fn external() -> Option<Broker> {
+        let brokers = std::env::var("FERROCEP_KAFKA_BROKERS").ok()?;
+        Some(Broker {
+            child: None,
+            storage: "",
+            external: Some(brokers),
+            producer: std::cell::OnceCell::new(),
+            port: 0,
+            log: PathBuf::new(),
+            _dir: TempDir::new("kafka-external"),
+        })
+    }
+
     fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.external {
+            Some(b) => b.clone(),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
     /// The log of `topic` as the broker stores it (nisshi keeps it in
@@ -299,6 +319,12 @@ print(json.dumps(out))
 
     /// A reader of every partition of `topic` from its beginning.
     fn reader(&self, topic: &str, partitions: i32) -> Reader {
+        self.reader_with(topic, partitions, "read_uncommitted")
+    }
+
+    /// A reader of every partition of `topic` with `isolation.level` set to
+    /// `isolation`.
+    fn reader_with(&self, topic: &str, partitions: i32, isolation: &str) -> Reader {
         let mut config = self.client();
         // KAFKA_DEBUG=fetch,protocol (librdkafka's `debug`) prints the
         // reader's client log.
@@ -306,8 +332,8 @@ print(json.dumps(out))
             config.set("debug", d);
         }
         let c: BaseConsumer<Loud> = config
-            .set("group.id", format!("test-reader-{topic}"))
-            .set("isolation.level", "read_uncommitted")
+            .set("group.id", format!("test-reader-{topic}-{isolation}"))
+            .set("isolation.level", isolation)
             .set("enable.auto.commit", "false")
             .create_with_context(Loud)
             .unwrap();
@@ -1162,6 +1188,102 @@ fn transactional_sink_commits_each_output_once_across_sigkills() {
         broker.committed_offset("ferrocep-txn.alerts-txkill", "alerts"),
         want.len() as i64,
         "the count of committed outputs"
+    );
+}
+
+/// What nisshi cannot show, on a real Kafka cluster named by
+/// `FERROCEP_KAFKA_BROKERS` (`host:port,...`; without it the test says it
+/// did not run and passes): two runs killed in mid-transaction, then one
+/// stopped; a `read_committed` consumer sees every timeout exactly once (the
+/// killed runs' records are hidden), a `read_uncommitted` one sees them too.
+#[test]
+fn read_committed_sees_each_output_once_on_real_kafka() {
+    let Some(broker) = Broker::external() else {
+        eprintln!("not run: set FERROCEP_KAFKA_BROKERS to a real Kafka cluster to run it");
+        return;
+    };
+    let dir = TempDir::new("kafka-real");
+    let events = orders(6_000);
+    let want = of_kind(&want(&dir, &events), "timeout");
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let (orders_topic, alerts) = (format!("orders-{run}"), format!("alerts-{run}"));
+    broker.create_topic(&orders_topic, 1);
+    broker.create_topic(&alerts, 1);
+    let config = dir.file(
+        "pipe.yaml",
+        &format!(
+            "name: real\npatterns: [orders.yaml]\n\
+             source: {{type: kafka, brokers: '{b}', topics: ['{orders_topic}'], group_id: 'real-{run}', \
+             properties: {{session.timeout.ms: '6000', heartbeat.interval.ms: '1000'}}}}\n\
+             outputs:\n  match: []\n  \
+             timeout: [{{type: kafka, brokers: '{b}', topic: '{alerts}', transactional_id: 'alerts-{run}'}}]\n  \
+             late: []\n\
+             state: {{dir: data, checkpoint_interval: 1h}}\n",
+            b = broker.brokers()
+        ),
+    );
+    let records: Vec<_> = events
+        .iter()
+        .map(|(k, v)| (Some(k.clone()), v.clone(), None))
+        .collect();
+    let fresh: BaseConsumer = broker.client().create().unwrap();
+    let high = || {
+        fresh
+            .fetch_watermarks(&alerts, 0, Duration::from_secs(20))
+            .map(|(_, h)| h)
+            .unwrap_or(0)
+    };
+    let mut s = Service::start(dir.path(), &config, &[]);
+    let mut written = 0;
+    for (round, upto) in [(0, 2_000), (1, 4_000)] {
+        wait_for(&s, Duration::from_secs(60), "the run to start", || {
+            s.stderr()
+                .contains("transactions ready")
+                .then_some(())
+                .ok_or(String::new())
+        });
+        let before = high();
+        broker.produce(&orders_topic, &records[written..upto]);
+        written = upto;
+        wait_for(
+            &s,
+            Duration::from_secs(60),
+            "records in the open transaction",
+            || {
+                let n = high();
+                (n > before)
+                    .then_some(())
+                    .ok_or(format!("round {round}: high watermark {n}"))
+            },
+        );
+        s.signal("KILL");
+        let _ = s.wait(Duration::from_secs(10));
+        s = Service::start(dir.path(), &config, &[]);
+    }
+    broker.produce(&orders_topic, &records[written..]);
+    let mut committed = broker.reader_with(&alerts, 1, "read_committed");
+    // The last run's outputs become visible at its stop (its one commit).
+    std::thread::sleep(Duration::from_secs(5));
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    committed.read_until(want.len(), Duration::from_secs(60));
+    committed.poll(Duration::from_secs(2));
+    let got: Vec<Value> = committed.records.iter().map(|g| g.value.clone()).collect();
+    exactly_once(&got, &want, "read_committed");
+    let mut all = broker.reader_with(&alerts, 1, "read_uncommitted");
+    all.read_until(want.len() + 1, Duration::from_secs(30));
+    assert!(
+        all.records.len() > want.len(),
+        "the killed runs' records are in the log ({} records, {} outputs)",
+        all.records.len(),
+        want.len()
     );
 }
 
