@@ -181,7 +181,7 @@ impl Edges {
     #[inline]
     fn compatible(&self, i: usize, v: &DeweyNumber) -> bool {
         match self {
-            Edges::One(e) => v.is_compatible_with(&e.version.unpack()),
+            Edges::One(e) => e.version.is_compatible_from(v),
             Edges::Many(edges) => v.is_compatible_with(&edges[i].version),
             Edges::None => false,
         }

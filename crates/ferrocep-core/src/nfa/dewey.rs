@@ -260,6 +260,29 @@ impl PackedDewey {
         })
     }
 
+    /// `v.is_compatible_with(&self.unpack())`, without unpacking.
+    #[inline]
+    pub(crate) fn is_compatible_from(self, v: &DeweyNumber) -> bool {
+        let Repr::Inline { len, first, rest } = &v.0 else {
+            return v.is_compatible_with(&self.unpack());
+        };
+        let (la, lb) = (*len as usize, self.len as usize);
+        let same_rest = |n: usize| (0..n).all(|i| rest[i] == self.rest[i] as u16);
+        if la > lb {
+            *first == self.first && same_rest(lb - 1)
+        } else if la == lb {
+            if la == 1 {
+                *first >= self.first
+            } else {
+                *first == self.first
+                    && same_rest(la - 2)
+                    && rest[la - 2] >= self.rest[la - 2] as u16
+            }
+        } else {
+            false
+        }
+    }
+
     /// The version as a [`DeweyNumber`] (inline: no allocation).
     #[inline]
     pub(crate) fn unpack(self) -> DeweyNumber {
@@ -365,6 +388,32 @@ mod tests {
             let p = PackedDewey::pack(d).expect("fits");
             assert_eq!(&p.unpack(), d, "{d}");
             assert_eq!(p.unpack().to_string(), d.to_string());
+        }
+        // The packed comparison agrees with the general one.
+        let mut all = vec![DeweyNumber::from_digits(&[1, 2, 3, 4, 5, 6, 7])];
+        for first in [0u32, 1, 7] {
+            let base = DeweyNumber::new(first);
+            all.push(base.clone());
+            for a in [0, 1, 2, 300] {
+                let v1 = base.add_stage().increase(a);
+                all.push(v1.clone());
+                for b in 0..3 {
+                    let v2 = v1.add_stage().increase(b);
+                    all.push(v2.clone());
+                    all.push(v2.add_stage().add_stage().increase(b));
+                }
+            }
+        }
+        for x in &all {
+            for y in &all {
+                if let Some(p) = PackedDewey::pack(y) {
+                    assert_eq!(
+                        p.is_compatible_from(x),
+                        x.is_compatible_with(y),
+                        "{x} vs {y}"
+                    );
+                }
+            }
         }
         for d in [
             DeweyNumber::from_digits(&[7, 256]),

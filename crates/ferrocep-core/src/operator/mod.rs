@@ -837,26 +837,33 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             self.run_waiting(now, due, sink);
         }
         while let Some((_, slot, gen)) = self.window_timers.pop_due(now) {
-            // The keys of the next timers load while this one fires.
-            if let Some(&(at, ahead, _)) = self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD) {
-                if at <= now {
-                    let p = self.keys.addr(ahead as usize);
-                    prefetch(p);
-                    prefetch(p.wrapping_add(64));
-                    prefetch(p.wrapping_add(128));
-                }
+            // The keys of the next timers load while this one fires, due or
+            // not: timers fire in this order, and with a watermark per event
+            // usually one fires per call, so that waiting until they are due
+            // would leave every key to be read from memory when it fires
+            // (the keys of paid orders too, which only find their key gone).
+            if let Some(&(_, ahead, _)) = self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD) {
+                let p = self.keys.addr(ahead as usize);
+                prefetch(p);
+                prefetch(p.wrapping_add(64));
+                prefetch(p.wrapping_add(128));
             }
             // A key whose timer fires is usually dropped: its index line,
-            // found from the key prefetched above.
-            if let Some(&(at, ahead, gen)) =
+            // found from the key prefetched above, and its runs' nodes.
+            if let Some(&(_, ahead, gen)) =
                 self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD / 2)
             {
-                if at <= now {
-                    if let Some(e) = self.keys.get(ahead as usize).filter(|e| e.gen == gen) {
-                        let hash = self.hasher.hash_one(&e.key);
-                        prefetch(self.index.bucket_ptr(hash).cast());
-                        e.state.prefetch_nodes(&self.buf);
-                    }
+                if let Some(e) = self.keys.get(ahead as usize).filter(|e| e.gen == gen) {
+                    let hash = self.hasher.hash_one(&e.key);
+                    prefetch(self.index.bucket_ptr(hash).cast());
+                    e.state.prefetch_nodes(&self.buf);
+                }
+            }
+            // And the nodes' events, for the next timer (its nodes loaded
+            // meanwhile).
+            if let Some(&(_, ahead, gen)) = self.window_timers.in_order.front() {
+                if let Some(e) = self.keys.get(ahead as usize).filter(|e| e.gen == gen) {
+                    e.state.prefetch_events(&self.buf);
                 }
             }
             if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
@@ -986,7 +993,7 @@ const PREFETCH_MIN_KEYS: usize = 12_000;
 const PREFETCH_INDEX_AHEAD: usize = 6;
 const PREFETCH_STATE_AHEAD: usize = 3;
 
-/// How many timers ahead the keys of due timers are prefetched.
+/// How many timers ahead the keys of the next timers are prefetched.
 const TIMER_PREFETCH_AHEAD: usize = 4;
 
 /// A min-queue of timers that is O(1) while timers arrive in time order (a
