@@ -319,6 +319,14 @@ impl<E> Store<E> {
         }
     }
 
+    /// The event of node `r`, if the node is there (it and the event's
+    /// entry are read: prefetch them first).
+    #[inline]
+    pub(crate) fn node_event(&self, r: NodeRef) -> Option<&E> {
+        let n = self.node(r)?;
+        self.events.get(n.event as usize).map(|e| &e.event)
+    }
+
     pub(crate) fn event_entry(&self, ev: EventIdx) -> &EventEntry<E> {
         &self.events[ev as usize]
     }

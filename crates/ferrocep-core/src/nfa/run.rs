@@ -589,6 +589,16 @@ impl NfaState {
         }
     }
 
+    /// Starts loading what `f` loads of those nodes' events (the nodes and
+    /// the events' entries must be loaded).
+    pub(crate) fn prefetch_event_data<E>(&self, buf: &SharedBuffer<E>, f: fn(&E)) {
+        for p in self.partial.prevs().flatten() {
+            if let Some(e) = buf.store.node_event(p) {
+                f(e);
+            }
+        }
+    }
+
     /// Starts loading the events of those nodes (which must be loaded).
     pub(crate) fn prefetch_events<E>(&self, buf: &SharedBuffer<E>) {
         for p in self.partial.prevs().flatten() {
