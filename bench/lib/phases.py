@@ -20,7 +20,7 @@ PHASES = [
     ("shared buffer", r"nfa::buffer|Slots<|Edges::|extract"),
     ("timers", r"TimerQueue|EventQueue|CepOperator<K,E>::advance_time|VecDeque"),
     ("NFA", r"nfa::|dewey|JavaPq|NfaState|Counters|drop_in_place<.*Run|SmallVec"),
-    ("output", r"output::|write_|BufWriter|Write|itoa|memmove|memcpy"),
+    ("output", r"output::|write_|BufWriter|Write|itoa|memmove|memcpy|prefetch_text"),
     ("matcher", r"matcher::|CepOperator"),
     ("ceiling's inlined loop", r"ceiling::main"),
 ]

@@ -20,7 +20,7 @@ use std::num::NonZeroU32;
 use crate::slots::{prefetch, Slots};
 use smallvec::SmallVec;
 
-use super::dewey::DeweyNumber;
+use super::dewey::{DeweyNumber, PackedDewey};
 
 /// Identity of an event within its key: timestamp, then arrival order among
 /// the stored events of that timestamp (Flink `EventId`).
@@ -90,10 +90,21 @@ pub(crate) struct EventEntry<E> {
     lock: u32,
 }
 
+/// An edge whose version takes more than a [`PackedDewey`] (in
+/// [`Edges::Many`]).
 struct Edge {
     target: Option<NodeRef>,
     version: DeweyNumber,
     lock: u32,
+}
+
+/// An edge whose version packs in 8 bytes: nearly every edge. The version
+/// is last, so that its niche is past the bytes of [`Edges::Many`].
+#[repr(C)]
+struct SmallEdge {
+    target: Option<NodeRef>,
+    lock: u32,
+    version: PackedDewey,
 }
 
 struct Node {
@@ -104,55 +115,128 @@ struct Node {
     edges: Edges,
 }
 
-/// A node's edges. Nearly every node has one: it is kept in the node, in
-/// the space a vector would take (the enum's tag lives in the niche of the
-/// edge's version), so that a node takes 48 bytes.
+/// A node's edges. Nearly every node has one, with a version that packs: it
+/// is kept in the node, in 24 bytes (the enum's tag lives in the niche of
+/// the packed version), so that a node takes 40 bytes. A node with several
+/// edges, or one whose version does not pack, keeps them on the heap.
 enum Edges {
     None,
-    One(Edge),
-    Many(Vec<Edge>),
+    One(SmallEdge),
+    // Boxed, so that the variant fits beside the small edge's niche.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Edge>>),
 }
 
 impl Edges {
     #[inline]
-    fn as_slice(&self) -> &[Edge] {
+    fn len(&self) -> usize {
         match self {
-            Edges::None => &[],
-            Edges::One(e) => std::slice::from_ref(e),
-            Edges::Many(v) => v,
+            Edges::None => 0,
+            Edges::One(_) => 1,
+            Edges::Many(v) => v.len(),
+        }
+    }
+
+    /// Edge `i`'s target (`i < len`).
+    #[inline]
+    fn target(&self, i: usize) -> Option<NodeRef> {
+        match self {
+            Edges::One(e) => e.target,
+            Edges::Many(v) => v[i].target,
+            Edges::None => None,
+        }
+    }
+
+    /// Edge `i`'s lock count (`i < len`).
+    #[inline]
+    fn lock(&self, i: usize) -> u32 {
+        match self {
+            Edges::One(e) => e.lock,
+            Edges::Many(v) => v[i].lock,
+            Edges::None => 0,
+        }
+    }
+
+    /// Edge `i`'s lock count (`i < len`), to change.
+    #[inline]
+    fn lock_mut(&mut self, i: usize) -> &mut u32 {
+        match self {
+            Edges::One(e) => &mut e.lock,
+            Edges::Many(v) => &mut v[i].lock,
+            Edges::None => unreachable!("lock of a node without edges"),
+        }
+    }
+
+    /// Edge `i`'s version (`i < len`).
+    #[inline]
+    fn version(&self, i: usize) -> DeweyNumber {
+        match self {
+            Edges::One(e) => e.version.unpack(),
+            Edges::Many(v) => v[i].version.clone(),
+            Edges::None => unreachable!("version of a node without edges"),
+        }
+    }
+
+    /// Whether `v` is compatible with edge `i`'s version (`i < len`).
+    #[inline]
+    fn compatible(&self, i: usize, v: &DeweyNumber) -> bool {
+        match self {
+            Edges::One(e) => e.version.is_compatible_from(v),
+            Edges::Many(edges) => v.is_compatible_with(&edges[i].version),
+            Edges::None => false,
         }
     }
 
     #[inline]
-    fn as_mut_slice(&mut self) -> &mut [Edge] {
+    fn push(&mut self, target: Option<NodeRef>, version: &DeweyNumber, lock: u32) {
         match self {
-            Edges::None => &mut [],
-            Edges::One(e) => std::slice::from_mut(e),
-            Edges::Many(v) => v,
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, e: Edge) {
-        match self {
-            Edges::None => *self = Edges::One(e),
-            Edges::Many(v) => v.push(e),
-            Edges::One(_) => {
-                if let Edges::One(first) = std::mem::replace(self, Edges::None) {
-                    *self = Edges::Many(vec![first, e]);
+            Edges::None => {
+                *self = match PackedDewey::pack(version) {
+                    Some(version) => Edges::One(SmallEdge {
+                        target,
+                        lock,
+                        version,
+                    }),
+                    None => Edges::Many(Box::new(vec![Edge {
+                        target,
+                        version: version.clone(),
+                        lock,
+                    }])),
                 }
+            }
+            Edges::Many(v) => v.push(Edge {
+                target,
+                version: version.clone(),
+                lock,
+            }),
+            Edges::One(first) => {
+                let first = Edge {
+                    target: first.target,
+                    version: first.version.unpack(),
+                    lock: first.lock,
+                };
+                let e = Edge {
+                    target,
+                    version: version.clone(),
+                    lock,
+                };
+                *self = Edges::Many(Box::new(vec![first, e]));
             }
         }
     }
 
-    /// Removes and returns edge `i` (`i < len`), keeping the order.
-    fn remove(&mut self, i: usize) -> Edge {
-        match std::mem::replace(self, Edges::None) {
-            Edges::One(e) => e,
-            Edges::Many(mut v) => {
+    /// Removes edge `i` (`i < len`), keeping the order; returns its target
+    /// and version.
+    fn remove(&mut self, i: usize) -> (Option<NodeRef>, DeweyNumber) {
+        match self {
+            Edges::One(e) => {
+                let r = (e.target, e.version.unpack());
+                *self = Edges::None;
+                r
+            }
+            Edges::Many(v) => {
                 let e = v.remove(i);
-                *self = Edges::Many(v);
-                e
+                (e.target, e.version)
             }
             Edges::None => unreachable!("remove from a node without edges"),
         }
@@ -235,6 +319,14 @@ impl<E> Store<E> {
         }
     }
 
+    /// The event of node `r`, if the node is there (it and the event's
+    /// entry are read: prefetch them first).
+    #[inline]
+    pub(crate) fn node_event(&self, r: NodeRef) -> Option<&E> {
+        let n = self.node(r)?;
+        self.events.get(n.event as usize).map(|e| &e.event)
+    }
+
     pub(crate) fn event_entry(&self, ev: EventIdx) -> &EventEntry<E> {
         &self.events[ev as usize]
     }
@@ -301,11 +393,7 @@ impl<E> Store<E> {
             }
         };
         if let Some(n) = self.node_mut(r) {
-            n.edges.push(Edge {
-                target: previous,
-                version: version.clone(),
-                lock: 0,
-            });
+            n.edges.push(previous, version, 0);
         }
         r
     }
@@ -314,9 +402,9 @@ impl<E> Store<E> {
     pub(crate) fn lock_node(&mut self, r: NodeRef, version: &DeweyNumber) {
         if let Some(n) = self.node_mut(r) {
             n.lock += 1;
-            for e in n.edges.as_mut_slice() {
-                if version.is_compatible_with(&e.version) {
-                    e.lock += 1;
+            for i in 0..n.edges.len() {
+                if n.edges.compatible(i, version) {
+                    *n.edges.lock_mut(i) += 1;
                 }
             }
         }
@@ -333,12 +421,10 @@ impl<E> Store<E> {
                 break;
             };
             let mut i = 0;
-            while i < n.edges.as_slice().len() {
-                let e = &mut n.edges.as_mut_slice()[i];
-                if v.is_compatible_with(&e.version) && release_count(&mut e.lock) {
-                    let e = n.edges.remove(i);
-                    if let Some(t) = e.target {
-                        stack.push((t, e.version));
+            while i < n.edges.len() {
+                if n.edges.compatible(i, &v) && release_count(n.edges.lock_mut(i)) {
+                    if let (Some(t), version) = n.edges.remove(i) {
+                        stack.push((t, version));
                     }
                     continue;
                 }
@@ -360,15 +446,15 @@ impl<E> Store<E> {
         if self.node(r).is_none() {
             return result;
         }
-        struct St<'v> {
+        struct St {
             entry: Option<NodeRef>,
-            version: &'v DeweyNumber,
+            version: DeweyNumber,
             path: Path,
         }
-        let mut stack: SmallVec<[St<'_>; 4]> = SmallVec::new();
+        let mut stack: SmallVec<[St; 4]> = SmallVec::new();
         stack.push(St {
             entry: Some(r),
-            version,
+            version: version.clone(),
             path: Path::new(),
         });
         while let Some(st) = stack.pop() {
@@ -391,22 +477,22 @@ impl<E> Store<E> {
                 };
                 let Some(n) = self.node(nr) else { break };
                 path.push((n.stage, n.event));
-                let mut next: Option<&Edge> = None;
-                for e in n.edges.as_slice() {
-                    if version.is_compatible_with(&e.version) {
-                        if let Some(prev) = next.replace(e) {
+                let mut next: Option<usize> = None;
+                for i in 0..n.edges.len() {
+                    if n.edges.compatible(i, &version) {
+                        if let Some(prev) = next.replace(i) {
                             stack.push(St {
-                                entry: prev.target,
-                                version: &prev.version,
+                                entry: n.edges.target(prev),
+                                version: n.edges.version(prev),
                                 path: path.clone(),
                             });
                         }
                     }
                 }
                 match next {
-                    Some(e) => {
-                        entry = e.target;
-                        version = &e.version;
+                    Some(i) => {
+                        entry = n.edges.target(i);
+                        version = n.edges.version(i);
                     }
                     None => break,
                 }
@@ -441,11 +527,12 @@ impl<E> Store<E> {
     pub(crate) fn node_edges(
         &self,
         r: NodeRef,
-    ) -> impl Iterator<Item = (Option<NodeRef>, &DeweyNumber, u32)> + '_ {
-        self.node(r)
-            .map_or(&[][..], |n| n.edges.as_slice())
-            .iter()
-            .map(|e| (e.target, &e.version, e.lock))
+    ) -> impl Iterator<Item = (Option<NodeRef>, DeweyNumber, u32)> + '_ {
+        let edges = self.node(r).map(|n| &n.edges);
+        (0..edges.map_or(0, Edges::len)).filter_map(move |i| {
+            let e = edges?;
+            Some((e.target(i), e.version(i), e.lock(i)))
+        })
     }
 
     /// Stores a restored event, unlocked until nodes take it
@@ -481,11 +568,7 @@ impl<E> Store<E> {
         lock: u32,
     ) {
         if let Some(n) = self.node_mut(r) {
-            n.edges.push(Edge {
-                target,
-                version,
-                lock,
-            });
+            n.edges.push(target, &version, lock);
         }
     }
 
@@ -518,10 +601,10 @@ mod size_tests {
     #[test]
     fn compact_nodes() {
         assert_eq!(std::mem::size_of::<Option<NodeRef>>(), 8);
-        assert_eq!(std::mem::size_of::<Edge>(), 32);
-        assert_eq!(std::mem::size_of::<Edges>(), 32);
-        assert_eq!(std::mem::size_of::<Node>(), 48);
-        assert_eq!(std::mem::size_of::<crate::slots::Slot<Node>>(), 48);
+        assert_eq!(std::mem::size_of::<SmallEdge>(), 20);
+        assert_eq!(std::mem::size_of::<Edges>(), 24);
+        assert_eq!(std::mem::size_of::<Node>(), 40);
+        assert_eq!(std::mem::size_of::<crate::slots::Slot<Node>>(), 40);
     }
 
     #[test]

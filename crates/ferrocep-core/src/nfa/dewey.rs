@@ -208,6 +208,102 @@ impl DeweyNumber {
     }
 }
 
+/// A version of up to four digits, the first up to `u32::MAX` and the
+/// others up to `u8::MAX`, in 8 bytes: the form a version takes where one is
+/// kept per pending partial match (a key's waiting run, a node's only edge),
+/// 8 bytes less than [`DeweyNumber`]. Versions it cannot hold stay
+/// [`DeweyNumber`]s, so every version has a place.
+///
+/// `len` is last and has only four values: what is left of the byte is the
+/// niche that the enums keeping it use for their tags.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct PackedDewey {
+    first: u32,
+    rest: [u8; PACKED_REST],
+    len: PackedLen,
+}
+
+const PACKED_REST: usize = 3;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum PackedLen {
+    One = 1,
+    Two = 2,
+    Three = 3,
+    Four = 4,
+}
+
+impl PackedDewey {
+    /// `d` in 8 bytes, if its digits fit.
+    #[inline]
+    pub(crate) fn pack(d: &DeweyNumber) -> Option<PackedDewey> {
+        let Repr::Inline { len, first, rest } = &d.0 else {
+            return None;
+        };
+        let len = match *len {
+            1 => PackedLen::One,
+            2 => PackedLen::Two,
+            3 => PackedLen::Three,
+            4 => PackedLen::Four,
+            _ => return None,
+        };
+        // Digits past `len` are 0 in both forms.
+        if rest[..PACKED_REST].iter().any(|&x| x > u8::MAX as u16) {
+            return None;
+        }
+        Some(PackedDewey {
+            first: *first,
+            rest: [rest[0] as u8, rest[1] as u8, rest[2] as u8],
+            len,
+        })
+    }
+
+    /// `v.is_compatible_with(&self.unpack())`, without unpacking.
+    #[inline]
+    pub(crate) fn is_compatible_from(self, v: &DeweyNumber) -> bool {
+        let Repr::Inline { len, first, rest } = &v.0 else {
+            return v.is_compatible_with(&self.unpack());
+        };
+        let (la, lb) = (*len as usize, self.len as usize);
+        let same_rest = |n: usize| (0..n).all(|i| rest[i] == self.rest[i] as u16);
+        if la > lb {
+            *first == self.first && same_rest(lb - 1)
+        } else if la == lb {
+            if la == 1 {
+                *first >= self.first
+            } else {
+                *first == self.first
+                    && same_rest(la - 2)
+                    && rest[la - 2] >= self.rest[la - 2] as u16
+            }
+        } else {
+            false
+        }
+    }
+
+    /// The version as a [`DeweyNumber`] (inline: no allocation).
+    #[inline]
+    pub(crate) fn unpack(self) -> DeweyNumber {
+        let mut rest = [0u16; INLINE_REST];
+        for (r, &x) in rest.iter_mut().zip(&self.rest) {
+            *r = x as u16;
+        }
+        DeweyNumber(Repr::Inline {
+            len: self.len as u8,
+            first: self.first,
+            rest,
+        })
+    }
+}
+
+impl std::fmt::Debug for PackedDewey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedDewey({})", self.unpack())
+    }
+}
+
 impl std::fmt::Debug for DeweyNumber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "DeweyNumber({self})")
@@ -274,6 +370,57 @@ mod tests {
                 };
                 assert_eq!(x.is_compatible_with(y), want, "{x} vs {y}");
             }
+        }
+    }
+
+    /// Packing keeps the value, and only versions that fit are packed.
+    #[test]
+    fn packed_versions_round_trip() {
+        assert_eq!(std::mem::size_of::<PackedDewey>(), 8);
+        assert_eq!(std::mem::size_of::<Option<PackedDewey>>(), 8);
+        let fits = [
+            DeweyNumber::new(u32::MAX),
+            DeweyNumber::new(1).add_stage(),
+            DeweyNumber::from_digits(&[7, 255, 0, 3]),
+            DeweyNumber::from_digits(&[0, 1, 2]),
+        ];
+        for d in &fits {
+            let p = PackedDewey::pack(d).expect("fits");
+            assert_eq!(&p.unpack(), d, "{d}");
+            assert_eq!(p.unpack().to_string(), d.to_string());
+        }
+        // The packed comparison agrees with the general one.
+        let mut all = vec![DeweyNumber::from_digits(&[1, 2, 3, 4, 5, 6, 7])];
+        for first in [0u32, 1, 7] {
+            let base = DeweyNumber::new(first);
+            all.push(base.clone());
+            for a in [0, 1, 2, 300] {
+                let v1 = base.add_stage().increase(a);
+                all.push(v1.clone());
+                for b in 0..3 {
+                    let v2 = v1.add_stage().increase(b);
+                    all.push(v2.clone());
+                    all.push(v2.add_stage().add_stage().increase(b));
+                }
+            }
+        }
+        for x in &all {
+            for y in &all {
+                if let Some(p) = PackedDewey::pack(y) {
+                    assert_eq!(
+                        p.is_compatible_from(x),
+                        x.is_compatible_with(y),
+                        "{x} vs {y}"
+                    );
+                }
+            }
+        }
+        for d in [
+            DeweyNumber::from_digits(&[7, 256]),
+            DeweyNumber::from_digits(&[1, 2, 3, 4, 5]),
+            DeweyNumber::from_digits(&[1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ] {
+            assert!(PackedDewey::pack(&d).is_none(), "{d}");
         }
     }
 

@@ -72,6 +72,9 @@ pub struct Nfa<E> {
     start_is_simple: bool,
     /// Whether some state has a PREVIOUS_AND_CURRENT window.
     pub(crate) has_state_windows: bool,
+    /// Starts loading what an event's output reads (its text), for the
+    /// events a timer is about to report; `None`: nothing to load.
+    pub(crate) event_prefetch: Option<fn(&E)>,
 }
 
 /// The context of a condition that does not read it.
@@ -111,7 +114,14 @@ impl<E> Nfa<E> {
             skip_throw,
             start_is_simple,
             has_state_windows,
+            event_prefetch: None,
         }
+    }
+
+    /// Sets what [`Self::event_prefetch`] is.
+    pub(crate) fn with_event_prefetch(mut self, f: fn(&E)) -> Self {
+        self.event_prefetch = Some(f);
+        self
     }
 
     /// Whether `event` can change a key's fresh state (only the start run):

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::buffer::{EventId, EventIdx, NodeRef, Path, Store};
-use super::dewey::DeweyNumber;
+use std::borrow::Cow;
+
+use super::dewey::{DeweyNumber, PackedDewey};
 use super::pq::JavaPq;
 use super::{Action, Nfa, StateKind};
 use crate::output::MatchRef;
@@ -125,6 +127,45 @@ impl Run {
     #[inline]
     fn start_event(&self) -> Option<EventId> {
         (self.start_seq != u32::MAX).then_some(self.start())
+    }
+}
+
+/// A [`Run`] whose version packs in 8 bytes, in 32 bytes rather than 40: the
+/// form of the one partial match of [`Stored::Start`], which nearly every
+/// key with a pending match holds. The version is last, so that its niche
+/// is past the bytes of [`Stored::Heap`].
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct PackedRun {
+    start_ts: i64,
+    prev: Option<NodeRef>,
+    state: u32,
+    start_seq: u32,
+    version: PackedDewey,
+}
+
+impl PackedRun {
+    /// `r` in 32 bytes, if its version packs.
+    #[inline]
+    fn pack(r: &Run) -> Option<PackedRun> {
+        Some(PackedRun {
+            start_ts: r.start_ts,
+            prev: r.prev,
+            state: r.state,
+            start_seq: r.start_seq,
+            version: PackedDewey::pack(&r.version)?,
+        })
+    }
+
+    #[inline]
+    fn unpack(self) -> Run {
+        Run {
+            state: self.state,
+            start_seq: self.start_seq,
+            start_ts: self.start_ts,
+            prev: self.prev,
+            version: self.version.unpack(),
+        }
     }
 }
 
@@ -244,35 +285,71 @@ impl<E> SharedBuffer<E> {
 /// start]` in heap order (the start run sorts last, so that is the only heap
 /// of two that holds it). That shape keeps the start run as its version
 /// digit (in the spare bytes of the key's [`Counters`]), 40 bytes less per
-/// key than the run itself; the runs are rebuilt, inline, when the key's
-/// next event or timer comes.
+/// key than the run itself, and the other run packed ([`PackedRun`]) when
+/// its version packs; the runs are rebuilt, inline, when the key's next
+/// event or timer comes.
 #[derive(Clone, Debug)]
 enum Stored {
     /// Heap array `[other, start run]`, or `[start run]` when `other` is
     /// `None`: the start run is in the start state, has taken no event and
     /// has the one-digit version [`Counters::version`].
-    Start { other: Option<Run> },
+    Start { other: Option<PackedRun> },
     /// Any other heap array (on a pooled vector).
     Heap(JavaPq<Run>),
+    /// Matches held back by the skip strategy, beside the partial matches
+    /// (rare: boxed, so that a key's state needs no word for them).
+    Held(Box<Held>),
+}
+
+/// [`Stored::Held`]: `completed` is not empty, but while a key's event or
+/// timer is processed (between [`NfaState::take_partial`] and
+/// [`NfaState::set_partial`]).
+#[derive(Clone, Debug, Default)]
+struct Held {
+    partial: JavaPq<Run>,
+    completed: JavaPq<Run>,
 }
 
 impl Stored {
     /// The runs kept as runs, in heap order (the start run of
     /// [`Stored::Start`] is not one).
-    fn runs(&self) -> impl Iterator<Item = &Run> {
+    fn runs(&self) -> impl Iterator<Item = Cow<'_, Run>> {
         let (one, rest) = match self {
-            Stored::Start { other, .. } => (other.as_ref(), [].as_slice()),
+            Stored::Start { other, .. } => (*other, [].as_slice()),
             Stored::Heap(q) => (None, q.iter().as_slice()),
+            Stored::Held(h) => (None, h.partial.iter().as_slice()),
         };
-        one.into_iter().chain(rest)
+        one.map(|r| Cow::Owned(r.unpack()))
+            .into_iter()
+            .chain(rest.iter().map(Cow::Borrowed))
     }
 
-    /// The heap head, `None` when it is the start run of
-    /// [`Stored::Start`] (or there is none).
-    fn head(&self) -> Option<&Run> {
+    /// The box of [`Stored::Held`] (which `self` must be).
+    fn into_held(self) -> Box<Held> {
         match self {
-            Stored::Start { other, .. } => other.as_ref(),
-            Stored::Heap(q) => q.peek(),
+            Stored::Held(h) => h,
+            _ => Box::default(),
+        }
+    }
+
+    /// The last nodes of the runs of [`Self::runs`], in that order.
+    fn prevs(&self) -> impl Iterator<Item = Option<NodeRef>> + '_ {
+        let (one, rest) = match self {
+            Stored::Start { other, .. } => (other.map(|r| r.prev), [].as_slice()),
+            Stored::Heap(q) => (None, q.iter().as_slice()),
+            Stored::Held(h) => (None, h.partial.iter().as_slice()),
+        };
+        one.into_iter().chain(rest.iter().map(|r| r.prev))
+    }
+
+    /// The state and start timestamp of the heap head, `None` when it is the
+    /// start run of [`Stored::Start`] (or there is none).
+    #[inline]
+    fn head(&self) -> Option<(u32, i64)> {
+        match self {
+            Stored::Start { other, .. } => other.map(|r| (r.state, r.start_ts)),
+            Stored::Heap(q) => q.peek().map(|r| (r.state, r.start_ts)),
+            Stored::Held(h) => h.partial.peek().map(|r| (r.state, r.start_ts)),
         }
     }
 }
@@ -411,11 +488,9 @@ impl Counters {
 /// per-timestamp event counters of the shared buffer).
 #[derive(Clone, Debug)]
 pub struct NfaState {
-    /// The partial matches in heap order (a `JavaPq`'s array).
+    /// The partial matches in heap order (a `JavaPq`'s array), and the
+    /// matches held back by the skip strategy ([`Stored::Held`]).
     partial: Stored,
-    /// Matches held back by the skip strategy (rare: boxed, `None` when
-    /// there are none).
-    completed: Option<Box<JavaPq<Run>>>,
     counters: Counters,
 }
 
@@ -423,21 +498,56 @@ impl NfaState {
     /// Whether only the start run is left and no match is held back: the
     /// key's state can be dropped.
     pub fn is_idle(&self) -> bool {
-        self.completed.is_none()
-            && match &self.partial {
-                Stored::Start { other, .. } => other.is_none(),
-                Stored::Heap(q) => q.len() == 1 && q.iter().all(|r| r.start_event().is_none()),
-            }
+        let idle = |q: &JavaPq<Run>| q.len() == 1 && q.iter().all(|r| r.start_event().is_none());
+        match &self.partial {
+            Stored::Start { other, .. } => other.is_none(),
+            Stored::Heap(q) => idle(q),
+            Stored::Held(h) => h.completed.is_empty() && idle(&h.partial),
+        }
     }
 
     /// Returns the state's vectors to the buffer's pool.
     pub fn recycle<E>(self, buf: &mut SharedBuffer<E>) {
-        if let Stored::Heap(q) = self.partial {
-            buf.give_runs(q.into_vec());
+        match self.partial {
+            Stored::Start { .. } => {}
+            Stored::Heap(q) => buf.give_runs(q.into_vec()),
+            Stored::Held(h) => {
+                let Held { partial, completed } = *h;
+                buf.give_runs(partial.into_vec());
+                buf.give_runs(completed.into_vec());
+            }
         }
-        if let Some(c) = self.completed {
-            buf.give_runs(c.into_vec());
+    }
+
+    /// The matches held back by the skip strategy, if any.
+    #[inline]
+    fn completed(&self) -> Option<&JavaPq<Run>> {
+        match &self.partial {
+            Stored::Held(h) if !h.completed.is_empty() => Some(&h.completed),
+            _ => None,
         }
+    }
+
+    /// Takes the held-back matches out, if any.
+    fn take_completed(&mut self) -> Option<JavaPq<Run>> {
+        match &mut self.partial {
+            Stored::Held(h) if !h.completed.is_empty() => Some(std::mem::take(&mut h.completed)),
+            _ => None,
+        }
+    }
+
+    /// Keeps `c` (not empty) as the held-back matches; `start` is the NFA's
+    /// start state.
+    fn set_completed(&mut self, start: u32, c: JavaPq<Run>) {
+        if let Stored::Held(h) = &mut self.partial {
+            h.completed = c;
+            return;
+        }
+        let partial = JavaPq::from_heap_vec(self.take_partial(start).into_vec());
+        self.partial = Stored::Held(Box::new(Held {
+            partial,
+            completed: c,
+        }));
     }
 
     /// Number of partial matches, the start run excluded.
@@ -462,30 +572,37 @@ impl NfaState {
                 .chain(std::iter::once(name(nfa.start)))
                 .collect(),
             Stored::Heap(q) => q.iter().map(|r| name(r.state)).collect(),
+            Stored::Held(h) => h.partial.iter().map(|r| name(r.state)).collect(),
         }
     }
 
     /// Number of completed matches held back by the skip strategy.
     pub fn num_held_matches(&self) -> usize {
-        self.completed.as_ref().map_or(0, |c| c.len())
+        self.completed().map_or(0, |c| c.len())
     }
 
     /// Starts loading the last node of each partial match, which the key's
     /// next event reads.
     pub(crate) fn prefetch_nodes<E>(&self, buf: &SharedBuffer<E>) {
-        for r in self.partial.runs() {
-            if let Some(p) = r.prev {
-                buf.store.prefetch_node(p);
+        for p in self.partial.prevs().flatten() {
+            buf.store.prefetch_node(p);
+        }
+    }
+
+    /// Starts loading what `f` loads of those nodes' events (the nodes and
+    /// the events' entries must be loaded).
+    pub(crate) fn prefetch_event_data<E>(&self, buf: &SharedBuffer<E>, f: fn(&E)) {
+        for p in self.partial.prevs().flatten() {
+            if let Some(e) = buf.store.node_event(p) {
+                f(e);
             }
         }
     }
 
     /// Starts loading the events of those nodes (which must be loaded).
     pub(crate) fn prefetch_events<E>(&self, buf: &SharedBuffer<E>) {
-        for r in self.partial.runs() {
-            if let Some(p) = r.prev {
-                buf.store.prefetch_node_event(p);
-            }
+        for p in self.partial.prevs().flatten() {
+            buf.store.prefetch_node_event(p);
         }
     }
 
@@ -500,14 +617,18 @@ impl NfaState {
     }
 
     /// Takes the partial matches out as runs (inline up to two), leaving
-    /// none; `start` is the NFA's start state.
+    /// none (and the held-back matches in place); `start` is the NFA's start
+    /// state.
     #[inline]
     fn take_partial(&mut self, start: u32) -> Partial {
+        if let Stored::Held(h) = &mut self.partial {
+            return JavaPq::from_heap_vec(std::mem::take(&mut h.partial).into_vec());
+        }
         match std::mem::replace(&mut self.partial, Stored::Heap(JavaPq::default())) {
             Stored::Start { other } => {
                 let s = Run::new_start(start, DeweyNumber::new(self.counters.version()));
                 let items = match other {
-                    Some(o) => SmallVec::from_buf([o, s]),
+                    Some(o) => SmallVec::from_buf([o.unpack(), s]),
                     None => {
                         let mut items = SmallVec::new();
                         items.push(s);
@@ -517,23 +638,41 @@ impl NfaState {
                 JavaPq::from_heap_items(items)
             }
             Stored::Heap(q) => JavaPq::from_heap_vec(q.into_vec()),
+            Stored::Held(_) => unreachable!("taken above"),
         }
     }
 
-    /// Stores `q` as the partial matches, in the compact shape if it has it.
+    /// Stores `q` as the partial matches, in the compact shape if it has it
+    /// (beside the held-back matches, if there are any).
     #[inline]
     fn set_partial<E>(&mut self, buf: &mut SharedBuffer<E>, start: u32, q: Partial) {
+        if let Stored::Held(h) = &mut self.partial {
+            if !h.completed.is_empty() {
+                let mut v = std::mem::take(&mut h.partial).into_vec();
+                v.clear();
+                v.extend(q.into_items());
+                h.partial = JavaPq::from_heap_vec(v);
+                return;
+            }
+            // Nothing is held back any more: back to the usual shapes.
+            let Held { partial, completed } =
+                *std::mem::replace(&mut self.partial, Stored::Heap(JavaPq::default())).into_held();
+            buf.give_runs(partial.into_vec());
+            buf.give_runs(completed.into_vec());
+        }
         let mut items = q.into_items();
-        let version = match items.as_slice() {
-            [s] => s.start_version(start),
-            [o, s] if o.start_event().is_some() => s.start_version(start),
+        // The start run's version digit, and the other run packed.
+        let compact = match items.as_slice() {
+            [s] => s.start_version(start).map(|v| (v, None)),
+            [o, s] if o.start_event().is_some() => s
+                .start_version(start)
+                .and_then(|v| Some((v, Some(PackedRun::pack(o)?)))),
             _ => None,
         };
-        self.partial = match version {
-            Some(version) => {
-                items.pop();
-                let other = items.pop();
+        self.partial = match compact {
+            Some((version, other)) => {
                 if items.spilled() {
+                    items.clear();
                     buf.give_runs(items.into_vec());
                 }
                 self.counters.set_version(version);
@@ -553,25 +692,28 @@ impl NfaState {
         match &self.partial {
             Stored::Start { other } => other
                 .iter()
-                .cloned()
+                .map(|r| r.unpack())
                 .chain(std::iter::once(Run::new_start(
                     start,
                     DeweyNumber::new(self.counters.version()),
                 )))
                 .collect(),
             Stored::Heap(q) => q.iter().cloned().collect(),
+            Stored::Held(h) => h.partial.iter().cloned().collect(),
         }
     }
 
     /// The matches held back by the skip strategy, in heap order.
     pub(crate) fn completed_runs(&self) -> &[Run] {
-        self.completed.as_ref().map_or(&[], |c| c.iter().as_slice())
+        self.completed().map_or(&[], |c| c.iter().as_slice())
     }
 
     /// Every run, partial (the start run of the compact shape excepted)
     /// and held back.
-    pub(crate) fn all_runs(&self) -> impl Iterator<Item = &Run> {
-        self.partial.runs().chain(self.completed_runs())
+    pub(crate) fn all_runs(&self) -> impl Iterator<Item = Cow<'_, Run>> {
+        self.partial
+            .runs()
+            .chain(self.completed_runs().iter().map(Cow::Borrowed))
     }
 
     /// The event counts per timestamp: (timestamp, count), counts > 0.
@@ -591,7 +733,6 @@ impl NfaState {
     ) -> NfaState {
         let mut st = NfaState {
             partial: Stored::Heap(JavaPq::default()),
-            completed: (!completed.is_empty()).then(|| Box::new(JavaPq::from_heap_vec(completed))),
             counters: match counts {
                 [] => Counters::default(),
                 [(ts, count)] => Counters::one(*ts, *count, 1),
@@ -607,6 +748,9 @@ impl NfaState {
             JavaPq::from_heap_items(partial.into_iter().collect())
         };
         st.set_partial(buf, start, q);
+        if !completed.is_empty() {
+            st.set_completed(start, JavaPq::from_heap_vec(completed));
+        }
         st
     }
 
@@ -681,7 +825,6 @@ impl<E> Nfa<E> {
     pub fn initial_state(&self) -> NfaState {
         NfaState {
             partial: Stored::Start { other: None },
-            completed: None,
             counters: Counters::default(),
         }
     }
@@ -828,7 +971,7 @@ impl<E> Nfa<E> {
         // heap does not order: then every run is looked at.
         if !self.has_state_windows {
             let Some(window) = self.window.filter(|w| *w > 0) else {
-                if st.completed.is_none() {
+                if st.completed().is_none() {
                     return;
                 }
                 let mut partial = st.take_partial(self.start);
@@ -836,12 +979,10 @@ impl<E> Nfa<E> {
                 st.set_partial(buf, self.start, partial);
                 return;
             };
-            if st.completed.is_none() {
+            if st.completed().is_none() {
                 match st.partial.head() {
-                    Some(head) if self.is_start(head) => return,
-                    Some(head)
-                        if head.start_ts() >= 0 && ts.wrapping_sub(head.start_ts()) < window =>
-                    {
+                    Some((state, _)) if state == self.start => return,
+                    Some((_, start_ts)) if start_ts >= 0 && ts.wrapping_sub(start_ts) < window => {
                         return
                     }
                     None => return,
@@ -952,7 +1093,7 @@ impl<E> Nfa<E> {
         out: &mut impl NfaOutput<E>,
     ) {
         let mut potential = potential;
-        if st.completed.is_none() && potential.len() <= 1 {
+        if st.completed().is_none() && potential.len() <= 1 {
             // Flink adds the match to the empty completed queue and takes it
             // straight out again unless a partial match started before it.
             if let Some(m) = potential.poll(run_cmp) {
@@ -960,9 +1101,9 @@ impl<E> Nfa<E> {
                     .peek()
                     .is_some_and(|p| run_cmp(&m, p) == Ordering::Greater);
                 if held {
-                    let mut c = Box::new(JavaPq::from_heap_vec(buf.take_runs()));
+                    let mut c = JavaPq::from_heap_vec(buf.take_runs());
                     c.offer(m, run_cmp);
-                    st.completed = Some(c);
+                    st.set_completed(self.start, c);
                 } else {
                     self.complete(buf, partial, None, m, out);
                 }
@@ -971,9 +1112,8 @@ impl<E> Nfa<E> {
             return;
         }
         let mut completed = st
-            .completed
-            .take()
-            .unwrap_or_else(|| Box::new(JavaPq::from_heap_vec(buf.take_runs())));
+            .take_completed()
+            .unwrap_or_else(|| JavaPq::from_heap_vec(buf.take_runs()));
         for m in potential.drain() {
             completed.offer(m, run_cmp);
         }
@@ -992,7 +1132,7 @@ impl<E> Nfa<E> {
         if completed.is_empty() {
             buf.give_runs(completed.into_vec());
         } else {
-            st.completed = Some(completed);
+            st.set_completed(self.start, completed);
         }
     }
 
@@ -1415,9 +1555,10 @@ mod size_tests {
     #[test]
     fn compact_runs() {
         assert_eq!(std::mem::size_of::<Run>(), 40);
-        assert_eq!(std::mem::size_of::<Stored>(), 40);
+        assert_eq!(std::mem::size_of::<PackedRun>(), 32);
+        assert_eq!(std::mem::size_of::<Stored>(), 32);
         assert_eq!(std::mem::size_of::<Counters>(), 16);
-        assert_eq!(std::mem::size_of::<NfaState>(), 64);
+        assert_eq!(std::mem::size_of::<NfaState>(), 48);
     }
 
     proptest::proptest! {

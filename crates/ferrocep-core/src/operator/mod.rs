@@ -752,6 +752,16 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         self.changes.mark(slot);
         match self.domain {
             TimeDomain::EventTime => {
+                // The first waiting event runs when the watermark passes it,
+                // usually right after this one arrives: its nodes, asked for
+                // when it arrived, have loaded, so their events can.
+                if let Some(e) = self
+                    .waiting
+                    .front_slot()
+                    .and_then(|next| self.keys.get(next as usize))
+                {
+                    e.state.prefetch_events(&self.buf);
+                }
                 let entry = &mut self.keys[slot as usize];
                 entry.queued += 1;
                 self.waiting.push(timestamp, slot, entry.gen, event);
@@ -837,27 +847,36 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
             self.run_waiting(now, due, sink);
         }
         while let Some((_, slot, gen)) = self.window_timers.pop_due(now) {
-            // The keys of the next timers load while this one fires.
-            if let Some(&(at, ahead, _)) = self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD) {
-                if at <= now {
-                    let p = self.keys.addr(ahead as usize);
-                    prefetch(p);
-                    prefetch(p.wrapping_add(64));
-                    prefetch(p.wrapping_add(128));
-                }
+            // The keys of the next timers load while this one fires, due or
+            // not: timers fire in this order, and with a watermark per event
+            // usually one fires per call, so that waiting until they are due
+            // would leave every key to be read from memory when it fires
+            // (the keys of paid orders too, which only find their key gone).
+            // Each stage reads what the one before loaded, two timers apart:
+            // the key, then its index line and nodes, then the nodes'
+            // events, then what their output reads.
+            let timers = &self.window_timers.in_order;
+            if let Some(&(_, ahead, _)) = timers.get(TIMER_PREFETCH_AHEAD) {
+                let p = self.keys.addr(ahead as usize);
+                prefetch(p);
+                prefetch(p.wrapping_add(64));
+                prefetch(p.wrapping_add(128));
             }
-            // A key whose timer fires is usually dropped: its index line,
-            // found from the key prefetched above.
-            if let Some(&(at, ahead, gen)) =
-                self.window_timers.in_order.get(TIMER_PREFETCH_AHEAD / 2)
-            {
-                if at <= now {
-                    if let Some(e) = self.keys.get(ahead as usize).filter(|e| e.gen == gen) {
-                        let hash = self.hasher.hash_one(&e.key);
-                        prefetch(self.index.bucket_ptr(hash).cast());
-                        e.state.prefetch_nodes(&self.buf);
-                    }
-                }
+            // A key whose timer fires is usually dropped: its index line.
+            let live = |i: usize| {
+                let &(_, slot, gen) = timers.get(i)?;
+                self.keys.get(slot as usize).filter(|e| e.gen == gen)
+            };
+            if let Some(e) = live(TIMER_PREFETCH_AHEAD - 2) {
+                let hash = self.hasher.hash_one(&e.key);
+                prefetch(self.index.bucket_ptr(hash).cast());
+                e.state.prefetch_nodes(&self.buf);
+            }
+            if let Some(e) = live(TIMER_PREFETCH_AHEAD - 4) {
+                e.state.prefetch_events(&self.buf);
+            }
+            if let (Some(f), Some(e)) = (self.nfa.event_prefetch, live(0)) {
+                e.state.prefetch_event_data(&self.buf, f);
             }
             if self.keys.get(slot as usize).is_some_and(|e| e.gen == gen) {
                 self.advance_key(slot, now, sink);
@@ -890,10 +909,20 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         } else {
             while let Some(w) = self.waiting.pop_due(due) {
                 // A key with waiting events is never dropped, so the slot is live.
-                if let Some(next) = self.waiting.front_slot() {
-                    if let Some(e) = self.keys.get(next as usize) {
-                        e.state.prefetch_events(&self.buf);
+                // The next event's nodes' events, if it runs now too (else
+                // the next call of `process_in_slot` loads them: its nodes
+                // were only just asked for).
+                if self.waiting.peek_ts().is_some_and(|t| t <= due) {
+                    if let Some(next) = self.waiting.front_slot() {
+                        if let Some(e) = self.keys.get(next as usize) {
+                            e.state.prefetch_events(&self.buf);
+                        }
                     }
+                }
+                // This key's events loaded meanwhile: their text, which a
+                // match reads at its end.
+                if let (Some(f), Some(e)) = (nfa.event_prefetch, self.keys.get(w.slot as usize)) {
+                    e.state.prefetch_event_data(&self.buf, f);
                 }
                 self.run_one(&nfa, window, w, &mut touched, sink);
             }
@@ -986,8 +1015,8 @@ const PREFETCH_MIN_KEYS: usize = 12_000;
 const PREFETCH_INDEX_AHEAD: usize = 6;
 const PREFETCH_STATE_AHEAD: usize = 3;
 
-/// How many timers ahead the keys of due timers are prefetched.
-const TIMER_PREFETCH_AHEAD: usize = 4;
+/// How many timers ahead the keys of the next timers are prefetched.
+const TIMER_PREFETCH_AHEAD: usize = 6;
 
 /// A min-queue of timers that is O(1) while timers arrive in time order (a
 /// deque) and falls back to a heap for those that do not.

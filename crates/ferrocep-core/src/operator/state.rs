@@ -589,7 +589,7 @@ fn reachable_nodes<E>(
 }
 
 fn run_roots(state: &NfaState) -> impl Iterator<Item = NodeRef> + '_ {
-    state.all_runs().filter_map(Run::prev)
+    state.all_runs().filter_map(|r| r.prev())
 }
 
 impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
@@ -722,7 +722,7 @@ impl<K: Clone + Eq + Hash + StateCodec, E: StateCodec> CepOperator<K, E> {
             put_var(&mut out, edges.len() as u64);
             for (target, version, lock) in edges {
                 put_ref(&mut out, slot_of(target));
-                put_version(&mut out, version);
+                put_version(&mut out, &version);
                 put_var(&mut out, u64::from(lock));
             }
         }

@@ -300,6 +300,17 @@ impl JsonEvent {
         }
     }
 
+    /// Starts loading the event's text (the first two cache lines), which
+    /// its output reads: the operator calls this for the events of timers
+    /// about to fire, stored minutes earlier.
+    #[inline]
+    pub(crate) fn prefetch_text(&self) {
+        let line = self.line();
+        let p = line.text.as_ptr().wrapping_add(line.start as usize);
+        crate::slots::prefetch(p);
+        crate::slots::prefetch(p.wrapping_add(64));
+    }
+
     #[inline]
     fn line(&self) -> &Line {
         match &self.0 {

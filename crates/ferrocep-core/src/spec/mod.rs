@@ -326,13 +326,15 @@ impl Spec {
     /// Compiles the pattern ([`Pattern::compile`]); its errors become
     /// [`SpecErrorKind::Pattern`].
     pub fn compile(&self) -> Result<crate::nfa::Nfa<JsonEvent>, SpecError> {
-        self.pattern().compile().map_err(|error| {
-            SpecError::new(SpecErrorKind::Pattern {
-                path: String::new(),
-                error,
+        let nfa = self.pattern().compile();
+        nfa.map(|n| n.with_event_prefetch(JsonEvent::prefetch_text))
+            .map_err(|error| {
+                SpecError::new(SpecErrorKind::Pattern {
+                    path: String::new(),
+                    error,
+                })
+                .in_file(self.file.clone())
             })
-            .in_file(self.file.clone())
-        })
     }
 
     /// The order of events of equal timestamps that `time.order_by` asks
