@@ -42,7 +42,7 @@ use crate::key::Key;
 use crate::matcher::{max_of, watermark};
 use crate::output::{write_events_after, write_json_str, write_key};
 use crate::sink::{Kind, Output};
-use crate::source::{Batch, Position};
+use crate::source::{kafka_partition, Batch, Position};
 
 /// Width of the position in front of each event's stored text.
 const POS_HEX: usize = 16;
@@ -276,6 +276,9 @@ pub struct Engine {
     retired_counts: Vec<PatternCounts>,
     /// Checkpoints are on: new versions track their changes.
     tracking: bool,
+    /// Keys are (source partition, pattern key): see
+    /// [`Engine::set_partition_tags`].
+    tag_partitions: bool,
 }
 
 /// What identifies the numbering of a set's conditions: XXH3-64 of their
@@ -469,6 +472,7 @@ impl Engine {
             retired: Vec::new(),
             retired_counts: Vec::new(),
             tracking: false,
+            tag_partitions: false,
         })
     }
 
@@ -596,6 +600,7 @@ impl Engine {
         let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions, bool)> =
             Vec::with_capacity(batch.len());
         let part = self.part;
+        let tag = self.tag_partitions;
         let errors_here = part.is_none_or(|(w, _)| w == 0);
         for r in &batch.records {
             let bytes = batch.bytes(r);
@@ -609,7 +614,11 @@ impl Engine {
             };
             match g.set.ingest_parts(line, &mut self.scratch) {
                 Ok(p) => {
-                    let key = Key::from_opt(p.key.as_deref());
+                    let key = if tag {
+                        Key::tagged(kafka_partition(r.pos), p.key.as_deref())
+                    } else {
+                        Key::from_opt(p.key.as_deref())
+                    };
                     let ts = p.timestamp.map_or(0, Timestamp::as_millis);
                     if part.is_some_and(|(w, n)| owner(&key, n) != w) {
                         // Another worker's key: only its time counts here.
@@ -1519,6 +1528,80 @@ fn decode_saved(
         },
         drain_from,
     ))
+}
+
+/// State per source partition (a kafka source with a changelog, see
+/// [`crate::changelog`]): keys tagged with their partition, and the state
+/// of whole partitions dropped and restored as the consumer group moves them.
+impl Engine {
+    /// With `on`, each event's key is (its source partition, its pattern
+    /// key) ([`Key::tagged`], the partition read from its kafka position),
+    /// so that a partition's state can move to another instance. Outputs
+    /// show the pattern key alone. Set before the first event.
+    pub fn set_partition_tags(&mut self, on: bool) {
+        self.tag_partitions = on;
+    }
+
+    /// Drops the state of every key of a source partition that `drop`
+    /// names (partitions revoked, whose state is in the changelog): no
+    /// output, as if they had never been seen here. Returns the keys
+    /// dropped.
+    pub fn drop_source_partitions(&mut self, drop: &dyn Fn(u16) -> bool) -> usize {
+        let mut n = 0;
+        for p in &mut self.patterns {
+            let gone: Vec<Key> =
+                p.op.keys()
+                    .filter(|k| k.source_partition().is_some_and(drop))
+                    .cloned()
+                    .collect();
+            for k in &gone {
+                p.op.remove_key(k);
+            }
+            n += gone.len();
+        }
+        n
+    }
+
+    /// Restores the keys of partitions gained: each (store name, encoded
+    /// key, state) of a pattern that `patterns` (store name, fingerprint)
+    /// lists with the fingerprint of the running version of that store
+    /// name, and of a key this engine owns. Returns (keys restored, keys
+    /// of patterns not running as saved, which are left out).
+    pub fn restore_partition_keys(
+        &mut self,
+        patterns: &[(String, String)],
+        keys: &[(String, Vec<u8>, Vec<u8>)],
+    ) -> Result<(usize, usize), RestoreError> {
+        use ferrocep_core::operator::state::StateCodec;
+        let runs = |name: &str| {
+            self.patterns.iter().any(|p| {
+                *p.store_name == *name
+                    && patterns
+                        .iter()
+                        .any(|(n, f)| n == name && *f == p.fingerprint)
+            })
+        };
+        let ok: Vec<bool> = keys.iter().map(|(name, _, _)| runs(name)).collect();
+        let (mut restored, mut skipped) = (0, 0);
+        for ((name, k, state), ok) in keys.iter().zip(ok) {
+            if !ok {
+                skipped += 1;
+                continue;
+            }
+            let mut input = k.as_slice();
+            let key = Key::decode(&mut input).map_err(|source| RestoreError::State {
+                pattern: name.clone(),
+                what: "key",
+                source,
+            })?;
+            if !self.owns(&key) {
+                continue;
+            }
+            self.restore_key(name, k, state)?;
+            restored += 1;
+        }
+        Ok((restored, skipped))
+    }
 }
 
 /// The worker, of `workers`, that owns `key`: whole key groups (by the key's

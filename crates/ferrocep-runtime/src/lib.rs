@@ -17,6 +17,7 @@
 //! - [`source::ingest_log`]: the durable log behind the HTTP source;
 //! - [`metrics`]: the Prometheus metrics of `run`;
 //! - [`checkpoint`]: the checkpoint store in the data directory;
+//! - [`changelog`]: a kafka source's state per partition in a changelog topic;
 //! - [`engine`]: every pattern of `run` over one source, watermarks, the
 //!   quiet-stream rule, output ids, checkpoint and restore of its state;
 //! - [`pipeline`]: `run`'s source, engine and sinks joined, checkpoints, stop;
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod assemble;
+pub mod changelog;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;

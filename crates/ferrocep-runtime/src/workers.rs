@@ -38,6 +38,8 @@ enum Cmd {
     Apply(Arc<Vec<Change>>, PendingPolicy),
     Drained,
     Retire(Arc<str>),
+    DropPartitions(Arc<Vec<u16>>),
+    RestorePartitions(Arc<Vec<crate::changelog::PartitionState>>),
 }
 
 /// What it answers.
@@ -48,6 +50,7 @@ enum Reply {
     Counts(Vec<PatternCounts>),
     Applied(Result<Vec<Applied>, EngineError>, Vec<Output>),
     Drained(Vec<Arc<str>>),
+    Restored(Result<(usize, usize), String>),
 }
 
 struct Remote {
@@ -121,6 +124,13 @@ impl Engines {
                             Cmd::Retire(name) => {
                                 e.retire(&name);
                                 Reply::Out(Vec::new(), e.next_wake())
+                            }
+                            Cmd::DropPartitions(parts) => {
+                                e.drop_source_partitions(&|p| parts.contains(&p));
+                                Reply::Out(Vec::new(), e.next_wake())
+                            }
+                            Cmd::RestorePartitions(states) => {
+                                Reply::Restored(restore_states(&mut e, &states))
                             }
                         };
                         if reply_tx.send(reply).is_err() {
@@ -344,6 +354,62 @@ impl Engines {
         }
         outputs[crate::sink::Kind::Error as usize] += rejected;
         EngineStats { events, outputs }
+    }
+}
+
+/// [`Engine::restore_partition_keys`] of each partition's state: (keys
+/// restored, keys left out), or the first error.
+fn restore_states(
+    e: &mut Engine,
+    states: &[crate::changelog::PartitionState],
+) -> Result<(usize, usize), String> {
+    let (mut restored, mut skipped) = (0, 0);
+    for s in states {
+        let (r, k) = e
+            .restore_partition_keys(&s.patterns(), &s.keys)
+            .map_err(|e| format!("partition {}: {e}", s.partition))?;
+        restored += r;
+        skipped += k;
+    }
+    Ok((restored, skipped))
+}
+
+impl Engines {
+    /// [`Engine::drop_source_partitions`] of `parts` on every worker.
+    pub fn drop_source_partitions(&mut self, parts: &[u16]) {
+        let parts = Arc::new(parts.to_vec());
+        let replies = self.all(
+            || Cmd::DropPartitions(parts.clone()),
+            |e| {
+                e.drop_source_partitions(&|p| parts.contains(&p));
+            },
+        );
+        let mut none = Vec::new();
+        self.outputs(replies, &mut none);
+    }
+
+    /// Restores the keys of partitions gained (each key on the worker that
+    /// owns it): (keys restored, keys of patterns not running as saved).
+    pub fn restore_partitions(
+        &mut self,
+        states: Vec<crate::changelog::PartitionState>,
+    ) -> Result<(usize, usize), String> {
+        let states = Arc::new(states);
+        let mut mine = Ok((0, 0));
+        let replies = self.all(
+            || Cmd::RestorePartitions(states.clone()),
+            |e| mine = restore_states(e, &states),
+        );
+        let (mut restored, mut skipped) = mine?;
+        for reply in replies {
+            if let Reply::Restored(r) = reply {
+                let (a, b) = r?;
+                restored += a;
+                // Every worker sees the same patterns: counted once.
+                skipped = skipped.max(b);
+            }
+        }
+        Ok((restored, skipped))
     }
 }
 
