@@ -104,29 +104,48 @@ struct Group {
 /// watermark follows the smallest of those maxima over the partitions that
 /// are not idle (no event for `idle_timeout`), never going back: a partition
 /// behind the others holds the watermark, as each Kafka partition does in
-/// Flink. A partition counts from its first event on.
+/// Flink. A partition counts from its assignment
+/// ([`Engine::hold_partitions`]; without one, from its first event on): with
+/// no event yet it holds the watermark until it is idle.
 #[derive(Debug, Default, Clone)]
 struct PartitionTimes {
-    /// (partition, largest timestamp, clock time of its last event).
-    parts: Vec<(u16, i64, i64)>,
+    /// (partition, largest timestamp, clock time of its last event or of
+    /// its assignment).
+    parts: Vec<(u16, Option<i64>, i64)>,
 }
 
 impl PartitionTimes {
     /// Takes an event of `partition` at `ts`, arrived at clock `now`:
-    /// the smallest maximum over the active partitions after it.
+    /// the smallest maximum over the active partitions after it (`None`:
+    /// one has none yet).
     fn observe(&mut self, partition: u16, ts: i64, now: i64, idle: Option<i64>) -> Option<i64> {
         match self.parts.iter_mut().find(|e| e.0 == partition) {
             Some(e) => {
-                e.1 = e.1.max(ts);
+                e.1 = max_of(e.1, Some(ts));
                 e.2 = now;
             }
-            None => self.parts.push((partition, ts, now)),
+            None => self.parts.push((partition, Some(ts), now)),
         }
-        self.parts
-            .iter()
-            .filter(|e| idle.is_none_or(|i| now.saturating_sub(e.2) < i) || e.0 == partition)
-            .map(|e| e.1)
-            .min()
+        let mut min = Some(i64::MAX);
+        for e in &self.parts {
+            if e.0 == partition || idle.is_none_or(|i| now.saturating_sub(e.2) < i) {
+                min = match (min, e.1) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
+            }
+        }
+        min
+    }
+
+    /// Partitions assigned at clock `now`: they hold the watermark until
+    /// their first event, or until idle.
+    fn hold(&mut self, parts: &[u16], now: i64) {
+        for &p in parts {
+            if !self.parts.iter().any(|e| e.0 == p) {
+                self.parts.push((p, None, now));
+            }
+        }
     }
 
     /// Forgets partitions (revoked).
@@ -1608,6 +1627,17 @@ impl Engine {
     /// show the pattern key alone. Set before the first event.
     pub fn set_partition_tags(&mut self, on: bool) {
         self.tag_partitions = on;
+    }
+
+    /// Partitions assigned at clock `now`: until its first event (or, with
+    /// `idle_timeout`, until idle that long) each holds the watermark back,
+    /// as an assigned Kafka partition does in Flink.
+    pub fn hold_partitions(&mut self, parts: &[u16], now: i64) {
+        if self.tag_partitions {
+            for g in &mut self.groups {
+                g.parts.hold(parts, now);
+            }
+        }
     }
 
     /// Drops the state of every key of a source partition that `drop`

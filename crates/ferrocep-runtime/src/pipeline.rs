@@ -569,6 +569,7 @@ fn partitions_moved(
             // Whatever this instance held of them is older than the
             // changelog.
             engine.drop_source_partitions(&parts);
+            engine.hold_partitions(&parts, clock.now_ms());
             let r = last_resume.get_or_insert_with(Resume::default);
             let offsets = r.kafka.get_or_insert_with(Vec::new);
             for s in &states {

@@ -39,6 +39,7 @@ enum Cmd {
     Drained,
     Retire(Arc<str>),
     DropPartitions(Arc<Vec<u16>>),
+    HoldPartitions(Arc<Vec<u16>>, i64),
     RestorePartitions(Arc<Vec<crate::changelog::PartitionState>>),
 }
 
@@ -127,6 +128,10 @@ impl Engines {
                             }
                             Cmd::DropPartitions(parts) => {
                                 e.drop_source_partitions(&|p| parts.contains(&p));
+                                Reply::Out(Vec::new(), e.next_wake())
+                            }
+                            Cmd::HoldPartitions(parts, now) => {
+                                e.hold_partitions(&parts, now);
                                 Reply::Out(Vec::new(), e.next_wake())
                             }
                             Cmd::RestorePartitions(states) => {
@@ -383,6 +388,17 @@ impl Engines {
             |e| {
                 e.drop_source_partitions(&|p| parts.contains(&p));
             },
+        );
+        let mut none = Vec::new();
+        self.outputs(replies, &mut none);
+    }
+
+    /// [`Engine::hold_partitions`] on every worker.
+    pub fn hold_partitions(&mut self, parts: &[u16], now: i64) {
+        let shared = Arc::new(parts.to_vec());
+        let replies = self.all(
+            || Cmd::HoldPartitions(shared.clone(), now),
+            |e| e.hold_partitions(parts, now),
         );
         let mut none = Vec::new();
         self.outputs(replies, &mut none);
