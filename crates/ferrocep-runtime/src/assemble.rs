@@ -230,7 +230,17 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         None => None,
     };
     let defs = saved.as_ref().unwrap_or(&config_defs);
-    let workers = o.workers.max(1) as u32;
+    let scale_out = matches!(&cfg.source, SourceConfig::Kafka(k) if k.scale_out);
+    let mut workers = o.workers.max(1) as u32;
+    if scale_out && workers > 1 {
+        // One engine per partition instead (see `tasks`).
+        tracing::warn!(
+            workers,
+            "a kafka source with scale_out runs one engine per partition: --workers is ignored"
+        );
+        workers = 1;
+    }
+    let mut start_changes: Vec<Change> = Vec::new();
     let mut engines = Vec::with_capacity(workers as usize);
     for w in 0..workers {
         let mut e = Engine::with_patterns(
@@ -283,6 +293,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                     changes.push(Change::Remove(name.to_string()));
                 }
             }
+            start_changes = changes.clone();
             for e in engines.iter_mut() {
                 let mut none = Vec::new();
                 let applied = e
@@ -317,10 +328,21 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         }
     }
     let (validator, validator_sets) = engines[0].validator();
-    let engine = Engines::start(engines).map_err(|source| StartError::Runtime {
-        doing: "start the worker threads",
-        source,
-    })?;
+    let engine = if scale_out {
+        let defs = defs.clone();
+        let options = EngineOptions {
+            idle_timeout: cfg.time.idle_timeout.map(|m| m.0),
+        };
+        let make: crate::tasks::MakeEngine =
+            Box::new(move || Engine::with_patterns(&defs, options.clone()));
+        let template = engines.remove(0);
+        Engines::with_tasks(template, crate::tasks::Tasks::new(make, start_changes))
+    } else {
+        Engines::start(engines).map_err(|source| StartError::Runtime {
+            doing: "start the worker threads",
+            source,
+        })?
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

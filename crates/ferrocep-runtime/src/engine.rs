@@ -1629,6 +1629,14 @@ impl Engine {
         self.tag_partitions = on;
     }
 
+    /// The store name and fingerprint of every version (draining ones too).
+    pub fn fingerprint_of_stores(&self) -> Vec<(Arc<str>, String)> {
+        self.patterns
+            .iter()
+            .map(|p| (p.store_name.clone(), p.fingerprint.clone()))
+            .collect()
+    }
+
     /// Partitions assigned at clock `now`: until its first event (or, with
     /// `idle_timeout`, until idle that long) each holds the watermark back,
     /// as an assigned Kafka partition does in Flink.
@@ -2864,7 +2872,7 @@ mod tests {
         feed(&mut a, first, &mut out);
         let cp = a.checkpoint();
         let owned: BTreeSet<u16> = [0, 1, 2].into();
-        let records = crate::changelog::records(1, 5, 0, &cp, &owned, &[]);
+        let records = crate::changelog::records(1, 5, 0, &cp, &owned, &[], &[]);
         let mut replay = crate::changelog::Replay::new(2);
         for r in records.iter().filter(|r| r.partition == 2) {
             let h = crate::changelog::header(5, 1);

@@ -26,7 +26,8 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns` and the
 //!   admin API that changes patterns;
 //! - [`control`]: pattern changes asked of the engine thread, and answers;
-//! - [`workers`]: `run --workers N`, the engine's keys split over threads.
+//! - [`workers`]: `run --workers N`, the engine's keys split over threads;
+//! - [`tasks`]: one engine per partition of a kafka source that scales out.
 
 #![warn(missing_docs)]
 
@@ -50,4 +51,5 @@ pub mod replay;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod tasks;
 pub mod workers;

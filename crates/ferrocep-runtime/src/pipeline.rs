@@ -770,9 +770,11 @@ struct CheckpointJob {
     /// The clock time of the checkpoint.
     at_ms: i64,
     /// For the changelog: the partitions owned, and the source's offsets.
+    #[allow(clippy::type_complexity)]
     changelog: Option<(
         std::collections::BTreeSet<u16>,
         Vec<crate::source::KafkaOffset>,
+        Vec<(u16, Vec<(String, Vec<u8>)>)>,
     )>,
     pipeline: String,
     parts: crate::engine::EngineCheckpoint,
@@ -813,7 +815,7 @@ impl CheckpointWriter {
                     // The changelog first: a local checkpoint never holds
                     // more than the changelog.
                     let result = match (changelog.as_mut(), &job.changelog) {
-                        (Some(w), Some((owned, offsets))) => {
+                        (Some(w), Some((owned, offsets, metas))) => {
                             let records = crate::changelog::records(
                                 job.id,
                                 w.token(),
@@ -821,6 +823,7 @@ impl CheckpointWriter {
                                 &job.parts,
                                 owned,
                                 offsets,
+                                metas,
                             );
                             w.write(job.id, &records)
                         }
@@ -1025,6 +1028,8 @@ fn checkpoint(
             }
         }
     }
+    let parts = engine.checkpoint();
+    let metas = engine.take_partition_metas();
     let job = CheckpointJob {
         id: c.next_id,
         at_ms: clock.now_ms(),
@@ -1032,10 +1037,11 @@ fn checkpoint(
             (
                 l.owned.clone(),
                 resume.and_then(|r| r.kafka.clone()).unwrap_or_default(),
+                metas,
             )
         }),
         pipeline: name.to_string(),
-        parts: engine.checkpoint(),
+        parts,
         source: serde_json::to_vec(&SourceCheckpoint {
             resume: resume.cloned(),
             at_ms: clock.now_ms(),

@@ -1169,7 +1169,11 @@ fn scale_events(
     dir: &TempDir,
     n: usize,
     partitions: i32,
-) -> (Vec<(Option<String>, String, Option<i64>)>, Vec<String>, Vec<String>) {
+) -> (
+    Vec<(Option<String>, String, Option<i64>)>,
+    Vec<String>,
+    Vec<String>,
+) {
     let events = orders(n);
     let closing: Vec<String> = (0..partitions)
         .map(|p| format!(r#"{{"order_id":"end-{p}","type":"end","ts":10000000}}"#))
@@ -1218,8 +1222,22 @@ fn check_union(instances: &[Instance], want: &[String], duplicates_allowed: bool
     }
     let mut got: Vec<String> = got.into_values().collect();
     got.sort();
+    if got != want {
+        let w: BTreeSet<&String> = want.iter().collect();
+        let g: BTreeSet<&String> = got.iter().collect();
+        let extra: Vec<_> = g.difference(&w).take(5).collect();
+        let missing: Vec<_> = w.difference(&g).take(5).collect();
+        eprintln!(
+            "{} not one instance's, e.g. {extra:#?}\n{} missing, e.g. {missing:#?}",
+            g.difference(&w).count(),
+            w.difference(&g).count()
+        );
+    }
     assert_eq!(got.len(), want.len(), "outputs by id");
-    assert!(got == want, "the outputs differ from one instance's (match's)");
+    assert!(
+        got == want,
+        "the outputs differ from one instance's (match's)"
+    );
 }
 
 /// Waits until an instance's log says `what` `n` times.
@@ -1244,16 +1262,31 @@ fn instances_share_the_work(count: usize) {
     let chunk = records.len() / (count + 1);
     broker.produce("orders", &records[..chunk]);
     instances[0].start();
-    wait_log(instances[0].service(), "partitions gained", 1, Duration::from_secs(30));
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
     for i in 1..count {
         // Some outputs first, then the next instance joins.
-        wait_for(instances[0].service(), Duration::from_secs(30), "outputs", || {
-            (!union(&instances).0.is_empty())
-                .then_some(())
-                .ok_or(String::new())
-        });
+        wait_for(
+            instances[0].service(),
+            Duration::from_secs(30),
+            "outputs",
+            || {
+                (!union(&instances).0.is_empty())
+                    .then_some(())
+                    .ok_or(String::new())
+            },
+        );
         instances[i].start();
-        wait_log(instances[i].service(), "partitions gained", 1, Duration::from_secs(60));
+        wait_log(
+            instances[i].service(),
+            "partitions gained",
+            1,
+            Duration::from_secs(60),
+        );
         broker.produce("orders", &records[chunk * i..chunk * (i + 1)]);
     }
     broker.produce("orders", &records[chunk * count..]);
@@ -1279,7 +1312,11 @@ fn instances_share_the_work(count: usize) {
             log.matches("partitions gained").count(),
             log.matches("partitions lost").count()
         );
-        assert!(!i.outputs().is_empty(), "an instance wrote nothing:\n{}", i.service().stderr());
+        assert!(
+            !i.outputs().is_empty(),
+            "an instance wrote nothing:\n{}",
+            i.service().stderr()
+        );
     }
     check_union(&instances, &want, false);
 }
@@ -1312,17 +1349,32 @@ fn a_killed_instance_s_partitions_go_on_elsewhere() {
     let third = records.len() / 3;
     broker.produce("orders", &records[..third]);
     instances[0].start();
-    wait_log(instances[0].service(), "partitions gained", 1, Duration::from_secs(30));
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
     instances[1].start();
-    wait_log(instances[1].service(), "partitions gained", 1, Duration::from_secs(60));
+    wait_log(
+        instances[1].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(60),
+    );
     // The second owns some partitions now: feed it and kill it mid-stream.
     let kill_at = third + third / 2 + seed % (third / 2);
     broker.produce("orders", &records[third..kill_at]);
-    wait_for(instances[1].service(), Duration::from_secs(30), "outputs of the second", || {
-        (!instances[1].outputs().is_empty())
-            .then_some(())
-            .ok_or(String::new())
-    });
+    wait_for(
+        instances[1].service(),
+        Duration::from_secs(30),
+        "outputs of the second",
+        || {
+            (!instances[1].outputs().is_empty())
+                .then_some(())
+                .ok_or(String::new())
+        },
+    );
     std::thread::sleep(Duration::from_millis((seed % 5 * 37) as u64));
     {
         let s = instances[1].service.as_mut().unwrap();
@@ -1335,7 +1387,12 @@ fn a_killed_instance_s_partitions_go_on_elsewhere() {
         broker.produce_at("orders", p as i32, std::slice::from_ref(c));
     }
     // The first takes every partition once the session (6 s) expired.
-    wait_log(instances[0].service(), "partitions gained", 3, Duration::from_secs(60));
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        3,
+        Duration::from_secs(60),
+    );
     wait_for_all(&instances, &want, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     let s = instances[0].service.as_mut().unwrap();

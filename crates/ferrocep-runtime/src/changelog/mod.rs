@@ -74,6 +74,10 @@ pub struct MetaPattern {
     pub version: u32,
     /// The checkpoint wrote every key of it: the keys before are replaced.
     pub full: bool,
+    /// The partition's operator-level state of it (the engine's meta blob:
+    /// watermark, time rules), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<String>,
 }
 
 /// The record key of a state record.
@@ -120,7 +124,8 @@ pub struct ChangelogRecord<'a> {
 
 /// The records a checkpoint writes: each changed key of an `owned`
 /// partition, then one meta record per owned partition (with its offsets
-/// from `offsets`). Keys without a partition tag, or of partitions not
+/// from `offsets`, and each pattern's operator-level state from `metas`,
+/// per partition). Keys without a partition tag, or of partitions not
 /// owned, are left out.
 pub fn records<'a>(
     id: u64,
@@ -129,6 +134,7 @@ pub fn records<'a>(
     parts: &'a crate::engine::EngineCheckpoint,
     owned: &BTreeSet<u16>,
     offsets: &[KafkaOffset],
+    metas: &[(u16, Vec<(String, Vec<u8>)>)],
 ) -> Vec<ChangelogRecord<'a>> {
     let mut out = Vec::new();
     for p in &parts.parts {
@@ -159,6 +165,7 @@ pub fn records<'a>(
             fingerprint: p.fingerprint.clone(),
             version: p.version,
             full: p.full,
+            meta: None,
         })
         .collect();
     for &part in owned {
@@ -173,7 +180,17 @@ pub fn records<'a>(
                 .filter(|o| o.partition == i32::from(part))
                 .cloned()
                 .collect(),
-            patterns: patterns.clone(),
+            patterns: patterns
+                .iter()
+                .map(|mp| MetaPattern {
+                    meta: metas
+                        .iter()
+                        .find(|(q, _)| *q == part)
+                        .and_then(|(_, m)| m.iter().find(|(n, _)| *n == mp.name))
+                        .map(|(_, b)| hex(b)),
+                    ..mp.clone()
+                })
+                .collect(),
         };
         out.push(ChangelogRecord {
             partition: part,
@@ -196,7 +213,40 @@ pub struct PartitionState {
     pub keys: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
+/// `bytes` as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// The bytes of [`hex`] text (`None`: not hex).
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let t = text.as_bytes();
+    if t.len() % 2 != 0 {
+        return None;
+    }
+    let d = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+    t.chunks(2)
+        .map(|c| Some((d(c[0])? << 4) | d(c[1])?))
+        .collect()
+}
+
 impl PartitionState {
+    /// Each pattern's operator-level state in the meta record: (store
+    /// name, meta blob).
+    pub fn metas(&self) -> Vec<(String, Vec<u8>)> {
+        self.meta
+            .iter()
+            .flat_map(|m| &m.patterns)
+            .filter_map(|p| Some((p.name.clone(), unhex(p.meta.as_deref()?)?)))
+            .collect()
+    }
+
     /// The patterns of the meta record as (store name, fingerprint).
     pub fn patterns(&self) -> Vec<(String, String)> {
         self.meta

@@ -94,7 +94,7 @@ fn checkpoints_go_to_their_partitions_and_read_back() {
         )],
         retired: vec![],
     };
-    let r1 = records(1, 7, 100, &c1, &owned, &offsets);
+    let r1 = records(1, 7, 100, &c1, &owned, &offsets, &[]);
     // c is of a partition not owned: not written. A meta per partition.
     assert_eq!(r1.len(), 4);
     assert!(r1.iter().all(|r| r.partition < 2));
@@ -103,7 +103,7 @@ fn checkpoints_go_to_their_partitions_and_read_back() {
         parts: vec![part("p", &[(&b, b"B2")], &[&a], false)],
         retired: vec![],
     };
-    log.extend(tagged(records(2, 7, 200, &c2, &owned, &offsets), 7, 2));
+    log.extend(tagged(records(2, 7, 200, &c2, &owned, &offsets, &[]), 7, 2));
     let s0 = replay(0, &log);
     assert!(s0.keys.is_empty(), "a was deleted: {s0:?}");
     let m0 = s0.meta.clone().unwrap();
@@ -124,13 +124,13 @@ fn a_checkpoint_cut_short_is_not_taken() {
         parts: vec![part("p", &[(&a, b"A1")], &[], false)],
         retired: vec![],
     };
-    let mut log = tagged(records(1, 7, 0, &c1, &owned, &[]), 7, 1);
+    let mut log = tagged(records(1, 7, 0, &c1, &owned, &[], &[]), 7, 1);
     // Writer 7 crashes in checkpoint 2: its key record, no meta.
     let c2 = EngineCheckpoint {
         parts: vec![part("p", &[(&a, b"A2"), (&b, b"B2")], &[], false)],
         retired: vec![],
     };
-    let mut cut = tagged(records(2, 7, 0, &c2, &owned, &[]), 7, 2);
+    let mut cut = tagged(records(2, 7, 0, &c2, &owned, &[], &[]), 7, 2);
     cut.pop();
     log.extend(cut);
     assert_eq!(replay(0, &log).keys[0].2, b"A1");
@@ -139,7 +139,7 @@ fn a_checkpoint_cut_short_is_not_taken() {
         parts: vec![part("p", &[], &[], false)],
         retired: vec![],
     };
-    log.extend(tagged(records(1, 8, 0, &c3, &owned, &[]), 8, 1));
+    log.extend(tagged(records(1, 8, 0, &c3, &owned, &[], &[]), 8, 1));
     let s = replay(0, &log);
     assert_eq!(s.keys, vec![("p".to_string(), enc(&a), b"A1".to_vec())]);
     assert_eq!(s.meta.unwrap().writer, format!("{:016x}", 8));
@@ -157,12 +157,12 @@ fn a_full_checkpoint_replaces_and_gone_patterns_drop() {
         ],
         retired: vec![],
     };
-    let mut log = tagged(records(1, 7, 0, &c1, &owned, &[]), 7, 1);
+    let mut log = tagged(records(1, 7, 0, &c1, &owned, &[], &[]), 7, 1);
     let c2 = EngineCheckpoint {
         parts: vec![part("p", &[(&b, b"B2")], &[], true)],
         retired: vec![],
     };
-    log.extend(tagged(records(2, 7, 0, &c2, &owned, &[]), 7, 2));
+    log.extend(tagged(records(2, 7, 0, &c2, &owned, &[], &[]), 7, 2));
     let s = replay(0, &log);
     assert_eq!(s.keys, vec![("p".to_string(), enc(&b), b"B2".to_vec())]);
     assert_eq!(s.patterns(), vec![("p".to_string(), "f".to_string())]);
@@ -173,4 +173,24 @@ fn a_full_checkpoint_replaces_and_gone_patterns_drop() {
     r.record(Some(META_KEY), Some(b"not json"), Some(&header(1, 1)));
     assert_eq!(r.skipped, 3);
     assert_eq!(r.finish().meta, None);
+}
+
+#[test]
+fn partition_metas_ride_in_the_meta_record() {
+    let a = Key::tagged(1, Some("1"));
+    let owned: BTreeSet<u16> = [0, 1].into();
+    let c = EngineCheckpoint {
+        parts: vec![part("p", &[(&a, b"A")], &[], false)],
+        retired: vec![],
+    };
+    let metas = vec![(1u16, vec![("p".to_string(), vec![0u8, 0xff, 7])])];
+    let log = tagged(records(1, 7, 0, &c, &owned, &[], &metas), 7, 1);
+    assert_eq!(
+        replay(1, &log).metas(),
+        vec![("p".to_string(), vec![0, 0xff, 7])]
+    );
+    assert!(replay(0, &log).metas().is_empty());
+    assert_eq!(unhex(&hex(&[1, 2, 250])), Some(vec![1, 2, 250]));
+    assert_eq!(unhex("abc"), None);
+    assert_eq!(unhex("zz"), None);
 }
