@@ -774,7 +774,7 @@ struct CheckpointJob {
     changelog: Option<(
         std::collections::BTreeSet<u16>,
         Vec<crate::source::KafkaOffset>,
-        Vec<(u16, Vec<(String, Vec<u8>)>)>,
+        Vec<(u16, crate::changelog::PatternMetas)>,
     )>,
     pipeline: String,
     parts: crate::engine::EngineCheckpoint,

@@ -34,7 +34,7 @@ pub struct Tasks {
     gone_counts: Vec<PatternCounts>,
     gone_events: u64,
     /// Each task's per-pattern meta of the last checkpoint.
-    metas: Vec<(u16, Vec<(String, Vec<u8>)>)>,
+    metas: Vec<(u16, crate::changelog::PatternMetas)>,
 }
 
 impl Tasks {
@@ -150,7 +150,7 @@ impl Tasks {
 
     /// Each task's (store name, operator-level state) of the last
     /// checkpoint.
-    pub fn take_metas(&mut self) -> Vec<(u16, Vec<(String, Vec<u8>)>)> {
+    pub fn take_metas(&mut self) -> Vec<(u16, crate::changelog::PatternMetas)> {
         std::mem::take(&mut self.metas)
     }
 

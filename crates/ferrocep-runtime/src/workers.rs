@@ -93,7 +93,7 @@ impl Engines {
 
     /// Each task's per-pattern operator-level state of the last
     /// checkpoint (empty without tasks).
-    pub fn take_partition_metas(&mut self) -> Vec<(u16, Vec<(String, Vec<u8>)>)> {
+    pub fn take_partition_metas(&mut self) -> Vec<(u16, crate::changelog::PatternMetas)> {
         self.tasks
             .as_mut()
             .map(crate::tasks::Tasks::take_metas)

@@ -80,6 +80,14 @@ pub struct MetaPattern {
     pub meta: Option<String>,
 }
 
+/// Each pattern's operator-level state of one partition: (store name,
+/// meta blob).
+pub type PatternMetas = Vec<(String, Vec<u8>)>;
+
+/// A state record read but not yet applied: (header, store name, key,
+/// value).
+type Pending = ([u8; 16], String, Vec<u8>, Option<Vec<u8>>);
+
 /// The record key of a state record.
 pub fn state_key(pattern: &str, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 4 + pattern.len() + key.len());
@@ -134,7 +142,7 @@ pub fn records<'a>(
     parts: &'a crate::engine::EngineCheckpoint,
     owned: &BTreeSet<u16>,
     offsets: &[KafkaOffset],
-    metas: &[(u16, Vec<(String, Vec<u8>)>)],
+    metas: &[(u16, PatternMetas)],
 ) -> Vec<ChangelogRecord<'a>> {
     let mut out = Vec::new();
     for p in &parts.parts {
@@ -227,7 +235,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The bytes of [`hex`] text (`None`: not hex).
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let t = text.as_bytes();
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return None;
     }
     let d = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
@@ -239,7 +247,7 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 impl PartitionState {
     /// Each pattern's operator-level state in the meta record: (store
     /// name, meta blob).
-    pub fn metas(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn metas(&self) -> PatternMetas {
         self.meta
             .iter()
             .flat_map(|m| &m.patterns)
@@ -265,7 +273,7 @@ pub struct Replay {
     /// Applied: by store name, encoded key to state.
     keys: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Read since the last meta record: (header, store name, key, value).
-    pending: Vec<([u8; 16], String, Vec<u8>, Option<Vec<u8>>)>,
+    pending: Vec<Pending>,
     meta: Option<PartitionMeta>,
     /// Records that were not of this format (skipped).
     pub skipped: u64,
