@@ -1160,6 +1160,9 @@ fn union(instances: &[Instance]) -> (BTreeMap<String, String>, usize) {
     (by_id, twice)
 }
 
+/// Records to produce: key, value, timestamp.
+type Records = Vec<(Option<String>, String, Option<i64>)>;
+
 /// The events of the scale-out tests over `partitions` partitions, and
 /// what `match` gives on them: the orders keyed by order id, then one
 /// event far ahead in each partition, so that every partition's time (the
@@ -1169,11 +1172,7 @@ fn scale_events(
     dir: &TempDir,
     n: usize,
     partitions: i32,
-) -> (
-    Vec<(Option<String>, String, Option<i64>)>,
-    Vec<String>,
-    Vec<String>,
-) {
+) -> (Records, Vec<String>, Vec<String>) {
     let events = orders(n);
     let closing: Vec<String> = (0..partitions)
         .map(|p| format!(r#"{{"order_id":"end-{p}","type":"end","ts":10000000}}"#))
