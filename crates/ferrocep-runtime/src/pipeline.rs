@@ -621,6 +621,8 @@ fn partitions_moved(
                         }
                         changes.checkpointed(d);
                     }
+                } else {
+                    tracing::warn!(partitions = ?partitions, "no checkpoint of the revoked partitions: their next owner replays from the last one");
                 }
                 if let Some(l) = c.changelog.as_mut() {
                     for p in &partitions {
