@@ -1401,3 +1401,64 @@ fn a_killed_instance_s_partitions_go_on_elsewhere() {
     eprintln!("{twice} outputs written again after the kill");
     check_union(&instances, &want, true);
 }
+
+/// An instance stopped with SIGTERM in mid-stream writes its final
+/// checkpoint to the changelog before it leaves the group: the other takes
+/// its partitions from there, and nothing is written twice or lost.
+#[test]
+fn a_stopped_instance_hands_its_partitions_on() {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-scale-stop");
+    let (records, closing, want) = scale_events(&broker, &dir, 6_000, 4);
+    let mut instances: Vec<Instance> = (0..2)
+        .map(|i| Instance::new(&broker, "scalestop", i))
+        .collect();
+    let third = records.len() / 3;
+    broker.produce("orders", &records[..third]);
+    instances[0].start();
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
+    instances[1].start();
+    wait_log(
+        instances[1].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(60),
+    );
+    broker.produce("orders", &records[third..2 * third]);
+    wait_for(
+        instances[1].service(),
+        Duration::from_secs(30),
+        "outputs of the second",
+        || {
+            (!instances[1].outputs().is_empty())
+                .then_some(())
+                .ok_or(String::new())
+        },
+    );
+    {
+        let s = instances[1].service.as_mut().unwrap();
+        s.signal("TERM");
+        assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    }
+    broker.produce("orders", &records[2 * third..]);
+    for (p, c) in closing.iter().enumerate() {
+        broker.produce_at("orders", p as i32, std::slice::from_ref(c));
+    }
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        3,
+        Duration::from_secs(60),
+    );
+    wait_for_all(&instances, &want, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    let s = instances[0].service.as_mut().unwrap();
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    check_union(&instances, &want, false);
+}
