@@ -8,7 +8,12 @@
 //! - the message key and the record timestamp as the pattern's key and time;
 //! - SIGKILL in mid-stream and a restart: file sinks hold exactly the
 //!   outputs of an uninterrupted run (the source resumes at the offsets of
-//!   the checkpoint), a kafka sink each of them at least once.
+//!   the checkpoint), a kafka sink each of them at least once;
+//! - scale-out (`scale_out: true`): two and three instances joining in
+//!   mid-stream write together, by id, exactly one instance's outputs; an
+//!   instance stopped with SIGTERM hands its partitions on through the
+//!   changelog; one killed with SIGKILL has its partitions taken over from
+//!   its last changelog checkpoint, nothing lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
