@@ -230,7 +230,17 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         None => None,
     };
     let defs = saved.as_ref().unwrap_or(&config_defs);
-    let workers = o.workers.max(1) as u32;
+    let scale_out = matches!(&cfg.source, SourceConfig::Kafka(k) if k.scale_out);
+    let mut workers = o.workers.max(1) as u32;
+    if scale_out && workers > 1 {
+        // One engine per partition instead (see `tasks`).
+        tracing::warn!(
+            workers,
+            "a kafka source with scale_out runs one engine per partition: --workers is ignored"
+        );
+        workers = 1;
+    }
+    let mut start_changes: Vec<Change> = Vec::new();
     let mut engines = Vec::with_capacity(workers as usize);
     for w in 0..workers {
         let mut e = Engine::with_patterns(
@@ -251,6 +261,9 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             },
         })?;
         e.set_partition(w, workers);
+        if let SourceConfig::Kafka(k) = &cfg.source {
+            e.set_partition_tags(k.scale_out);
+        }
         engines.push(e);
     }
     let restored = restore(
@@ -280,6 +293,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                     changes.push(Change::Remove(name.to_string()));
                 }
             }
+            start_changes = changes.clone();
             for e in engines.iter_mut() {
                 let mut none = Vec::new();
                 let applied = e
@@ -305,11 +319,30 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
             }
         }
     }
+    if matches!(&cfg.source, SourceConfig::Kafka(k) if k.scale_out) {
+        // The changelog holds each partition's state: a partition's keys
+        // come from it when the group assigns the partition, not from here
+        // (another instance may have moved them on since).
+        for e in engines.iter_mut() {
+            e.drop_source_partitions(&|_| true);
+        }
+    }
     let (validator, validator_sets) = engines[0].validator();
-    let engine = Engines::start(engines).map_err(|source| StartError::Runtime {
-        doing: "start the worker threads",
-        source,
-    })?;
+    let engine = if scale_out {
+        let defs = defs.clone();
+        let options = EngineOptions {
+            idle_timeout: cfg.time.idle_timeout.map(|m| m.0),
+        };
+        let make: crate::tasks::MakeEngine =
+            Box::new(move || Engine::with_patterns(&defs, options.clone()));
+        let template = engines.remove(0);
+        Engines::with_tasks(template, crate::tasks::Tasks::new(make, start_changes))
+    } else {
+        Engines::start(engines).map_err(|source| StartError::Runtime {
+            doing: "start the worker threads",
+            source,
+        })?
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -335,6 +368,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
     })?;
 
     let mut ingest_log: Option<IngestLog> = None;
+    let mut changelog: Option<crate::changelog::Changelog> = None;
     let (source, flush_at_end): (Box<dyn Source>, bool) = match &cfg.source {
         SourceConfig::File {
             path,
@@ -395,6 +429,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 &cfg.name,
                 restored.as_ref().and_then(|r| r.resume.as_ref()),
                 &metrics,
+                &mut changelog,
             )
             .map_err(|reason| StartError::Source {
                 config: loaded.path.clone(),
@@ -517,6 +552,7 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 next_id: restored.as_ref().map_or(1, |r| r.id + 1),
                 sink_wait: Duration::from_secs(30),
                 kafka_sinks,
+                changelog,
             }),
             resume: restored.and_then(|r| r.resume),
             control: Some(control_rx),
@@ -565,15 +601,43 @@ fn admin_token(
     }
 }
 
-/// The kafka source of `k`, resuming at `resume`'s offsets.
+/// The kafka source of `k`, resuming at `resume`'s offsets; with
+/// `scale_out`, its state per partition in the changelog (`changelog` gets
+/// the pipeline's side of it).
 #[cfg(feature = "kafka")]
 fn kafka_source(
     k: &crate::config::KafkaSourceConfig,
     pipeline: &str,
     resume: Option<&Resume>,
     metrics: &Arc<Metrics>,
+    changelog: &mut Option<crate::changelog::Changelog>,
 ) -> Result<Box<dyn Source>, crate::source::SourceError> {
-    let s = crate::source::kafka::KafkaSource::new(k.clone(), pipeline, resume, metrics.clone())?;
+    use crate::source::{SourceError, SourceErrorKind};
+    if !k.scale_out {
+        let s =
+            crate::source::kafka::KafkaSource::new(k.clone(), pipeline, resume, metrics.clone())?;
+        return Ok(Box::new(s));
+    }
+    let topic = k
+        .changelog_topic
+        .clone()
+        .unwrap_or_else(|| crate::changelog::default_topic(pipeline));
+    let config = crate::changelog::io::client_config(&k.brokers, &k.properties, true);
+    let writer = crate::changelog::io::KafkaChangelogWriter::new(&config, &topic)
+        .map_err(|e| SourceError::new(SourceErrorKind::Config, format!("source: {e}")))?;
+    let release = StopFlag::new();
+    let s = crate::source::kafka::KafkaSource::with_changelog(
+        k.clone(),
+        pipeline,
+        &topic,
+        release.clone(),
+        metrics.clone(),
+    )?;
+    *changelog = Some(crate::changelog::Changelog {
+        writer: Some(Box::new(writer)),
+        owned: Default::default(),
+        release,
+    });
     Ok(Box::new(s))
 }
 
@@ -583,6 +647,7 @@ fn kafka_source(
     _: &str,
     _: Option<&Resume>,
     _: &Arc<Metrics>,
+    _: &mut Option<crate::changelog::Changelog>,
 ) -> Result<Box<dyn Source>, crate::source::SourceError> {
     Err(crate::source::SourceError::new(
         crate::source::SourceErrorKind::Config,

@@ -42,7 +42,7 @@ use crate::key::Key;
 use crate::matcher::{max_of, watermark};
 use crate::output::{write_events_after, write_json_str, write_key};
 use crate::sink::{Kind, Output};
-use crate::source::{Batch, Position};
+use crate::source::{kafka_partition, Batch, Position};
 
 /// Width of the position in front of each event's stored text.
 const POS_HEX: usize = 16;
@@ -92,8 +92,66 @@ struct Group {
     /// Indices into [`Engine::patterns`].
     members: Vec<usize>,
     event_time: bool,
-    /// The largest timestamp read so far (event time).
+    /// The largest timestamp read so far (event time); with partition
+    /// tags, the time the watermark follows (see [`PartitionTimes`]).
     max: Option<i64>,
+    /// With partition tags: each source partition's largest timestamp.
+    parts: PartitionTimes,
+}
+
+/// Per source partition, the largest timestamp read and the clock time of
+/// its last event (partition tags, [`Engine::set_partition_tags`]). The
+/// watermark follows the smallest of those maxima over the partitions that
+/// are not idle (no event for `idle_timeout`), never going back: a partition
+/// behind the others holds the watermark, as each Kafka partition does in
+/// Flink. A partition counts from its assignment
+/// ([`Engine::hold_partitions`]; without one, from its first event on): with
+/// no event yet it holds the watermark until it is idle.
+#[derive(Debug, Default, Clone)]
+struct PartitionTimes {
+    /// (partition, largest timestamp, clock time of its last event or of
+    /// its assignment).
+    parts: Vec<(u16, Option<i64>, i64)>,
+}
+
+impl PartitionTimes {
+    /// Takes an event of `partition` at `ts`, arrived at clock `now`:
+    /// the smallest maximum over the active partitions after it (`None`:
+    /// one has none yet).
+    fn observe(&mut self, partition: u16, ts: i64, now: i64, idle: Option<i64>) -> Option<i64> {
+        match self.parts.iter_mut().find(|e| e.0 == partition) {
+            Some(e) => {
+                e.1 = max_of(e.1, Some(ts));
+                e.2 = now;
+            }
+            None => self.parts.push((partition, Some(ts), now)),
+        }
+        let mut min = Some(i64::MAX);
+        for e in &self.parts {
+            if e.0 == partition || idle.is_none_or(|i| now.saturating_sub(e.2) < i) {
+                min = match (min, e.1) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
+            }
+        }
+        min
+    }
+
+    /// Partitions assigned at clock `now`: they hold the watermark until
+    /// their first event, or until idle.
+    fn hold(&mut self, parts: &[u16], now: i64) {
+        for &p in parts {
+            if !self.parts.iter().any(|e| e.0 == p) {
+                self.parts.push((p, None, now));
+            }
+        }
+    }
+
+    /// Forgets partitions (revoked).
+    fn forget(&mut self, drop: &dyn Fn(u16) -> bool) {
+        self.parts.retain(|e| !drop(e.0));
+    }
 }
 
 /// One version of a pattern as it stands: what `GET /patterns` and the
@@ -276,6 +334,12 @@ pub struct Engine {
     retired_counts: Vec<PatternCounts>,
     /// Checkpoints are on: new versions track their changes.
     tracking: bool,
+    /// Keys are (source partition, pattern key): see
+    /// [`Engine::set_partition_tags`].
+    tag_partitions: bool,
+    /// With partition tags, the time the watermark follows after each
+    /// event of a group's batch, reused.
+    part_time: Vec<Option<i64>>,
 }
 
 /// What identifies the numbering of a set's conditions: XXH3-64 of their
@@ -419,6 +483,7 @@ impl Engine {
                     members: m,
                     event_time,
                     max: None,
+                    parts: PartitionTimes::default(),
                 }),
                 Err(_) => {
                     for i in m {
@@ -431,6 +496,7 @@ impl Engine {
                             members: vec![i],
                             event_time,
                             max: None,
+                            parts: PartitionTimes::default(),
                         });
                     }
                 }
@@ -469,6 +535,8 @@ impl Engine {
             retired: Vec::new(),
             retired_counts: Vec::new(),
             tracking: false,
+            tag_partitions: false,
+            part_time: Vec::new(),
         })
     }
 
@@ -591,11 +659,16 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let g = &mut self.groups[gi];
+        let tag_base = g.max;
         let block = &mut self.block;
         block.clear();
         let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions, bool)> =
             Vec::with_capacity(batch.len());
         let part = self.part;
+        let tag = self.tag_partitions;
+        let idle = self.idle_timeout;
+        let part_time = &mut self.part_time;
+        part_time.clear();
         let errors_here = part.is_none_or(|(w, _)| w == 0);
         for r in &batch.records {
             let bytes = batch.bytes(r);
@@ -609,8 +682,17 @@ impl Engine {
             };
             match g.set.ingest_parts(line, &mut self.scratch) {
                 Ok(p) => {
-                    let key = Key::from_opt(p.key.as_deref());
+                    let key = if tag {
+                        Key::tagged(kafka_partition(r.pos), p.key.as_deref())
+                    } else {
+                        Key::from_opt(p.key.as_deref())
+                    };
                     let ts = p.timestamp.map_or(0, Timestamp::as_millis);
+                    if tag && g.event_time {
+                        let t = g.parts.observe(kafka_partition(r.pos), ts, now, idle);
+                        g.max = max_of(g.max, t);
+                        part_time.push(g.max);
+                    }
                     if part.is_some_and(|(w, n)| owner(&key, n) != w) {
                         // Another worker's key: only its time counts here.
                         parts.push((key, ts, 0..0, p.conditions, false));
@@ -653,7 +735,10 @@ impl Engine {
         let g = &mut self.groups[gi];
         let n = g.members.len();
         if g.event_time {
-            let base = g.max;
+            // With partition tags, `g.max` has already moved with the
+            // batch: the watermark follows `part_time` event by event.
+            let tagged = tag && self.part_time.len() == self.routed.len();
+            let base = if tagged { tag_base } else { g.max };
             for (k, &pi) in g.members.iter().enumerate() {
                 let p = &mut self.patterns[pi];
                 let last = k + 1 == n;
@@ -667,7 +752,7 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 let mut max = base;
-                for (key, ts, event, own) in self.routed.iter_mut() {
+                for (i, (key, ts, event, own)) in self.routed.iter_mut().enumerate() {
                     if !*own {
                         // Another worker's event: its watermark is applied
                         // here only where something of this worker's keys
@@ -683,7 +768,11 @@ impl Engine {
                             p.applied = max;
                             p.op.advance_watermark(Watermark::from_millis(wm), &mut sink);
                         }
-                        max = max_of(max, Some(*ts));
+                        max = if tagged {
+                            self.part_time[i]
+                        } else {
+                            max_of(max, Some(*ts))
+                        };
                         continue;
                     }
                     if p.applied != max {
@@ -699,7 +788,11 @@ impl Engine {
                     } else {
                         p.op.process_element(key, &*event, Timestamp::from_millis(*ts), &mut sink);
                     }
-                    max = max_of(max, Some(*ts));
+                    max = if tagged {
+                        self.part_time[i]
+                    } else {
+                        max_of(max, Some(*ts))
+                    };
                 }
                 // The watermark that follows the batch's last event.
                 if p.applied != max {
@@ -710,7 +803,9 @@ impl Engine {
                     );
                 }
             }
-            g.max = self.routed.iter().fold(base, |m, r| max_of(m, Some(r.1)));
+            if !tagged {
+                g.max = self.routed.iter().fold(base, |m, r| max_of(m, Some(r.1)));
+            }
         } else {
             for (k, &pi) in g.members.iter().enumerate() {
                 let p = &mut self.patterns[pi];
@@ -998,6 +1093,7 @@ impl Engine {
                     members: vec![index],
                     event_time: def.spec.time.is_some(),
                     max: None,
+                    parts: PartitionTimes::default(),
                 });
                 (self.groups.len() - 1, nfa)
             }
@@ -1519,6 +1615,102 @@ fn decode_saved(
         },
         drain_from,
     ))
+}
+
+/// State per source partition (a kafka source with a changelog, see
+/// [`crate::changelog`]): keys tagged with their partition, and the state
+/// of whole partitions dropped and restored as the consumer group moves them.
+impl Engine {
+    /// With `on`, each event's key is (its source partition, its pattern
+    /// key) ([`Key::tagged`], the partition read from its kafka position),
+    /// so that a partition's state can move to another instance. Outputs
+    /// show the pattern key alone. Set before the first event.
+    pub fn set_partition_tags(&mut self, on: bool) {
+        self.tag_partitions = on;
+    }
+
+    /// The store name and fingerprint of every version (draining ones too).
+    pub fn fingerprint_of_stores(&self) -> Vec<(Arc<str>, String)> {
+        self.patterns
+            .iter()
+            .map(|p| (p.store_name.clone(), p.fingerprint.clone()))
+            .collect()
+    }
+
+    /// Partitions assigned at clock `now`: until its first event (or, with
+    /// `idle_timeout`, until idle that long) each holds the watermark back,
+    /// as an assigned Kafka partition does in Flink.
+    pub fn hold_partitions(&mut self, parts: &[u16], now: i64) {
+        if self.tag_partitions {
+            for g in &mut self.groups {
+                g.parts.hold(parts, now);
+            }
+        }
+    }
+
+    /// Drops the state of every key of a source partition that `drop`
+    /// names (partitions revoked, whose state is in the changelog): no
+    /// output, as if they had never been seen here. Returns the keys
+    /// dropped.
+    pub fn drop_source_partitions(&mut self, drop: &dyn Fn(u16) -> bool) -> usize {
+        for g in &mut self.groups {
+            g.parts.forget(drop);
+        }
+        let mut n = 0;
+        for p in &mut self.patterns {
+            let gone: Vec<Key> =
+                p.op.keys()
+                    .filter(|k| k.source_partition().is_some_and(drop))
+                    .cloned()
+                    .collect();
+            for k in &gone {
+                p.op.remove_key(k);
+            }
+            n += gone.len();
+        }
+        n
+    }
+
+    /// Restores the keys of partitions gained: each (store name, encoded
+    /// key, state) of a pattern that `patterns` (store name, fingerprint)
+    /// lists with the fingerprint of the running version of that store
+    /// name, and of a key this engine owns. Returns (keys restored, keys
+    /// of patterns not running as saved, which are left out).
+    pub fn restore_partition_keys(
+        &mut self,
+        patterns: &[(String, String)],
+        keys: &[(String, Vec<u8>, Vec<u8>)],
+    ) -> Result<(usize, usize), RestoreError> {
+        use ferrocep_core::operator::state::StateCodec;
+        let runs = |name: &str| {
+            self.patterns.iter().any(|p| {
+                *p.store_name == *name
+                    && patterns
+                        .iter()
+                        .any(|(n, f)| n == name && *f == p.fingerprint)
+            })
+        };
+        let ok: Vec<bool> = keys.iter().map(|(name, _, _)| runs(name)).collect();
+        let (mut restored, mut skipped) = (0, 0);
+        for ((name, k, state), ok) in keys.iter().zip(ok) {
+            if !ok {
+                skipped += 1;
+                continue;
+            }
+            let mut input = k.as_slice();
+            let key = Key::decode(&mut input).map_err(|source| RestoreError::State {
+                pattern: name.clone(),
+                what: "key",
+                source,
+            })?;
+            if !self.owns(&key) {
+                continue;
+            }
+            self.restore_key(name, k, state)?;
+            restored += 1;
+        }
+        Ok((restored, skipped))
+    }
 }
 
 /// The worker, of `workers`, that owns `key`: whole key groups (by the key's
@@ -2620,5 +2812,131 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The position of offset `offset` of kafka partition `partition`.
+    fn kpos(partition: u64, offset: u64) -> u64 {
+        (partition << 48) | offset
+    }
+
+    fn lines(out: &[Output]) -> Vec<String> {
+        let mut l: Vec<String> = out
+            .iter()
+            .map(|o| String::from_utf8(o.line().to_vec()).unwrap())
+            .collect();
+        l.sort();
+        l
+    }
+
+    /// Keys tagged with their partition give the outputs of plain keys
+    /// (the key printed without its tag); a partition's state moved to
+    /// another engine through the changelog records goes on there with
+    /// exactly the outputs one engine gives.
+    #[test]
+    fn partition_state_moves_between_engines() {
+        use std::collections::BTreeSet;
+        let spec = order_spec("10s", "t == \\\"p\\\"");
+        let part_of = |line: &str| -> u64 {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = v["id"].as_str().unwrap();
+            id[1..].parse::<u64>().unwrap() % 3
+        };
+        let events: Vec<(u64, String)> = order_events(60)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, l))| (kpos(part_of(&l), i as u64), l))
+            .collect();
+        let new = |tag: bool| {
+            let mut e =
+                Engine::new(&[("o".into(), spec.clone())], EngineOptions::default()).unwrap();
+            e.set_partition_tags(tag);
+            e
+        };
+        let whole = |tag: bool| {
+            let mut e = new(tag);
+            let mut out = Vec::new();
+            feed(&mut e, &events, &mut out);
+            e.on_end(true, &mut out);
+            lines(&out)
+        };
+        let want = whole(false);
+        assert!(want.iter().any(|l| l.contains(r#""kind":"timeout""#)));
+        assert!(want.iter().any(|l| l.contains(r#""key":"o7""#)), "{want:?}");
+        assert_eq!(whole(true), want);
+
+        // Half the events in one engine, then partition 2 moves.
+        let (first, rest) = events.split_at(events.len() / 2);
+        let mut a = new(true);
+        a.enable_checkpoints(true);
+        let mut out = Vec::new();
+        feed(&mut a, first, &mut out);
+        let cp = a.checkpoint();
+        let owned: BTreeSet<u16> = [0, 1, 2].into();
+        let records = crate::changelog::records(1, 5, 0, &cp, &owned, &[], &[]);
+        let mut replay = crate::changelog::Replay::new(2);
+        for r in records.iter().filter(|r| r.partition == 2) {
+            let h = crate::changelog::header(5, 1);
+            replay.record(Some(&r.key), r.value.as_deref(), Some(&h));
+        }
+        let state = replay.finish();
+        assert!(!state.keys.is_empty());
+        let dropped = a.drop_source_partitions(&|p| p == 2);
+        assert_eq!(dropped, state.keys.len());
+        let mut b = new(true);
+        b.enable_checkpoints(false);
+        let (restored, skipped) = b
+            .restore_partition_keys(&state.patterns(), &state.keys)
+            .unwrap();
+        assert_eq!((restored, skipped), (state.keys.len(), 0));
+        // Another fingerprint: left out.
+        let other = vec![("o".to_string(), "0".to_string())];
+        assert_eq!(
+            new(true)
+                .restore_partition_keys(&other, &state.keys)
+                .unwrap(),
+            (0, state.keys.len())
+        );
+        for (pos, line) in rest {
+            let e = if kafka_partition(*pos) == 2 {
+                &mut b
+            } else {
+                &mut a
+            };
+            feed(e, &[(*pos, line.clone())], &mut out);
+        }
+        a.on_end(true, &mut out);
+        b.on_end(true, &mut out);
+        assert_eq!(lines(&out), want);
+    }
+
+    /// With partition tags the watermark is the smallest over the
+    /// partitions: a partition behind the others is not late.
+    #[test]
+    fn the_watermark_waits_for_the_slowest_partition() {
+        let spec = order_spec("10s", "t == \\\"p\\\"");
+        let events = [
+            (kpos(0, 0), r#"{"id":"a","t":"c","ts":1000}"#),
+            (kpos(1, 0), r#"{"id":"b","t":"c","ts":1000}"#),
+            (kpos(0, 1), r#"{"id":"a","t":"p","ts":100000}"#),
+            (kpos(1, 1), r#"{"id":"b","t":"p","ts":2000}"#),
+        ];
+        let run = |tag: bool| {
+            let mut e =
+                Engine::new(&[("o".into(), spec.clone())], EngineOptions::default()).unwrap();
+            e.set_partition_tags(tag);
+            let mut out = Vec::new();
+            let ev: Vec<(u64, String)> = events.iter().map(|(p, l)| (*p, l.to_string())).collect();
+            feed(&mut e, &ev, &mut out);
+            e.on_end(true, &mut out);
+            out.iter()
+                .map(|o| o.kind.as_str().to_string())
+                .collect::<Vec<_>>()
+        };
+        // One stream: b's pay is late, a times out.
+        assert!(run(false).contains(&"late".to_string()), "{:?}", run(false));
+        // Per partition: b's pay matches.
+        let tagged = run(true);
+        assert!(tagged.contains(&"match".to_string()), "{tagged:?}");
+        assert!(!tagged.contains(&"late".to_string()), "{tagged:?}");
     }
 }

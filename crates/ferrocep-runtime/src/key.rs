@@ -9,11 +9,30 @@
 //!
 //! A key is three words (24 bytes): the inline text leaves one byte for the
 //! variant's tag.
+//!
+//! Partition-tagged keys ([`Key::tagged`]): a kafka source whose state
+//! follows its partitions keys each event by (source partition, pattern
+//! key). The partition rides in front of the text as three bytes, a tag
+//! byte (`0x01`, or `0x02` for a pattern without `key`) and the partition
+//! in two 7-bit bytes, so the key stays three words and other sources pay
+//! nothing. No JSON text starts with a control byte, so a tagged key is
+//! never an untagged one; [`Key::text`] and [`Key::bytes`] (what outputs
+//! print) leave the tag out, checkpoints keep it.
 
 use std::hash::{Hash, Hasher};
 
 /// Longest key text stored inline.
 pub const INLINE: usize = 22;
+
+/// The largest partition a [`Key::tagged`] key holds (14 bits).
+pub const MAX_TAGGED_PARTITION: u16 = (1 << 14) - 1;
+
+/// Tag byte of a partition-tagged key with a text.
+const TAG_TEXT: u8 = 0x01;
+/// Tag byte of a partition-tagged key of a pattern without `key`.
+const TAG_NONE: u8 = 0x02;
+/// Bytes of the partition tag.
+const TAG_LEN: usize = 3;
 
 /// Longest text hashed as three words (its bytes, zero-padded, and its
 /// length): the inline texts and those one byte longer, so that hashes are
@@ -60,23 +79,68 @@ impl Key {
         text.map_or(Key::None, Key::new)
     }
 
-    /// The JSON text, `None` for [`Key::None`].
-    #[inline]
-    pub fn text(&self) -> Option<&str> {
-        match self {
-            Key::None => None,
-            Key::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).ok(),
-            Key::Heap(s) => Some(s),
+    /// The key of an event of source partition `partition` (at most
+    /// [`MAX_TAGGED_PARTITION`]; higher bits are cut) whose pattern key has
+    /// the JSON text `text` (see the module docs).
+    pub fn tagged(partition: u16, text: Option<&str>) -> Key {
+        let tag = [
+            if text.is_some() { TAG_TEXT } else { TAG_NONE },
+            ((partition >> 7) & 0x7f) as u8,
+            (partition & 0x7f) as u8,
+        ];
+        let t = text.unwrap_or("");
+        let n = TAG_LEN + t.len();
+        if n <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..TAG_LEN].copy_from_slice(&tag);
+            bytes[TAG_LEN..n].copy_from_slice(t.as_bytes());
+            Key::Inline {
+                len: n as u8,
+                bytes,
+            }
+        } else {
+            let mut s = String::with_capacity(n);
+            // The tag bytes are ASCII.
+            s.extend(tag.iter().map(|&b| b as char));
+            s.push_str(t);
+            Key::Heap(s.into_boxed_str())
         }
     }
 
-    /// The JSON text as bytes, `None` for [`Key::None`].
+    /// The source partition of a [`Key::tagged`] key.
     #[inline]
-    pub fn bytes(&self) -> Option<&[u8]> {
+    pub fn source_partition(&self) -> Option<u16> {
+        match self.raw()? {
+            [TAG_TEXT | TAG_NONE, hi, lo, ..] => Some((u16::from(*hi) << 7) | u16::from(*lo)),
+            _ => None,
+        }
+    }
+
+    /// The whole stored text, a partition tag included.
+    #[inline]
+    fn raw(&self) -> Option<&[u8]> {
         match self {
             Key::None => None,
             Key::Inline { len, bytes } => Some(&bytes[..*len as usize]),
             Key::Heap(s) => Some(s.as_bytes()),
+        }
+    }
+
+    /// The JSON text, `None` for [`Key::None`] (and a tagged key of a
+    /// pattern without `key`).
+    #[inline]
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// The JSON text as bytes, `None` for [`Key::None`] (and a tagged key
+    /// of a pattern without `key`).
+    #[inline]
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self.raw()? {
+            [TAG_TEXT, _, _, rest @ ..] => Some(rest),
+            [TAG_NONE, ..] => None,
+            b => Some(b),
         }
     }
 
@@ -165,9 +229,11 @@ impl Hash for Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.text() {
-            None => f.write_str("Key::None"),
-            Some(t) => write!(f, "Key({t})"),
+        match (self.source_partition(), self.text()) {
+            (None, None) => f.write_str("Key::None"),
+            (None, Some(t)) => write!(f, "Key({t})"),
+            (Some(p), None) => write!(f, "Key(partition {p})"),
+            (Some(p), Some(t)) => write!(f, "Key(partition {p}, {t})"),
         }
     }
 }
@@ -175,11 +241,12 @@ impl std::fmt::Debug for Key {
 /// A key in checkpoints: its JSON text, or none ([`Key::None`]).
 impl ferrocep_core::operator::state::StateCodec for Key {
     fn encode(&self, out: &mut Vec<u8>) {
-        match self.text() {
+        // The whole text: a partition tag is part of the key.
+        match self.raw() {
             None => out.push(0),
             Some(t) => {
                 out.push(1);
-                ferrocep_core::operator::state::put_bytes(out, t.as_bytes());
+                ferrocep_core::operator::state::put_bytes(out, t);
             }
         }
     }
@@ -220,6 +287,39 @@ mod tests {
             assert_eq!(k, Key::new(t));
         }
         assert_eq!(Key::from_opt(None).text(), None);
+    }
+
+    #[test]
+    fn tagged_keys_keep_partition_and_print_the_plain_text() {
+        use ferrocep_core::operator::state::StateCodec;
+        let long = format!("\"{}\"", "y".repeat(40));
+        for (p, t) in [
+            (0u16, Some("\"o-1\"")),
+            (7, None),
+            (4095, Some("12")),
+            (MAX_TAGGED_PARTITION, Some(long.as_str())),
+            (300, Some("\"1234567890123456789\"")), // 21 + 3: boxed
+        ] {
+            let k = Key::tagged(p, t);
+            assert_eq!(k.source_partition(), Some(p), "{p} {t:?}");
+            assert_eq!(k.text(), t);
+            assert_eq!(k.bytes(), t.map(str::as_bytes));
+            let mut b = Vec::new();
+            k.encode(&mut b);
+            let back = Key::decode(&mut b.as_slice()).unwrap();
+            assert_eq!(back, k);
+            assert_eq!(back.source_partition(), Some(p));
+        }
+        // Another partition, or no tag: another key.
+        assert_ne!(Key::tagged(1, Some("7")), Key::tagged(2, Some("7")));
+        assert_ne!(Key::tagged(1, Some("7")), Key::new("7"));
+        assert_ne!(Key::tagged(1, None), Key::None);
+        assert_eq!(Key::new("7").source_partition(), None);
+        assert_eq!(Key::None.source_partition(), None);
+        assert!(matches!(
+            Key::tagged(3, Some("\"o-1\"")),
+            Key::Inline { .. }
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`source::ingest_log`]: the durable log behind the HTTP source;
 //! - [`metrics`]: the Prometheus metrics of `run`;
 //! - [`checkpoint`]: the checkpoint store in the data directory;
+//! - [`changelog`]: a kafka source's state per partition in a changelog topic;
 //! - [`engine`]: every pattern of `run` over one source, watermarks, the
 //!   quiet-stream rule, output ids, checkpoint and restore of its state;
 //! - [`pipeline`]: `run`'s source, engine and sinks joined, checkpoints, stop;
@@ -25,11 +26,13 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/patterns` and the
 //!   admin API that changes patterns;
 //! - [`control`]: pattern changes asked of the engine thread, and answers;
-//! - [`workers`]: `run --workers N`, the engine's keys split over threads.
+//! - [`workers`]: `run --workers N`, the engine's keys split over threads;
+//! - [`tasks`]: one engine per partition of a kafka source that scales out.
 
 #![warn(missing_docs)]
 
 pub mod assemble;
+pub mod changelog;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
@@ -48,4 +51,5 @@ pub mod replay;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod tasks;
 pub mod workers;

@@ -133,6 +133,9 @@ pub struct Checkpointing {
     /// Transactional kafka sinks by name: each checkpoint asks them to
     /// commit, and records their count of committed outputs.
     pub kafka_sinks: Vec<(String, Arc<crate::sink::TxnShared>)>,
+    /// A kafka source whose state follows its partitions: each checkpoint
+    /// writes the owned partitions' state to the changelog first.
+    pub changelog: Option<crate::changelog::Changelog>,
 }
 
 /// How a run ended.
@@ -220,8 +223,9 @@ impl Pipeline {
         let mut writer = match checkpoints.as_mut() {
             Some(c) => {
                 let store = c.store.take().ok_or(RunError::NoStore)?;
+                let log = c.changelog.as_mut().and_then(|l| l.writer.take());
                 Some(
-                    CheckpointWriter::start(store, c.ingest_log.clone())
+                    CheckpointWriter::start(store, c.ingest_log.clone(), log)
                         .map_err(RunError::CheckpointThread)?,
                 )
             }
@@ -285,7 +289,10 @@ impl Pipeline {
                         SourceMsg::Rejected { pos, raw, reason } => {
                             engine.on_rejected(pos, &raw, &reason, &mut out)
                         }
-                        SourceMsg::End | SourceMsg::Failed(_) => {}
+                        // Partitions moving while stopping: the final
+                        // checkpoint writes those still owned; a revoke's
+                        // question is dropped (the source goes on).
+                        SourceMsg::End | SourceMsg::Failed(_) | SourceMsg::Partitions(_) => {}
                     }
                     if let Err(e) = router.route(&mut out) {
                         failure = Some(e);
@@ -351,6 +358,23 @@ impl Pipeline {
                     failure = Some(RunError::Source(reason));
                     stop.raise();
                 }
+                Ok(SourceMsg::Partitions(change)) => {
+                    if let Err(e) = partitions_moved(
+                        change,
+                        &mut engine,
+                        &mut last_resume,
+                        checkpoints.as_mut().zip(writer.as_mut()),
+                        &router,
+                        &name,
+                        &clock,
+                        &config_patterns,
+                        &metrics,
+                        &mut changes,
+                    ) {
+                        failure = Some(e);
+                        stop.raise();
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     // The source ended without saying why: it saw the stop
@@ -412,6 +436,28 @@ impl Pipeline {
         ready.source_open.store(false, Ordering::SeqCst);
         publish(&mut engine, &metrics, &ready, clock.now_ms(), true);
         progress.finish();
+        let release = checkpoints
+            .as_ref()
+            .and_then(|c| c.changelog.as_ref())
+            .map(|l| l.release.clone());
+        if let Some(release) = &release {
+            // The source leaves the group once this is written, so that the
+            // partitions' next owners read it.
+            final_checkpoint(
+                failure.is_none(),
+                checkpoints.as_mut(),
+                writer.take(),
+                &mut engine,
+                &router,
+                &name,
+                last_resume.as_ref(),
+                &clock,
+                &config_patterns,
+                &metrics,
+                &mut changes,
+            );
+            release.raise();
+        }
         drop(rx);
         match source_thread.join() {
             Ok(Err(e)) if failure.is_none() => failure = Some(RunError::Source(e)),
@@ -434,30 +480,19 @@ impl Pipeline {
             errors = stats.outputs[3],
             "input closed; delivering outputs in flight"
         );
-        if let (Some(c), Some(mut w)) = (checkpoints.as_mut(), writer.take()) {
-            if let Some(done) = w.poll(true, &mut engine, &metrics, &clock) {
-                changes.checkpointed(done);
-            }
-            if failure.is_none() {
-                // The final checkpoint: what was read, and every output of it.
-                if let Some(id) = checkpoint(
-                    c,
-                    &mut w,
-                    &mut engine,
-                    &router,
-                    &name,
-                    last_resume.as_ref(),
-                    &clock,
-                    &config_patterns,
-                ) {
-                    changes.started(id);
-                }
-                if let Some(done) = w.poll(true, &mut engine, &metrics, &clock) {
-                    changes.checkpointed(done);
-                }
-            }
-            w.close();
-        }
+        final_checkpoint(
+            failure.is_none(),
+            checkpoints.as_mut(),
+            writer.take(),
+            &mut engine,
+            &router,
+            &name,
+            last_resume.as_ref(),
+            &clock,
+            &config_patterns,
+            &metrics,
+            &mut changes,
+        );
         changes.abandon();
         router.close(&runtime);
         runtime.shutdown_timeout(Duration::from_secs(1));
@@ -466,6 +501,144 @@ impl Pipeline {
             None => Ok(ended),
         }
     }
+}
+
+/// The final checkpoint (with `take`: what was read, and every output of
+/// it), then the checkpoint thread closes. Nothing without a writer.
+#[allow(clippy::too_many_arguments)]
+fn final_checkpoint(
+    take: bool,
+    checkpoints: Option<&mut Checkpointing>,
+    writer: Option<CheckpointWriter>,
+    engine: &mut Engines,
+    router: &Router,
+    name: &str,
+    resume: Option<&Resume>,
+    clock: &SharedClock,
+    config_patterns: &[(String, String)],
+    metrics: &Metrics,
+    changes: &mut ChangeState,
+) {
+    let (Some(c), Some(mut w)) = (checkpoints, writer) else {
+        return;
+    };
+    if let Some(done) = w.poll(true, engine, metrics, clock) {
+        changes.checkpointed(done);
+    }
+    if take {
+        if let Some(id) = checkpoint(
+            c,
+            &mut w,
+            engine,
+            router,
+            name,
+            resume,
+            clock,
+            config_patterns,
+        ) {
+            changes.started(id);
+        }
+        if let Some(done) = w.poll(true, engine, metrics, clock) {
+            changes.checkpointed(done);
+        }
+    }
+    w.close();
+}
+
+/// A kafka source's partitions moved (see [`crate::changelog`]). Gained:
+/// their keys are restored, and their offsets join the resume point.
+/// Lost: a checkpoint writes them to the changelog, their keys are dropped,
+/// then the source is answered. Fails when restored state cannot be read.
+#[allow(clippy::too_many_arguments)]
+fn partitions_moved(
+    change: crate::changelog::PartitionChange,
+    engine: &mut Engines,
+    last_resume: &mut Option<Resume>,
+    cp: Option<(&mut Checkpointing, &mut CheckpointWriter)>,
+    router: &Router,
+    name: &str,
+    clock: &SharedClock,
+    config_patterns: &[(String, String)],
+    metrics: &Metrics,
+    changes: &mut ChangeState,
+) -> Result<(), RunError> {
+    use crate::changelog::PartitionChange;
+    match change {
+        PartitionChange::Assigned(states) => {
+            let parts: Vec<u16> = states.iter().map(|s| s.partition).collect();
+            // Whatever this instance held of them is older than the
+            // changelog.
+            engine.drop_source_partitions(&parts);
+            engine.hold_partitions(&parts, clock.now_ms());
+            let r = last_resume.get_or_insert_with(Resume::default);
+            let offsets = r.kafka.get_or_insert_with(Vec::new);
+            for s in &states {
+                offsets.retain(|o| o.partition != i32::from(s.partition));
+                if let Some(m) = &s.meta {
+                    offsets.extend(m.offsets.iter().cloned());
+                }
+            }
+            offsets.sort();
+            let (restored, skipped) = engine.restore_partitions(states).map_err(|e| {
+                RunError::Source(SourceError::new(
+                    SourceErrorKind::Input,
+                    format!("source: the changelog's state cannot be restored: {e}"),
+                ))
+            })?;
+            if skipped > 0 {
+                tracing::warn!(
+                    partitions = ?parts,
+                    skipped,
+                    "changelog keys of patterns that no longer run as saved are left out"
+                );
+            }
+            tracing::info!(partitions = ?parts, keys = restored, "partitions gained: state restored");
+            if let Some((c, _)) = cp {
+                if let Some(l) = c.changelog.as_mut() {
+                    l.owned.extend(parts);
+                }
+            }
+        }
+        PartitionChange::Revoked { partitions, done } => {
+            if let Some((c, w)) = cp {
+                if let Some(d) = w.poll(true, engine, metrics, clock) {
+                    changes.checkpointed(d);
+                }
+                if let Some(id) = checkpoint(
+                    c,
+                    w,
+                    engine,
+                    router,
+                    name,
+                    last_resume.as_ref(),
+                    clock,
+                    config_patterns,
+                ) {
+                    changes.started(id);
+                    if let Some(d) = w.poll(true, engine, metrics, clock) {
+                        if !d.1 {
+                            tracing::error!(partitions = ?partitions, "the checkpoint of revoked partitions failed: their next owner replays from the one before");
+                        }
+                        changes.checkpointed(d);
+                    }
+                } else {
+                    tracing::warn!(partitions = ?partitions, "no checkpoint of the revoked partitions: their next owner replays from the last one");
+                }
+                if let Some(l) = c.changelog.as_mut() {
+                    for p in &partitions {
+                        l.owned.remove(p);
+                    }
+                }
+            }
+            engine.drop_source_partitions(&partitions);
+            if let Some(r) = last_resume.as_mut().and_then(|r| r.kafka.as_mut()) {
+                r.retain(|o| !u16::try_from(o.partition).is_ok_and(|p| partitions.contains(&p)));
+            }
+            tracing::info!(partitions = ?partitions, "partitions lost: checkpointed and dropped");
+            let _ = done.send(());
+        }
+    }
+    Ok(())
 }
 
 /// Hands outputs to the sinks of their kind.
@@ -596,6 +769,15 @@ pub struct SourceCheckpoint {
 /// snapshot).
 struct CheckpointJob {
     id: u64,
+    /// The clock time of the checkpoint.
+    at_ms: i64,
+    /// For the changelog: the partitions owned, and the source's offsets.
+    #[allow(clippy::type_complexity)]
+    changelog: Option<(
+        std::collections::BTreeSet<u16>,
+        Vec<crate::source::KafkaOffset>,
+        Vec<(u16, crate::changelog::PatternMetas)>,
+    )>,
     pipeline: String,
     parts: crate::engine::EngineCheckpoint,
     source: Vec<u8>,
@@ -621,14 +803,35 @@ struct CheckpointWriter {
 }
 
 impl CheckpointWriter {
-    fn start(mut store: crate::checkpoint::Store, log: Option<IngestLog>) -> std::io::Result<Self> {
+    fn start(
+        mut store: crate::checkpoint::Store,
+        log: Option<IngestLog>,
+        mut changelog: Option<Box<dyn crate::changelog::ChangelogWrite>>,
+    ) -> std::io::Result<Self> {
         let (jobs, job_rx) = mpsc::sync_channel::<CheckpointJob>(1);
         let (done_tx, done) = mpsc::channel::<CheckpointDone>();
         let thread = std::thread::Builder::new()
             .name("ferrocep-checkpoint".into())
             .spawn(move || {
                 for job in job_rx {
-                    let result = write_job(&mut store, &job);
+                    // The changelog first: a local checkpoint never holds
+                    // more than the changelog.
+                    let result = match (changelog.as_mut(), &job.changelog) {
+                        (Some(w), Some((owned, offsets, metas))) => {
+                            let records = crate::changelog::records(
+                                job.id,
+                                w.token(),
+                                job.at_ms,
+                                &job.parts,
+                                owned,
+                                offsets,
+                                metas,
+                            );
+                            w.write(job.id, &records)
+                        }
+                        _ => Ok(()),
+                    };
+                    let result = result.and_then(|()| write_job(&mut store, &job));
                     if result.is_ok() {
                         if let (Some(log), Some(pos)) = (&log, job.truncate) {
                             if let Err(e) = log.truncate_before(pos) {
@@ -827,10 +1030,20 @@ fn checkpoint(
             }
         }
     }
+    let parts = engine.checkpoint();
+    let metas = engine.take_partition_metas();
     let job = CheckpointJob {
         id: c.next_id,
+        at_ms: clock.now_ms(),
+        changelog: c.changelog.as_ref().map(|l| {
+            (
+                l.owned.clone(),
+                resume.and_then(|r| r.kafka.clone()).unwrap_or_default(),
+                metas,
+            )
+        }),
         pipeline: name.to_string(),
-        parts: engine.checkpoint(),
+        parts,
         source: serde_json::to_vec(&SourceCheckpoint {
             resume: resume.cloned(),
             at_ms: clock.now_ms(),
@@ -1482,6 +1695,8 @@ mod tests {
         let mut commit = |engine: &mut Engine, id: u64| {
             let job = CheckpointJob {
                 id,
+                at_ms: 0,
+                changelog: None,
                 pipeline: "t".into(),
                 parts: engine.checkpoint(),
                 source: Vec::new(),

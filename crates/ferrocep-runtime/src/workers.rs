@@ -38,6 +38,9 @@ enum Cmd {
     Apply(Arc<Vec<Change>>, PendingPolicy),
     Drained,
     Retire(Arc<str>),
+    DropPartitions(Arc<Vec<u16>>),
+    HoldPartitions(Arc<Vec<u16>>, i64),
+    RestorePartitions(Arc<Vec<crate::changelog::PartitionState>>),
 }
 
 /// What it answers.
@@ -48,6 +51,7 @@ enum Reply {
     Counts(Vec<PatternCounts>),
     Applied(Result<Vec<Applied>, EngineError>, Vec<Output>),
     Drained(Vec<Arc<str>>),
+    Restored(Result<(usize, usize), String>),
 }
 
 struct Remote {
@@ -62,6 +66,9 @@ struct Remote {
 pub struct Engines {
     local: Engine,
     remotes: Vec<Remote>,
+    /// State per source partition: one engine per partition, `local` the
+    /// template that reads no event ([`crate::tasks`]).
+    tasks: Option<crate::tasks::Tasks>,
 }
 
 impl Engines {
@@ -70,7 +77,27 @@ impl Engines {
         Engines {
             local: engine,
             remotes: Vec::new(),
+            tasks: None,
         }
+    }
+
+    /// One engine per source partition ([`crate::tasks`]), `template`
+    /// answering for the patterns.
+    pub fn with_tasks(template: Engine, tasks: crate::tasks::Tasks) -> Engines {
+        Engines {
+            local: template,
+            remotes: Vec::new(),
+            tasks: Some(tasks),
+        }
+    }
+
+    /// Each task's per-pattern operator-level state of the last
+    /// checkpoint (empty without tasks).
+    pub fn take_partition_metas(&mut self) -> Vec<(u16, crate::changelog::PatternMetas)> {
+        self.tasks
+            .as_mut()
+            .map(crate::tasks::Tasks::take_metas)
+            .unwrap_or_default()
     }
 
     /// `engines[w]` as worker `w` (already partitioned with
@@ -122,6 +149,17 @@ impl Engines {
                                 e.retire(&name);
                                 Reply::Out(Vec::new(), e.next_wake())
                             }
+                            Cmd::DropPartitions(parts) => {
+                                e.drop_source_partitions(&|p| parts.contains(&p));
+                                Reply::Out(Vec::new(), e.next_wake())
+                            }
+                            Cmd::HoldPartitions(parts, now) => {
+                                e.hold_partitions(&parts, now);
+                                Reply::Out(Vec::new(), e.next_wake())
+                            }
+                            Cmd::RestorePartitions(states) => {
+                                Reply::Restored(restore_states(&mut e, &states))
+                            }
                         };
                         if reply_tx.send(reply).is_err() {
                             return;
@@ -135,7 +173,11 @@ impl Engines {
                 wake: None,
             });
         }
-        Ok(Engines { local, remotes })
+        Ok(Engines {
+            local,
+            remotes,
+            tasks: None,
+        })
     }
 
     /// Sends `cmd` to every other worker, runs `here` on this one, then
@@ -170,6 +212,9 @@ impl Engines {
 
     /// [`Engine::on_batch`] on every worker.
     pub fn on_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        if let Some(t) = &mut self.tasks {
+            return t.on_batch(batch, now, out);
+        }
         let replies = self.all(
             || Cmd::Batch(batch.clone(), now),
             |e| e.on_batch(batch, now, out),
@@ -179,6 +224,9 @@ impl Engines {
 
     /// [`Engine::on_time`] on every worker.
     pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
+        if let Some(t) = &mut self.tasks {
+            return t.on_time(now, out);
+        }
         if self.remotes.is_empty() {
             return self.local.on_time(now, out);
         }
@@ -188,6 +236,9 @@ impl Engines {
 
     /// [`Engine::on_end`] on every worker.
     pub fn on_end(&mut self, flush: bool, out: &mut Vec<Output>) {
+        if let Some(t) = &mut self.tasks {
+            return t.on_end(flush, out);
+        }
         let replies = self.all(|| Cmd::End(flush), |e| e.on_end(flush, out));
         self.outputs(replies, out);
     }
@@ -199,6 +250,9 @@ impl Engines {
 
     /// The earliest [`Engine::next_wake`] of the workers.
     pub fn next_wake(&self) -> Option<i64> {
+        if let Some(t) = &self.tasks {
+            return t.next_wake();
+        }
         self.remotes
             .iter()
             .map(|r| r.wake)
@@ -213,6 +267,9 @@ impl Engines {
     /// times are the same; restoring raises each arrival counter past the
     /// restored keys').
     pub fn checkpoint(&mut self) -> EngineCheckpoint {
+        if let Some(t) = &mut self.tasks {
+            return t.checkpoint(&mut self.local);
+        }
         let mut mine = EngineCheckpoint::default();
         let replies = self.all(|| Cmd::Checkpoint, |e| mine = e.checkpoint());
         for reply in replies {
@@ -231,6 +288,9 @@ impl Engines {
 
     /// [`Engine::checkpoint_failed`] on every worker.
     pub fn checkpoint_failed(&mut self) {
+        if let Some(t) = &mut self.tasks {
+            return t.checkpoint_failed(&mut self.local);
+        }
         let replies = self.all(|| Cmd::CheckpointFailed, |e| e.checkpoint_failed());
         let mut none = Vec::new();
         self.outputs(replies, &mut none);
@@ -239,6 +299,9 @@ impl Engines {
     /// [`Engine::pattern_state`] summed over the workers (the watermark: the
     /// furthest, as every worker reads every event).
     pub fn pattern_state(&mut self, walk: bool) -> Vec<PatternState> {
+        if let Some(t) = &self.tasks {
+            return t.pattern_state(&self.local, walk);
+        }
         let mut mine = Vec::new();
         let replies = self.all(|| Cmd::State(walk), |e| mine = e.pattern_state(walk));
         for reply in replies {
@@ -259,6 +322,9 @@ impl Engines {
     /// Outputs per pattern and kind, summed over the workers, and the input
     /// errors no pattern could read.
     pub fn output_counts(&mut self) -> (Vec<PatternCounts>, u64) {
+        if let Some(t) = &self.tasks {
+            return t.output_counts(&self.local);
+        }
         let (mut mine, rejected) = self.local.output_counts();
         let replies = self.all(|| Cmd::Counts, |_| {});
         for reply in replies {
@@ -282,6 +348,9 @@ impl Engines {
         pending: PendingPolicy,
         out: &mut Vec<Output>,
     ) -> Result<Vec<Applied>, EngineError> {
+        if let Some(t) = &mut self.tasks {
+            return t.apply(&mut self.local, changes, pending, out);
+        }
         let changes = Arc::new(changes);
         let mut mine = Ok(Vec::new());
         let replies = self.all(
@@ -305,6 +374,9 @@ impl Engines {
     /// Retires the draining versions that have drained on every worker;
     /// returns each one's name and version.
     pub fn retire_drained(&mut self) -> Vec<(Arc<str>, u32)> {
+        if let Some(t) = &mut self.tasks {
+            return t.retire_drained(&mut self.local);
+        }
         let mut common = self.local.drained();
         if common.is_empty() {
             return Vec::new();
@@ -334,7 +406,10 @@ impl Engines {
 
     /// Events taken (worker 0 reads them all) and outputs of each kind.
     pub fn stats(&mut self) -> EngineStats {
-        let events = self.local.stats().events;
+        let events = match &self.tasks {
+            Some(t) => t.events(),
+            None => self.local.stats().events,
+        };
         let (per, rejected) = self.output_counts();
         let mut outputs = [0; 4];
         for (_, c) in per {
@@ -344,6 +419,82 @@ impl Engines {
         }
         outputs[crate::sink::Kind::Error as usize] += rejected;
         EngineStats { events, outputs }
+    }
+}
+
+/// [`Engine::restore_partition_keys`] of each partition's state: (keys
+/// restored, keys left out), or the first error.
+fn restore_states(
+    e: &mut Engine,
+    states: &[crate::changelog::PartitionState],
+) -> Result<(usize, usize), String> {
+    let (mut restored, mut skipped) = (0, 0);
+    for s in states {
+        let (r, k) = e
+            .restore_partition_keys(&s.patterns(), &s.keys)
+            .map_err(|e| format!("partition {}: {e}", s.partition))?;
+        restored += r;
+        skipped += k;
+    }
+    Ok((restored, skipped))
+}
+
+impl Engines {
+    /// [`Engine::drop_source_partitions`] of `parts` on every worker.
+    pub fn drop_source_partitions(&mut self, parts: &[u16]) {
+        if let Some(t) = &mut self.tasks {
+            return t.drop_partitions(parts);
+        }
+        let parts = Arc::new(parts.to_vec());
+        let replies = self.all(
+            || Cmd::DropPartitions(parts.clone()),
+            |e| {
+                e.drop_source_partitions(&|p| parts.contains(&p));
+            },
+        );
+        let mut none = Vec::new();
+        self.outputs(replies, &mut none);
+    }
+
+    /// [`Engine::hold_partitions`] on every worker.
+    pub fn hold_partitions(&mut self, parts: &[u16], now: i64) {
+        if self.tasks.is_some() {
+            return; // a new task's time starts with its partition
+        }
+        let shared = Arc::new(parts.to_vec());
+        let replies = self.all(
+            || Cmd::HoldPartitions(shared.clone(), now),
+            |e| e.hold_partitions(parts, now),
+        );
+        let mut none = Vec::new();
+        self.outputs(replies, &mut none);
+    }
+
+    /// Restores the keys of partitions gained (each key on the worker that
+    /// owns it): (keys restored, keys of patterns not running as saved).
+    pub fn restore_partitions(
+        &mut self,
+        states: Vec<crate::changelog::PartitionState>,
+    ) -> Result<(usize, usize), String> {
+        if let Some(t) = &mut self.tasks {
+            return t.restore(states);
+        }
+        let states = Arc::new(states);
+        let mut mine = Ok((0, 0));
+        let replies = self.all(
+            || Cmd::RestorePartitions(states.clone()),
+            |e| mine = restore_states(e, &states),
+        );
+        let (mut restored, mut skipped) = mine?;
+        for reply in replies {
+            if let Reply::Restored(r) = reply {
+                let (a, b) = r?;
+                restored += a;
+                // Every worker sees the same patterns: counted once.
+                skipped = skipped.max(b);
+            }
+        }
+        Ok((restored, skipped))
     }
 }
 

@@ -8,7 +8,12 @@
 //! - the message key and the record timestamp as the pattern's key and time;
 //! - SIGKILL in mid-stream and a restart: file sinks hold exactly the
 //!   outputs of an uninterrupted run (the source resumes at the offsets of
-//!   the checkpoint), a kafka sink each of them at least once.
+//!   the checkpoint), a kafka sink each of them at least once;
+//! - scale-out (`scale_out: true`): two and three instances joining in
+//!   mid-stream write together, by id, exactly one instance's outputs; an
+//!   instance stopped with SIGTERM hands its partitions on through the
+//!   changelog; one killed with SIGKILL has its partitions taken over from
+//!   its last changelog checkpoint, nothing lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
@@ -1441,4 +1446,405 @@ fn a_second_instance_fences_the_first() {
         t.aborts >= 1 && !t.aborted.is_empty(),
         "a's transaction is aborted: {t:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Scale-out: several instances in one group, state per partition in the
+// changelog topic.
+
+impl Broker {
+    /// Writes `values` to partition `partition` of `topic` (no key).
+    fn produce_at(&self, topic: &str, partition: i32, values: &[String]) {
+        let p = self.producer.get_or_init(|| {
+            self.client()
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create()
+                .unwrap()
+        });
+        for v in values {
+            let r = BaseRecord::<str, str>::to(topic)
+                .partition(partition)
+                .payload(v.as_str());
+            if let Err((e, _)) = p.send(r) {
+                panic!("producing to {topic}/{partition}: {e}");
+            }
+        }
+        p.flush(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("flushing to {topic}: {e}\n{}", self.log_text()));
+    }
+}
+
+/// One instance of a scaled-out pipeline: its own directory (config, data,
+/// output files).
+struct Instance {
+    dir: TempDir,
+    config: PathBuf,
+    service: Option<Service>,
+}
+
+impl Instance {
+    fn new(broker: &Broker, name: &str, i: usize) -> Instance {
+        let dir = TempDir::new(&format!("kafka-scale-{i}"));
+        dir.file("orders.yaml", SPEC);
+        let config = dir.file(
+            "pipe.yaml",
+            &format!(
+                "name: {name}\npatterns: [orders.yaml]\n\
+                 source: {{type: kafka, brokers: '{b}', topics: [orders], scale_out: true, \
+                 properties: {{session.timeout.ms: '6000', heartbeat.interval.ms: '500'}}}}\n\
+                 outputs:\n  match: [{{type: file, path: out/m.jsonl}}]\n  \
+                 timeout: [{{type: file, path: out/t.jsonl}}]\n  \
+                 late: [{{type: file, path: out/l.jsonl}}]\n  error: [{{type: file, path: out/e.jsonl}}]\n\
+                 state: {{dir: data, checkpoint_interval: 200ms}}\n",
+                b = broker.brokers()
+            ),
+        );
+        Instance {
+            dir,
+            config,
+            service: None,
+        }
+    }
+
+    fn start(&mut self) {
+        self.service = Some(Service::start(self.dir.path(), &self.config, &[]));
+    }
+
+    fn service(&self) -> &Service {
+        self.service.as_ref().unwrap()
+    }
+
+    /// The outputs in its files (a line cut short by a SIGKILL left out).
+    fn outputs(&self) -> Vec<Value> {
+        ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl", "out/e.jsonl"]
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(self.dir.path().join(f))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// The ids and outputs (as `match` prints them) of every instance, and how
+/// many outputs were written more than once.
+fn union(instances: &[Instance]) -> (BTreeMap<String, String>, usize) {
+    let mut by_id = BTreeMap::new();
+    let mut twice = 0;
+    for i in instances {
+        for v in i.outputs() {
+            let id = v["id"].as_str().unwrap().to_string();
+            if by_id.insert(id, as_match(&v)).is_some() {
+                twice += 1;
+            }
+        }
+    }
+    (by_id, twice)
+}
+
+/// Records to produce: key, value, timestamp.
+type Records = Vec<(Option<String>, String, Option<i64>)>;
+
+/// The events of the scale-out tests over `partitions` partitions, and
+/// what `match` gives on them: the orders keyed by order id, then one
+/// event far ahead in each partition, so that every partition's time (the
+/// watermark is the smallest) passes every window.
+fn scale_events(
+    broker: &Broker,
+    dir: &TempDir,
+    n: usize,
+    partitions: i32,
+) -> (Records, Vec<String>, Vec<String>) {
+    let events = orders(n);
+    let closing: Vec<String> = (0..partitions)
+        .map(|p| format!(r#"{{"order_id":"end-{p}","type":"end","ts":10000000}}"#))
+        .collect();
+    let mut all = events.clone();
+    all.extend(closing.iter().map(|c| (String::new(), c.clone())));
+    let want = want(dir, &all);
+    broker.create_topic("orders", partitions);
+    let records = events
+        .iter()
+        .map(|(k, v)| (Some(k.clone()), v.clone(), None))
+        .collect();
+    (records, closing, want)
+}
+
+/// Waits until the instances' outputs hold every id of `want`.
+fn wait_for_all(instances: &[Instance], want: &[String], timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let (got, _) = union(instances);
+        if got.len() >= want.len() {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let logs: Vec<String> = instances
+                .iter()
+                .filter(|i| i.service.is_some())
+                .map(|i| i.service().stderr())
+                .collect();
+            panic!(
+                "{} of {} outputs within {timeout:?}; logs:\n{}",
+                got.len(),
+                want.len(),
+                logs.join("\n-----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Checks that the outputs by id are `want`, each id once.
+fn check_union(instances: &[Instance], want: &[String], duplicates_allowed: bool) {
+    let (got, twice) = union(instances);
+    if !duplicates_allowed {
+        assert_eq!(twice, 0, "outputs written by two instances");
+    }
+    let mut got: Vec<String> = got.into_values().collect();
+    got.sort();
+    if got != want {
+        let w: BTreeSet<&String> = want.iter().collect();
+        let g: BTreeSet<&String> = got.iter().collect();
+        let extra: Vec<_> = g.difference(&w).take(5).collect();
+        let missing: Vec<_> = w.difference(&g).take(5).collect();
+        eprintln!(
+            "{} not one instance's, e.g. {extra:#?}\n{} missing, e.g. {missing:#?}",
+            g.difference(&w).count(),
+            w.difference(&g).count()
+        );
+    }
+    assert_eq!(got.len(), want.len(), "outputs by id");
+    assert!(
+        got == want,
+        "the outputs differ from one instance's (match's)"
+    );
+}
+
+/// Waits until an instance's log says `what` `n` times.
+fn wait_log(s: &Service, what: &str, n: usize, timeout: Duration) {
+    wait_for(s, timeout, what, || {
+        let c = s.stderr().matches(what).count();
+        (c >= n).then_some(()).ok_or(format!("{c} times"))
+    });
+}
+
+/// Instances joining one by one in mid-stream: after each rebalance the
+/// partitions' state moves through the changelog, and together they write,
+/// by id, exactly the outputs of one instance (match's), none twice.
+fn instances_share_the_work(count: usize) {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-scale");
+    let partitions = 4;
+    let (records, closing, want) = scale_events(&broker, &dir, 6_000, partitions);
+    let mut instances: Vec<Instance> = (0..count)
+        .map(|i| Instance::new(&broker, "scale", i))
+        .collect();
+    let chunk = records.len() / (count + 1);
+    broker.produce("orders", &records[..chunk]);
+    instances[0].start();
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
+    for i in 1..count {
+        // Some outputs first, then the next instance joins.
+        wait_for(
+            instances[0].service(),
+            Duration::from_secs(30),
+            "outputs",
+            || {
+                (!union(&instances).0.is_empty())
+                    .then_some(())
+                    .ok_or(String::new())
+            },
+        );
+        instances[i].start();
+        wait_log(
+            instances[i].service(),
+            "partitions gained",
+            1,
+            Duration::from_secs(60),
+        );
+        broker.produce("orders", &records[chunk * i..chunk * (i + 1)]);
+    }
+    broker.produce("orders", &records[chunk * count..]);
+    for (p, c) in closing.iter().enumerate() {
+        broker.produce_at("orders", p as i32, std::slice::from_ref(c));
+    }
+    wait_for_all(&instances, &want, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    for i in &mut instances {
+        let s = i.service.as_mut().unwrap();
+        s.signal("TERM");
+    }
+    for i in &mut instances {
+        let s = i.service.as_mut().unwrap();
+        assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    }
+    // Every instance had a share.
+    for (n, i) in instances.iter().enumerate() {
+        let log = i.service().stderr();
+        eprintln!(
+            "instance {n}: {} outputs, {} times partitions gained, {} lost",
+            i.outputs().len(),
+            log.matches("partitions gained").count(),
+            log.matches("partitions lost").count()
+        );
+        assert!(
+            !i.outputs().is_empty(),
+            "an instance wrote nothing:\n{}",
+            i.service().stderr()
+        );
+    }
+    check_union(&instances, &want, false);
+}
+
+#[test]
+fn two_instances_write_the_outputs_of_one() {
+    instances_share_the_work(2);
+}
+
+#[test]
+fn three_instances_write_the_outputs_of_one() {
+    instances_share_the_work(3);
+}
+
+/// An instance killed by SIGKILL in mid-stream: once its session has
+/// expired the other takes its partitions, restores their last changelog
+/// checkpoint and reads on from its offsets. No output is lost; by id, the
+/// outputs are one instance's (those written again after the kill are the
+/// same outputs).
+#[test]
+fn a_killed_instance_s_partitions_go_on_elsewhere() {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-scale-kill");
+    let partitions = 4;
+    let (records, closing, want) = scale_events(&broker, &dir, 8_000, partitions);
+    let mut instances: Vec<Instance> = (0..2)
+        .map(|i| Instance::new(&broker, "scalekill", i))
+        .collect();
+    let seed = test_seed() as usize;
+    let third = records.len() / 3;
+    broker.produce("orders", &records[..third]);
+    instances[0].start();
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
+    instances[1].start();
+    wait_log(
+        instances[1].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(60),
+    );
+    // The second owns some partitions now: feed it and kill it mid-stream.
+    let kill_at = third + third / 2 + seed % (third / 2);
+    broker.produce("orders", &records[third..kill_at]);
+    wait_for(
+        instances[1].service(),
+        Duration::from_secs(30),
+        "outputs of the second",
+        || {
+            (!instances[1].outputs().is_empty())
+                .then_some(())
+                .ok_or(String::new())
+        },
+    );
+    std::thread::sleep(Duration::from_millis((seed % 5 * 37) as u64));
+    {
+        let s = instances[1].service.as_mut().unwrap();
+        s.signal("KILL");
+        let _ = s.wait(Duration::from_secs(10));
+    }
+    eprintln!("second instance killed after {kill_at} events");
+    broker.produce("orders", &records[kill_at..]);
+    for (p, c) in closing.iter().enumerate() {
+        broker.produce_at("orders", p as i32, std::slice::from_ref(c));
+    }
+    // The first takes every partition once the session (6 s) expired.
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        3,
+        Duration::from_secs(60),
+    );
+    wait_for_all(&instances, &want, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    let s = instances[0].service.as_mut().unwrap();
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    let (_, twice) = union(&instances);
+    eprintln!("{twice} outputs written again after the kill");
+    check_union(&instances, &want, true);
+}
+
+/// An instance stopped with SIGTERM in mid-stream writes its final
+/// checkpoint to the changelog before it leaves the group: the other takes
+/// its partitions from there, and nothing is written twice or lost.
+#[test]
+fn a_stopped_instance_hands_its_partitions_on() {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-scale-stop");
+    let (records, closing, want) = scale_events(&broker, &dir, 6_000, 4);
+    let mut instances: Vec<Instance> = (0..2)
+        .map(|i| Instance::new(&broker, "scalestop", i))
+        .collect();
+    let third = records.len() / 3;
+    broker.produce("orders", &records[..third]);
+    instances[0].start();
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
+    instances[1].start();
+    wait_log(
+        instances[1].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(60),
+    );
+    broker.produce("orders", &records[third..2 * third]);
+    wait_for(
+        instances[1].service(),
+        Duration::from_secs(30),
+        "outputs of the second",
+        || {
+            (!instances[1].outputs().is_empty())
+                .then_some(())
+                .ok_or(String::new())
+        },
+    );
+    {
+        let s = instances[1].service.as_mut().unwrap();
+        s.signal("TERM");
+        assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    }
+    broker.produce("orders", &records[2 * third..]);
+    for (p, c) in closing.iter().enumerate() {
+        broker.produce_at("orders", p as i32, std::slice::from_ref(c));
+    }
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        3,
+        Duration::from_secs(60),
+    );
+    wait_for_all(&instances, &want, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    let s = instances[0].service.as_mut().unwrap();
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    check_union(&instances, &want, false);
 }

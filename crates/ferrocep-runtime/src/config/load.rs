@@ -1002,6 +1002,15 @@ impl Loader<'_> {
                 "must differ from `message_key_field`",
             );
         }
+        if let Some(t) = &k.changelog_topic {
+            let at = with(base, key("changelog_topic"));
+            self.check_topic(t, &at);
+            if !k.scale_out {
+                self.error(&at, "is used with `scale_out: true` only");
+            } else if k.topics.contains(t) {
+                self.error(&at, format!("'{t}' is also a topic read"));
+            }
+        }
         self.check_kafka_properties(&k.properties, base, SOURCE_OWN_PROPERTIES);
     }
 

@@ -223,6 +223,15 @@ pub struct KafkaSourceConfig {
     /// time is read from the value.
     #[serde(default)]
     pub record_time_field: Option<String>,
+    /// State follows partitions: several instances in one group each own
+    /// some partitions and their state, kept in a compacted changelog topic
+    /// (README, "Kafka"). Off: one instance per group.
+    #[serde(default)]
+    pub scale_out: bool,
+    /// The changelog topic (default `ferrocep-NAME-changelog`), with
+    /// `scale_out`.
+    #[serde(default)]
+    pub changelog_topic: Option<String>,
 }
 
 /// At most this many topics in one kafka source: an event's position holds

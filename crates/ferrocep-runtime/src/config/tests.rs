@@ -292,6 +292,43 @@ fn kafka_source_and_sink_load() {
         (k.group_id.clone(), k.start, k.message_key_field.clone()),
         (None, KafkaStart::Earliest, None)
     );
+    assert!(!k.scale_out && k.changelog_topic.is_none());
+    let c = yaml(
+        &with_source(
+            "  type: kafka\n  brokers: b:1\n  topics: [t]\n  scale_out: true\n  changelog_topic: t-state\n",
+        ),
+        d.path(),
+    )
+    .unwrap();
+    let SourceConfig::Kafka(k) = &c.config.source else {
+        panic!()
+    };
+    assert!(k.scale_out);
+    assert_eq!(k.changelog_topic.as_deref(), Some("t-state"));
+}
+
+#[test]
+fn kafka_changelog_topic_errors() {
+    let src = |extra: &str| {
+        with_source(&format!(
+            "  type: kafka\n  brokers: b:1\n  topics: [a]\n{extra}"
+        ))
+    };
+    one_error(
+        &src("  changelog_topic: c\n"),
+        "source.changelog_topic",
+        "with `scale_out: true` only",
+    );
+    one_error(
+        &src("  scale_out: true\n  changelog_topic: a\n"),
+        "source.changelog_topic",
+        "also a topic read",
+    );
+    one_error(
+        &src("  scale_out: true\n  changelog_topic: 'x y'\n"),
+        "source.changelog_topic",
+        "not a valid topic name",
+    );
 }
 
 #[test]

@@ -16,12 +16,22 @@
 //! checkpoint is the one truth (the same records are never taken twice into
 //! the state).
 //!
+//! State per partition ([`KafkaSource::with_changelog`]): the consumer's
+//! rebalance callback hands the pipeline each partition it gains with its
+//! state read from the changelog ([`crate::changelog`]), and starts it at
+//! the offset of that state; for each partition it loses, it waits until the
+//! pipeline has checkpointed it to the changelog and dropped it. Records
+//! read from a lost partition but not yet sent are dropped (the next owner
+//! reads them after the checkpoint's offset). A stop leaves the group only
+//! once the pipeline's final checkpoint is written (its release flag).
+//!
 //! A record whose value cannot be an event (no value, or a field to fill in
 //! that the record does not have) goes to the `error` output with its
 //! position; the engine reports values that are not JSON objects itself.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -36,9 +46,11 @@ use rdkafka::ClientContext;
 use serde_json::value::RawValue;
 
 use super::{
-    events_in, fail, Batch, KafkaOffset, Position, Resume, Source, SourceCtx, SourceError,
-    SourceErrorKind, SourceMsg,
+    events_in, fail, kafka_partition, Batch, KafkaOffset, Position, Resume, Source, SourceCtx,
+    SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
 };
+use crate::changelog::io::{client_config, ensure_topic, ChangelogReader};
+use crate::changelog::PartitionChange;
 use crate::config::KafkaSourceConfig;
 use crate::metrics::Metrics;
 
@@ -53,6 +65,13 @@ const MAX_BATCH: usize = 4096;
 
 /// How long one poll waits for a record when none is at hand.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long reading one changelog partition may take.
+const CHANGELOG_READ: Duration = Duration::from_secs(120);
+
+/// How long a stopping source waits for the pipeline's final checkpoint
+/// before it leaves the group anyway.
+const RELEASE_WAIT: Duration = Duration::from_secs(120);
 
 /// How often librdkafka reports statistics (the consumer lag metric).
 const STATS_INTERVAL_MS: &str = "5000";
@@ -96,6 +115,43 @@ impl KafkaSource {
         resume: Option<&Resume>,
         metrics: Arc<Metrics>,
     ) -> Result<KafkaSource, SourceError> {
+        KafkaSource::build(cfg, pipeline, resume, metrics, None)
+    }
+
+    /// A consumer whose state follows its partitions (see the module docs):
+    /// each partition it gains starts where the changelog `topic` has its
+    /// state (else at the group's committed offset, else at `start`; never
+    /// at the local checkpoint's offsets, whose state is not restored). The
+    /// pipeline raises `release` once its final checkpoint is written.
+    pub fn with_changelog(
+        cfg: KafkaSourceConfig,
+        pipeline: &str,
+        topic: &str,
+        release: StopFlag,
+        metrics: Arc<Metrics>,
+    ) -> Result<KafkaSource, SourceError> {
+        let config = client_config(&cfg.brokers, &cfg.properties, false);
+        let reader = ChangelogReader::new(&config, topic)
+            .map_err(|e| SourceError::new(SourceErrorKind::Config, format!("source: {e}")))?;
+        let scale = Scale {
+            topic: topic.to_string(),
+            reader,
+            release,
+            tx: Mutex::new(None),
+            owned: Mutex::new(BTreeSet::new()),
+            revoked: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+        };
+        KafkaSource::build(cfg, pipeline, None, metrics, Some(scale))
+    }
+
+    fn build(
+        cfg: KafkaSourceConfig,
+        pipeline: &str,
+        resume: Option<&Resume>,
+        metrics: Arc<Metrics>,
+        scale: Option<Scale>,
+    ) -> Result<KafkaSource, SourceError> {
         let group_id = cfg
             .group_id
             .clone()
@@ -111,6 +167,12 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", cfg.start.as_str())
             .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        if scale.is_some() {
+            // Partition p of every topic is one state unit: the range
+            // strategy gives one member the same partitions of each topic
+            // (co-partitioned topics, as Kafka Streams requires).
+            c.set("partition.assignment.strategy", "range");
+        }
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
@@ -118,6 +180,7 @@ impl KafkaSource {
         let context = Context {
             next: Mutex::new(next),
             metrics,
+            scale,
         };
         let consumer: BaseConsumer<Context> = c.create_with_context(context).map_err(|e| {
             SourceError::new(
@@ -150,6 +213,11 @@ impl Source for KafkaSource {
             group_id,
         } = *self;
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        if let Some(scale) = &consumer.context().scale {
+            if let Err(e) = prepare_changelog(&cfg, scale, &ctx) {
+                return fail(&ctx.out, SourceErrorKind::Broker, format!("source: {e}"));
+            }
+        }
         if let Err(e) = consumer.subscribe(&topics) {
             return fail(
                 &ctx.out,
@@ -158,6 +226,27 @@ impl Source for KafkaSource {
             );
         }
         tracing::info!(brokers = %cfg.brokers, topics = %topics.join(","), group = %group_id, "kafka source subscribed");
+        let r = read(&consumer, &cfg, &ctx);
+        if let Some(scale) = &consumer.context().scale {
+            // Leaving the group hands the partitions on: only once the
+            // pipeline's final checkpoint is in the changelog.
+            let deadline = Instant::now() + RELEASE_WAIT;
+            while !scale.release.is_raised() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        drop(consumer);
+        r
+    }
+}
+
+/// Reads records into batches until the stop flag, or a failure.
+fn read(
+    consumer: &BaseConsumer<Context>,
+    cfg: &KafkaSourceConfig,
+    ctx: &SourceCtx,
+) -> Result<(), SourceError> {
+    {
         let events = events_in(&ctx.metrics, "kafka");
         let input_errors = ctx
             .metrics
@@ -174,7 +263,24 @@ impl Source for KafkaSource {
             let mut taken = false;
             let mut wait = POLL;
             while batch.len() < MAX_BATCH {
-                let msg = match consumer.poll(wait) {
+                let polled = consumer.poll(wait);
+                if let Some(scale) = &consumer.context().scale {
+                    if let Some(e) = scale
+                        .fatal
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take()
+                    {
+                        return fail(&ctx.out, SourceErrorKind::Broker, format!("source: {e}"));
+                    }
+                    if scale.revoked.swap(false, Ordering::SeqCst) {
+                        // Read from partitions now gone: the next owner
+                        // reads them again after the checkpoint's offset.
+                        let owned = scale.owned.lock().unwrap_or_else(PoisonError::into_inner);
+                        batch = keep_owned(&batch, &owned);
+                    }
+                }
+                let msg = match polled {
                     None => break,
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
@@ -202,6 +308,12 @@ impl Source for KafkaSource {
                 let Some(ti) = cfg.topics.iter().position(|t| t == topic) else {
                     continue; // not subscribed (cannot happen with names)
                 };
+                if let Some(scale) = &consumer.context().scale {
+                    let owned = scale.owned.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !u16::try_from(msg.partition()).is_ok_and(|p| owned.contains(&p)) {
+                        continue; // fetched before its partition went
+                    }
+                }
                 let Some(pos) = position(ti, msg.partition(), msg.offset()) else {
                     return fail(
                         &ctx.out,
@@ -231,7 +343,7 @@ impl Source for KafkaSource {
                         // In source order: the events before it first.
                         if !batch.is_empty() {
                             let b = std::mem::replace(&mut batch, Batch::with_capacity(64 << 10));
-                            if !send_batch(&ctx, &consumer, b, &events) {
+                            if !send_batch(ctx, consumer, b, &events) {
                                 return Ok(());
                             }
                         }
@@ -246,11 +358,56 @@ impl Source for KafkaSource {
             }
             // Also after rejected records only: the checkpoint moves past
             // them (an empty batch carries just the resume point).
-            if taken && !send_batch(&ctx, &consumer, batch, &events) {
+            if taken && !send_batch(ctx, consumer, batch, &events) {
                 return Ok(());
             }
         }
     }
+}
+
+/// The records of `batch` of partitions in `owned`.
+fn keep_owned(batch: &Batch, owned: &BTreeSet<u16>) -> Batch {
+    let mut out = Batch::with_capacity(batch.text.len());
+    for r in &batch.records {
+        if owned.contains(&kafka_partition(r.pos)) {
+            out.push(r.pos, batch.bytes(r));
+        }
+    }
+    out
+}
+
+/// Creates the changelog topic if it is missing (as many partitions as the
+/// source's topic with the most), and hands the rebalance callback the
+/// pipeline's queue.
+fn prepare_changelog(
+    cfg: &KafkaSourceConfig,
+    scale: &Scale,
+    ctx: &SourceCtx,
+) -> Result<(), String> {
+    let config = client_config(&cfg.brokers, &cfg.properties, false);
+    let probe: BaseConsumer = config
+        .create()
+        .map_err(|e| format!("cannot create a client: {e}"))?;
+    let mut partitions = 0;
+    for t in &cfg.topics {
+        let n = crate::changelog::io::partition_count(&probe, t)?.unwrap_or(0);
+        partitions = partitions.max(n);
+    }
+    if partitions == 0 {
+        return Err(format!(
+            "none of the topics {} exists yet: the changelog takes their partition count",
+            cfg.topics.join(", ")
+        ));
+    }
+    let n = ensure_topic(&config, &ctx.runtime, &scale.topic, partitions)?;
+    if n < partitions {
+        return Err(format!(
+            "the changelog '{}' has {n} partitions, the source's topics {partitions}: it needs as many",
+            scale.topic
+        ));
+    }
+    *scale.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(ctx.out.clone());
+    Ok(())
 }
 
 /// Sends `batch` with the offsets read so far as its resume point.
@@ -423,6 +580,115 @@ struct Context {
     /// then as records are taken.
     next: Mutex<BTreeMap<(String, i32), i64>>,
     metrics: Arc<Metrics>,
+    /// State per partition, with a changelog.
+    scale: Option<Scale>,
+}
+
+/// What the rebalance callback needs for state per partition.
+struct Scale {
+    /// The changelog topic.
+    topic: String,
+    reader: ChangelogReader,
+    /// Raised by the pipeline after its final checkpoint.
+    release: StopFlag,
+    /// The pipeline's queue (set when the source runs).
+    tx: Mutex<Option<SourceTx>>,
+    /// The partitions assigned now.
+    owned: Mutex<BTreeSet<u16>>,
+    /// Partitions were revoked during the last poll.
+    revoked: AtomicBool,
+    /// A rebalance could not restore a partition: the source fails.
+    fatal: Mutex<Option<String>>,
+}
+
+impl Scale {
+    fn send(&self, change: PartitionChange) -> bool {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        tx.is_some_and(|tx| tx.send(SourceMsg::Partitions(change)))
+    }
+
+    /// Partitions gained: each one's state from the changelog, sent to the
+    /// pipeline, and its start offsets set in `tpl` (and in `next`).
+    fn assigned(&self, tpl: &mut TopicPartitionList, next: &Mutex<BTreeMap<(String, i32), i64>>) {
+        let parts = partitions_of(tpl);
+        let mut states = Vec::with_capacity(parts.len());
+        for &p in &parts {
+            match self.reader.read(p, CHANGELOG_READ) {
+                Ok(s) => states.push(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "kafka source: cannot restore a partition's state");
+                    *self.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                    return;
+                }
+            }
+        }
+        let mut next = next.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in &states {
+            let Some(meta) = &s.meta else { continue };
+            for o in &meta.offsets {
+                if let Err(e) =
+                    tpl.set_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset))
+                {
+                    // A topic no longer read.
+                    tracing::debug!(topic = %o.topic, partition = o.partition, error = %e, "kafka source: changelog offset not used");
+                    continue;
+                }
+                next.insert((o.topic.clone(), o.partition), o.offset);
+            }
+        }
+        drop(next);
+        let keys: usize = states.iter().map(|s| s.keys.len()).sum();
+        tracing::info!(
+            partitions = ?parts,
+            keys,
+            checkpoints = ?states.iter().map(|s| s.meta.as_ref().map(|m| m.checkpoint)).collect::<Vec<_>>(),
+            "kafka source: partitions' state read from the changelog"
+        );
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(parts.iter().copied());
+        self.send(PartitionChange::Assigned(states));
+    }
+
+    /// Partitions lost: the pipeline checkpoints and drops them first.
+    fn revoked(&self, tpl: &TopicPartitionList, next: &Mutex<BTreeMap<(String, i32), i64>>) {
+        let parts = partitions_of(tpl);
+        {
+            let mut owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+            for p in &parts {
+                owned.remove(p);
+            }
+        }
+        next.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(_, p), _| !u16::try_from(*p).is_ok_and(|p| parts.contains(&p)));
+        self.revoked.store(true, Ordering::SeqCst);
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self.send(PartitionChange::Revoked {
+            partitions: parts.clone(),
+            done,
+        }) {
+            // Answered once checkpointed and dropped (or the pipeline is
+            // stopping and dropped the question).
+            let _ = wait.recv();
+            tracing::info!(partitions = ?parts, "kafka source: revoked partitions checkpointed to the changelog");
+        }
+    }
+}
+
+/// The distinct partition numbers of `tpl`.
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<u16> {
+    let set: BTreeSet<u16> = tpl
+        .elements()
+        .iter()
+        .filter_map(|e| u16::try_from(e.partition()).ok())
+        .collect();
+    set.into_iter().collect()
 }
 
 impl Context {
@@ -531,6 +797,20 @@ impl ConsumerContext for Context {
             RebalanceProtocol::Cooperative
         );
         let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if self.scale.is_some() => {
+                if let Some(scale) = &self.scale {
+                    scale.assigned(tpl, &self.next);
+                }
+                tracing::info!(
+                    partitions = %describe(tpl),
+                    "kafka source: partitions assigned"
+                );
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let next = self
                     .next
@@ -561,6 +841,9 @@ impl ConsumerContext for Context {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = %describe(tpl), "kafka source: partitions revoked");
+                if let Some(scale) = &self.scale {
+                    scale.revoked(tpl, &self.next);
+                }
                 if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -617,6 +900,8 @@ mod tests {
             start: Default::default(),
             message_key_field: None,
             record_time_field: None,
+            scale_out: false,
+            changelog_topic: None,
         }
     }
 

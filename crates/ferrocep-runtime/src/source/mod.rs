@@ -37,6 +37,13 @@ pub mod kafka;
 /// Where an event is in its source (see the module docs).
 pub type Position = u64;
 
+/// The partition of a kafka source's position (topic 4 bits, partition 12
+/// bits, offset 48 bits; see `source::kafka`).
+#[inline]
+pub fn kafka_partition(pos: Position) -> u16 {
+    ((pos >> 48) & 0xfff) as u16
+}
+
 /// Events read from a source: their lines, one after another in `text`, and
 /// for each its position and its bytes in `text`.
 #[derive(Debug, Default, Clone)]
@@ -155,6 +162,9 @@ pub enum SourceMsg {
     End,
     /// The source failed and cannot go on.
     Failed(SourceError),
+    /// A kafka source whose state follows its partitions gained or lost
+    /// some (see [`crate::changelog`]).
+    Partitions(crate::changelog::PartitionChange),
 }
 
 /// The engine's end of a source's queue, and the stop flag.
