@@ -96,6 +96,88 @@ struct Group {
     max: Option<i64>,
 }
 
+/// An event of a batch as a group reads it: its key, time, range in
+/// [`Engine::block`] and conditions; only its time (`None`, no key) for an
+/// event of another worker's key.
+type Part = (Key, i64, std::ops::Range<usize>, Option<Conditions>);
+
+/// A share of a batch's lines, read by one worker for all of them
+/// ([`Engine::read_share`]; see [`crate::workers`]): per group, the lines
+/// read well with their time and owner, each worker's events, and the lines
+/// that failed.
+pub(crate) struct Share {
+    groups: Vec<ShareGroup>,
+    /// Every event's text was found in its line (false only if the reader
+    /// ever hands back text of its own: then each worker reads it all).
+    exact: bool,
+}
+
+struct ShareGroup {
+    /// Each line read well, in order: its time and the worker of its key.
+    lines: Vec<(i64, u32)>,
+    /// Per worker, the events of its keys, in order.
+    events: Vec<Vec<SharedEvent>>,
+    /// Lines that failed: their index in the batch, and why.
+    errors: Vec<(u32, String)>,
+}
+
+/// An event read by another worker: its key, position, conditions, and its
+/// text's range in [`Batch::text`].
+struct SharedEvent {
+    key: Key,
+    pos: Position,
+    text: std::ops::Range<u32>,
+    conds: Conditions,
+}
+
+/// One worker's part of a batch that the workers read in shares
+/// ([`split_shares`]): per group, each share in batch order.
+pub(crate) struct WorkerPart {
+    groups: Vec<Vec<PartOfShare>>,
+}
+
+struct PartOfShare {
+    /// The share's lines (every worker sees every time).
+    lines: Arc<[(i64, u32)]>,
+    /// This worker's events of the share.
+    events: Vec<SharedEvent>,
+    /// Its failed lines: worker 0's alone.
+    errors: Vec<(u32, String)>,
+}
+
+/// Hands each of `workers` workers its part of the shares (in batch order);
+/// `None` when a share was not read exactly (then each worker reads the
+/// batch itself).
+pub(crate) fn split_shares(shares: Vec<Share>, workers: usize) -> Option<Vec<WorkerPart>> {
+    if !shares.iter().all(|s| s.exact) {
+        return None;
+    }
+    let groups = shares.first().map_or(0, |s| s.groups.len());
+    let mut parts: Vec<WorkerPart> = (0..workers)
+        .map(|_| WorkerPart {
+            groups: (0..groups)
+                .map(|_| Vec::with_capacity(shares.len()))
+                .collect(),
+        })
+        .collect();
+    for share in shares {
+        for (gi, g) in share.groups.into_iter().enumerate() {
+            let lines: Arc<[(i64, u32)]> = g.lines.into();
+            let mut errors = Some(g.errors);
+            for (part, events) in parts.iter_mut().zip(g.events) {
+                if let Some(shares) = part.groups.get_mut(gi) {
+                    shares.push(PartOfShare {
+                        lines: lines.clone(),
+                        events,
+                        errors: errors.take().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    Some(parts)
+}
+
 /// One version of a pattern as it stands: what `GET /patterns` and the
 /// metrics show.
 #[derive(Clone, Debug)]
@@ -574,12 +656,163 @@ impl Engine {
         for gi in 0..self.groups.len() {
             self.group_batch(gi, batch, whole, now, out);
         }
+        self.batch_done(now);
+    }
+
+    /// What the idle rule keeps of a batch that arrived at `now`.
+    fn batch_done(&mut self, now: i64) {
         self.t_last = Some(now);
         for p in &mut self.patterns {
             if p.event_time {
                 p.w_last = p.op.current_watermark().as_millis();
             }
         }
+    }
+
+    /// Reads `batch.records[records]` for every worker: the first half of
+    /// [`Engine::on_batch`] when the workers share the reading (see
+    /// [`crate::workers`]). Changes nothing but scratch space.
+    pub(crate) fn read_share(&mut self, batch: &Batch, records: std::ops::Range<usize>) -> Share {
+        let workers = self.part.map_or(1, |(_, n)| n);
+        let recs = batch.records.get(records.clone()).unwrap_or_default();
+        let mut share = Share {
+            groups: Vec::with_capacity(self.groups.len()),
+            exact: true,
+        };
+        let span = match (recs.first(), recs.last()) {
+            (Some(a), Some(b)) if a.start <= b.end => a.start as usize..b.end as usize,
+            _ => 0..0,
+        };
+        // Text, checked once for the share: almost always valid.
+        let Some(text) = batch
+            .text
+            .get(span.clone())
+            .and_then(|t| std::str::from_utf8(t).ok())
+        else {
+            share.exact = false;
+            return share;
+        };
+        let base = text.as_ptr() as usize;
+        for g in &self.groups {
+            let mut lines = Vec::with_capacity(recs.len());
+            let mut events: Vec<Vec<SharedEvent>> = (0..workers)
+                .map(|_| Vec::with_capacity(recs.len() / workers as usize + 16))
+                .collect();
+            let mut errors = Vec::new();
+            for (i, r) in recs.iter().enumerate() {
+                let line = (r.start as usize)
+                    .checked_sub(span.start)
+                    .zip((r.end as usize).checked_sub(span.start))
+                    .and_then(|(a, b)| text.get(a..b));
+                let Some(line) = line else {
+                    share.exact = false;
+                    return share;
+                };
+                match g.set.ingest_parts(line, &mut self.scratch) {
+                    Ok(p) => {
+                        let key = Key::from_opt(p.key.as_deref());
+                        let ts = p.timestamp.map_or(0, Timestamp::as_millis);
+                        let w = if workers > 1 { owner(&key, workers) } else { 0 };
+                        // Where the event's text is in the batch.
+                        let at = (p.json.as_ptr() as usize)
+                            .checked_sub(base)
+                            .filter(|&a| a + p.json.len() <= text.len())
+                            .map(|a| a + span.start)
+                            .and_then(|a| {
+                                Some(u32::try_from(a).ok()?..u32::try_from(a + p.json.len()).ok()?)
+                            });
+                        let (Some(at), Some(mine)) = (at, events.get_mut(w as usize)) else {
+                            share.exact = false;
+                            return share;
+                        };
+                        lines.push((ts, w));
+                        mine.push(SharedEvent {
+                            key,
+                            pos: r.pos,
+                            text: at,
+                            conds: p.conditions,
+                        });
+                    }
+                    Err(e) => errors.push(((records.start + i) as u32, e.to_string())),
+                }
+            }
+            share.groups.push(ShareGroup {
+                lines,
+                events,
+                errors,
+            });
+        }
+        share
+    }
+
+    /// The second half of [`Engine::on_batch`] when the workers share the
+    /// reading: matches this worker's `part` of `batch` (see
+    /// [`split_shares`]).
+    pub(crate) fn on_part(
+        &mut self,
+        batch: &Batch,
+        part: WorkerPart,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let Ok(whole) = std::str::from_utf8(&batch.text) else {
+            // The shares were read from valid text: not reached.
+            return self.on_batch(batch, now, out);
+        };
+        self.events += batch.len() as u64;
+        let me = self.part.map_or(0, |(w, _)| w);
+        for (gi, shares) in part.groups.into_iter().enumerate() {
+            let Some(g) = self.groups.get(gi) else {
+                break;
+            };
+            // Errors first, in input order, as `on_batch` gives them.
+            for s in &shares {
+                for (ri, reason) in &s.errors {
+                    let Some(r) = batch.records.get(*ri as usize) else {
+                        continue;
+                    };
+                    let line = whole.get(Batch::range(r)).unwrap_or_default();
+                    for &pi in &g.members {
+                        let p = &mut self.patterns[pi];
+                        if p.draining() {
+                            // The active version of the name reports it.
+                            continue;
+                        }
+                        p.counts[Kind::Error as usize] += 1;
+                        out.push(error_output(Some(&p.name), r.pos, line, reason));
+                    }
+                }
+            }
+            let block = &mut self.block;
+            block.clear();
+            let mut parts: Vec<Part> =
+                Vec::with_capacity(shares.iter().map(|s| s.lines.len()).sum());
+            for s in shares {
+                let mut events = s.events.into_iter();
+                for &(ts, w) in s.lines.iter() {
+                    if w != me {
+                        parts.push((Key::None, ts, 0..0, None));
+                        continue;
+                    }
+                    let Some(e) = events.next() else {
+                        break;
+                    };
+                    let start = block.len();
+                    push_pos(block, e.pos);
+                    block.push_str(
+                        whole
+                            .get(e.text.start as usize..e.text.end as usize)
+                            .unwrap_or_default(),
+                    );
+                    parts.push((e.key, ts, start..block.len(), Some(e.conds)));
+                }
+            }
+            self.match_parts(gi, parts, now, out);
+        }
+        self.batch_done(now);
     }
 
     fn group_batch(
@@ -593,8 +826,7 @@ impl Engine {
         let g = &mut self.groups[gi];
         let block = &mut self.block;
         block.clear();
-        let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions, bool)> =
-            Vec::with_capacity(batch.len());
+        let mut parts: Vec<Part> = Vec::with_capacity(batch.len());
         let part = self.part;
         let errors_here = part.is_none_or(|(w, _)| w == 0);
         for r in &batch.records {
@@ -613,13 +845,13 @@ impl Engine {
                     let ts = p.timestamp.map_or(0, Timestamp::as_millis);
                     if part.is_some_and(|(w, n)| owner(&key, n) != w) {
                         // Another worker's key: only its time counts here.
-                        parts.push((key, ts, 0..0, p.conditions, false));
+                        parts.push((Key::None, ts, 0..0, None));
                         continue;
                     }
                     let start = block.len();
                     push_pos(block, r.pos);
                     block.push_str(p.json);
-                    parts.push((key, ts, start..block.len(), p.conditions, true));
+                    parts.push((key, ts, start..block.len(), Some(p.conditions)));
                 }
                 Err(_) if !errors_here => {}
                 Err(e) => {
@@ -635,18 +867,27 @@ impl Engine {
                 }
             }
         }
+        self.match_parts(gi, parts, now, out);
+    }
+
+    /// Matches a group's events of a batch, whose text is in `self.block`:
+    /// each event's key, time, range in the block and conditions, or only
+    /// its time for another worker's event.
+    fn match_parts(&mut self, gi: usize, parts: Vec<Part>, now: i64, out: &mut Vec<Output>) {
         if parts.is_empty() {
             return;
         }
-        let text = TextBlock::from(block.as_str());
+        let text = TextBlock::from(self.block.as_str());
         self.routed.clear();
-        for (key, ts, range, conds, own) in parts {
-            let event = if own {
-                JsonEvent::in_block(&text, range, conds)
-                    // Every range was just written into the block.
-                    .unwrap_or_default()
-            } else {
-                JsonEvent::default()
+        for (key, ts, range, conds) in parts {
+            let (event, own) = match conds {
+                Some(conds) => (
+                    JsonEvent::in_block(&text, range, conds)
+                        // Every range was just written into the block.
+                        .unwrap_or_default(),
+                    true,
+                ),
+                None => (JsonEvent::default(), false),
             };
             self.routed.push((key, ts, event, own));
         }
@@ -667,40 +908,53 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 let mut max = base;
-                for (key, ts, event, own) in self.routed.iter_mut() {
-                    if !*own {
-                        // Another worker's event: its watermark is applied
-                        // here only where something of this worker's keys
-                        // falls due, which is all a single operator's keys
-                        // would see of it.
-                        let wm = watermark(max, p.ooo);
-                        if p.applied != max
-                            && p.op
-                                .next_timer()
-                                .map(Timestamp::as_millis)
-                                .is_some_and(|t| t <= wm)
-                        {
-                            p.applied = max;
-                            p.op.advance_watermark(Watermark::from_millis(wm), &mut sink);
+                let applied = &mut p.applied;
+                let ooo = p.ooo;
+                // The keys' state loads a few events ahead (another
+                // worker's events carry no key: a lookup of nothing).
+                p.op.process_batch(
+                    &mut self.routed,
+                    |r| &r.0,
+                    |op, (key, ts, event, own)| {
+                        if !*own {
+                            // Another worker's event: its watermark is
+                            // applied here only where something of this
+                            // worker's keys falls due, which is all a single
+                            // operator's keys would see of it.
+                            let wm = watermark(max, ooo);
+                            if *applied != max
+                                && op
+                                    .next_timer()
+                                    .map(Timestamp::as_millis)
+                                    .is_some_and(|t| t <= wm)
+                            {
+                                *applied = max;
+                                op.advance_watermark(Watermark::from_millis(wm), &mut sink);
+                            }
+                            max = max_of(max, Some(*ts));
+                            return;
+                        }
+                        if *applied != max {
+                            *applied = max;
+                            op.advance_watermark(
+                                Watermark::from_millis(watermark(max, ooo)),
+                                &mut sink,
+                            );
+                        }
+                        if last {
+                            let e = std::mem::take(event);
+                            op.process_element(key, e, Timestamp::from_millis(*ts), &mut sink);
+                        } else {
+                            op.process_element(
+                                key,
+                                &*event,
+                                Timestamp::from_millis(*ts),
+                                &mut sink,
+                            );
                         }
                         max = max_of(max, Some(*ts));
-                        continue;
-                    }
-                    if p.applied != max {
-                        p.applied = max;
-                        p.op.advance_watermark(
-                            Watermark::from_millis(watermark(max, p.ooo)),
-                            &mut sink,
-                        );
-                    }
-                    if last {
-                        let e = std::mem::take(event);
-                        p.op.process_element(key, e, Timestamp::from_millis(*ts), &mut sink);
-                    } else {
-                        p.op.process_element(key, &*event, Timestamp::from_millis(*ts), &mut sink);
-                    }
-                    max = max_of(max, Some(*ts));
-                }
+                    },
+                );
                 // The watermark that follows the batch's last event.
                 if p.applied != max {
                     p.applied = max;
@@ -723,17 +977,26 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 p.op.advance_processing_time(Timestamp::from_millis(now), &mut sink);
-                for (key, _, event, own) in self.routed.iter_mut() {
-                    if !*own {
-                        continue;
-                    }
-                    if last {
-                        let e = std::mem::take(event);
-                        p.op.process_element(key, e, Timestamp::from_millis(now), &mut sink);
-                    } else {
-                        p.op.process_element(key, &*event, Timestamp::from_millis(now), &mut sink);
-                    }
-                }
+                p.op.process_batch(
+                    &mut self.routed,
+                    |r| &r.0,
+                    |op, (key, _, event, own)| {
+                        if !*own {
+                            return;
+                        }
+                        if last {
+                            let e = std::mem::take(event);
+                            op.process_element(key, e, Timestamp::from_millis(now), &mut sink);
+                        } else {
+                            op.process_element(
+                                key,
+                                &*event,
+                                Timestamp::from_millis(now),
+                                &mut sink,
+                            );
+                        }
+                    },
+                );
             }
         }
         self.routed.clear();

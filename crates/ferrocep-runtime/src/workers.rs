@@ -12,16 +12,18 @@
 //! Outputs of one batch come out worker by worker: as a multiset they are a
 //! single engine's, ids included.
 //!
-//! Parsing is repeated by every worker: the gain is in matching, and a
-//! pattern set that costs more to match than to parse gains the most.
+//! Reading is shared as `match` shares it: each worker reads a share of a
+//! batch's lines (key, time, conditions) for all, then each matches its own
+//! keys' events of every share, with every line's time. Two hand-overs per
+//! batch, and each line is read once.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::engine::{
-    Applied, Change, Engine, EngineCheckpoint, EngineError, EngineStats, PatternCounts,
-    PatternState, PendingPolicy,
+    split_shares, Applied, Change, Engine, EngineCheckpoint, EngineError, EngineStats,
+    PatternCounts, PatternState, PendingPolicy, Share, WorkerPart,
 };
 use crate::sink::Output;
 use crate::source::{Batch, Position};
@@ -29,6 +31,8 @@ use crate::source::{Batch, Position};
 /// What a worker thread is asked to do.
 enum Cmd {
     Batch(Arc<Batch>, i64),
+    Read(Arc<Batch>, std::ops::Range<usize>),
+    Part(Arc<Batch>, WorkerPart, i64),
     Time(i64),
     End(bool),
     Checkpoint,
@@ -43,6 +47,7 @@ enum Cmd {
 /// What it answers.
 enum Reply {
     Out(Vec<Output>, Option<i64>),
+    Share(Share),
     Parts(EngineCheckpoint),
     State(Vec<PatternState>),
     Counts(Vec<PatternCounts>),
@@ -93,6 +98,12 @@ impl Engines {
                             Cmd::Batch(b, now) => {
                                 let mut out = Vec::new();
                                 e.on_batch(&b, now, &mut out);
+                                Reply::Out(out, e.next_wake())
+                            }
+                            Cmd::Read(b, records) => Reply::Share(e.read_share(&b, records)),
+                            Cmd::Part(b, part, now) => {
+                                let mut out = Vec::new();
+                                e.on_part(&b, part, now, &mut out);
                                 Reply::Out(out, e.next_wake())
                             }
                             Cmd::Time(now) => {
@@ -146,6 +157,12 @@ impl Engines {
             sent.push(r.tx.send(cmd()).is_ok());
         }
         here(&mut self.local);
+        self.replies(sent)
+    }
+
+    /// The other workers' replies, in worker order (`sent`: whether each
+    /// got its command).
+    fn replies(&mut self, sent: Vec<bool>) -> Vec<Reply> {
         let mut replies = Vec::with_capacity(self.remotes.len());
         for (r, ok) in self.remotes.iter_mut().zip(sent) {
             // A worker that died (it panicked) leaves its keys unserved:
@@ -159,6 +176,27 @@ impl Engines {
         replies
     }
 
+    /// Each worker reads its share of `batch`; their shares split by owner.
+    fn read_shares(&mut self, batch: &Arc<Batch>, workers: usize) -> Option<Vec<WorkerPart>> {
+        let n = batch.len();
+        let range = |w: usize| w * n / workers..(w + 1) * n / workers;
+        let mut sent = Vec::with_capacity(self.remotes.len());
+        for (i, r) in self.remotes.iter().enumerate() {
+            sent.push(r.tx.send(Cmd::Read(batch.clone(), range(i + 1))).is_ok());
+        }
+        let mut shares = Vec::with_capacity(workers);
+        shares.push(self.local.read_share(batch, range(0)));
+        for reply in self.replies(sent) {
+            if let Reply::Share(s) = reply {
+                shares.push(s);
+            }
+        }
+        if shares.len() != workers {
+            return None;
+        }
+        split_shares(shares, workers)
+    }
+
     fn outputs(&mut self, replies: Vec<Reply>, out: &mut Vec<Output>) {
         for (r, reply) in self.remotes.iter_mut().zip(replies) {
             if let Reply::Out(o, wake) = reply {
@@ -168,8 +206,26 @@ impl Engines {
         }
     }
 
-    /// [`Engine::on_batch`] on every worker.
+    /// [`Engine::on_batch`] on every worker (with several, each reads a
+    /// share of the batch for all; see the module docs).
     pub fn on_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        let workers = self.remotes.len() + 1;
+        if workers > 1 && batch.len() >= 4 * workers {
+            if let Some(parts) = self.read_shares(batch, workers) {
+                let mut parts = parts.into_iter();
+                let mine = parts.next();
+                let mut sent = Vec::with_capacity(self.remotes.len());
+                for (r, part) in self.remotes.iter().zip(parts) {
+                    sent.push(r.tx.send(Cmd::Part(batch.clone(), part, now)).is_ok());
+                }
+                if let Some(mine) = mine {
+                    self.local.on_part(batch, mine, now, out);
+                }
+                let replies = self.replies(sent);
+                self.outputs(replies, out);
+                return;
+            }
+        }
         let replies = self.all(
             || Cmd::Batch(batch.clone(), now),
             |e| e.on_batch(batch, now, out),
