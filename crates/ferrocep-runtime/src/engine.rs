@@ -107,8 +107,8 @@ type Part = (Key, i64, std::ops::Range<usize>, Option<Conditions>);
 /// that failed.
 pub(crate) struct Share {
     groups: Vec<ShareGroup>,
-    /// Every event's text was found in its line (false only if the reader
-    /// ever hands back text of its own: then each worker reads it all).
+    /// The share's text was valid UTF-8 (else each worker reads the batch
+    /// itself, as [`Engine::on_batch`] does).
     exact: bool,
 }
 
@@ -117,16 +117,17 @@ struct ShareGroup {
     lines: Vec<(i64, u32)>,
     /// Per worker, the events of its keys, in order.
     events: Vec<Vec<SharedEvent>>,
+    /// Per worker, its events' text, each with its position in front.
+    texts: Vec<TextBlock>,
     /// Lines that failed: their index in the batch, and why.
     errors: Vec<(u32, String)>,
 }
 
-/// An event read by another worker: its key, position, conditions, and its
-/// text's range in [`Batch::text`].
+/// An event read by another worker: its key, conditions, and the range of
+/// its text (with its position) in its worker's [`ShareGroup::texts`].
 struct SharedEvent {
     key: Key,
-    pos: Position,
-    text: std::ops::Range<u32>,
+    text: std::ops::Range<usize>,
     conds: Conditions,
 }
 
@@ -141,6 +142,8 @@ struct PartOfShare {
     lines: Arc<[(i64, u32)]>,
     /// This worker's events of the share.
     events: Vec<SharedEvent>,
+    /// Their text.
+    text: TextBlock,
     /// Its failed lines: worker 0's alone.
     errors: Vec<(u32, String)>,
 }
@@ -164,11 +167,12 @@ pub(crate) fn split_shares(shares: Vec<Share>, workers: usize) -> Option<Vec<Wor
         for (gi, g) in share.groups.into_iter().enumerate() {
             let lines: Arc<[(i64, u32)]> = g.lines.into();
             let mut errors = Some(g.errors);
-            for (part, events) in parts.iter_mut().zip(g.events) {
+            for ((part, events), text) in parts.iter_mut().zip(g.events).zip(g.texts) {
                 if let Some(shares) = part.groups.get_mut(gi) {
                     shares.push(PartOfShare {
                         lines: lines.clone(),
                         events,
+                        text,
                         errors: errors.take().unwrap_or_default(),
                     });
                 }
@@ -692,11 +696,13 @@ impl Engine {
             share.exact = false;
             return share;
         };
-        let base = text.as_ptr() as usize;
         for g in &self.groups {
             let mut lines = Vec::with_capacity(recs.len());
-            let mut events: Vec<Vec<SharedEvent>> = (0..workers)
-                .map(|_| Vec::with_capacity(recs.len() / workers as usize + 16))
+            let per = recs.len() / workers as usize + 16;
+            let mut events: Vec<Vec<SharedEvent>> =
+                (0..workers).map(|_| Vec::with_capacity(per)).collect();
+            let mut texts: Vec<String> = (0..workers)
+                .map(|_| String::with_capacity(span.len() / workers as usize + (POS_HEX + 8) * per))
                 .collect();
             let mut errors = Vec::new();
             for (i, r) in recs.iter().enumerate() {
@@ -713,23 +719,19 @@ impl Engine {
                         let key = Key::from_opt(p.key.as_deref());
                         let ts = p.timestamp.map_or(0, Timestamp::as_millis);
                         let w = if workers > 1 { owner(&key, workers) } else { 0 };
-                        // Where the event's text is in the batch.
-                        let at = (p.json.as_ptr() as usize)
-                            .checked_sub(base)
-                            .filter(|&a| a + p.json.len() <= text.len())
-                            .map(|a| a + span.start)
-                            .and_then(|a| {
-                                Some(u32::try_from(a).ok()?..u32::try_from(a + p.json.len()).ok()?)
-                            });
-                        let (Some(at), Some(mine)) = (at, events.get_mut(w as usize)) else {
+                        let (Some(mine), Some(block)) =
+                            (events.get_mut(w as usize), texts.get_mut(w as usize))
+                        else {
                             share.exact = false;
                             return share;
                         };
+                        let start = block.len();
+                        push_pos(block, r.pos);
+                        block.push_str(p.json);
                         lines.push((ts, w));
                         mine.push(SharedEvent {
                             key,
-                            pos: r.pos,
-                            text: at,
+                            text: start..block.len(),
                             conds: p.conditions,
                         });
                     }
@@ -739,6 +741,7 @@ impl Engine {
             share.groups.push(ShareGroup {
                 lines,
                 events,
+                texts: texts.into_iter().map(TextBlock::from).collect(),
                 errors,
             });
         }
@@ -758,10 +761,6 @@ impl Engine {
         if batch.is_empty() {
             return;
         }
-        let Ok(whole) = std::str::from_utf8(&batch.text) else {
-            // The shares were read from valid text: not reached.
-            return self.on_batch(batch, now, out);
-        };
         self.events += batch.len() as u64;
         let me = self.part.map_or(0, |(w, _)| w);
         for (gi, shares) in part.groups.into_iter().enumerate() {
@@ -774,7 +773,7 @@ impl Engine {
                     let Some(r) = batch.records.get(*ri as usize) else {
                         continue;
                     };
-                    let line = whole.get(Batch::range(r)).unwrap_or_default();
+                    let line = String::from_utf8_lossy(batch.bytes(r));
                     for &pi in &g.members {
                         let p = &mut self.patterns[pi];
                         if p.draining() {
@@ -782,35 +781,30 @@ impl Engine {
                             continue;
                         }
                         p.counts[Kind::Error as usize] += 1;
-                        out.push(error_output(Some(&p.name), r.pos, line, reason));
+                        out.push(error_output(Some(&p.name), r.pos, &line, reason));
                     }
                 }
             }
-            let block = &mut self.block;
-            block.clear();
-            let mut parts: Vec<Part> =
-                Vec::with_capacity(shares.iter().map(|s| s.lines.len()).sum());
+            self.routed.clear();
             for s in shares {
                 let mut events = s.events.into_iter();
                 for &(ts, w) in s.lines.iter() {
                     if w != me {
-                        parts.push((Key::None, ts, 0..0, None));
+                        // Another worker's key: only its time counts here.
+                        self.routed
+                            .push((Key::None, ts, JsonEvent::default(), false));
                         continue;
                     }
                     let Some(e) = events.next() else {
                         break;
                     };
-                    let start = block.len();
-                    push_pos(block, e.pos);
-                    block.push_str(
-                        whole
-                            .get(e.text.start as usize..e.text.end as usize)
-                            .unwrap_or_default(),
-                    );
-                    parts.push((e.key, ts, start..block.len(), Some(e.conds)));
+                    let event = JsonEvent::in_block(&s.text, e.text, e.conds)
+                        // Every range was written into the block.
+                        .unwrap_or_default();
+                    self.routed.push((e.key, ts, event, true));
                 }
             }
-            self.match_parts(gi, parts, now, out);
+            self.match_routed(gi, now, out);
         }
         self.batch_done(now);
     }
@@ -890,6 +884,14 @@ impl Engine {
                 None => (JsonEvent::default(), false),
             };
             self.routed.push((key, ts, event, own));
+        }
+        self.match_routed(gi, now, out);
+    }
+
+    /// Matches a group's events of a batch, in `self.routed` (emptied).
+    fn match_routed(&mut self, gi: usize, now: i64, out: &mut Vec<Output>) {
+        if self.routed.is_empty() {
+            return;
         }
         let g = &mut self.groups[gi];
         let n = g.members.len();
@@ -2393,6 +2395,88 @@ mod tests {
         }
     }
 
+    #[test]
+    fn workers_reading_in_shares_equal_one_engine_with_bad_lines() {
+        // Two groups (another key field), bad lines among the events, and
+        // a batch that is not UTF-8 (each worker then reads all of it).
+        let by_user = Spec::from_str(
+            r#"{"key":"u","time":{"field":"ts"},"within":"5 s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let patterns = [
+            ("orders".to_string(), order_spec("10s", "t == \\\"p\\\"")),
+            ("users".to_string(), by_user),
+        ];
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for (i, (_, l)) in order_events(300).into_iter().enumerate() {
+            let with_user = l.replacen('{', &format!(r#"{{"u":"u{}","#, i % 7), 1);
+            lines.push(with_user.into_bytes());
+            if i % 37 == 5 {
+                lines.push(b"not json".to_vec());
+            }
+            if i % 53 == 9 {
+                lines.push(br#"{"id":"o-x","u":"u1","t":"c"}"#.to_vec());
+            }
+            if i == 200 {
+                lines.push(b"{\"id\":\"o\xff\",\"t\":\"c\",\"ts\":1}".to_vec());
+            }
+        }
+        let batches = lines.len().div_ceil(64);
+        let run = |workers: u32, shared: bool| {
+            let mut engines: Vec<Engine> = (0..workers)
+                .map(|w| {
+                    let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
+                    e.set_partition(w, workers);
+                    e
+                })
+                .collect();
+            let mut out = Vec::new();
+            let mut read_in_shares = 0;
+            for (c, chunk) in lines.chunks(64).enumerate() {
+                let mut b = Batch::default();
+                for (i, l) in chunk.iter().enumerate() {
+                    b.push((c * 64 + i) as u64 * 100, l);
+                }
+                let (n, w) = (b.len(), workers as usize);
+                let shares = engines
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, e)| e.read_share(&b, i * n / w..(i + 1) * n / w))
+                    .collect();
+                match split_shares(shares, w).filter(|_| shared) {
+                    Some(parts) => {
+                        read_in_shares += 1;
+                        for (e, part) in engines.iter_mut().zip(parts) {
+                            e.on_part(&b, part, 0, &mut out);
+                        }
+                    }
+                    None => {
+                        for e in &mut engines {
+                            e.on_batch(&b, 0, &mut out);
+                        }
+                    }
+                }
+            }
+            for e in &mut engines {
+                e.on_end(true, &mut out);
+            }
+            let mut lines: Vec<Vec<u8>> = out.iter().map(|o| o.line().to_vec()).collect();
+            lines.sort();
+            // Every batch but the one that is not UTF-8.
+            assert!(!shared || read_in_shares + 1 == batches);
+            lines
+        };
+        let want = run(1, false);
+        assert!(want.iter().any(|l| l.starts_with(b"{\"kind\":\"error\"")));
+        assert!(want.iter().any(|l| l.starts_with(b"{\"kind\":\"timeout\"")));
+        for workers in [2, 3] {
+            assert!(run(workers, true) == want, "{workers} workers");
+        }
+    }
+
     fn order_spec(within: &str, pay: &str) -> Spec {
         Spec::from_str(
             &format!(
@@ -2847,7 +2931,8 @@ mod tests {
         } in event_time_cases()
         {
             let patterns = [("p".to_string(), spec.clone())];
-            let run = |workers: u32, size: usize| {
+            // `shared`: the workers read the batches in shares for all.
+            let run = |workers: u32, size: usize, shared: bool| {
                 let mut engines: Vec<Engine> = (0..workers)
                     .map(|w| {
                         let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
@@ -2861,6 +2946,19 @@ mod tests {
                     for (i, e) in chunk.iter().enumerate() {
                         b.push((c * size + i) as u64 * 100, e.as_bytes());
                     }
+                    if shared {
+                        let (n, w) = (b.len(), workers as usize);
+                        let shares = engines
+                            .iter_mut()
+                            .enumerate()
+                            .map(|(i, e)| e.read_share(&b, i * n / w..(i + 1) * n / w))
+                            .collect();
+                        let parts = split_shares(shares, w).unwrap();
+                        for (e, part) in engines.iter_mut().zip(parts) {
+                            e.on_part(&b, part, 0, &mut out);
+                        }
+                        continue;
+                    }
                     for e in &mut engines {
                         e.on_batch(&b, 0, &mut out);
                     }
@@ -2872,14 +2970,16 @@ mod tests {
                 lines.sort();
                 lines
             };
-            let want = run(1, 3);
+            let want = run(1, 3, false);
             for workers in [2, 3, 5] {
                 for size in [1, 4, 1000] {
-                    assert!(
-                        run(workers, size) == want,
-                        "{}: {workers} workers, batches of {size}",
-                        path.display()
-                    );
+                    for shared in [false, true] {
+                        assert!(
+                            run(workers, size, shared) == want,
+                            "{}: {workers} workers, batches of {size}, shared {shared}",
+                            path.display()
+                        );
+                    }
                 }
             }
         }
