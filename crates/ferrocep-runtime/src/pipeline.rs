@@ -334,7 +334,16 @@ impl Pipeline {
             match rx.recv_timeout(wait) {
                 Ok(SourceMsg::Batch(b)) => {
                     let b = Arc::new(b);
-                    engine.on_batch(&b, clock.now_ms(), &mut out);
+                    engine.start_batch(&b, clock.now_ms(), &mut out);
+                    // This thread's worker's outputs go to the sinks while
+                    // the other workers match; theirs follow, in the order
+                    // of `on_batch`.
+                    let first = router.route(&mut out);
+                    engine.finish_batch(&mut out);
+                    if let Err(e) = first {
+                        failure = Some(e);
+                        break;
+                    }
                     if b.resume.is_some() {
                         last_resume = b.resume.clone();
                     }

@@ -67,6 +67,12 @@ struct Remote {
 pub struct Engines {
     local: Engine,
     remotes: Vec<Remote>,
+    /// A batch whose other workers' outputs are not taken yet
+    /// ([`Engines::start_batch`]): whether each got its command.
+    pending: Option<Vec<bool>>,
+    /// Outputs taken from the other workers meanwhile, handed out first by
+    /// the next call that hands out outputs.
+    early: Vec<Output>,
 }
 
 impl Engines {
@@ -75,6 +81,8 @@ impl Engines {
         Engines {
             local: engine,
             remotes: Vec::new(),
+            pending: None,
+            early: Vec::new(),
         }
     }
 
@@ -146,12 +154,18 @@ impl Engines {
                 wake: None,
             });
         }
-        Ok(Engines { local, remotes })
+        Ok(Engines {
+            local,
+            remotes,
+            pending: None,
+            early: Vec::new(),
+        })
     }
 
     /// Sends `cmd` to every other worker, runs `here` on this one, then
     /// takes their replies in worker order.
     fn all(&mut self, cmd: impl Fn() -> Cmd, here: impl FnOnce(&mut Engine)) -> Vec<Reply> {
+        self.settle();
         let mut sent = Vec::with_capacity(self.remotes.len());
         for r in &self.remotes {
             sent.push(r.tx.send(cmd()).is_ok());
@@ -178,6 +192,7 @@ impl Engines {
 
     /// Each worker reads its share of `batch`; their shares split by owner.
     fn read_shares(&mut self, batch: &Arc<Batch>, workers: usize) -> Option<Vec<WorkerPart>> {
+        self.settle();
         let n = batch.len();
         let range = |w: usize| w * n / workers..(w + 1) * n / workers;
         let mut sent = Vec::with_capacity(self.remotes.len());
@@ -206,9 +221,39 @@ impl Engines {
         }
     }
 
+    /// Takes the other workers' outputs of a batch still pending (see
+    /// [`Engines::start_batch`]) into [`Engines::early`].
+    fn settle(&mut self) {
+        if let Some(sent) = self.pending.take() {
+            let replies = self.replies(sent);
+            let mut early = std::mem::take(&mut self.early);
+            self.outputs(replies, &mut early);
+            self.early = early;
+        }
+    }
+
+    /// Appends the outputs taken before this call, then those still pending.
+    fn settle_into(&mut self, out: &mut Vec<Output>) {
+        self.settle();
+        out.append(&mut self.early);
+    }
+
     /// [`Engine::on_batch`] on every worker (with several, each reads a
     /// share of the batch for all; see the module docs).
     pub fn on_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        self.start_batch(batch, now, out);
+        self.finish_batch(out);
+    }
+
+    /// [`Engines::on_batch`] in two steps: this one appends this thread's
+    /// worker's outputs and may leave the other workers matching;
+    /// [`Engines::finish_batch`] appends theirs (the same outputs in the
+    /// same order as `on_batch`). In between, the caller can hand the first
+    /// ones on while the others work. Call `finish_batch` before anything
+    /// else: a checkpoint in between would miss the pending outputs (the
+    /// other methods take them, but hand them out only with their own).
+    pub fn start_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        self.settle_into(out);
         let workers = self.remotes.len() + 1;
         if workers > 1 && batch.len() >= 4 * workers {
             if let Some(parts) = self.read_shares(batch, workers) {
@@ -221,8 +266,7 @@ impl Engines {
                 if let Some(mine) = mine {
                     self.local.on_part(batch, mine, now, out);
                 }
-                let replies = self.replies(sent);
-                self.outputs(replies, out);
+                self.pending = Some(sent);
                 return;
             }
         }
@@ -233,8 +277,15 @@ impl Engines {
         self.outputs(replies, out);
     }
 
+    /// The rest of a batch begun with [`Engines::start_batch`]: the other
+    /// workers' outputs.
+    pub fn finish_batch(&mut self, out: &mut Vec<Output>) {
+        self.settle_into(out);
+    }
+
     /// [`Engine::on_time`] on every worker.
     pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
+        self.settle_into(out);
         if self.remotes.is_empty() {
             return self.local.on_time(now, out);
         }
@@ -244,12 +295,14 @@ impl Engines {
 
     /// [`Engine::on_end`] on every worker.
     pub fn on_end(&mut self, flush: bool, out: &mut Vec<Output>) {
+        self.settle_into(out);
         let replies = self.all(|| Cmd::End(flush), |e| e.on_end(flush, out));
         self.outputs(replies, out);
     }
 
     /// [`Engine::on_rejected`] (worker 0 reports input errors).
     pub fn on_rejected(&mut self, pos: Position, raw: &str, reason: &str, out: &mut Vec<Output>) {
+        self.settle_into(out);
         self.local.on_rejected(pos, raw, reason, out);
     }
 
@@ -338,6 +391,7 @@ impl Engines {
         pending: PendingPolicy,
         out: &mut Vec<Output>,
     ) -> Result<Vec<Applied>, EngineError> {
+        self.settle_into(out);
         let changes = Arc::new(changes);
         let mut mine = Ok(Vec::new());
         let replies = self.all(
