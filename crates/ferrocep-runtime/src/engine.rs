@@ -154,6 +154,92 @@ impl PartitionTimes {
     }
 }
 
+/// An event of a batch as a group reads it: its key, time, range in
+/// [`Engine::block`] and conditions; only its time (`None`, no key) for an
+/// event of another worker's key.
+type Part = (Key, i64, std::ops::Range<usize>, Option<Conditions>);
+
+/// A share of a batch's lines, read by one worker for all of them
+/// ([`Engine::read_share`]; see [`crate::workers`]): per group, the lines
+/// read well with their time and owner, each worker's events, and the lines
+/// that failed.
+pub(crate) struct Share {
+    groups: Vec<ShareGroup>,
+    /// The share's text was valid UTF-8 (else each worker reads the batch
+    /// itself, as [`Engine::on_batch`] does).
+    exact: bool,
+}
+
+struct ShareGroup {
+    /// Each line read well, in order: its time and the worker of its key.
+    lines: Vec<(i64, u32)>,
+    /// Per worker, the events of its keys, in order.
+    events: Vec<Vec<SharedEvent>>,
+    /// Per worker, its events' text, each with its position in front.
+    texts: Vec<TextBlock>,
+    /// Lines that failed: their index in the batch, and why.
+    errors: Vec<(u32, String)>,
+}
+
+/// An event read by another worker: its key, conditions, and the range of
+/// its text (with its position) in its worker's [`ShareGroup::texts`].
+struct SharedEvent {
+    key: Key,
+    text: std::ops::Range<usize>,
+    conds: Conditions,
+}
+
+/// One worker's part of a batch that the workers read in shares
+/// ([`split_shares`]): per group, each share in batch order.
+pub(crate) struct WorkerPart {
+    groups: Vec<Vec<PartOfShare>>,
+}
+
+struct PartOfShare {
+    /// The share's lines (every worker sees every time).
+    lines: Arc<[(i64, u32)]>,
+    /// This worker's events of the share.
+    events: Vec<SharedEvent>,
+    /// Their text.
+    text: TextBlock,
+    /// Its failed lines: worker 0's alone.
+    errors: Vec<(u32, String)>,
+}
+
+/// Hands each of `workers` workers its part of the shares (in batch order);
+/// `None` when a share was not read exactly (then each worker reads the
+/// batch itself).
+pub(crate) fn split_shares(shares: Vec<Share>, workers: usize) -> Option<Vec<WorkerPart>> {
+    if !shares.iter().all(|s| s.exact) {
+        return None;
+    }
+    let groups = shares.first().map_or(0, |s| s.groups.len());
+    let mut parts: Vec<WorkerPart> = (0..workers)
+        .map(|_| WorkerPart {
+            groups: (0..groups)
+                .map(|_| Vec::with_capacity(shares.len()))
+                .collect(),
+        })
+        .collect();
+    for share in shares {
+        for (gi, g) in share.groups.into_iter().enumerate() {
+            let lines: Arc<[(i64, u32)]> = g.lines.into();
+            let mut errors = Some(g.errors);
+            for ((part, events), text) in parts.iter_mut().zip(g.events).zip(g.texts) {
+                if let Some(shares) = part.groups.get_mut(gi) {
+                    shares.push(PartOfShare {
+                        lines: lines.clone(),
+                        events,
+                        text,
+                        errors: errors.take().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    Some(parts)
+}
+
 /// One version of a pattern as it stands: what `GET /patterns` and the
 /// metrics show.
 #[derive(Clone, Debug)]
@@ -642,12 +728,153 @@ impl Engine {
         for gi in 0..self.groups.len() {
             self.group_batch(gi, batch, whole, now, out);
         }
+        self.batch_done(now);
+    }
+
+    /// What the idle rule keeps of a batch that arrived at `now`.
+    fn batch_done(&mut self, now: i64) {
         self.t_last = Some(now);
         for p in &mut self.patterns {
             if p.event_time {
                 p.w_last = p.op.current_watermark().as_millis();
             }
         }
+    }
+
+    /// Reads `batch.records[records]` for every worker: the first half of
+    /// [`Engine::on_batch`] when the workers share the reading (see
+    /// [`crate::workers`]). Changes nothing but scratch space.
+    pub(crate) fn read_share(&mut self, batch: &Batch, records: std::ops::Range<usize>) -> Share {
+        let workers = self.part.map_or(1, |(_, n)| n);
+        let recs = batch.records.get(records.clone()).unwrap_or_default();
+        let mut share = Share {
+            groups: Vec::with_capacity(self.groups.len()),
+            exact: true,
+        };
+        let span = match (recs.first(), recs.last()) {
+            (Some(a), Some(b)) if a.start <= b.end => a.start as usize..b.end as usize,
+            _ => 0..0,
+        };
+        // Text, checked once for the share: almost always valid.
+        let Some(text) = batch
+            .text
+            .get(span.clone())
+            .and_then(|t| std::str::from_utf8(t).ok())
+        else {
+            share.exact = false;
+            return share;
+        };
+        for g in &self.groups {
+            let mut lines = Vec::with_capacity(recs.len());
+            let per = recs.len() / workers as usize + 16;
+            let mut events: Vec<Vec<SharedEvent>> =
+                (0..workers).map(|_| Vec::with_capacity(per)).collect();
+            let mut texts: Vec<String> = (0..workers)
+                .map(|_| String::with_capacity(span.len() / workers as usize + (POS_HEX + 8) * per))
+                .collect();
+            let mut errors = Vec::new();
+            for (i, r) in recs.iter().enumerate() {
+                let line = (r.start as usize)
+                    .checked_sub(span.start)
+                    .zip((r.end as usize).checked_sub(span.start))
+                    .and_then(|(a, b)| text.get(a..b));
+                let Some(line) = line else {
+                    share.exact = false;
+                    return share;
+                };
+                match g.set.ingest_parts(line, &mut self.scratch) {
+                    Ok(p) => {
+                        let key = Key::from_opt(p.key.as_deref());
+                        let ts = p.timestamp.map_or(0, Timestamp::as_millis);
+                        let w = if workers > 1 { owner(&key, workers) } else { 0 };
+                        let (Some(mine), Some(block)) =
+                            (events.get_mut(w as usize), texts.get_mut(w as usize))
+                        else {
+                            share.exact = false;
+                            return share;
+                        };
+                        let start = block.len();
+                        push_pos(block, r.pos);
+                        block.push_str(p.json);
+                        lines.push((ts, w));
+                        mine.push(SharedEvent {
+                            key,
+                            text: start..block.len(),
+                            conds: p.conditions,
+                        });
+                    }
+                    Err(e) => errors.push(((records.start + i) as u32, e.to_string())),
+                }
+            }
+            share.groups.push(ShareGroup {
+                lines,
+                events,
+                texts: texts.into_iter().map(TextBlock::from).collect(),
+                errors,
+            });
+        }
+        share
+    }
+
+    /// The second half of [`Engine::on_batch`] when the workers share the
+    /// reading: matches this worker's `part` of `batch` (see
+    /// [`split_shares`]).
+    pub(crate) fn on_part(
+        &mut self,
+        batch: &Batch,
+        part: WorkerPart,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        self.events += batch.len() as u64;
+        let me = self.part.map_or(0, |(w, _)| w);
+        for (gi, shares) in part.groups.into_iter().enumerate() {
+            let Some(g) = self.groups.get(gi) else {
+                break;
+            };
+            // Errors first, in input order, as `on_batch` gives them.
+            for s in &shares {
+                for (ri, reason) in &s.errors {
+                    let Some(r) = batch.records.get(*ri as usize) else {
+                        continue;
+                    };
+                    let line = String::from_utf8_lossy(batch.bytes(r));
+                    for &pi in &g.members {
+                        let p = &mut self.patterns[pi];
+                        if p.draining() {
+                            // The active version of the name reports it.
+                            continue;
+                        }
+                        p.counts[Kind::Error as usize] += 1;
+                        out.push(error_output(Some(&p.name), r.pos, &line, reason));
+                    }
+                }
+            }
+            self.routed.clear();
+            for s in shares {
+                let mut events = s.events.into_iter();
+                for &(ts, w) in s.lines.iter() {
+                    if w != me {
+                        // Another worker's key: only its time counts here.
+                        self.routed
+                            .push((Key::None, ts, JsonEvent::default(), false));
+                        continue;
+                    }
+                    let Some(e) = events.next() else {
+                        break;
+                    };
+                    let event = JsonEvent::in_block(&s.text, e.text, e.conds)
+                        // Every range was written into the block.
+                        .unwrap_or_default();
+                    self.routed.push((e.key, ts, event, true));
+                }
+            }
+            self.match_routed(gi, now, None, out);
+        }
+        self.batch_done(now);
     }
 
     fn group_batch(
@@ -662,8 +889,7 @@ impl Engine {
         let tag_base = g.max;
         let block = &mut self.block;
         block.clear();
-        let mut parts: Vec<(Key, i64, std::ops::Range<usize>, Conditions, bool)> =
-            Vec::with_capacity(batch.len());
+        let mut parts: Vec<Part> = Vec::with_capacity(batch.len());
         let part = self.part;
         let tag = self.tag_partitions;
         let idle = self.idle_timeout;
@@ -695,13 +921,13 @@ impl Engine {
                     }
                     if part.is_some_and(|(w, n)| owner(&key, n) != w) {
                         // Another worker's key: only its time counts here.
-                        parts.push((key, ts, 0..0, p.conditions, false));
+                        parts.push((Key::None, ts, 0..0, None));
                         continue;
                     }
                     let start = block.len();
                     push_pos(block, r.pos);
                     block.push_str(p.json);
-                    parts.push((key, ts, start..block.len(), p.conditions, true));
+                    parts.push((key, ts, start..block.len(), Some(p.conditions)));
                 }
                 Err(_) if !errors_here => {}
                 Err(e) => {
@@ -717,28 +943,64 @@ impl Engine {
                 }
             }
         }
+        self.match_parts(gi, parts, now, tag.then_some(tag_base), out);
+    }
+
+    /// Matches a group's events of a batch, whose text is in `self.block`:
+    /// each event's key, time, range in the block and conditions, or only
+    /// its time for another worker's event.
+    /// `tag_base`: with partition tags, the group's time before the batch.
+    fn match_parts(
+        &mut self,
+        gi: usize,
+        parts: Vec<Part>,
+        now: i64,
+        tag_base: Option<Option<i64>>,
+        out: &mut Vec<Output>,
+    ) {
         if parts.is_empty() {
             return;
         }
-        let text = TextBlock::from(block.as_str());
+        let text = TextBlock::from(self.block.as_str());
         self.routed.clear();
-        for (key, ts, range, conds, own) in parts {
-            let event = if own {
-                JsonEvent::in_block(&text, range, conds)
-                    // Every range was just written into the block.
-                    .unwrap_or_default()
-            } else {
-                JsonEvent::default()
+        for (key, ts, range, conds) in parts {
+            let (event, own) = match conds {
+                Some(conds) => (
+                    JsonEvent::in_block(&text, range, conds)
+                        // Every range was just written into the block.
+                        .unwrap_or_default(),
+                    true,
+                ),
+                None => (JsonEvent::default(), false),
             };
             self.routed.push((key, ts, event, own));
+        }
+        self.match_routed(gi, now, tag_base, out);
+    }
+
+    /// Matches a group's events of a batch, in `self.routed` (emptied).
+    /// `tag_base`: with partition tags, the group's time before the batch
+    /// (`self.part_time` then holds the time after each event).
+    fn match_routed(
+        &mut self,
+        gi: usize,
+        now: i64,
+        tag_base: Option<Option<i64>>,
+        out: &mut Vec<Output>,
+    ) {
+        if self.routed.is_empty() {
+            return;
         }
         let g = &mut self.groups[gi];
         let n = g.members.len();
         if g.event_time {
             // With partition tags, `g.max` has already moved with the
             // batch: the watermark follows `part_time` event by event.
-            let tagged = tag && self.part_time.len() == self.routed.len();
-            let base = if tagged { tag_base } else { g.max };
+            let tagged = tag_base.is_some() && self.part_time.len() == self.routed.len();
+            let base = match tag_base {
+                Some(b) if tagged => b,
+                _ => g.max,
+            };
             for (k, &pi) in g.members.iter().enumerate() {
                 let p = &mut self.patterns[pi];
                 let last = k + 1 == n;
@@ -752,48 +1014,67 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 let mut max = base;
-                for (i, (key, ts, event, own)) in self.routed.iter_mut().enumerate() {
-                    if !*own {
-                        // Another worker's event: its watermark is applied
-                        // here only where something of this worker's keys
-                        // falls due, which is all a single operator's keys
-                        // would see of it.
-                        let wm = watermark(max, p.ooo);
-                        if p.applied != max
-                            && p.op
-                                .next_timer()
-                                .map(Timestamp::as_millis)
-                                .is_some_and(|t| t <= wm)
-                        {
-                            p.applied = max;
-                            p.op.advance_watermark(Watermark::from_millis(wm), &mut sink);
+                let applied = &mut p.applied;
+                let ooo = p.ooo;
+                let part_time = &self.part_time;
+                // The index of the event in the batch (with partition tags,
+                // the watermark after it is `part_time[i]`).
+                let mut i = 0usize;
+                // The keys' state loads a few events ahead (another
+                // worker's events carry no key: a lookup of nothing).
+                p.op.process_batch(
+                    &mut self.routed,
+                    |r| &r.0,
+                    |op, (key, ts, event, own)| {
+                        if !*own {
+                            // Another worker's event: its watermark is
+                            // applied here only where something of this
+                            // worker's keys falls due, which is all a single
+                            // operator's keys would see of it.
+                            let wm = watermark(max, ooo);
+                            if *applied != max
+                                && op
+                                    .next_timer()
+                                    .map(Timestamp::as_millis)
+                                    .is_some_and(|t| t <= wm)
+                            {
+                                *applied = max;
+                                op.advance_watermark(Watermark::from_millis(wm), &mut sink);
+                            }
+                            max = if tagged {
+                                part_time[i]
+                            } else {
+                                max_of(max, Some(*ts))
+                            };
+                            i += 1;
+                            return;
+                        }
+                        if *applied != max {
+                            *applied = max;
+                            op.advance_watermark(
+                                Watermark::from_millis(watermark(max, ooo)),
+                                &mut sink,
+                            );
+                        }
+                        if last {
+                            let e = std::mem::take(event);
+                            op.process_element(key, e, Timestamp::from_millis(*ts), &mut sink);
+                        } else {
+                            op.process_element(
+                                key,
+                                &*event,
+                                Timestamp::from_millis(*ts),
+                                &mut sink,
+                            );
                         }
                         max = if tagged {
-                            self.part_time[i]
+                            part_time[i]
                         } else {
                             max_of(max, Some(*ts))
                         };
-                        continue;
-                    }
-                    if p.applied != max {
-                        p.applied = max;
-                        p.op.advance_watermark(
-                            Watermark::from_millis(watermark(max, p.ooo)),
-                            &mut sink,
-                        );
-                    }
-                    if last {
-                        let e = std::mem::take(event);
-                        p.op.process_element(key, e, Timestamp::from_millis(*ts), &mut sink);
-                    } else {
-                        p.op.process_element(key, &*event, Timestamp::from_millis(*ts), &mut sink);
-                    }
-                    max = if tagged {
-                        self.part_time[i]
-                    } else {
-                        max_of(max, Some(*ts))
-                    };
-                }
+                        i += 1;
+                    },
+                );
                 // The watermark that follows the batch's last event.
                 if p.applied != max {
                     p.applied = max;
@@ -818,17 +1099,26 @@ impl Engine {
                     scratch: &mut p.scratch,
                 };
                 p.op.advance_processing_time(Timestamp::from_millis(now), &mut sink);
-                for (key, _, event, own) in self.routed.iter_mut() {
-                    if !*own {
-                        continue;
-                    }
-                    if last {
-                        let e = std::mem::take(event);
-                        p.op.process_element(key, e, Timestamp::from_millis(now), &mut sink);
-                    } else {
-                        p.op.process_element(key, &*event, Timestamp::from_millis(now), &mut sink);
-                    }
-                }
+                p.op.process_batch(
+                    &mut self.routed,
+                    |r| &r.0,
+                    |op, (key, _, event, own)| {
+                        if !*own {
+                            return;
+                        }
+                        if last {
+                            let e = std::mem::take(event);
+                            op.process_element(key, e, Timestamp::from_millis(now), &mut sink);
+                        } else {
+                            op.process_element(
+                                key,
+                                &*event,
+                                Timestamp::from_millis(now),
+                                &mut sink,
+                            );
+                        }
+                    },
+                );
             }
         }
         self.routed.clear();
@@ -2322,6 +2612,88 @@ mod tests {
         }
     }
 
+    #[test]
+    fn workers_reading_in_shares_equal_one_engine_with_bad_lines() {
+        // Two groups (another key field), bad lines among the events, and
+        // a batch that is not UTF-8 (each worker then reads all of it).
+        let by_user = Spec::from_str(
+            r#"{"key":"u","time":{"field":"ts"},"within":"5 s",
+                "stages":[{"name":"c","where":"t == \"c\""},
+                          {"name":"p","contiguity":"followed_by","where":"t == \"p\""}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let patterns = [
+            ("orders".to_string(), order_spec("10s", "t == \\\"p\\\"")),
+            ("users".to_string(), by_user),
+        ];
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for (i, (_, l)) in order_events(300).into_iter().enumerate() {
+            let with_user = l.replacen('{', &format!(r#"{{"u":"u{}","#, i % 7), 1);
+            lines.push(with_user.into_bytes());
+            if i % 37 == 5 {
+                lines.push(b"not json".to_vec());
+            }
+            if i % 53 == 9 {
+                lines.push(br#"{"id":"o-x","u":"u1","t":"c"}"#.to_vec());
+            }
+            if i == 200 {
+                lines.push(b"{\"id\":\"o\xff\",\"t\":\"c\",\"ts\":1}".to_vec());
+            }
+        }
+        let batches = lines.len().div_ceil(64);
+        let run = |workers: u32, shared: bool| {
+            let mut engines: Vec<Engine> = (0..workers)
+                .map(|w| {
+                    let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
+                    e.set_partition(w, workers);
+                    e
+                })
+                .collect();
+            let mut out = Vec::new();
+            let mut read_in_shares = 0;
+            for (c, chunk) in lines.chunks(64).enumerate() {
+                let mut b = Batch::default();
+                for (i, l) in chunk.iter().enumerate() {
+                    b.push((c * 64 + i) as u64 * 100, l);
+                }
+                let (n, w) = (b.len(), workers as usize);
+                let shares = engines
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, e)| e.read_share(&b, i * n / w..(i + 1) * n / w))
+                    .collect();
+                match split_shares(shares, w).filter(|_| shared) {
+                    Some(parts) => {
+                        read_in_shares += 1;
+                        for (e, part) in engines.iter_mut().zip(parts) {
+                            e.on_part(&b, part, 0, &mut out);
+                        }
+                    }
+                    None => {
+                        for e in &mut engines {
+                            e.on_batch(&b, 0, &mut out);
+                        }
+                    }
+                }
+            }
+            for e in &mut engines {
+                e.on_end(true, &mut out);
+            }
+            let mut lines: Vec<Vec<u8>> = out.iter().map(|o| o.line().to_vec()).collect();
+            lines.sort();
+            // Every batch but the one that is not UTF-8.
+            assert!(!shared || read_in_shares + 1 == batches);
+            lines
+        };
+        let want = run(1, false);
+        assert!(want.iter().any(|l| l.starts_with(b"{\"kind\":\"error\"")));
+        assert!(want.iter().any(|l| l.starts_with(b"{\"kind\":\"timeout\"")));
+        for workers in [2, 3] {
+            assert!(run(workers, true) == want, "{workers} workers");
+        }
+    }
+
     fn order_spec(within: &str, pay: &str) -> Spec {
         Spec::from_str(
             &format!(
@@ -2776,7 +3148,8 @@ mod tests {
         } in event_time_cases()
         {
             let patterns = [("p".to_string(), spec.clone())];
-            let run = |workers: u32, size: usize| {
+            // `shared`: the workers read the batches in shares for all.
+            let run = |workers: u32, size: usize, shared: bool| {
                 let mut engines: Vec<Engine> = (0..workers)
                     .map(|w| {
                         let mut e = Engine::new(&patterns, EngineOptions::default()).unwrap();
@@ -2790,6 +3163,19 @@ mod tests {
                     for (i, e) in chunk.iter().enumerate() {
                         b.push((c * size + i) as u64 * 100, e.as_bytes());
                     }
+                    if shared {
+                        let (n, w) = (b.len(), workers as usize);
+                        let shares = engines
+                            .iter_mut()
+                            .enumerate()
+                            .map(|(i, e)| e.read_share(&b, i * n / w..(i + 1) * n / w))
+                            .collect();
+                        let parts = split_shares(shares, w).unwrap();
+                        for (e, part) in engines.iter_mut().zip(parts) {
+                            e.on_part(&b, part, 0, &mut out);
+                        }
+                        continue;
+                    }
                     for e in &mut engines {
                         e.on_batch(&b, 0, &mut out);
                     }
@@ -2801,14 +3187,16 @@ mod tests {
                 lines.sort();
                 lines
             };
-            let want = run(1, 3);
+            let want = run(1, 3, false);
             for workers in [2, 3, 5] {
                 for size in [1, 4, 1000] {
-                    assert!(
-                        run(workers, size) == want,
-                        "{}: {workers} workers, batches of {size}",
-                        path.display()
-                    );
+                    for shared in [false, true] {
+                        assert!(
+                            run(workers, size, shared) == want,
+                            "{}: {workers} workers, batches of {size}, shared {shared}",
+                            path.display()
+                        );
+                    }
                 }
             }
         }

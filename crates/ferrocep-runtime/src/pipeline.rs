@@ -341,7 +341,16 @@ impl Pipeline {
             match rx.recv_timeout(wait) {
                 Ok(SourceMsg::Batch(b)) => {
                     let b = Arc::new(b);
-                    engine.on_batch(&b, clock.now_ms(), &mut out);
+                    engine.start_batch(&b, clock.now_ms(), &mut out);
+                    // This thread's worker's outputs go to the sinks while
+                    // the other workers match; theirs follow, in the order
+                    // of `on_batch`.
+                    let first = router.route(&mut out);
+                    engine.finish_batch(&mut out);
+                    if let Err(e) = first {
+                        failure = Some(e);
+                        break;
+                    }
                     if b.resume.is_some() {
                         last_resume = b.resume.clone();
                     }
@@ -649,8 +658,19 @@ struct Router {
     queue_gauges: Vec<prometheus_client::metrics::gauge::Gauge>,
     /// Outputs handed to each sink so far.
     sent: Vec<u64>,
+    /// Per sink, the outputs handed to it and not yet delivered, oldest
+    /// first: each output's last reference is dropped here, on the thread
+    /// that made it, not on a sink's (a free on another thread than the
+    /// allocation's costs several times more, and the allocator cannot
+    /// reuse the memory for the next outputs).
+    held: Vec<std::collections::VecDeque<Arc<Output>>>,
     ready: Arc<Readiness>,
 }
+
+/// At most this many outputs held per sink ([`Router::held`]) beyond its
+/// queue: a sink that takes longer to report them delivered frees them
+/// itself.
+const HELD_BEYOND_QUEUE: usize = 4096;
 
 impl Router {
     fn new(sinks: Vec<SinkSlot>, metrics: Arc<Metrics>, ready: Arc<Readiness>) -> Router {
@@ -668,11 +688,13 @@ impl Router {
             })
             .collect();
         let sent = vec![0; sinks.len()];
+        let held = sinks.iter().map(|_| Default::default()).collect();
         Router {
             sinks,
             by_kind,
             queue_gauges,
             sent,
+            held,
             ready,
         }
     }
@@ -683,6 +705,7 @@ impl Router {
         if out.is_empty() {
             return Ok(());
         }
+        self.release();
         for o in out.drain(..) {
             let targets = &self.by_kind[o.kind as usize];
             if targets.is_empty() {
@@ -708,6 +731,11 @@ impl Router {
                     });
                 }
                 self.sent[i] += 1;
+                let held = &mut self.held[i];
+                if held.len() >= slot.handle.tx.max_capacity() + HELD_BEYOND_QUEUE {
+                    held.pop_front();
+                }
+                held.push_back(o.clone());
             }
         }
         for (slot, gauge) in self.sinks.iter().zip(&self.queue_gauges) {
@@ -715,6 +743,17 @@ impl Router {
         }
         self.ready.sinks_blocked.store(false, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Drops the held outputs that their sinks have delivered.
+    fn release(&mut self) {
+        for ((slot, held), &sent) in self.sinks.iter().zip(&mut self.held).zip(&self.sent) {
+            let delivered = slot.handle.delivered.load(Ordering::Acquire);
+            // The held ones are the last `held.len()` sent.
+            let first = sent.saturating_sub(held.len() as u64);
+            let done = delivered.saturating_sub(first).min(held.len() as u64);
+            held.drain(..done as usize);
+        }
     }
 
     /// Closes every queue and waits until each sink has finished with what

@@ -12,16 +12,18 @@
 //! Outputs of one batch come out worker by worker: as a multiset they are a
 //! single engine's, ids included.
 //!
-//! Parsing is repeated by every worker: the gain is in matching, and a
-//! pattern set that costs more to match than to parse gains the most.
+//! Reading is shared as `match` shares it: each worker reads a share of a
+//! batch's lines (key, time, conditions) for all, then each matches its own
+//! keys' events of every share, with every line's time. Two hand-overs per
+//! batch, and each line is read once.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::engine::{
-    Applied, Change, Engine, EngineCheckpoint, EngineError, EngineStats, PatternCounts,
-    PatternState, PendingPolicy,
+    split_shares, Applied, Change, Engine, EngineCheckpoint, EngineError, EngineStats,
+    PatternCounts, PatternState, PendingPolicy, Share, WorkerPart,
 };
 use crate::sink::Output;
 use crate::source::{Batch, Position};
@@ -29,6 +31,8 @@ use crate::source::{Batch, Position};
 /// What a worker thread is asked to do.
 enum Cmd {
     Batch(Arc<Batch>, i64),
+    Read(Arc<Batch>, std::ops::Range<usize>),
+    Part(Arc<Batch>, WorkerPart, i64),
     Time(i64),
     End(bool),
     Checkpoint,
@@ -46,6 +50,7 @@ enum Cmd {
 /// What it answers.
 enum Reply {
     Out(Vec<Output>, Option<i64>),
+    Share(Share),
     Parts(EngineCheckpoint),
     State(Vec<PatternState>),
     Counts(Vec<PatternCounts>),
@@ -69,6 +74,12 @@ pub struct Engines {
     /// State per source partition: one engine per partition, `local` the
     /// template that reads no event ([`crate::tasks`]).
     tasks: Option<crate::tasks::Tasks>,
+    /// A batch whose other workers' outputs are not taken yet
+    /// ([`Engines::start_batch`]): whether each got its command.
+    pending: Option<Vec<bool>>,
+    /// Outputs taken from the other workers meanwhile, handed out first by
+    /// the next call that hands out outputs.
+    early: Vec<Output>,
 }
 
 impl Engines {
@@ -78,6 +89,8 @@ impl Engines {
             local: engine,
             remotes: Vec::new(),
             tasks: None,
+            pending: None,
+            early: Vec::new(),
         }
     }
 
@@ -88,6 +101,8 @@ impl Engines {
             local: template,
             remotes: Vec::new(),
             tasks: Some(tasks),
+            pending: None,
+            early: Vec::new(),
         }
     }
 
@@ -120,6 +135,12 @@ impl Engines {
                             Cmd::Batch(b, now) => {
                                 let mut out = Vec::new();
                                 e.on_batch(&b, now, &mut out);
+                                Reply::Out(out, e.next_wake())
+                            }
+                            Cmd::Read(b, records) => Reply::Share(e.read_share(&b, records)),
+                            Cmd::Part(b, part, now) => {
+                                let mut out = Vec::new();
+                                e.on_part(&b, part, now, &mut out);
                                 Reply::Out(out, e.next_wake())
                             }
                             Cmd::Time(now) => {
@@ -177,17 +198,26 @@ impl Engines {
             local,
             remotes,
             tasks: None,
+            pending: None,
+            early: Vec::new(),
         })
     }
 
     /// Sends `cmd` to every other worker, runs `here` on this one, then
     /// takes their replies in worker order.
     fn all(&mut self, cmd: impl Fn() -> Cmd, here: impl FnOnce(&mut Engine)) -> Vec<Reply> {
+        self.settle();
         let mut sent = Vec::with_capacity(self.remotes.len());
         for r in &self.remotes {
             sent.push(r.tx.send(cmd()).is_ok());
         }
         here(&mut self.local);
+        self.replies(sent)
+    }
+
+    /// The other workers' replies, in worker order (`sent`: whether each
+    /// got its command).
+    fn replies(&mut self, sent: Vec<bool>) -> Vec<Reply> {
         let mut replies = Vec::with_capacity(self.remotes.len());
         for (r, ok) in self.remotes.iter_mut().zip(sent) {
             // A worker that died (it panicked) leaves its keys unserved:
@@ -201,6 +231,28 @@ impl Engines {
         replies
     }
 
+    /// Each worker reads its share of `batch`; their shares split by owner.
+    fn read_shares(&mut self, batch: &Arc<Batch>, workers: usize) -> Option<Vec<WorkerPart>> {
+        self.settle();
+        let n = batch.len();
+        let range = |w: usize| w * n / workers..(w + 1) * n / workers;
+        let mut sent = Vec::with_capacity(self.remotes.len());
+        for (i, r) in self.remotes.iter().enumerate() {
+            sent.push(r.tx.send(Cmd::Read(batch.clone(), range(i + 1))).is_ok());
+        }
+        let mut shares = Vec::with_capacity(workers);
+        shares.push(self.local.read_share(batch, range(0)));
+        for reply in self.replies(sent) {
+            if let Reply::Share(s) = reply {
+                shares.push(s);
+            }
+        }
+        if shares.len() != workers {
+            return None;
+        }
+        split_shares(shares, workers)
+    }
+
     fn outputs(&mut self, replies: Vec<Reply>, out: &mut Vec<Output>) {
         for (r, reply) in self.remotes.iter_mut().zip(replies) {
             if let Reply::Out(o, wake) = reply {
@@ -210,10 +262,57 @@ impl Engines {
         }
     }
 
-    /// [`Engine::on_batch`] on every worker.
+    /// Takes the other workers' outputs of a batch still pending (see
+    /// [`Engines::start_batch`]) into [`Engines::early`].
+    fn settle(&mut self) {
+        if let Some(sent) = self.pending.take() {
+            let replies = self.replies(sent);
+            let mut early = std::mem::take(&mut self.early);
+            self.outputs(replies, &mut early);
+            self.early = early;
+        }
+    }
+
+    /// Appends the outputs taken before this call, then those still pending.
+    fn settle_into(&mut self, out: &mut Vec<Output>) {
+        self.settle();
+        out.append(&mut self.early);
+    }
+
+    /// [`Engine::on_batch`] on every worker (with several, each reads a
+    /// share of the batch for all; see the module docs).
     pub fn on_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        self.start_batch(batch, now, out);
+        self.finish_batch(out);
+    }
+
+    /// [`Engines::on_batch`] in two steps: this one appends this thread's
+    /// worker's outputs and may leave the other workers matching;
+    /// [`Engines::finish_batch`] appends theirs (the same outputs in the
+    /// same order as `on_batch`). In between, the caller can hand the first
+    /// ones on while the others work. Call `finish_batch` before anything
+    /// else: a checkpoint in between would miss the pending outputs (the
+    /// other methods take them, but hand them out only with their own).
+    pub fn start_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
         if let Some(t) = &mut self.tasks {
             return t.on_batch(batch, now, out);
+        }
+        self.settle_into(out);
+        let workers = self.remotes.len() + 1;
+        if workers > 1 && batch.len() >= 4 * workers {
+            if let Some(parts) = self.read_shares(batch, workers) {
+                let mut parts = parts.into_iter();
+                let mine = parts.next();
+                let mut sent = Vec::with_capacity(self.remotes.len());
+                for (r, part) in self.remotes.iter().zip(parts) {
+                    sent.push(r.tx.send(Cmd::Part(batch.clone(), part, now)).is_ok());
+                }
+                if let Some(mine) = mine {
+                    self.local.on_part(batch, mine, now, out);
+                }
+                self.pending = Some(sent);
+                return;
+            }
         }
         let replies = self.all(
             || Cmd::Batch(batch.clone(), now),
@@ -222,8 +321,15 @@ impl Engines {
         self.outputs(replies, out);
     }
 
+    /// The rest of a batch begun with [`Engines::start_batch`]: the other
+    /// workers' outputs.
+    pub fn finish_batch(&mut self, out: &mut Vec<Output>) {
+        self.settle_into(out);
+    }
+
     /// [`Engine::on_time`] on every worker.
     pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
+        self.settle_into(out);
         if let Some(t) = &mut self.tasks {
             return t.on_time(now, out);
         }
@@ -236,6 +342,7 @@ impl Engines {
 
     /// [`Engine::on_end`] on every worker.
     pub fn on_end(&mut self, flush: bool, out: &mut Vec<Output>) {
+        self.settle_into(out);
         if let Some(t) = &mut self.tasks {
             return t.on_end(flush, out);
         }
@@ -245,6 +352,7 @@ impl Engines {
 
     /// [`Engine::on_rejected`] (worker 0 reports input errors).
     pub fn on_rejected(&mut self, pos: Position, raw: &str, reason: &str, out: &mut Vec<Output>) {
+        self.settle_into(out);
         self.local.on_rejected(pos, raw, reason, out);
     }
 
@@ -348,6 +456,7 @@ impl Engines {
         pending: PendingPolicy,
         out: &mut Vec<Output>,
     ) -> Result<Vec<Applied>, EngineError> {
+        self.settle_into(out);
         if let Some(t) = &mut self.tasks {
             return t.apply(&mut self.local, changes, pending, out);
         }
