@@ -18,13 +18,14 @@
 #   --partitions P      partitions of the input and output topics (default 3)
 #   --instances LIST    instance counts, e.g. 1,2,3 (default 1)
 #   --repeat R          rounds per instance count (default 5)
+#   --scale-out         scale_out: true also with one instance (always with several)
 #   --record [DIR]      also write summary.md and raw.csv to DIR
 #   --machine NAME      machine name for --record (default: hostname)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/bench/lib/common.sh"
 
-events=1000000 partitions=3 instances=1 repeat=5
+events=1000000 partitions=3 instances=1 repeat=5 scale=()
 while [ $# -gt 0 ]; do
     if common_option "$@"; then shift "$SHIFT_BY"; continue; fi
     case "$1" in
@@ -32,6 +33,7 @@ while [ $# -gt 0 ]; do
         --partitions) partitions="$2"; shift 2 ;;
         --instances) instances="$2"; shift 2 ;;
         --repeat) repeat="$2"; shift 2 ;;
+        --scale-out) scale=(--scale-out); shift ;;
         *) echo "bench/kafka.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -52,8 +54,8 @@ FERROCEP_NISSHI_STORAGE=memory "$ROOT/scripts/kafka-broker.sh" start "$port" "$w
 step "kafka_bench: $events events, $partitions partitions, instances $instances, $repeat rounds"
 "$TARGET/release/kafka_bench" --brokers "127.0.0.1:$port" --input "$input" \
     --ferrocep "$TARGET/release/ferrocep" --spec "$ROOT/examples/order-timeout.yaml" \
-    --partitions "$partitions" --instances "$instances" --repeat "$repeat" \
-    --csv "$work/raw.csv" | tee "$work/table.md"
+    --partitions "$partitions" --instances "$instances" --repeat "$repeat" --quiet 6 \
+    --csv "$work/raw.csv" ${scale[@]+"${scale[@]}"} | tee "$work/table.md"
 
 if [ -n "$record" ]; then
     [ "$record" != auto ] || record="$ROOT/bench/runs/$(date -u +%Y-%m-%d)-$machine-kafka"

@@ -24,7 +24,9 @@
 //!   copying every record's value and key to a new topic;
 //! - **ferrocep**: `N` `ferrocep run` processes in one new group (kafka
 //!   source, kafka sinks for `match`, `timeout` and `late` into a new topic,
-//!   each with its own data directory).
+//!   each with its own data directory; with more than one, or with
+//!   `--scale-out`, the source's `scale_out: true`: state per partition with
+//!   its changelog topic).
 //!
 //! Each is timed by the records of its output topic, polled every 10 ms:
 //! from the start to the last new record (wall, including the group join)
@@ -74,10 +76,13 @@ struct Args {
     csv: Option<PathBuf>,
     /// `--count TOPIC`: only count the records and distinct ids of TOPIC.
     count: Option<String>,
+    /// `--scale-out`: the source's `scale_out: true` with one instance too
+    /// (always with several).
+    scale_out: bool,
 }
 
 const USAGE: &str = "usage: kafka_bench --brokers HOST:PORT --input EVENTS.jsonl --ferrocep BIN \
---spec SPEC [--partitions P] [--instances 1,2,3] [--repeat R] [--quiet S] [--csv FILE]\n       \
+--spec SPEC [--partitions P] [--instances 1,2,3] [--repeat R] [--quiet S] [--csv FILE] [--scale-out]\n       \
 kafka_bench --brokers HOST:PORT --count TOPIC";
 
 fn parse_args() -> Result<Args, String> {
@@ -92,6 +97,7 @@ fn parse_args() -> Result<Args, String> {
         quiet: Duration::from_secs(3),
         csv: None,
         count: None,
+        scale_out: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => a.quiet = Duration::from_secs(num(value()?)?.max(1)),
             "--csv" => a.csv = Some(value()?.into()),
             "--count" => a.count = Some(value()?),
+            "--scale-out" => a.scale_out = true,
             _ => return Err(format!("unknown argument {flag}; {USAGE}")),
         }
     }
@@ -382,11 +389,12 @@ fn ferrocep(
         );
         let config = format!(
             "name: bench\npatterns: [\"{}\"]\nsource:\n  type: kafka\n  brokers: \"{}\"\n  topics: [{input}]\n  \
-             group_id: {group}\n  start: earliest\n  properties: {{session.timeout.ms: \"10000\", fetch.max.bytes: \"{FETCH_MAX_BYTES}\", max.partition.fetch.bytes: \"{FETCH_MAX_BYTES}\"}}\n\
+             group_id: {group}\n  start: earliest\n  scale_out: {scale_out}\n  properties: {{session.timeout.ms: \"10000\", fetch.max.bytes: \"{FETCH_MAX_BYTES}\", max.partition.fetch.bytes: \"{FETCH_MAX_BYTES}\"}}\n\
              outputs:\n  match: {sink}\n  timeout: {sink}\n  late: {sink}\n  error: [{{type: file, path: errors.jsonl}}]\n\
              state:\n  dir: data\n  checkpoint_interval: 10s\n",
             spec.display(),
-            a.brokers
+            a.brokers,
+            scale_out = a.scale_out || instances > 1,
         );
         let path = d.join("config.yaml");
         fs::File::create(&path)
