@@ -26,7 +26,8 @@
 //!   source, kafka sinks for `match`, `timeout` and `late` into a new topic,
 //!   each with its own data directory; with more than one, or with
 //!   `--scale-out`, the source's `scale_out: true`: state per partition with
-//!   its changelog topic).
+//!   its changelog topic). Each round is its own pipeline (name, group,
+//!   changelog), so none resumes another's state.
 //!
 //! Each is timed by the records of its output topic, polled every 10 ms:
 //! from the start to the last new record (wall, including the group join)
@@ -388,7 +389,7 @@ fn ferrocep(
             a.brokers, *IDEMPOTENCE
         );
         let config = format!(
-            "name: bench\npatterns: [\"{}\"]\nsource:\n  type: kafka\n  brokers: \"{}\"\n  topics: [{input}]\n  \
+            "name: bench-{group}\npatterns: [\"{}\"]\nsource:\n  type: kafka\n  brokers: \"{}\"\n  topics: [{input}]\n  \
              group_id: {group}\n  start: earliest\n  scale_out: {scale_out}\n  properties: {{session.timeout.ms: \"10000\", fetch.max.bytes: \"{FETCH_MAX_BYTES}\", max.partition.fetch.bytes: \"{FETCH_MAX_BYTES}\"}}\n\
              outputs:\n  match: {sink}\n  timeout: {sink}\n  late: {sink}\n  error: [{{type: file, path: errors.jsonl}}]\n\
              state:\n  dir: data\n  checkpoint_interval: 10s\n",
