@@ -276,6 +276,41 @@ impl Blocks {
     }
 }
 
+/// Whether an operator's pattern can start from an event, remembered for
+/// the last few inline condition bits seen. The patterns are built from
+/// specs, whose conditions read nothing but the event's condition bits:
+/// events of equal bits start a pattern alike, and the lines of a stream
+/// have few distinct bits (most hold none, or one shared condition).
+#[derive(Clone, Default)]
+struct StartCache {
+    seen: [(u64, bool); START_CACHE],
+    len: usize,
+    next: usize,
+}
+
+/// Distinct condition bits a [`StartCache`] remembers.
+const START_CACHE: usize = 4;
+
+impl StartCache {
+    /// [`Nfa::may_start`] of `op`'s pattern for `event`.
+    #[inline]
+    fn may_start(&mut self, op: &CepOperator<Key, JsonEvent>, event: &JsonEvent) -> bool {
+        let Some(bits) = event.inline_bits() else {
+            return op.nfa().may_start(event);
+        };
+        if let Some(&(_, starts)) = self.seen[..self.len].iter().find(|(b, _)| *b == bits) {
+            return starts;
+        }
+        let starts = op.nfa().may_start(event);
+        if self.len < START_CACHE {
+            self.len += 1;
+        }
+        self.seen[self.next] = (bits, starts);
+        self.next = (self.next + 1) % START_CACHE;
+        starts
+    }
+}
+
 /// One operator per spec over the keys of one partition, and the output
 /// they have produced and not yet handed on.
 ///
@@ -291,6 +326,9 @@ pub struct Matcher {
     event_time: bool,
     /// Per operator, the largest timestamp whose watermark it has.
     applied: Vec<Option<i64>>,
+    /// Per operator, whether its pattern can start from events of given
+    /// condition bits (see [`Matcher::events`]).
+    starts: Vec<StartCache>,
     /// Output lines not yet written.
     out: Vec<u8>,
 }
@@ -323,6 +361,7 @@ impl Matcher {
             names: plan.names.clone(),
             event_time: plan.event_time,
             applied: vec![None; plan.nfas.len()],
+            starts: vec![StartCache::default(); plan.nfas.len()],
             out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
         }
     }
@@ -364,6 +403,7 @@ impl Matcher {
                 spill: &mut *spill,
             };
             let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
+            let starts = &mut self.starts[i];
             let last = i + 1 == n;
             let mut steps = Steps {
                 steps,
@@ -380,6 +420,19 @@ impl Matcher {
                     }
                     // The watermark that preceded the event, then the event.
                     let before = max_of(base, r.max_before);
+                    // A line that cannot start the pattern, for an operator
+                    // without keys, changes nothing, nor does the watermark
+                    // before it: both are skipped (the next event's watermark
+                    // comes in full).
+                    if op.is_empty()
+                        && !starts.may_start(op, &r.event)
+                        && op.skip_unstartable(
+                            Timestamp::from_millis(r.ts),
+                            Watermark::from_millis(watermark(before, ooo)),
+                        )
+                    {
+                        return;
+                    }
                     if *applied != before {
                         // Up to the step before the event's own watermark, which
                         // comes next in any case.

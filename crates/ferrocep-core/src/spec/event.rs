@@ -346,6 +346,17 @@ impl JsonEvent {
         self.line().as_str()
     }
 
+    /// The condition bits when they are inline (bit `i` is condition `i`;
+    /// none beyond the first 64 holds), else `None`. Events with equal bits
+    /// are alike to every condition of the spec.
+    #[inline]
+    pub fn inline_bits(&self) -> Option<u64> {
+        match &self.0 {
+            Repr::Narrow { bits, .. } => Some(*bits),
+            Repr::Wide(_) => None,
+        }
+    }
+
     /// Whether condition `i` of the spec holds for this event (`false` for an
     /// index the spec does not have).
     #[inline]
