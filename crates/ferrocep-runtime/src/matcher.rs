@@ -331,6 +331,8 @@ pub struct Matcher {
     starts: Vec<StartCache>,
     /// Output lines not yet written.
     out: Vec<u8>,
+    /// The watermark steps of a batch of a whole chunk (kept for the next).
+    steps: Vec<i64>,
 }
 
 impl Matcher {
@@ -363,6 +365,7 @@ impl Matcher {
             applied: vec![None; plan.nfas.len()],
             starts: vec![StartCache::default(); plan.nfas.len()],
             out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
+            steps: Vec::new(),
         }
     }
 
@@ -389,6 +392,24 @@ impl Matcher {
         spill: &mut dyn Spill,
     ) {
         let n = self.ops.len();
+        // The operators skip the events that change nothing for them (see
+        // below), as a worker of several never sees other workers' events:
+        // like it, they need the chunk's watermark steps. A batch of the
+        // whole chunk has them in its events.
+        let mut own = std::mem::take(&mut self.steps);
+        let steps = if steps.is_empty() {
+            own.clear();
+            let mut max = base;
+            for r in batch.iter() {
+                if Some(r.ts) > max {
+                    own.push(r.ts);
+                    max = Some(r.ts);
+                }
+            }
+            &own[..]
+        } else {
+            steps
+        };
         for i in 0..n {
             if self.ops[i].failure().is_some() {
                 // Stopped at its failure, as Flink's job (see `failure`).
@@ -420,13 +441,13 @@ impl Matcher {
                     }
                     // The watermark that preceded the event, then the event.
                     let before = max_of(base, r.max_before);
-                    // A line that cannot start the pattern, for an operator
-                    // without keys, changes nothing, nor does the watermark
-                    // before it: both are skipped (the next event's watermark
-                    // comes in full).
-                    if op.is_empty()
-                        && !starts.may_start(op, &r.event)
+                    // A line that cannot start the pattern, of a key without
+                    // state, changes nothing, nor does the watermark before
+                    // it: both are skipped, as if the line were another
+                    // worker's (what falls due meanwhile comes at its step).
+                    if !starts.may_start(op, &r.event)
                         && op.skip_unstartable(
+                            &r.key,
                             Timestamp::from_millis(r.ts),
                             Watermark::from_millis(watermark(before, ooo)),
                         )
@@ -465,6 +486,7 @@ impl Matcher {
                 batch.clear();
             }
         }
+        self.steps = own;
     }
 
     /// Event time: sets what conditions read as the current processing time

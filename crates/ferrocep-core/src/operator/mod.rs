@@ -408,23 +408,34 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
     }
 
     /// Event time, for a caller that applies each watermark lazily, just
-    /// before the next event it feeds (as the promise of
-    /// [`Self::set_bounded_out_of_orderness`] allows): whether an event at
-    /// `timestamp`, which the caller knows no transition out of the start
-    /// state accepts ([`Nfa::may_start`] is false), can be skipped together
-    /// with advancing the watermark to `watermark` before it. It can when no
-    /// key has state and the event is neither late nor able to be overtaken
+    /// before the next event it feeds, and then exactly at each watermark
+    /// of the input at which something of the operator falls due (as a
+    /// worker that sees only some keys' events must, see
+    /// [`Self::next_timer`]): whether an event of `key` at `timestamp`,
+    /// which the caller knows no transition out of the start state accepts
+    /// ([`Nfa::may_start`] is false), can be skipped together with
+    /// advancing the watermark to `watermark` before it. It can when the key
+    /// has no state and the event is neither late nor able to be overtaken
     /// by an event that could still come in time (as for a key without
     /// state in [`Self::process_element`]): then the event changes nothing,
-    /// and an operator without keys has nothing the watermark can fire, so
-    /// the next advance brings it to the same state. When it returns true
-    /// the event counts as received (for the out-of-orderness bound), as
-    /// `process_element` would have it. One test per event and operator
-    /// instead of a watermark and an event: what makes a line that starts
-    /// none of many patterns cost little more than reading it.
+    /// as if it were another worker's. When it returns true the event
+    /// counts as received (for the out-of-orderness bound), as
+    /// `process_element` would have it. A lookup of the key (none when no
+    /// key has state) instead of a watermark, a condition and an event:
+    /// what makes a line that starts none of many patterns cost little more
+    /// than reading it.
     #[inline]
-    pub fn skip_unstartable(&mut self, timestamp: Timestamp, watermark: Watermark) -> bool {
-        if self.domain != TimeDomain::EventTime || self.keys.len() != 0 {
+    pub fn skip_unstartable<Q>(
+        &mut self,
+        key: &Q,
+        timestamp: Timestamp,
+        watermark: Watermark,
+    ) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.domain != TimeDomain::EventTime {
             return false;
         }
         let ts = timestamp.as_millis();
@@ -437,10 +448,11 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         let in_order = self
             .out_of_orderness
             .is_some_and(|d| ts <= max_ts.saturating_sub(d).saturating_sub(ties));
-        if in_order {
-            self.max_ts = max_ts;
+        if !in_order || (self.keys.len() != 0 && self.lookup(key).1.is_some()) {
+            return false;
         }
-        in_order
+        self.max_ts = max_ts;
+        true
     }
 
     /// A hint that an event of `key` comes soon: starts loading what
