@@ -43,6 +43,9 @@ pub struct Plan {
     /// else its file's stem.
     pub(crate) names: Vec<Option<String>>,
     pub(crate) event_time: bool,
+    /// Each spec's conditions (`where`, `until`): the first 64 as a mask,
+    /// and those beyond.
+    pub(crate) reads: Vec<(u64, Box<[usize]>)>,
 }
 
 impl Plan {
@@ -88,6 +91,22 @@ impl Plan {
                 labels.iter().map(|l| pattern_label(l)).collect()
             },
             event_time: set.is_event_time(),
+            reads: set
+                .specs()
+                .iter()
+                .map(|s| {
+                    let mut low = 0u64;
+                    let mut high = Vec::new();
+                    let conds = s.stages.iter().flat_map(|st| [&st.where_, &st.until]);
+                    for c in conds.flatten() {
+                        match c.index {
+                            i @ 0..64 => low |= 1 << i,
+                            i => high.push(i),
+                        }
+                    }
+                    (low, high.into_boxed_slice())
+                })
+                .collect(),
         })
     }
 
@@ -277,12 +296,17 @@ impl Blocks {
 }
 
 /// Whether an operator's pattern can start from an event, remembered for
-/// the last few inline condition bits seen. The patterns are built from
-/// specs, whose conditions read nothing but the event's condition bits:
-/// events of equal bits start a pattern alike, and the lines of a stream
-/// have few distinct bits (most hold none, or one shared condition).
-#[derive(Clone, Default)]
+/// the last few combinations of its conditions seen. The patterns are built
+/// from specs, whose conditions read nothing but the event's bits of the
+/// spec's own conditions: events that agree on those start a pattern alike,
+/// and the lines of a stream have few such combinations (most hold none of
+/// a pattern's conditions, or one).
+#[derive(Clone)]
 struct StartCache {
+    /// The spec's conditions among the first 64.
+    low: u64,
+    /// Its conditions beyond: an event that holds one is not remembered.
+    high: Box<[usize]>,
     seen: [(u64, bool); START_CACHE],
     len: usize,
     next: usize,
@@ -293,11 +317,22 @@ const START_CACHE: usize = 4;
 
 impl StartCache {
     /// [`Nfa::may_start`] of `op`'s pattern for `event`.
+    fn new(low: u64, high: Box<[usize]>) -> StartCache {
+        StartCache {
+            low,
+            high,
+            seen: [(0, false); START_CACHE],
+            len: 0,
+            next: 0,
+        }
+    }
+
     #[inline]
     fn may_start(&mut self, op: &CepOperator<Key, JsonEvent>, event: &JsonEvent) -> bool {
-        let Some(bits) = event.inline_bits() else {
+        if self.high.iter().any(|&i| event.cond(i)) {
             return op.nfa().may_start(event);
-        };
+        }
+        let bits = event.condition_word(0) & self.low;
         if let Some(&(_, starts)) = self.seen[..self.len].iter().find(|(b, _)| *b == bits) {
             return starts;
         }
@@ -363,7 +398,11 @@ impl Matcher {
             names: plan.names.clone(),
             event_time: plan.event_time,
             applied: vec![None; plan.nfas.len()],
-            starts: vec![StartCache::default(); plan.nfas.len()],
+            starts: plan
+                .reads
+                .iter()
+                .map(|(low, high)| StartCache::new(*low, high.clone()))
+                .collect(),
             out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
             steps: Vec::new(),
         }

@@ -346,14 +346,20 @@ impl JsonEvent {
         self.line().as_str()
     }
 
-    /// The condition bits when they are inline (bit `i` is condition `i`;
-    /// none beyond the first 64 holds), else `None`. Events with equal bits
-    /// are alike to every condition of the spec.
+    /// Conditions `64 * w .. 64 * w + 64` as bits (bit `i` is condition
+    /// `64 * w + i`; zero beyond the spec's). Events whose bits agree on the
+    /// conditions a pattern reads are alike to it.
     #[inline]
-    pub fn inline_bits(&self) -> Option<u64> {
+    pub fn condition_word(&self, w: usize) -> u64 {
         match &self.0 {
-            Repr::Narrow { bits, .. } => Some(*bits),
-            Repr::Wide(_) => None,
+            Repr::Narrow { bits, .. } => {
+                if w == 0 {
+                    *bits
+                } else {
+                    0
+                }
+            }
+            Repr::Wide(a) => a.slice.get(w).copied().unwrap_or(0),
         }
     }
 
