@@ -43,6 +43,9 @@ pub struct Plan {
     /// else its file's stem.
     pub(crate) names: Vec<Option<String>>,
     pub(crate) event_time: bool,
+    /// Each spec's conditions (`where`, `until`): the first 64 as a mask,
+    /// and those beyond.
+    pub(crate) reads: Vec<(u64, Box<[usize]>)>,
 }
 
 impl Plan {
@@ -88,6 +91,22 @@ impl Plan {
                 labels.iter().map(|l| pattern_label(l)).collect()
             },
             event_time: set.is_event_time(),
+            reads: set
+                .specs()
+                .iter()
+                .map(|s| {
+                    let mut low = 0u64;
+                    let mut high = Vec::new();
+                    let conds = s.stages.iter().flat_map(|st| [&st.where_, &st.until]);
+                    for c in conds.flatten() {
+                        match c.index {
+                            i @ 0..64 => low |= 1 << i,
+                            i => high.push(i),
+                        }
+                    }
+                    (low, high.into_boxed_slice())
+                })
+                .collect(),
         })
     }
 
@@ -276,6 +295,57 @@ impl Blocks {
     }
 }
 
+/// Whether an operator's pattern can start from an event, remembered for
+/// the last few combinations of its conditions seen. The patterns are built
+/// from specs, whose conditions read nothing but the event's bits of the
+/// spec's own conditions: events that agree on those start a pattern alike,
+/// and the lines of a stream have few such combinations (most hold none of
+/// a pattern's conditions, or one).
+#[derive(Clone)]
+struct StartCache {
+    /// The spec's conditions among the first 64.
+    low: u64,
+    /// Its conditions beyond: an event that holds one is not remembered.
+    high: Box<[usize]>,
+    seen: [(u64, bool); START_CACHE],
+    len: usize,
+    next: usize,
+}
+
+/// Distinct condition bits a [`StartCache`] remembers.
+const START_CACHE: usize = 4;
+
+impl StartCache {
+    /// [`Nfa::may_start`] of `op`'s pattern for `event`.
+    fn new(low: u64, high: Box<[usize]>) -> StartCache {
+        StartCache {
+            low,
+            high,
+            seen: [(0, false); START_CACHE],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    #[inline]
+    fn may_start(&mut self, op: &CepOperator<Key, JsonEvent>, event: &JsonEvent) -> bool {
+        if self.high.iter().any(|&i| event.cond(i)) {
+            return op.nfa().may_start(event);
+        }
+        let bits = event.condition_word(0) & self.low;
+        if let Some(&(_, starts)) = self.seen[..self.len].iter().find(|(b, _)| *b == bits) {
+            return starts;
+        }
+        let starts = op.nfa().may_start(event);
+        if self.len < START_CACHE {
+            self.len += 1;
+        }
+        self.seen[self.next] = (bits, starts);
+        self.next = (self.next + 1) % START_CACHE;
+        starts
+    }
+}
+
 /// One operator per spec over the keys of one partition, and the output
 /// they have produced and not yet handed on.
 ///
@@ -291,8 +361,32 @@ pub struct Matcher {
     event_time: bool,
     /// Per operator, the largest timestamp whose watermark it has.
     applied: Vec<Option<i64>>,
+    /// Per operator, whether its pattern can start from events of given
+    /// condition bits (see [`Matcher::events`]).
+    starts: Vec<StartCache>,
     /// Output lines not yet written.
     out: Vec<u8>,
+    /// The watermark steps of a batch of a whole chunk (kept for the next).
+    steps: Vec<i64>,
+    /// Whether lines that change nothing for an operator are skipped (off
+    /// only in tests, to compare against feeding every line).
+    skip: bool,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: matchers made on this thread feed every line to every operator.
+    pub(crate) static NO_SKIP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn no_skip() -> bool {
+    NO_SKIP.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn no_skip() -> bool {
+    false
 }
 
 impl Matcher {
@@ -323,7 +417,14 @@ impl Matcher {
             names: plan.names.clone(),
             event_time: plan.event_time,
             applied: vec![None; plan.nfas.len()],
+            starts: plan
+                .reads
+                .iter()
+                .map(|(low, high)| StartCache::new(*low, high.clone()))
+                .collect(),
             out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
+            steps: Vec::new(),
+            skip: !no_skip(),
         }
     }
 
@@ -350,6 +451,24 @@ impl Matcher {
         spill: &mut dyn Spill,
     ) {
         let n = self.ops.len();
+        // The operators skip the events that change nothing for them (see
+        // below), as a worker of several never sees other workers' events:
+        // like it, they need the chunk's watermark steps. A batch of the
+        // whole chunk has them in its events.
+        let mut own = std::mem::take(&mut self.steps);
+        let steps = if steps.is_empty() {
+            own.clear();
+            let mut max = base;
+            for r in batch.iter() {
+                if Some(r.ts) > max {
+                    own.push(r.ts);
+                    max = Some(r.ts);
+                }
+            }
+            &own[..]
+        } else {
+            steps
+        };
         for i in 0..n {
             if self.ops[i].failure().is_some() {
                 // Stopped at its failure, as Flink's job (see `failure`).
@@ -364,6 +483,8 @@ impl Matcher {
                 spill: &mut *spill,
             };
             let (op, applied, ooo) = (&mut self.ops[i], &mut self.applied[i], self.ooo[i]);
+            let starts = &mut self.starts[i];
+            let skip = self.skip;
             let last = i + 1 == n;
             let mut steps = Steps {
                 steps,
@@ -380,6 +501,20 @@ impl Matcher {
                     }
                     // The watermark that preceded the event, then the event.
                     let before = max_of(base, r.max_before);
+                    // A line that cannot start the pattern, of a key without
+                    // state, changes nothing, nor does the watermark before
+                    // it: both are skipped, as if the line were another
+                    // worker's (what falls due meanwhile comes at its step).
+                    if skip
+                        && !starts.may_start(op, &r.event)
+                        && op.skip_unstartable(
+                            &r.key,
+                            Timestamp::from_millis(r.ts),
+                            Watermark::from_millis(watermark(before, ooo)),
+                        )
+                    {
+                        return;
+                    }
                     if *applied != before {
                         // Up to the step before the event's own watermark, which
                         // comes next in any case.
@@ -412,6 +547,7 @@ impl Matcher {
                 batch.clear();
             }
         }
+        self.steps = own;
     }
 
     /// Event time: sets what conditions read as the current processing time

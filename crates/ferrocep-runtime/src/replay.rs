@@ -561,6 +561,115 @@ mod workers_tests {
         (result.map_err(|f| f.to_string()), sorted_lines(out), errors)
     }
 
+    /// Several random specs over one random stream (out of order, late
+    /// lines, ties, random out-of-orderness and chunk sizes): the lines an
+    /// operator skips (ones its pattern cannot start, of keys it holds no
+    /// state for) change nothing: each pattern's output, in order, equals
+    /// that of a run that feeds every line to every operator.
+    #[test]
+    fn skipping_lines_that_cannot_start_changes_nothing() {
+        const WHERES: [&str; 6] = [
+            r#"type == \"a\" && v < 5"#,
+            r#"type == \"a\" && v >= 5"#,
+            r#"type == \"c\""#,
+            r#"type != \"b\""#,
+            r#"type == \"b\" && v > 3"#,
+            r#"v <= 4"#,
+        ];
+        let mut rng = Rng(20_261_208);
+        for case in 0..300 {
+            let ooo = [0, 3, 20][rng.below(3) as usize];
+            let specs: Vec<Spec> = (0..2 + rng.below(3))
+                .map(|i| {
+                    let w = |rng: &mut Rng| WHERES[rng.below(6) as usize];
+                    let stages = match rng.below(3) {
+                        0 => format!(
+                            r#"[{{"name": "a", "where": "{}"}},
+                                {{"name": "b", "contiguity": "followed_by", "where": "{}"}}]"#,
+                            w(&mut rng),
+                            w(&mut rng)
+                        ),
+                        1 => format!(
+                            r#"[{{"name": "a", "where": "{}", "times_or_more": 2}},
+                                {{"name": "b", "contiguity": "next", "where": "{}"}},
+                                {{"name": "c", "contiguity": "not_followed_by", "where": "{}"}}]"#,
+                            w(&mut rng),
+                            w(&mut rng),
+                            w(&mut rng)
+                        ),
+                        _ => format!(
+                            r#"[{{"name": "a", "where": "{}", "one_or_more": true}},
+                                {{"name": "b", "contiguity": "followed_by_any", "where": "{}"}}]"#,
+                            w(&mut rng),
+                            w(&mut rng)
+                        ),
+                    };
+                    let text = format!(
+                        r#"{{"name": "p{i}", "key": "k", "time": {{"field": "ts",
+                            "max_out_of_orderness": "{ooo}ms"}}, "within": "{}ms",
+                            "skip": "skip_past_last_event", "stages": {stages}}}"#,
+                        20 + rng.below(180)
+                    );
+                    Spec::from_str(&text, Format::Json).unwrap()
+                })
+                .collect();
+            let labels: Vec<String> = (0..specs.len()).map(|i| format!("p{i}")).collect();
+            let set = SpecSet::new(specs).unwrap();
+            let plan = Plan::new(&set, &labels).unwrap();
+            let mut input = String::new();
+            let mut ts = rng.below(100) as i64 - 60;
+            for id in 0..30 + rng.below(80) {
+                ts += rng.below(40) as i64 - 8;
+                input.push_str(&format!(
+                    "{{\"id\": {id}, \"type\": \"{}\", \"v\": {}, \"ts\": {ts}, \"k\": \"k{}\"}}\n",
+                    ["a", "b", "c", "d"][rng.below(4) as usize],
+                    rng.below(10),
+                    rng.below(6)
+                ));
+            }
+            let options = Options {
+                end_of_input: if rng.below(2) == 0 {
+                    EndOfInput::Flush
+                } else {
+                    EndOfInput::Stop
+                },
+                strict: false,
+                workers: 1,
+                chunk_size: 1 + rng.below(400) as usize,
+                live_input: false,
+            };
+            let run = |no_skip: bool| {
+                crate::matcher::NO_SKIP.with(|c| c.set(no_skip));
+                let (mut out, mut errors) = (Vec::new(), Vec::new());
+                let result = run_with(
+                    &set,
+                    &plan,
+                    Cursor::new(input.clone().into_bytes()),
+                    &mut out,
+                    &mut errors,
+                    &options,
+                    &SystemClock,
+                );
+                crate::matcher::NO_SKIP.with(|c| c.set(false));
+                assert!(result.is_ok(), "case {case}");
+                // Each pattern's lines, in order.
+                let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+                for line in String::from_utf8(out).unwrap().lines() {
+                    let p = line.split("\"pattern\":\"").nth(1).unwrap_or("");
+                    let p = p.split('"').next().unwrap_or("").to_string();
+                    by.entry(p).or_default().push(line.to_string());
+                }
+                by
+            };
+            let skipping = run(false);
+            let feeding = run(true);
+            assert!(
+                skipping == feeding,
+                "case {case}:\n{input}\n{skipping:#?}\nagainst\n{feeding:#?}"
+            );
+        }
+    }
+
     /// Short streams in chunks of a few lines or less, so that the threads
     /// race on every chunk: every worker count must give what one gives.
     #[test]

@@ -102,6 +102,52 @@ impl Expr {
     }
 }
 
+/// One conjunct of a condition (see [`Expr::conjuncts`]): a part that must
+/// hold for the whole to hold.
+#[derive(Clone, Debug)]
+pub(crate) struct Conjunct {
+    /// Equal for conjuncts that are the same tree over the same slots;
+    /// `None` for one that must not be merged with any other (its text
+    /// shows a replacement character, which `Debug` also shows for bytes
+    /// that are not UTF-8).
+    pub(crate) key: Option<String>,
+    root: eval::Node,
+}
+
+impl Conjunct {
+    /// Whether the conjunct holds (as [`Expr::test`]).
+    #[inline]
+    pub(crate) fn test(&self, values: &[Value<'_>]) -> bool {
+        matches!(eval::eval(&self.root, values), eval::V::Bool(true))
+    }
+}
+
+impl Expr {
+    /// The operands of the top-level `&&`s (nested ones flattened), or the
+    /// whole expression when it is no `&&`. The expression holds exactly
+    /// when every one of them holds: CEL's `&&` is `true` only when all its
+    /// operands are `true`, and evaluation has no effects, so their order
+    /// and which of them are evaluated change nothing. Lets many conditions
+    /// that share a conjunct (`type == "create" && ...`) evaluate it once.
+    pub(crate) fn conjuncts(&self) -> Vec<Conjunct> {
+        fn flatten(n: &eval::Node, out: &mut Vec<Conjunct>) {
+            match n {
+                eval::Node::And(items) => items.iter().for_each(|it| flatten(it, out)),
+                n => {
+                    let key = format!("{n:?}");
+                    out.push(Conjunct {
+                        key: (!key.contains('\u{FFFD}')).then_some(key),
+                        root: n.clone(),
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        flatten(&self.root, &mut out);
+        out
+    }
+}
+
 impl std::fmt::Display for Expr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.source)

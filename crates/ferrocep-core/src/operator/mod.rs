@@ -407,6 +407,54 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         self.out_of_orderness = Some(duration_millis(out_of_orderness));
     }
 
+    /// Event time, for a caller that applies each watermark lazily, just
+    /// before the next event it feeds, and then exactly at each watermark
+    /// of the input at which something of the operator falls due (as a
+    /// worker that sees only some keys' events must, see
+    /// [`Self::next_timer`]): whether an event of `key` at `timestamp`,
+    /// which the caller knows no transition out of the start state accepts
+    /// ([`Nfa::may_start`] is false), can be skipped together with
+    /// advancing the watermark to `watermark` before it. It can when the key
+    /// has no state and the event is neither late nor able to be overtaken
+    /// by an event that could still come in time (as for a key without
+    /// state in [`Self::process_element`]): then the event changes nothing,
+    /// as if it were another worker's. When it returns true the event
+    /// counts as received (for the out-of-orderness bound), as
+    /// `process_element` would have it. A lookup of the key (none when no
+    /// key has state) instead of a watermark, a condition and an event:
+    /// what makes a line that starts none of many patterns cost little more
+    /// than reading it.
+    #[inline]
+    pub fn skip_unstartable<Q>(
+        &mut self,
+        key: &Q,
+        timestamp: Timestamp,
+        watermark: Watermark,
+    ) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.domain != TimeDomain::EventTime {
+            return false;
+        }
+        let ts = timestamp.as_millis();
+        if ts <= self.current.max(watermark.as_millis()) {
+            // Late: reported.
+            return false;
+        }
+        let max_ts = self.max_ts.max(ts);
+        let ties = i64::from(self.comparator.is_some());
+        let in_order = self
+            .out_of_orderness
+            .is_some_and(|d| ts <= max_ts.saturating_sub(d).saturating_sub(ties));
+        if !in_order || (self.keys.len() != 0 && self.lookup(key).1.is_some()) {
+            return false;
+        }
+        self.max_ts = max_ts;
+        true
+    }
+
     /// A hint that an event of `key` comes soon: starts loading what
     /// processing it will read, so that the memory latency of the key's
     /// lookup overlaps with the events before it. Changes nothing else; keys

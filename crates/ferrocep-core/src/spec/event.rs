@@ -10,8 +10,9 @@
 //! An event is three words (24 bytes), since partial matches hold many: a
 //! thin pointer to the text, the line's range in it as two `u32`s, and the
 //! condition bits, inline for up to 64 conditions. With more conditions (a
-//! run of many specs) the event is one pointer to a shared allocation holding
-//! the line's place and the bits, made once per event.
+//! run of many specs) an event that holds one beyond the first 64 is one
+//! pointer to a shared allocation holding the line's place and the bits, made
+//! once per event; the others keep their bits inline.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -155,22 +156,34 @@ fn significant(words: &[u64]) -> &[u64] {
 
 impl Bits {
     /// The bits of `n` conditions of which those yielded by `holding` hold.
-    fn build(n: usize, holding: impl Iterator<Item = usize>) -> Self {
-        if n <= INLINE_BITS {
-            let mut w = [0];
-            holding.for_each(|i| set(&mut w, i));
-            Bits::Narrow(w[0])
-        } else {
+    ///
+    /// The bits are inline whenever none beyond the first 64 holds, however
+    /// many conditions there are: most lines of a run of many specs start
+    /// none of their patterns and hold few conditions or none, and an inline
+    /// event costs no allocation and no pointer to follow each time one of
+    /// the many patterns reads a bit. `holding` must be increasing.
+    fn build(n: usize, mut holding: impl Iterator<Item = usize>) -> Self {
+        let mut first = [0];
+        while let Some(i) = holding.next() {
+            if i < INLINE_BITS || n <= INLINE_BITS {
+                set(&mut first, i);
+                continue;
+            }
             let words = n.div_ceil(64);
             let mut arc = ThinArc::from_header_and_iter(Line::NONE, std::iter::repeat_n(0, words));
             arc.with_arc_mut(|a| {
                 if let Some(a) = triomphe::Arc::get_mut(a) {
                     let w = a.slice_mut();
+                    if let Some(w0) = w.first_mut() {
+                        *w0 = first[0];
+                    }
+                    set(w, i);
                     holding.for_each(|i| set(w, i));
                 }
             });
-            Bits::Wide(arc)
+            return Bits::Wide(arc);
         }
+        Bits::Narrow(first[0])
     }
 
     fn words(&self) -> &[u64] {
@@ -331,6 +344,23 @@ impl JsonEvent {
     #[inline]
     pub fn raw(&self) -> &str {
         self.line().as_str()
+    }
+
+    /// Conditions `64 * w .. 64 * w + 64` as bits (bit `i` is condition
+    /// `64 * w + i`; zero beyond the spec's). Events whose bits agree on the
+    /// conditions a pattern reads are alike to it.
+    #[inline]
+    pub fn condition_word(&self, w: usize) -> u64 {
+        match &self.0 {
+            Repr::Narrow { bits, .. } => {
+                if w == 0 {
+                    *bits
+                } else {
+                    0
+                }
+            }
+            Repr::Wide(a) => a.slice.get(w).copied().unwrap_or(0),
+        }
     }
 
     /// Whether condition `i` of the spec holds for this event (`false` for an

@@ -9,6 +9,11 @@
 //! their condition indices moved into the set's numbering, so
 //! [`Spec::compile`] on them gives patterns that read the shared bits.
 //!
+//! Conditions that share a conjunct (the operands of a top-level `&&`: all
+//! of `many_specs`'s `type == "create" && amount >= lo && amount < hi`
+//! share `type == "create"`) evaluate it once per line, and one that is
+//! false decides them all (see [`Shared`]).
+//!
 //! A set of one spec reads lines exactly as [`Spec::ingest`] does; the one
 //! difference is [`IngestedRef::key`], borrowed from the line.
 
@@ -18,7 +23,7 @@ use std::collections::HashMap;
 use crate::event::{
     recycle_values, Extractor, InlineValues, LineError, Value, ValueSlots, INLINE_SLOTS,
 };
-use crate::expr::{Expr, ExprError, Fields};
+use crate::expr::{Conjunct, Expr, ExprError, Fields};
 use crate::time::Timestamp;
 
 use super::{Conditions, JsonEvent, Spec};
@@ -87,9 +92,81 @@ pub enum SetError {
 pub struct SpecSet {
     specs: Vec<Spec>,
     conditions: Vec<Expr>,
+    /// The conditions by their conjuncts, when some conjunct is shared.
+    shared: Option<Shared>,
     extractor: Extractor,
     keyed: bool,
     timed: bool,
+}
+
+/// The set's conditions as conjunctions of distinct conjuncts: a condition
+/// holds when all of its conjuncts do ([`Expr::conjuncts`]), and a conjunct
+/// is evaluated at most once per line, when a condition first needs it.
+#[derive(Clone, Debug)]
+struct Shared {
+    conjuncts: Vec<Conjunct>,
+    /// Per condition, its conjuncts (indices into `conjuncts`), in its order.
+    of: Vec<Box<[u32]>>,
+}
+
+/// Conjuncts whose results one line keeps on the stack.
+const STACK_CONJUNCTS: usize = 512;
+
+impl Shared {
+    /// `None` when no two conditions share a conjunct (nothing to gain).
+    fn new(conditions: &[Expr]) -> Option<Shared> {
+        let mut conjuncts: Vec<Conjunct> = Vec::new();
+        let mut by_key: HashMap<String, u32> = HashMap::new();
+        let mut total = 0;
+        let mut of = Vec::with_capacity(conditions.len());
+        for c in conditions {
+            let mut mine = Vec::new();
+            for part in c.conjuncts() {
+                total += 1;
+                let index = match part.key.as_ref().and_then(|k| by_key.get(k)) {
+                    Some(&i) => i,
+                    None => {
+                        let i = u32::try_from(conjuncts.len()).ok()?;
+                        if let Some(k) = &part.key {
+                            by_key.insert(k.clone(), i);
+                        }
+                        conjuncts.push(part);
+                        i
+                    }
+                };
+                mine.push(index);
+            }
+            of.push(mine.into_boxed_slice());
+        }
+        (conjuncts.len() < total).then_some(Shared { conjuncts, of })
+    }
+
+    /// The conditions over one line's field values.
+    fn evaluate(&self, values: &[Value<'_>]) -> Conditions {
+        let n = self.conjuncts.len();
+        let mut stack = [0u8; STACK_CONJUNCTS];
+        let mut heap = Vec::new();
+        // Per conjunct: 0 not yet evaluated, 1 false, 2 true.
+        let memo: &mut [u8] = if n <= STACK_CONJUNCTS {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        let conjuncts = &self.conjuncts;
+        Conditions::from_results(
+            self.of.len(),
+            self.of.iter().map(|parts| {
+                parts.iter().all(|&c| {
+                    let c = c as usize;
+                    if memo[c] == 0 {
+                        memo[c] = 1 + u8::from(conjuncts[c].test(values));
+                    }
+                    memo[c] == 2
+                })
+            }),
+        )
+    }
 }
 
 /// An input line made ready for the engine, its key borrowed from the line.
@@ -217,6 +294,7 @@ impl SpecSet {
             s.extractor = extractor.clone();
         }
         Ok(SpecSet {
+            shared: Shared::new(&conditions),
             keyed: first.key.is_some(),
             timed: first.time.is_some(),
             specs: mapped,
@@ -307,15 +385,120 @@ impl SpecSet {
             (true, Some(ts)) => Some(Timestamp::from_millis(ts)),
             (true, None) => return Err(LineError::MissingTime { field: None }),
         };
-        let conditions = Conditions::from_results(
-            self.conditions.len(),
-            self.conditions.iter().map(|c| c.test(values.as_slots())),
-        );
+        let conditions = match &self.shared {
+            Some(shared) => shared.evaluate(values.as_slots()),
+            None => Conditions::from_results(
+                self.conditions.len(),
+                self.conditions.iter().map(|c| c.test(values.as_slots())),
+            ),
+        };
         Ok(IngestedParts {
             key,
             timestamp,
             json: extracted.json,
             conditions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Format;
+
+    fn spec(name: &str, wheres: &[&str]) -> Spec {
+        let stages: Vec<String> = wheres
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let w = serde_json::to_string(w).unwrap();
+                format!(r#"{{"name": "s{i}", "where": {w}}}"#)
+            })
+            .collect();
+        let text = format!(
+            r#"{{"name": "{name}", "key": "k", "stages": [{}]}}"#,
+            stages.join(", ")
+        );
+        Spec::from_str(&text, Format::Json).unwrap()
+    }
+
+    /// Conditions that share conjuncts, evaluated once each, agree with each
+    /// condition evaluated whole, errors and missing fields included
+    /// (`false && error` is false, `true && error` does not hold).
+    #[test]
+    fn shared_conjuncts_agree_with_whole_conditions() {
+        let wheres = [
+            r#"type == "create" && amount >= 10 && amount < 20"#,
+            r#"type == "create" && amount >= 20"#,
+            r#"(type == "create" && amount >= 10) && x > 1"#,
+            r#"amount >= 10 && type == "create""#,
+            r#"type == "create" || amount < 20"#,
+            r#"type == "pay""#,
+            r#"!(x > 1) && type == "create""#,
+            r#"tag == "\uFFFD" && type == "create""#,
+        ];
+        let specs = wheres
+            .iter()
+            .enumerate()
+            .map(|(i, w)| spec(&format!("p{i}"), &[w]))
+            .collect();
+        let set = SpecSet::new(specs).unwrap();
+        assert!(set.shared.is_some(), "the conditions share conjuncts");
+        let lines = [
+            r#"{"k":1,"type":"create","amount":15}"#,
+            r#"{"k":1,"type":"create","amount":25,"x":2}"#,
+            r#"{"k":1,"type":"create","amount":"a lot","x":2}"#,
+            r#"{"k":1,"type":"create","x":"two"}"#,
+            r#"{"k":1,"type":"pay","amount":15}"#,
+            r#"{"k":1,"type":"view"}"#,
+            r#"{"k":1,"type":"create","amount":5,"x":0,"tag":"\uFFFD"}"#,
+            r#"{"k":1,"type":"create","amount":null,"x":null}"#,
+        ];
+        let mut scratch = Vec::new();
+        for line in lines {
+            let shared = set.ingest_with(line, &mut scratch).unwrap();
+            let mut whole = set.clone();
+            whole.shared = None;
+            let expected = whole.ingest_with(line, &mut scratch).unwrap();
+            for i in 0..set.condition_count() {
+                assert_eq!(
+                    shared.event.cond(i),
+                    expected.event.cond(i),
+                    "condition {i} ({}) on {line}",
+                    set.conditions[i].source()
+                );
+            }
+            assert_eq!(shared.event, expected.event);
+        }
+    }
+
+    /// Many conditions: an event that holds none beyond the first 64 keeps
+    /// its bits inline and equals one that does not; one that holds a later
+    /// one reads it.
+    #[test]
+    fn many_conditions() {
+        let specs = (0..100)
+            .map(|i| {
+                spec(
+                    &format!("p{i}"),
+                    &[&format!("type == \"create\" && n == {i}")],
+                )
+            })
+            .collect();
+        let set = SpecSet::new(specs).unwrap();
+        assert_eq!(set.condition_count(), 100);
+        let mut scratch = Vec::new();
+        for n in [0, 63, 64, 99, 100] {
+            let line = format!(r#"{{"k":1,"type":"create","n":{n}}}"#);
+            let e = set.ingest_with(&line, &mut scratch).unwrap().event;
+            for i in 0..100 {
+                assert_eq!(e.cond(i), i == n, "condition {i} on {line}");
+            }
+        }
+        let none = set
+            .ingest_with(r#"{"k":1,"type":"view"}"#, &mut scratch)
+            .unwrap()
+            .event;
+        assert_eq!(none, JsonEvent::from_parts(none.raw(), &[false; 100]));
     }
 }
