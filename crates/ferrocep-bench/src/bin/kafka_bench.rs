@@ -9,7 +9,9 @@
 //! ```
 //!
 //! (`--count` only reads TOPIC back and prints its records and distinct
-//! `id` headers.)
+//! `id` headers. `KAFKA_BENCH_DEBUG=1` prints the pipe's progress and
+//! assignment, `KAFKA_BENCH_IDEMPOTENCE=false` turns both pipelines'
+//! idempotent producers off.)
 //!
 //! Loads `EVENTS.jsonl` once into a topic of `P` partitions (default 3),
 //! each line a record keyed by its `order_id`, so that Kafka's partitioner
