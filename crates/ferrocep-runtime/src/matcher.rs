@@ -371,12 +371,102 @@ pub struct Matcher {
     /// Whether lines that change nothing for an operator are skipped (off
     /// only in tests, to compare against feeding every line).
     skip: bool,
+    /// Per operator, whether its events are in order as soon as they are not
+    /// late (`max_out_of_orderness` 0, no `order_by`): see [`Quiet`].
+    prompt: Vec<bool>,
+    /// Words of condition bits the events carry.
+    words: usize,
+}
+
+/// Most distinct combinations of condition bits a [`Quiet`] batch holds.
+const QUIET_KINDS: usize = 4;
+
+/// What an operator needs to know of a batch to skip all of it at once:
+/// whether no line starts its pattern and each line is in order and not
+/// late, for an operator without keys (as [`CepOperator::skip_unstartable`]
+/// asks, line by line). Computed once per batch, so that a line that no
+/// pattern can start costs one pass over the batch, not one per pattern.
+struct Quiet {
+    /// An event of each distinct combination of condition bits.
+    kinds: [usize; QUIET_KINDS],
+    len: usize,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl Quiet {
+    /// None when some event is older than the input before it (late for
+    /// the operators this serves), or the events hold too many combinations
+    /// of conditions to be worth it.
+    fn new(batch: &[Routed], base: Option<i64>, words: usize) -> Option<Quiet> {
+        let first = batch.first()?;
+        let mut q = Quiet {
+            kinds: [0; QUIET_KINDS],
+            len: 1,
+            min_ts: first.ts,
+            max_ts: first.ts,
+        };
+        let same = |a: &JsonEvent, b: &JsonEvent| {
+            (0..words).all(|w| a.condition_word(w) == b.condition_word(w))
+        };
+        for (j, r) in batch.iter().enumerate() {
+            q.min_ts = q.min_ts.min(r.ts);
+            q.max_ts = q.max_ts.max(r.ts);
+            // An event older than the input before it is late (below).
+            if max_of(base, r.max_before).is_some_and(|b| r.ts < b) {
+                return None;
+            }
+            if !q.kinds[..q.len]
+                .iter()
+                .any(|&k| same(&batch[k].event, &r.event))
+            {
+                if q.len == QUIET_KINDS {
+                    return None;
+                }
+                q.kinds[q.len] = j;
+                q.len += 1;
+            }
+        }
+        Some(q)
+    }
+
+    /// Whether `op` (with `starts`, `prompt`) would skip each event of
+    /// `batch`, with the watermark before it: then it takes them all at once.
+    fn skip_all(
+        &self,
+        batch: &[Routed],
+        op: &mut CepOperator<Key, JsonEvent>,
+        starts: &mut StartCache,
+        prompt: bool,
+    ) -> bool {
+        // With no out-of-orderness and no ties, an event not late is in
+        // order; not late is `ts > current` and `ts >= before` (the
+        // watermark before it is `before - 1`). Skipping adds no key.
+        prompt
+            && op.num_keys() == 0
+            && self.min_ts > op.current_watermark().as_millis()
+            && self.kinds[..self.len]
+                .iter()
+                .all(|&k| !starts.may_start(op, &batch[k].event))
+            // Counts the events as received: the largest is what counts.
+            && op.skip_unstartable(
+                &batch[0].key,
+                Timestamp::from_millis(self.max_ts),
+                MIN_WATERMARK,
+            )
+    }
 }
 
 #[cfg(test)]
 thread_local! {
     /// Tests: matchers made on this thread feed every line to every operator.
     pub(crate) static NO_SKIP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: batches that operators of matchers on this thread skipped whole.
+    pub(crate) static QUIET_SKIPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
@@ -425,6 +515,18 @@ impl Matcher {
             out: Vec::with_capacity(SPILL_AT + (SPILL_AT >> 2)),
             steps: Vec::new(),
             skip: !no_skip(),
+            prompt: plan
+                .ooo
+                .iter()
+                .zip(&plan.comparators)
+                .map(|(&ooo, cmp)| ooo == 0 && cmp.is_none())
+                .collect(),
+            words: plan
+                .reads
+                .iter()
+                .flat_map(|(_, high)| high.iter())
+                .max()
+                .map_or(1, |&i| i / 64 + 1),
         }
     }
 
@@ -469,6 +571,11 @@ impl Matcher {
         } else {
             steps
         };
+        let quiet = if self.skip && self.prompt.contains(&true) {
+            Quiet::new(batch, base, self.words)
+        } else {
+            None
+        };
         for i in 0..n {
             if self.ops[i].failure().is_some() {
                 // Stopped at its failure, as Flink's job (see `failure`).
@@ -491,6 +598,20 @@ impl Matcher {
                 next: 0,
                 base,
             };
+            if quiet
+                .as_ref()
+                .is_some_and(|q| q.skip_all(batch, op, starts, self.prompt[i]))
+            {
+                // As if each line were skipped below; what falls due at the
+                // chunk's steps comes after.
+                #[cfg(test)]
+                QUIET_SKIPS.with(|c| c.set(c.get() + 1));
+                steps.catch_up(i64::MAX, op, applied, ooo, &mut sink);
+                if last {
+                    batch.clear();
+                }
+                continue;
+            }
             op.process_batch(
                 batch,
                 |r| &r.key,
