@@ -240,6 +240,22 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         );
         workers = 1;
     }
+    if scale_out {
+        let o = &cfg.outputs;
+        let transactional = [&o.r#match, &o.timeout, &o.late, &o.error]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|s| matches!(s, SinkConfig::Kafka(k) if k.transactional || k.transactional_id.is_some()));
+        if transactional {
+            // The changelog and the consumed offsets are not in the sink's
+            // transactions yet (README, "Scale-out").
+            tracing::warn!(
+                "a transactional kafka sink with a scale_out source is at least once: a partition \
+                 taken over after a crash replays the outputs since its last changelog checkpoint"
+            );
+        }
+    }
     let mut start_changes: Vec<Change> = Vec::new();
     let mut engines = Vec::with_capacity(workers as usize);
     for w in 0..workers {
