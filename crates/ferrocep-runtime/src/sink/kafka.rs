@@ -183,30 +183,29 @@ impl KafkaSink {
                         continue;
                     }
                     let which: Vec<usize> = (0..batch.len()).collect();
-                    let (sent, failed, reason) = self.send_batch(&batch, &which).await;
+                    let sent = self.send_batch(&batch, &which).await;
                     unacked += batch.len();
-                    flight.push_back(Flight { batch, sent, next: 0, failed, reason });
+                    flight.push_back(Flight { batch, sent });
                 }
-                () = settle(flight.front_mut()), if !flight.is_empty() => {
+                () = settle(flight.front_mut().map(|f| &mut f.sent)), if !flight.is_empty() => {
                     let Some(mut f) = flight.pop_front() else { continue };
                     let mut retry = 0u32;
-                    while !f.failed.is_empty() {
+                    while !f.sent.failed.is_empty() {
                         retry += 1;
-                        m.retries.inc_by(f.failed.len() as u64);
+                        m.retries.inc_by(f.sent.failed.len() as u64);
                         let delay = backoff.delay_ms(retry);
                         tracing::error!(
                             sink = %ctx.name,
                             topic = %self.topic,
                             "{} outputs not delivered ({}); retry {retry} in {delay} ms",
-                            f.failed.len(),
-                            f.reason.take().unwrap_or_default()
+                            f.sent.failed.len(),
+                            f.sent.reason.take().unwrap_or_default()
                         );
                         let until = ctx.clock.now_ms().saturating_add(delay as i64);
                         common::sleep_until(&ctx.clock, until, || m.set_queue(&rx, unacked)).await;
-                        let todo = std::mem::take(&mut f.failed);
-                        let (failed, reason, _) = self.send_all(&f.batch, &todo).await;
-                        f.failed = failed;
-                        f.reason = reason;
+                        let todo = std::mem::take(&mut f.sent.failed);
+                        f.sent = self.send_batch(&f.batch, &todo).await;
+                        settle(Some(&mut f.sent)).await;
                     }
                     unacked -= f.batch.len();
                     m.delivered.inc_by(f.batch.len() as u64);
@@ -219,16 +218,10 @@ impl KafkaSink {
     }
 
     /// Hands the outputs of `batch` at `which` to the producer without
-    /// waiting for their acknowledgements: the records in flight, those
-    /// the producer refused at once, and why the first one was refused.
-    async fn send_batch(
-        &self,
-        batch: &[Arc<Output>],
-        which: &[usize],
-    ) -> (Vec<(usize, DeliveryFuture)>, Vec<usize>, Option<String>) {
-        let mut sent = Vec::with_capacity(which.len());
-        let mut failed = Vec::new();
-        let mut reason = None;
+    /// waiting for their acknowledgements (see [`Sent`]).
+    async fn send_batch(&self, batch: &[Arc<Output>], which: &[usize]) -> Sent {
+        let mut s = Sent::default();
+        s.sent.reserve(which.len());
         for &i in which {
             let o = &batch[i];
             let head = Head::of(o.line());
@@ -239,23 +232,22 @@ impl KafkaSink {
                     .send_result(record(o, &head, key.as_deref(), &self.topic))
                 {
                     Ok(f) => {
-                        sent.push((i, f));
+                        s.sent.push((i, f));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        // librdkafka's own queue is full (its limit set
-                        // below WINDOW): its thread drains it.
+                        // librdkafka's own queue is full: its thread drains
+                        // it.
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     Err((e, _)) => {
-                        failed.push(i);
-                        reason.get_or_insert(e.to_string());
+                        s.fail(i, e.to_string(), fenced(&e));
                         break;
                     }
                 }
             }
         }
-        (sent, failed, reason)
+        s
     }
 
     /// Sends the outputs of `batch` at `which` and waits for their
@@ -266,54 +258,9 @@ impl KafkaSink {
         batch: &[Arc<Output>],
         which: &[usize],
     ) -> (Vec<usize>, Option<String>, bool) {
-        let mut failed = Vec::new();
-        let mut reason = None;
-        let mut was_fenced = false;
-        let mut fail = |i: usize, why: (String, bool), reason: &mut Option<String>| {
-            failed.push(i);
-            was_fenced |= why.1;
-            reason.get_or_insert(why.0);
-        };
-        let mut in_flight: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
-        for &i in which {
-            let o = &batch[i];
-            let head = Head::of(o.line());
-            let key = head.key();
-            loop {
-                match self
-                    .producer
-                    .send_result(record(o, &head, key.as_deref(), &self.topic))
-                {
-                    Ok(f) => {
-                        in_flight.push_back((i, f));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        // librdkafka's own queue is full: wait for the
-                        // oldest in flight, then try again.
-                        match in_flight.pop_front() {
-                            Some((j, f)) => {
-                                if let Err(why) = outcome(f.await) {
-                                    fail(j, why, &mut reason);
-                                }
-                            }
-                            None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                        }
-                    }
-                    Err((e, _)) => {
-                        fail(i, (e.to_string(), fenced(&e)), &mut reason);
-                        break;
-                    }
-                }
-            }
-        }
-        for (j, f) in in_flight {
-            if let Err(why) = outcome(f.await) {
-                fail(j, why, &mut reason);
-            }
-        }
-        failed.sort_unstable();
-        (failed, reason, was_fenced)
+        let mut s = self.send_batch(batch, which).await;
+        settle(Some(&mut s)).await;
+        (s.failed, s.reason, s.fenced)
     }
 
     /// The transactional sink's task: sends every output of `rx` in
@@ -670,31 +617,48 @@ fn fenced(e: &KafkaError) -> bool {
 
 /// Whether a record was acknowledged, or why not (and whether because
 /// this producer is fenced).
-/// Batches sent and not yet all acknowledged (see [`KafkaSink::run`]).
+/// A batch sent and not yet all acknowledged (see [`KafkaSink::run`]).
 struct Flight {
     batch: Vec<Arc<Output>>,
-    /// The records handed to the producer, by index in `batch`.
+    sent: Sent,
+}
+
+/// Outputs handed to the producer ([`KafkaSink::send_batch`]) and what is
+/// known of them so far.
+#[derive(Default)]
+struct Sent {
+    /// The records handed to the producer, by index in their batch.
     sent: Vec<(usize, DeliveryFuture)>,
     /// How many of `sent` are settled.
     next: usize,
-    /// Indexes in `batch` not delivered.
+    /// Indexes in the batch not delivered (sorted once settled).
     failed: Vec<usize>,
+    /// Why the first of them was not.
     reason: Option<String>,
+    /// One failed because another producer fenced this one.
+    fenced: bool,
 }
 
-/// Waits for every acknowledgement of `f`, noting failures; cancel-safe
-/// (what is settled stays settled).
-async fn settle(f: Option<&mut Flight>) {
-    let Some(f) = f else { return };
-    while let Some((i, fut)) = f.sent.get_mut(f.next) {
-        let i = *i;
-        if let Err(why) = outcome(fut.await) {
-            f.failed.push(i);
-            f.reason.get_or_insert(why.0);
-        }
-        f.next += 1;
+impl Sent {
+    fn fail(&mut self, i: usize, why: String, fenced: bool) {
+        self.failed.push(i);
+        self.fenced |= fenced;
+        self.reason.get_or_insert(why);
     }
-    f.failed.sort_unstable();
+}
+
+/// Waits for every acknowledgement of `s`, noting failures; cancel-safe
+/// (what is settled stays settled).
+async fn settle(s: Option<&mut Sent>) {
+    let Some(s) = s else { return };
+    while let Some((i, fut)) = s.sent.get_mut(s.next) {
+        let i = *i;
+        if let Err((why, fenced)) = outcome(fut.await) {
+            s.fail(i, why, fenced);
+        }
+        s.next += 1;
+    }
+    s.failed.sort_unstable();
 }
 
 /// The record of output `o`: its line, key and headers.

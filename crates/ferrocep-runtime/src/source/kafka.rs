@@ -728,6 +728,27 @@ impl Context {
         }
     }
 
+    /// Sets each partition of `tpl` that this run (or its checkpoint) has
+    /// read from to start at its next offset.
+    fn start_at_checkpoint(&self, tpl: &mut TopicPartitionList) {
+        let next = self
+            .next
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut at = Vec::new();
+        for e in tpl.elements() {
+            if let Some(&o) = next.get(&(e.topic().to_string(), e.partition())) {
+                at.push((e.topic().to_string(), e.partition(), o));
+            }
+        }
+        for (topic, partition, o) in &at {
+            if let Err(e) = tpl.set_partition_offset(topic, *partition, Offset::Offset(*o)) {
+                tracing::error!(%topic, partition, error = %e, "kafka source: cannot set the start offset");
+            }
+        }
+    }
+
     fn offsets(&self) -> Vec<KafkaOffset> {
         self.next
             .lock()
@@ -797,37 +818,11 @@ impl ConsumerContext for Context {
             RebalanceProtocol::Cooperative
         );
         let result = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if self.scale.is_some() => {
-                if let Some(scale) = &self.scale {
-                    scale.assigned(tpl, &self.next);
-                }
-                tracing::info!(
-                    partitions = %describe(tpl),
-                    "kafka source: partitions assigned"
-                );
-                if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                }
-            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let next = self
-                    .next
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                let mut at = Vec::new();
-                for e in tpl.elements() {
-                    if let Some(&o) = next.get(&(e.topic().to_string(), e.partition())) {
-                        at.push((e.topic().to_string(), e.partition(), o));
-                    }
-                }
-                for (topic, partition, o) in &at {
-                    if let Err(e) = tpl.set_partition_offset(topic, *partition, Offset::Offset(*o))
-                    {
-                        tracing::error!(%topic, partition, error = %e, "kafka source: cannot set the start offset");
-                    }
+                match &self.scale {
+                    // The changelog says where each partition resumes.
+                    Some(scale) => scale.assigned(tpl, &self.next),
+                    None => self.start_at_checkpoint(tpl),
                 }
                 tracing::info!(
                     partitions = %describe(tpl),
