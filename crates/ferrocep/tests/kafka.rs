@@ -703,17 +703,7 @@ fn sigkill_then_restart_resumes_at_the_checkpoint_offsets() {
         .iter()
         .map(|(k, v)| (Some(k.clone()), v.clone(), None))
         .collect();
-    let read = |f: &str| {
-        std::fs::read_to_string(dir.path().join(f))
-            .map(|t| json_lines(&t))
-            .unwrap_or_default()
-    };
-    let count = || {
-        ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
-            .iter()
-            .map(|f| read(f).len())
-            .sum::<usize>()
-    };
+    let count = || file_outputs(dir.path()).len();
     let seed = test_seed() as usize;
     // Read while it runs (the outputs of every instance, killed or not).
     let mut reader = broker.reader("outputs", 1);
@@ -774,19 +764,7 @@ fn sigkill_then_restart_resumes_at_the_checkpoint_offsets() {
     std::thread::sleep(Duration::from_millis(500));
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(30)), Some(0), "{}", s.stderr());
-    let got: Vec<Value> = ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
-        .iter()
-        .flat_map(|f| read(f))
-        .collect();
-    let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), got.len(), "a file output was written twice");
-    let mut got: Vec<String> = got.iter().map(as_match).collect();
-    got.sort();
-    assert_eq!(got.len(), want.len());
-    assert!(
-        got == want,
-        "the file outputs differ from an uninterrupted run"
-    );
+    exactly_once(&file_outputs(dir.path()), &want, "the file outputs");
     // The kafka sink: every output, duplicates (told apart by id) allowed.
     // The kafka sink wrote each output at least once: at least as many
     // records as outputs, each a right one. (Reading every record back is
@@ -841,17 +819,7 @@ fn a_broker_restart_in_mid_stream_loses_nothing() {
         .iter()
         .map(|(k, v)| (Some(k.clone()), v.clone(), None))
         .collect();
-    let read = |f: &str| {
-        std::fs::read_to_string(dir.path().join(f))
-            .map(|t| json_lines(&t))
-            .unwrap_or_default()
-    };
-    let count = || {
-        ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
-            .iter()
-            .map(|f| read(f).len())
-            .sum::<usize>()
-    };
+    let count = || file_outputs(dir.path()).len();
     let mut s = Service::start(dir.path(), &config, &[]);
     broker.produce("orders", &records[..3_000]);
     wait_for(
@@ -881,18 +849,7 @@ fn a_broker_restart_in_mid_stream_loses_nothing() {
     );
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
-    let got: Vec<Value> = ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
-        .iter()
-        .flat_map(|f| read(f))
-        .collect();
-    let ids: BTreeSet<&str> = got.iter().map(|v| v["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), got.len(), "a file output was written twice");
-    let mut got: Vec<String> = got.iter().map(as_match).collect();
-    got.sort();
-    assert!(
-        got == want,
-        "the file outputs differ from an uninterrupted run"
-    );
+    exactly_once(&file_outputs(dir.path()), &want, "the file outputs");
     // Every output reached the topic, acknowledged before the stop.
     let fresh: BaseConsumer = broker.client().create().unwrap();
     let (_, high) = fresh
@@ -1063,6 +1020,19 @@ fn of_kind(want: &[String], kind: &str) -> Vec<String> {
     want.iter()
         .filter(|w| serde_json::from_str::<Value>(w).unwrap()["kind"] == kind)
         .cloned()
+        .collect()
+}
+
+/// The outputs in the file sinks `out/m.jsonl`, `out/t.jsonl` and
+/// `out/l.jsonl` under `dir`.
+fn file_outputs(dir: &Path) -> Vec<Value> {
+    ["out/m.jsonl", "out/t.jsonl", "out/l.jsonl"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(dir.join(f))
+                .map(|t| json_lines(&t))
+                .unwrap_or_default()
+        })
         .collect()
 }
 
