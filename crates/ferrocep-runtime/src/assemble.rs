@@ -240,22 +240,6 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
         );
         workers = 1;
     }
-    if scale_out {
-        let o = &cfg.outputs;
-        let transactional = [&o.r#match, &o.timeout, &o.late, &o.error]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|s| matches!(s, SinkConfig::Kafka(k) if k.transactional || k.transactional_id.is_some()));
-        if transactional {
-            // The changelog and the consumed offsets are not in the sink's
-            // transactions yet (README, "Scale-out").
-            tracing::warn!(
-                "a transactional kafka sink with a scale_out source is at least once: a partition \
-                 taken over after a crash replays the outputs since its last changelog checkpoint"
-            );
-        }
-    }
     let mut start_changes: Vec<Change> = Vec::new();
     let mut engines = Vec::with_capacity(workers as usize);
     for w in 0..workers {
@@ -485,6 +469,10 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                 kafka: restored
                     .as_ref()
                     .and_then(|r| r.kafka_sinks.get(&name).copied()),
+                scale_out: match &cfg.source {
+                    SourceConfig::Kafka(k) if k.scale_out => k.topics.first().cloned(),
+                    _ => None,
+                },
             };
             let spawned =
                 crate::sink::spawn_sink_from(sc, ctx, runtime.handle(), crate::sink::QUEUE, &start)
@@ -642,10 +630,12 @@ fn kafka_source(
     let writer = crate::changelog::io::KafkaChangelogWriter::new(&config, &topic)
         .map_err(|e| SourceError::new(SourceErrorKind::Config, format!("source: {e}")))?;
     let release = StopFlag::new();
+    use crate::changelog::ChangelogWrite;
     let s = crate::source::kafka::KafkaSource::with_changelog(
         k.clone(),
         pipeline,
         &topic,
+        writer.token(),
         release.clone(),
         metrics.clone(),
     )?;

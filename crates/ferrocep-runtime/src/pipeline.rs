@@ -588,6 +588,14 @@ fn partitions_moved(
                 }
             }
             offsets.sort();
+            if let Some((c, _)) = &cp {
+                // Before any output of theirs reaches the sinks.
+                for (_, shared) in &c.kafka_sinks {
+                    for s in &states {
+                        shared.gained(s.partition, s.meta.as_ref().map(|m| m.outputs));
+                    }
+                }
+            }
             let (restored, skipped) = engine.restore_partitions(states).map_err(|e| {
                 RunError::Source(SourceError::new(
                     SourceErrorKind::Input,
@@ -815,7 +823,7 @@ struct CheckpointJob {
     changelog: Option<(
         std::collections::BTreeSet<u16>,
         Vec<crate::source::KafkaOffset>,
-        Vec<(u16, crate::changelog::PatternMetas)>,
+        Vec<crate::tasks::TaskMeta>,
     )>,
     pipeline: String,
     parts: crate::engine::EngineCheckpoint,

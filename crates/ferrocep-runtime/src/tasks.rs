@@ -33,8 +33,23 @@ pub struct Tasks {
     /// Output counts and events of tasks dropped (counters only go up).
     gone_counts: Vec<PatternCounts>,
     gone_events: u64,
-    /// Each task's per-pattern meta of the last checkpoint.
-    metas: Vec<(u16, crate::changelog::PatternMetas)>,
+    /// Each task's meta of the last checkpoint.
+    metas: Vec<TaskMeta>,
+    /// Each partition's outputs by kind, over every run (restored from the
+    /// changelog): a transactional sink's count of what it committed.
+    outputs: BTreeMap<u16, [u64; 4]>,
+}
+
+/// What a checkpoint's meta record holds of one task beyond its keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskMeta {
+    /// The source partition.
+    pub partition: u16,
+    /// Each pattern's operator-level state.
+    pub patterns: crate::changelog::PatternMetas,
+    /// The partition's outputs by kind ([`crate::sink::Kind`] order) over
+    /// every run, up to the checkpoint.
+    pub outputs: [u64; 4],
 }
 
 impl Tasks {
@@ -54,6 +69,20 @@ impl Tasks {
             gone_counts: Vec::new(),
             gone_events: 0,
             metas: Vec::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// Tags `out[from..]`, made by partition `p`'s task, with `p` and
+    /// counts them.
+    fn made(outputs: &mut BTreeMap<u16, [u64; 4]>, p: u16, out: &mut [Output], from: usize) {
+        let Some(made) = out.get_mut(from..).filter(|m| !m.is_empty()) else {
+            return;
+        };
+        let counts = outputs.entry(p).or_default();
+        for o in made {
+            o.set_source_partition(p);
+            counts[o.kind as usize] += 1;
         }
     }
 
@@ -101,21 +130,27 @@ impl Tasks {
                 .push(r.pos, batch.bytes(r));
         }
         for (p, b) in parts {
+            let from = out.len();
             self.task(p).on_batch(&b, now, out);
+            Self::made(&mut self.outputs, p, out, from);
         }
     }
 
     /// [`Engine::on_time`] of every task.
     pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
-        for e in self.tasks.values_mut() {
+        for (&p, e) in self.tasks.iter_mut() {
+            let from = out.len();
             e.on_time(now, out);
+            Self::made(&mut self.outputs, p, out, from);
         }
     }
 
     /// [`Engine::on_end`] of every task.
     pub fn on_end(&mut self, flush: bool, out: &mut Vec<Output>) {
-        for e in self.tasks.values_mut() {
+        for (&p, e) in self.tasks.iter_mut() {
+            let from = out.len();
             e.on_end(flush, out);
+            Self::made(&mut self.outputs, p, out, from);
         }
     }
 
@@ -138,7 +173,11 @@ impl Tasks {
                 m.deletes.extend(part.deletes);
                 m.full |= part.full;
             }
-            self.metas.push((p, metas));
+            self.metas.push(TaskMeta {
+                partition: p,
+                patterns: metas,
+                outputs: self.outputs.get(&p).copied().unwrap_or_default(),
+            });
             for r in c.retired {
                 if !all.retired.contains(&r) {
                     all.retired.push(r);
@@ -150,7 +189,7 @@ impl Tasks {
 
     /// Each task's (store name, operator-level state) of the last
     /// checkpoint.
-    pub fn take_metas(&mut self) -> Vec<(u16, crate::changelog::PatternMetas)> {
+    pub fn take_metas(&mut self) -> Vec<TaskMeta> {
         std::mem::take(&mut self.metas)
     }
 
@@ -216,9 +255,12 @@ impl Tasks {
         out: &mut Vec<Output>,
     ) -> Result<Vec<Applied>, EngineError> {
         let mut applied = template.apply(&changes, pending, out)?;
-        for e in self.tasks.values_mut() {
+        for (&p, e) in self.tasks.iter_mut() {
             // The template took them: the tasks, with the same versions, do.
-            if let Ok(r) = e.apply(&changes, pending, out) {
+            let from = out.len();
+            let r = e.apply(&changes, pending, out);
+            Self::made(&mut self.outputs, p, out, from);
+            if let Ok(r) = r {
                 for (a, b) in applied.iter_mut().zip(r) {
                     a.dropped += b.dropped;
                     a.draining |= b.draining;
@@ -249,6 +291,7 @@ impl Tasks {
     /// Drops the tasks of `parts` (revoked, checkpointed).
     pub fn drop_partitions(&mut self, parts: &[u16]) {
         for p in parts {
+            self.outputs.remove(p);
             if let Some(e) = self.tasks.remove(p) {
                 self.gone_events += e.stats().events;
                 self.gone_counts.extend(e.output_counts().0);
@@ -289,6 +332,8 @@ impl Tasks {
                 .map_err(|err| format!("partition {}: {err}", s.partition))?;
             restored += r;
             skipped += k;
+            let outputs = s.meta.as_ref().map(|m| m.outputs).unwrap_or_default();
+            self.outputs.insert(s.partition, outputs);
             if let Some(old) = self.tasks.insert(s.partition, e) {
                 self.gone_events += old.stats().events;
                 self.gone_counts.extend(old.output_counts().0);

@@ -108,7 +108,7 @@ impl Engines {
 
     /// Each task's per-pattern operator-level state of the last
     /// checkpoint (empty without tasks).
-    pub fn take_partition_metas(&mut self) -> Vec<(u16, crate::changelog::PatternMetas)> {
+    pub fn take_partition_metas(&mut self) -> Vec<crate::tasks::TaskMeta> {
         self.tasks
             .as_mut()
             .map(crate::tasks::Tasks::take_metas)

@@ -238,6 +238,11 @@ print(json.dumps(out))
     /// The offset that `group` committed for partition 0 of `topic`
     /// (a transactional sink's count of committed outputs).
     fn committed_offset(&self, group: &str, topic: &str) -> i64 {
+        self.committed_offset_at(group, topic, 0)
+    }
+
+    /// The offset that `group` committed for partition `p` of `topic`.
+    fn committed_offset_at(&self, group: &str, topic: &str, p: i32) -> i64 {
         let c: BaseConsumer = self
             .client()
             .set("group.id", group)
@@ -245,11 +250,11 @@ print(json.dumps(out))
             .create()
             .unwrap();
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, 0);
+        tpl.add_partition(topic, p);
         let got = c
             .committed_offsets(tpl, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("the offsets of {group}: {e}"));
-        match got.find_partition(topic, 0).map(|e| e.offset()) {
+        match got.find_partition(topic, p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => o,
             _ => -1,
         }
@@ -1271,21 +1276,13 @@ fn read_committed_sees_each_output_once_on_real_kafka() {
 /// killed between the two commits on purpose.
 #[test]
 fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
-    use ferrocep::runtime::clock::SystemClock;
     use ferrocep::runtime::config::{KafkaSinkConfig, SinkConfig};
-    use ferrocep::runtime::metrics::Metrics;
-    use ferrocep::runtime::sink::{self, KafkaCommit, Kind, Output, SinkCtx, SinkStart};
-    use std::sync::atomic::Ordering;
+    use ferrocep::runtime::sink::{KafkaCommit, Kind, Output, SinkStart};
     use std::sync::Arc;
 
     let broker = Broker::start();
     let dir = TempDir::new("kafka-txn-replay");
     broker.create_topic("out", 1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let cfg = SinkConfig::Kafka(KafkaSinkConfig {
         brokers: broker.brokers(),
         topic: "out".into(),
@@ -1301,30 +1298,12 @@ fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
     // One run: outputs `from..to`, resuming from `restored`; commits them
     // at a checkpoint and stops.
     let run = |restored: Option<u64>, from: u64, to: u64| {
-        let ctx = SinkCtx {
-            name: "outputs.timeout[0]".into(),
-            metrics: Arc::new(Metrics::new()),
-            config_dir: dir.path().to_path_buf(),
-            data_dir: dir.path().to_path_buf(),
-            clock: Arc::new(SystemClock),
-        };
         let start = SinkStart {
             pipeline: "replay".into(),
             kafka: restored.map(|n| KafkaCommit { kafka_committed: n }),
+            scale_out: None,
         };
-        let s = sink::spawn_sink_from(&cfg, ctx, rt.handle(), 64, &start).unwrap();
-        let txn = s.txn.expect("a transactional sink");
-        for i in from..to {
-            s.handle.tx.blocking_send(output(i)).unwrap();
-        }
-        txn.request_commit(to - from);
-        let t0 = Instant::now();
-        while s.handle.delivered.load(Ordering::SeqCst) < to - from {
-            assert!(t0.elapsed() < Duration::from_secs(60), "not committed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        drop(s.handle.tx);
-        rt.block_on(s.handle.task).unwrap().unwrap();
+        drive_txn_sink(&dir, &cfg, &start, |_| {}, (from..to).map(output).collect());
     };
     let ids = |t: &TxnLog| -> Vec<String> {
         t.committed
@@ -1819,4 +1798,319 @@ fn a_stopped_instance_hands_its_partitions_on() {
     s.signal("TERM");
     assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
     check_union(&instances, &want, false);
+}
+
+// ---------------------------------------------------------------------------
+// Scale-out with a transactional sink: one transaction per source
+// partition, its producer fenced by the partition's next owner.
+
+impl Instance {
+    /// An instance whose timeouts go to topic `alerts` in transactions, with
+    /// no checkpoint but at rebalances and the stop (nisshi leaves a killed
+    /// producer's second transaction open for ever; see the README).
+    fn transactional(broker: &Broker, name: &str, i: usize) -> Instance {
+        let dir = TempDir::new(&format!("kafka-scale-txn-{i}"));
+        dir.file("orders.yaml", SPEC);
+        let config = dir.file(
+            "pipe.yaml",
+            &format!(
+                "name: {name}\npatterns: [orders.yaml]\n\
+                 source: {{type: kafka, brokers: '{b}', topics: [orders], scale_out: true, \
+                 properties: {{session.timeout.ms: '6000', heartbeat.interval.ms: '500'}}}}\n\
+                 outputs:\n  match: [{{type: file, path: out/m.jsonl}}]\n  \
+                 timeout: [{{type: kafka, brokers: '{b}', topic: alerts, transactional_id: alerts-{name}}}]\n  \
+                 late: [{{type: file, path: out/l.jsonl}}]\n  error: [{{type: file, path: out/e.jsonl}}]\n\
+                 state: {{dir: data, checkpoint_interval: 1h}}\n",
+                b = broker.brokers()
+            ),
+        );
+        Instance {
+            dir,
+            config,
+            service: None,
+        }
+    }
+}
+
+/// Two transactional instances over four partitions, both in the group
+/// before any event, then every order produced: each instance has open
+/// transactions. Returns the instances, the closing events and the wanted
+/// timeouts and matches.
+fn transactional_pair(
+    broker: &Broker,
+    dir: &TempDir,
+    name: &str,
+) -> (Vec<Instance>, Vec<String>, Vec<String>, Vec<String>) {
+    let (records, closing, want) = scale_events(broker, dir, 6_000, 4);
+    broker.create_topic("alerts", 1);
+    let mut instances: Vec<Instance> = (0..2)
+        .map(|i| Instance::transactional(broker, name, i))
+        .collect();
+    instances[0].start();
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(30),
+    );
+    instances[1].start();
+    wait_log(
+        instances[1].service(),
+        "partitions gained",
+        1,
+        Duration::from_secs(60),
+    );
+    broker.produce("orders", &records);
+    // Both have timeouts in open transactions.
+    for i in &instances {
+        wait_log(
+            i.service(),
+            "of the partition's replay are already committed",
+            1,
+            Duration::from_secs(30),
+        );
+    }
+    wait_for(
+        instances[1].service(),
+        Duration::from_secs(30),
+        "records in open transactions",
+        || {
+            let n = broker.transactions("alerts").open.len();
+            (n > 0).then_some(()).ok_or(format!("{n} records"))
+        },
+    );
+    (
+        instances,
+        closing,
+        of_kind(&want, "timeout"),
+        of_kind(&want, "match"),
+    )
+}
+
+/// Ends a [`transactional_pair`] test: the closing events, every match in
+/// the files, the first instance stopped; then the committed records of
+/// `alerts` are each timeout once and nothing is left open.
+fn finish_transactional(
+    broker: &Broker,
+    instances: &mut [Instance],
+    closing: &[String],
+    timeouts: &[String],
+    matches: &[String],
+) -> TxnLog {
+    for (p, c) in closing.iter().enumerate() {
+        broker.produce_at("orders", p as i32, std::slice::from_ref(c));
+    }
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        3,
+        Duration::from_secs(60),
+    );
+    wait_for_all(instances, matches, Duration::from_secs(90));
+    let s = instances[0].service.as_mut().unwrap();
+    s.signal("TERM");
+    assert_eq!(s.wait(Duration::from_secs(60)), Some(0), "{}", s.stderr());
+    let t = broker.transactions("alerts");
+    eprintln!(
+        "alerts: {} commits ({} records), {} aborts ({} records), {} open",
+        t.commits,
+        t.committed.len(),
+        t.aborts,
+        t.aborted.len(),
+        t.open.len()
+    );
+    exactly_once(&t.committed, timeouts, "committed transactions");
+    assert!(t.open.is_empty(), "a transaction was left open");
+    t
+}
+
+/// An instance killed with SIGKILL with open transactions: the instance
+/// that takes its partitions fences their producers (their open
+/// transactions are aborted) and replays them from their changelog
+/// checkpoint; the committed records are each timeout once.
+#[test]
+fn a_killed_instance_s_open_transactions_are_aborted() {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-scale-txn-kill");
+    let (mut instances, closing, timeouts, matches) = transactional_pair(&broker, &dir, "txscale");
+    {
+        let s = instances[1].service.as_mut().unwrap();
+        s.signal("KILL");
+        let _ = s.wait(Duration::from_secs(10));
+    }
+    let t = finish_transactional(&broker, &mut instances, &closing, &timeouts, &matches);
+    assert!(
+        t.aborts >= 1 && !t.aborted.is_empty(),
+        "the killed instance's transactions are aborted: {t:?}"
+    );
+}
+
+/// A zombie: an instance paused (SIGSTOP) past its session loses its
+/// partitions without knowing; their new owner fences their producers.
+/// When the zombie wakes (SIGCONT), its commit fails, it says it was
+/// fenced and exits; nothing it wrote after the takeover is committed.
+#[test]
+fn a_paused_instance_is_fenced_when_it_wakes() {
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-scale-txn-zombie");
+    let (mut instances, closing, timeouts, matches) = transactional_pair(&broker, &dir, "txzombie");
+    let ready = |s: &Service| s.stderr().matches("partition's transactions ready").count();
+    let before = ready(instances[0].service());
+    instances[1].service().signal("STOP");
+    // The session (6 s) expires: the first takes every partition.
+    wait_log(
+        instances[0].service(),
+        "partitions gained",
+        3,
+        Duration::from_secs(60),
+    );
+    // Its producers of every partition started again: those of the
+    // zombie's partitions fenced the zombie's.
+    wait_for(
+        instances[0].service(),
+        Duration::from_secs(60),
+        "the producers of every partition",
+        || {
+            let n = ready(instances[0].service()) - before;
+            (n >= 4).then_some(()).ok_or(format!("{n} started"))
+        },
+    );
+    instances[1].service().signal("CONT");
+    {
+        let s = instances[1].service.as_mut().unwrap();
+        let code = s.wait(Duration::from_secs(60));
+        let err = s.stderr();
+        assert_ne!(code, Some(0), "the zombie fails:\n{err}");
+        assert!(err.contains("fenced"), "the zombie says why:\n{err}");
+    }
+    let t = finish_transactional(&broker, &mut instances, &closing, &timeouts, &matches);
+    assert!(
+        t.aborts >= 1 && !t.aborted.is_empty(),
+        "the zombie's transactions are aborted: {t:?}"
+    );
+}
+
+/// The transactional sink of a source that scales out, through its API:
+/// each source partition's outputs go in that partition's transactions,
+/// its count of committed outputs at that partition of the source's topic.
+/// A partition gained from a changelog checkpoint behind Kafka's count
+/// drops the outputs of its replay that Kafka holds, the other partition's
+/// none.
+#[test]
+fn partitioned_sink_drops_what_kafka_committed_per_partition() {
+    use ferrocep::runtime::config::{KafkaSinkConfig, SinkConfig};
+    use ferrocep::runtime::sink::{Kind, Output, SinkStart};
+    use std::sync::Arc;
+
+    let broker = Broker::start();
+    let dir = TempDir::new("kafka-txn-parts");
+    broker.create_topic("orders", 2);
+    broker.create_topic("out", 1);
+    let cfg = SinkConfig::Kafka(KafkaSinkConfig {
+        brokers: broker.brokers(),
+        topic: "out".into(),
+        properties: Default::default(),
+        transactional: true,
+        transactional_id: Some("parts".into()),
+    });
+    let output = |p: u16, i: u64| {
+        let id = format!("p{p}:timeout:{i}");
+        let line = format!(r#"{{"kind":"timeout","pattern":"p","key":"k{i}","id":"{id}"}}"#);
+        Arc::new(Output::new(Kind::Timeout, &id, line.as_bytes()).with_source_partition(p))
+    };
+    // One run: partition p gained from a checkpoint of `restored` timeouts,
+    // its outputs `from..to`, interleaved; committed at a checkpoint.
+    let run = |parts: &[(u16, Option<u64>, u64, u64)]| {
+        let start = SinkStart {
+            pipeline: "parts".into(),
+            kafka: None,
+            scale_out: Some("orders".into()),
+        };
+        let longest = parts.iter().map(|&(_, _, a, b)| b - a).max().unwrap_or(0);
+        let outputs = (0..longest)
+            .flat_map(|k| {
+                parts
+                    .iter()
+                    .filter(move |&&(_, _, from, to)| from + k < to)
+                    .map(move |&(p, _, from, _)| output(p, from + k))
+            })
+            .collect();
+        let gain = |txn: &ferrocep::runtime::sink::TxnShared| {
+            for &(p, restored, ..) in parts {
+                txn.gained(p, restored.map(|n| [0, n, 0, 0]));
+            }
+        };
+        drive_txn_sink(&dir, &cfg, &start, gain, outputs);
+    };
+    let ids = |p: u16| -> Vec<String> {
+        let mut v: Vec<String> = broker
+            .transactions("out")
+            .committed
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .filter(|id| id.starts_with(&format!("p{p}:")))
+            .collect();
+        v.sort_by_key(|id| id.rsplit(':').next().unwrap().parse::<u64>().unwrap());
+        v
+    };
+    let range = |p: u16, a: u64, b: u64| -> Vec<String> {
+        (a..b).map(|i| format!("p{p}:timeout:{i}")).collect()
+    };
+    let count = |p: i32| broker.committed_offset_at("ferrocep-txn.parts", "orders", p);
+    run(&[(0, None, 0, 10), (1, None, 0, 6)]);
+    assert_eq!((count(0), count(1)), (10, 6));
+    // Partition 0 from a checkpoint that had 4 (outputs 4..10 come again),
+    // partition 1 from one that had all 6.
+    run(&[(0, Some(4), 4, 14), (1, Some(6), 6, 9)]);
+    assert_eq!(ids(0), range(0, 0, 14));
+    assert_eq!(ids(1), range(1, 0, 9));
+    assert_eq!((count(0), count(1)), (14, 9));
+    let t = broker.transactions("out");
+    assert!(t.open.is_empty() && t.aborted.is_empty(), "{t:?}");
+}
+
+/// Drives a transactional kafka sink through its API, as one run of a
+/// pipeline: starts it from `start`, hands `setup` its barrier, sends
+/// `outputs`, asks a checkpoint to commit them, waits until it has, and
+/// stops it.
+fn drive_txn_sink(
+    dir: &TempDir,
+    cfg: &ferrocep::runtime::config::SinkConfig,
+    start: &ferrocep::runtime::sink::SinkStart,
+    setup: impl FnOnce(&ferrocep::runtime::sink::TxnShared),
+    outputs: Vec<std::sync::Arc<ferrocep::runtime::sink::Output>>,
+) {
+    use ferrocep::runtime::clock::SystemClock;
+    use ferrocep::runtime::metrics::Metrics;
+    use ferrocep::runtime::sink::{self, SinkCtx};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ctx = SinkCtx {
+        name: "outputs.timeout[0]".into(),
+        metrics: Arc::new(Metrics::new()),
+        config_dir: dir.path().to_path_buf(),
+        data_dir: dir.path().to_path_buf(),
+        clock: Arc::new(SystemClock),
+    };
+    let s = sink::spawn_sink_from(cfg, ctx, rt.handle(), 64, start).unwrap();
+    let txn = s.txn.expect("a transactional sink");
+    setup(&txn);
+    let sent = outputs.len() as u64;
+    for o in outputs {
+        s.handle.tx.blocking_send(o).unwrap();
+    }
+    txn.request_commit(sent);
+    let t0 = Instant::now();
+    while s.handle.delivered.load(Ordering::SeqCst) < sent {
+        assert!(t0.elapsed() < Duration::from_secs(60), "not committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(s.handle.tx);
+    rt.block_on(s.handle.task).unwrap().unwrap();
 }

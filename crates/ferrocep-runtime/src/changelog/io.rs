@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
-use super::{header, ChangelogRecord, ChangelogWrite, PartitionState, Replay, HEADER};
+use super::{header, ChangelogRecord, ChangelogWrite, PartitionState, Replay, CLAIM_KEY, HEADER};
 
 /// How long a checkpoint waits for the changelog's acknowledgements.
 const FLUSH: Duration = Duration::from_secs(60);
@@ -156,6 +156,12 @@ impl KafkaChangelogWriter {
     /// A writer of `topic` with the client config `config`, its token
     /// random.
     pub fn new(config: &ClientConfig, topic: &str) -> Result<Self, String> {
+        Self::with_token(config, topic, rand::random())
+    }
+
+    /// A writer of `topic` whose records carry `token` (a second writer of
+    /// the same instance: the source's, for claims).
+    pub fn with_token(config: &ClientConfig, topic: &str, token: u64) -> Result<Self, String> {
         let mut c = config.clone();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -166,8 +172,22 @@ impl KafkaChangelogWriter {
         Ok(KafkaChangelogWriter {
             producer,
             topic: topic.to_string(),
-            token: rand::random(),
+            token,
         })
+    }
+
+    /// Claims changelog partition `partition` for this writer (see
+    /// [`CLAIM_KEY`]), waiting for the acknowledgement.
+    pub fn claim(&mut self, partition: u16) -> Result<(), String> {
+        let value = format!(r#"{{"v":1,"writer":"{:016x}"}}"#, self.token);
+        self.write(
+            0,
+            &[ChangelogRecord {
+                partition,
+                key: CLAIM_KEY.to_vec(),
+                value: Some(value.into_bytes().into()),
+            }],
+        )
     }
 }
 
@@ -305,6 +325,14 @@ impl ChangelogReader {
         };
         let _ = self.consumer.unassign();
         result?;
+        if replay.foreign > 0 {
+            tracing::warn!(
+                topic,
+                partition = p,
+                checkpoints = replay.foreign,
+                "changelog checkpoints of an instance that no longer owned the partition are not taken"
+            );
+        }
         if replay.skipped > 0 {
             tracing::warn!(
                 topic,

@@ -39,6 +39,11 @@ pub const META_VERSION: u32 = 1;
 /// The record key of a partition's meta record.
 pub const META_KEY: &[u8] = b"m";
 
+/// The record key of a partition's claim: the instance that gained the
+/// partition writes it before it reads the partition back; from there on,
+/// only that writer's checkpoints of the partition are taken.
+pub const CLAIM_KEY: &[u8] = b"c";
+
 /// The default changelog topic of pipeline `name`.
 pub fn default_topic(name: &str) -> String {
     format!("ferrocep-{name}-changelog")
@@ -61,6 +66,15 @@ pub struct PartitionMeta {
     pub offsets: Vec<KafkaOffset>,
     /// The patterns whose state the checkpoint holds.
     pub patterns: Vec<MetaPattern>,
+    /// The partition's outputs by kind (match, timeout, late, error) over
+    /// every run, up to the checkpoint: where a transactional kafka sink's
+    /// count of this partition stood (see `sink::kafka`).
+    #[serde(default, skip_serializing_if = "no_outputs")]
+    pub outputs: [u64; 4],
+}
+
+fn no_outputs(o: &[u64; 4]) -> bool {
+    o.iter().all(|&n| n == 0)
 }
 
 /// A pattern in a [`PartitionMeta`].
@@ -142,7 +156,7 @@ pub fn records<'a>(
     parts: &'a crate::engine::EngineCheckpoint,
     owned: &BTreeSet<u16>,
     offsets: &[KafkaOffset],
-    metas: &[(u16, PatternMetas)],
+    metas: &[crate::tasks::TaskMeta],
 ) -> Vec<ChangelogRecord<'a>> {
     let mut out = Vec::new();
     for p in &parts.parts {
@@ -177,6 +191,7 @@ pub fn records<'a>(
         })
         .collect();
     for &part in owned {
+        let task = metas.iter().find(|m| m.partition == part);
         let meta = PartitionMeta {
             v: META_VERSION,
             partition: part,
@@ -191,14 +206,13 @@ pub fn records<'a>(
             patterns: patterns
                 .iter()
                 .map(|mp| MetaPattern {
-                    meta: metas
-                        .iter()
-                        .find(|(q, _)| *q == part)
-                        .and_then(|(_, m)| m.iter().find(|(n, _)| *n == mp.name))
+                    meta: task
+                        .and_then(|t| t.patterns.iter().find(|(n, _)| *n == mp.name))
                         .map(|(_, b)| hex(b)),
                     ..mp.clone()
                 })
                 .collect(),
+            outputs: task.map(|t| t.outputs).unwrap_or_default(),
         };
         out.push(ChangelogRecord {
             partition: part,
@@ -275,6 +289,12 @@ pub struct Replay {
     /// Read since the last meta record: (header, store name, key, value).
     pending: Vec<Pending>,
     meta: Option<PartitionMeta>,
+    /// The writer token of the last claim ([`CLAIM_KEY`]): only its
+    /// checkpoints are taken after it.
+    claimant: Option<[u8; 8]>,
+    /// Checkpoints of writers that no longer owned the partition (a
+    /// zombie's), not taken.
+    pub foreign: u64,
     /// Records that were not of this format (skipped).
     pub skipped: u64,
 }
@@ -298,12 +318,26 @@ impl Replay {
             self.skipped += 1;
             return;
         };
+        let mut token = [0u8; 8];
+        token.copy_from_slice(&h[..8]);
+        if key == CLAIM_KEY {
+            // What the previous owner had not finished is not taken.
+            self.pending.clear();
+            self.claimant = Some(token);
+            return;
+        }
         if key == META_KEY {
             let Some(meta) = value.and_then(|v| serde_json::from_slice::<PartitionMeta>(v).ok())
             else {
                 self.skipped += 1;
                 return;
             };
+            if self.claimant.is_some_and(|c| c != token) {
+                // A writer that lost the partition without knowing.
+                self.pending.retain(|(ph, ..)| *ph != h);
+                self.foreign += 1;
+                return;
+            }
             for p in meta.patterns.iter().filter(|p| p.full) {
                 self.keys.remove(&p.name);
             }

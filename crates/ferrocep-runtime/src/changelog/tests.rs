@@ -183,14 +183,88 @@ fn partition_metas_ride_in_the_meta_record() {
         parts: vec![part("p", &[(&a, b"A")], &[], false)],
         retired: vec![],
     };
-    let metas = vec![(1u16, vec![("p".to_string(), vec![0u8, 0xff, 7])])];
+    let metas = vec![crate::tasks::TaskMeta {
+        partition: 1,
+        patterns: vec![("p".to_string(), vec![0u8, 0xff, 7])],
+        outputs: [3, 2, 0, 1],
+    }];
     let log = tagged(records(1, 7, 0, &c, &owned, &[], &metas), 7, 1);
-    assert_eq!(
-        replay(1, &log).metas(),
-        vec![("p".to_string(), vec![0, 0xff, 7])]
-    );
-    assert!(replay(0, &log).metas().is_empty());
+    let one = replay(1, &log);
+    assert_eq!(one.metas(), vec![("p".to_string(), vec![0, 0xff, 7])]);
+    assert_eq!(one.meta.map(|m| m.outputs), Some([3, 2, 0, 1]));
+    let zero = replay(0, &log);
+    assert!(zero.metas().is_empty());
+    assert_eq!(zero.meta.map(|m| m.outputs), Some([0; 4]));
     assert_eq!(unhex(&hex(&[1, 2, 250])), Some(vec![1, 2, 250]));
     assert_eq!(unhex("abc"), None);
     assert_eq!(unhex("zz"), None);
+}
+
+fn claim(p: u16, token: u64) -> (u64, u64, ChangelogRecord<'static>) {
+    let rec = ChangelogRecord {
+        partition: p,
+        key: CLAIM_KEY.to_vec(),
+        value: Some(b"{}".to_vec().into()),
+    };
+    (token, 0, rec)
+}
+
+/// A zombie (writer 7, which lost partition 0 without knowing) checkpoints
+/// after writer 8 claimed the partition: its checkpoint is not taken, and
+/// writer 8's checkpoints after it are.
+#[test]
+fn after_a_claim_only_the_claimant_s_checkpoints_are_taken() {
+    let a = Key::tagged(0, Some("1"));
+    let b = Key::tagged(0, Some("2"));
+    let owned: BTreeSet<u16> = [0].into();
+    let cp = |up: &[(&Key, &[u8])]| EngineCheckpoint {
+        parts: vec![part("p", up, &[], false)],
+        retired: vec![],
+    };
+    let (first, mine) = (cp(&[(&a, b"A1")]), cp(&[(&b, b"B8")]));
+    let mut log = vec![claim(0, 7)];
+    log.extend(tagged(records(1, 7, 0, &first, &owned, &[], &[]), 7, 1));
+    // Writer 8 gains the partition: its claim, then it reads back A1.
+    log.push(claim(0, 8));
+    let s = replay(0, &log);
+    assert_eq!(s.keys, vec![("p".to_string(), enc(&a), b"A1".to_vec())]);
+    // The zombie writes its next checkpoint: not taken.
+    let zombie = cp(&[(&a, b"A-zombie"), (&b, b"B-zombie")]);
+    log.extend(tagged(records(2, 7, 0, &zombie, &owned, &[], &[]), 7, 2));
+    let mut r = Replay::new(0);
+    for (token, id, rec) in &log {
+        r.record(
+            Some(&rec.key),
+            rec.value.as_deref(),
+            Some(&header(*token, *id)),
+        );
+    }
+    assert_eq!(r.foreign, 1);
+    let s = r.finish();
+    assert_eq!(s.keys, vec![("p".to_string(), enc(&a), b"A1".to_vec())]);
+    assert_eq!(s.meta.as_ref().map(|m| m.checkpoint), Some(1));
+    // Writer 8's own delta after it is taken, on top of A1.
+    log.extend(tagged(records(1, 8, 0, &mine, &owned, &[], &[]), 8, 1));
+    let s = replay(0, &log);
+    assert_eq!(
+        s.keys,
+        vec![
+            ("p".to_string(), enc(&a), b"A1".to_vec()),
+            ("p".to_string(), enc(&b), b"B8".to_vec()),
+        ]
+    );
+    assert_eq!(s.meta.unwrap().writer, format!("{:016x}", 8));
+    // Without claims (a changelog of an older ferrocep) every complete
+    // checkpoint is taken.
+    let old: Vec<_> = log.iter().filter(|(_, id, _)| *id != 0).cloned().collect();
+    assert_eq!(replay(0, &old).meta.unwrap().checkpoint, 1);
+    assert_eq!(
+        replay(0, &old)
+            .keys
+            .iter()
+            .find(|k| k.1 == enc(&a))
+            .unwrap()
+            .2,
+        b"A-zombie"
+    );
 }

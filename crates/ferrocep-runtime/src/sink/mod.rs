@@ -74,7 +74,13 @@ pub struct Output {
     /// The id's bytes, then the line's.
     buf: Vec<u8>,
     id_len: u32,
+    /// The source partition whose engine made it ([`NO_PARTITION`]: none).
+    partition: u16,
 }
+
+/// [`Output::source_partition`] of an output not made per source
+/// partition.
+const NO_PARTITION: u16 = u16::MAX;
 
 impl Output {
     /// An output of `kind` with `id` (also inside `line`) and `line`, the
@@ -94,7 +100,31 @@ impl Output {
         } else {
             0
         };
-        Output { kind, buf, id_len }
+        Output {
+            kind,
+            buf,
+            id_len,
+            partition: NO_PARTITION,
+        }
+    }
+
+    /// The source partition whose engine made it, with a kafka source that
+    /// scales out (`None` otherwise).
+    pub fn source_partition(&self) -> Option<u16> {
+        (self.partition != NO_PARTITION).then_some(self.partition)
+    }
+
+    /// Marks it as made by the engine of source partition `p`.
+    pub(crate) fn set_source_partition(&mut self, p: u16) {
+        self.partition = p;
+    }
+
+    /// It, marked as made by the engine of source partition `p` (below
+    /// `u16::MAX`): a transactional kafka sink of a source that scales out
+    /// commits it in that partition's transaction.
+    pub fn with_source_partition(mut self, p: u16) -> Output {
+        self.set_source_partition(p);
+        self
     }
 
     /// Its id: the same in every run over the same input, across restarts
@@ -216,6 +246,10 @@ pub struct SinkStart {
     /// (`None`: a fresh data directory, or a sink the checkpoint did not
     /// have).
     pub kafka: Option<KafkaCommit>,
+    /// With a kafka source that scales out: its (first) topic. A
+    /// transactional kafka sink then has one transaction per source
+    /// partition, its count at that partition of this topic.
+    pub scale_out: Option<String>,
 }
 
 /// What a checkpoint records of a transactional kafka sink: how many
@@ -226,6 +260,10 @@ pub struct KafkaCommit {
     /// Outputs committed in Kafka transactions, over every run.
     pub kafka_committed: u64,
 }
+
+/// A source partition's gain: its number, and its changelog checkpoint's
+/// outputs by kind (`None`: no checkpoint).
+pub(crate) type Gain = (u64, Option<[u64; 4]>);
 
 /// The checkpoint barrier of a transactional kafka sink: a checkpoint asks
 /// it to commit every output handed to it ([`TxnShared::request_commit`]),
@@ -238,6 +276,12 @@ pub struct TxnShared {
     pub base: u64,
     commit_through: AtomicU64,
     wake: tokio::sync::Notify,
+    /// With a source that scales out: per source partition gained, the
+    /// number of that gain and its changelog checkpoint's outputs by kind
+    /// (`None`: no checkpoint yet).
+    gained: std::sync::Mutex<std::collections::BTreeMap<u16, Gain>>,
+    gains: AtomicU64,
+    gain_wake: tokio::sync::Notify,
 }
 
 impl TxnShared {
@@ -261,6 +305,44 @@ impl TxnShared {
     pub fn requested(&self) -> u64 {
         self.commit_through
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Source partition `p` was gained, restored from a changelog
+    /// checkpoint with `outputs` by kind (`None`: none): the sink starts
+    /// its transactions anew and drops what of its replay Kafka holds.
+    /// Called before any output of the gain is handed to the sink.
+    pub fn gained(&self, p: u16, outputs: Option<[u64; 4]>) {
+        let n = self.gains.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.gained
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(p, (n, outputs));
+        self.gain_wake.notify_one();
+    }
+
+    /// Every partition's last gain ([`TxnShared::gained`]).
+    pub(crate) fn gains(&self) -> Vec<(u16, Gain)> {
+        self.gained
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(&p, &g)| (p, g))
+            .collect()
+    }
+
+    /// Waits for the next [`TxnShared::gained`] (one made since the last
+    /// wait counts).
+    pub(crate) async fn gained_again(&self) {
+        self.gain_wake.notified().await
+    }
+
+    /// The last gain of source partition `p` ([`TxnShared::gained`]).
+    pub(crate) fn gain_of(&self, p: u16) -> Option<Gain> {
+        self.gained
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&p)
+            .copied()
     }
 
     /// Waits for the next [`TxnShared::request_commit`] (one made since the
@@ -341,6 +423,13 @@ pub fn spawn_sink_from(
             None => {
                 let sink = kafka::KafkaSink::new(k, &ctx, None).map_err(err(Config))?;
                 rt.spawn(typed(SinkErrorKind::Broker, sink.run(rx, ctx, d)))
+            }
+            Some(id) if start.scale_out.is_some() => {
+                let topic = start.scale_out.as_deref().unwrap_or_default();
+                let sink = kafka::Partitioned::new(k, &ctx, &id, topic).map_err(err(Config))?;
+                let shared = Arc::new(TxnShared::new(0));
+                txn = Some(shared.clone());
+                rt.spawn(typed(SinkErrorKind::Broker, sink.run(rx, ctx, d, shared)))
             }
             Some(id) => {
                 let sink = kafka::KafkaSink::new(k, &ctx, Some(&id)).map_err(err(Config))?;

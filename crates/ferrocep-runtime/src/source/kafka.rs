@@ -49,7 +49,7 @@ use super::{
     events_in, fail, kafka_partition, Batch, KafkaOffset, Position, Resume, Source, SourceCtx,
     SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
 };
-use crate::changelog::io::{client_config, ensure_topic, ChangelogReader};
+use crate::changelog::io::{client_config, ensure_topic, ChangelogReader, KafkaChangelogWriter};
 use crate::changelog::PartitionChange;
 use crate::config::KafkaSourceConfig;
 use crate::metrics::Metrics;
@@ -123,19 +123,28 @@ impl KafkaSource {
     /// state (else at the group's committed offset, else at `start`; never
     /// at the local checkpoint's offsets, whose state is not restored). The
     /// pipeline raises `release` once its final checkpoint is written.
+    ///
+    /// Before it reads a partition back, it claims it with `token`, the
+    /// token of the pipeline's changelog writer: checkpoints of the
+    /// partition by any other writer after that are not taken.
     pub fn with_changelog(
         cfg: KafkaSourceConfig,
         pipeline: &str,
         topic: &str,
+        token: u64,
         release: StopFlag,
         metrics: Arc<Metrics>,
     ) -> Result<KafkaSource, SourceError> {
         let config = client_config(&cfg.brokers, &cfg.properties, false);
         let reader = ChangelogReader::new(&config, topic)
             .map_err(|e| SourceError::new(SourceErrorKind::Config, format!("source: {e}")))?;
+        let producer = client_config(&cfg.brokers, &cfg.properties, true);
+        let claims = KafkaChangelogWriter::with_token(&producer, topic, token)
+            .map_err(|e| SourceError::new(SourceErrorKind::Config, format!("source: {e}")))?;
         let scale = Scale {
             topic: topic.to_string(),
             reader,
+            claims: Mutex::new(claims),
             release,
             tx: Mutex::new(None),
             owned: Mutex::new(BTreeSet::new()),
@@ -589,6 +598,8 @@ struct Scale {
     /// The changelog topic.
     topic: String,
     reader: ChangelogReader,
+    /// Writes the claim of each partition gained.
+    claims: Mutex<KafkaChangelogWriter>,
     /// Raised by the pipeline after its final checkpoint.
     release: StopFlag,
     /// The pipeline's queue (set when the source runs).
@@ -617,7 +628,14 @@ impl Scale {
         let parts = partitions_of(tpl);
         let mut states = Vec::with_capacity(parts.len());
         for &p in &parts {
-            match self.reader.read(p, CHANGELOG_READ) {
+            // The claim first: what is read back ends at a checkpoint of
+            // the previous owner at the latest.
+            let claimed = self
+                .claims
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .claim(p);
+            match claimed.and_then(|()| self.reader.read(p, CHANGELOG_READ)) {
                 Ok(s) => states.push(s),
                 Err(e) => {
                     tracing::error!(error = %e, "kafka source: cannot restore a partition's state");

@@ -29,6 +29,9 @@
 //! the first's next produce or commit fails with `ProducerFenced` and its
 //! sink stops, naming the id, which stops that instance.
 //!
+//! With a kafka source that scales out, a transactional sink keeps one
+//! transaction per source partition instead ([`partitioned`]).
+//!
 //! [`TxnShared`]: super::TxnShared
 
 use std::collections::VecDeque;
@@ -49,6 +52,9 @@ use tokio::sync::mpsc::Receiver;
 use super::common::{self, Backoff, SinkMetrics};
 use super::{Output, SinkCtx, TxnShared};
 use crate::config::KafkaSinkConfig;
+
+mod partitioned;
+pub(crate) use partitioned::Partitioned;
 
 /// Most outputs taken off the queue at once.
 const MAX_BATCH: usize = 4096;
@@ -93,6 +99,10 @@ struct Txn {
     /// A consumer of that group (never subscribed): its metadata for
     /// `send_offsets_to_transaction`, and reading the count at start.
     marker: Arc<BaseConsumer>,
+    /// The topic partition whose offset in `group` is the count: partition
+    /// 0 of the sink's topic, or, per source partition, that partition of
+    /// the source's topic.
+    count_at: (String, i32),
 }
 
 impl KafkaSink {
@@ -124,9 +134,19 @@ impl KafkaSink {
                     id: id.to_string(),
                     group,
                     marker: Arc::new(marker),
+                    count_at: (cfg.topic.clone(), 0),
                 })
             }
         };
+        Self::with_txn(cfg, ctx, txn)
+    }
+
+    /// A producer to `cfg.topic` with the transaction side `txn`.
+    fn with_txn(
+        cfg: &KafkaSinkConfig,
+        ctx: &SinkCtx,
+        txn: Option<Txn>,
+    ) -> Result<KafkaSink, String> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &cfg.brokers);
         if let Some(t) = &txn {
@@ -452,7 +472,7 @@ impl KafkaSink {
         let cgm = Arc::new(cgm);
         let mut offsets = TopicPartitionList::new();
         offsets
-            .add_partition_offset(&self.topic, 0, Offset::Offset(total as i64))
+            .add_partition_offset(&t.count_at.0, t.count_at.1, Offset::Offset(total as i64))
             .map_err(|e| format!("the count {total} as an offset: {e}"))?;
         let offsets = Arc::new(offsets);
         let mut retry = 0u32;
@@ -511,12 +531,12 @@ impl KafkaSink {
         };
         let mut retry = 0u32;
         loop {
-            let (marker, topic) = (t.marker.clone(), self.topic.clone());
+            let (marker, (topic, p)) = (t.marker.clone(), t.count_at.clone());
             let r = tokio::task::spawn_blocking(move || {
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&topic, 0);
+                tpl.add_partition(&topic, p);
                 let got = marker.committed_offsets(tpl, TXN_CALL)?;
-                Ok::<_, KafkaError>(match got.find_partition(&topic, 0).map(|e| e.offset()) {
+                Ok::<_, KafkaError>(match got.find_partition(&topic, p).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) if o > 0 => o as u64,
                     _ => 0,
                 })
