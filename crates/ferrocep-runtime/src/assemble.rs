@@ -473,6 +473,10 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                     SourceConfig::Kafka(k) if k.scale_out => k.topics.first().cloned(),
                     _ => None,
                 },
+                source_group: match &cfg.source {
+                    SourceConfig::Kafka(k) => Some(k.group(&cfg.name)),
+                    _ => None,
+                },
             };
             let spawned =
                 crate::sink::spawn_sink_from(sc, ctx, runtime.handle(), crate::sink::QUEUE, &start)

@@ -1034,7 +1034,8 @@ fn checkpoint(
     // comes before the checkpoint's (see `sink::kafka`).
     for (sink, shared) in &c.kafka_sinks {
         if let Some(i) = router.sinks.iter().position(|s| s.name == *sink) {
-            shared.request_commit(router.sent[i]);
+            let offsets = resume.and_then(|r| r.kafka.clone()).unwrap_or_default();
+            shared.request_commit_at(router.sent[i], offsets);
         }
     }
     // Every output before the checkpoint must be delivered: a crash after it

@@ -1171,6 +1171,11 @@ fn transactional_sink_commits_each_output_once_across_sigkills() {
         want.len() as i64,
         "the count of committed outputs"
     );
+    assert_eq!(
+        broker.committed_offset("txkill", "orders"),
+        events.len() as i64,
+        "the source's offsets, committed in the last transaction"
+    );
 }
 
 /// What nisshi cannot show, on a real Kafka cluster named by
@@ -1302,8 +1307,10 @@ fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
             pipeline: "replay".into(),
             kafka: restored.map(|n| KafkaCommit { kafka_committed: n }),
             scale_out: None,
+            source_group: None,
         };
-        drive_txn_sink(&dir, &cfg, &start, |_| {}, (from..to).map(output).collect());
+        let outputs = (from..to).map(output).collect();
+        drive_txn_sink(&dir, &cfg, &start, |_| {}, outputs, vec![]);
     };
     let ids = |t: &TxnLog| -> Vec<String> {
         t.committed
@@ -1892,6 +1899,7 @@ fn transactional_pair(
 /// `alerts` are each timeout once and nothing is left open.
 fn finish_transactional(
     broker: &Broker,
+    group: &str,
     instances: &mut [Instance],
     closing: &[String],
     timeouts: &[String],
@@ -1921,6 +1929,11 @@ fn finish_transactional(
     );
     exactly_once(&t.committed, timeouts, "committed transactions");
     assert!(t.open.is_empty(), "a transaction was left open");
+    // The source's offsets went in the transactions too.
+    for p in 0..4 {
+        let o = broker.committed_offset_at(group, "orders", p);
+        assert!(o > 0, "partition {p}'s source offset in {group}: {o}");
+    }
     t
 }
 
@@ -1938,7 +1951,15 @@ fn a_killed_instance_s_open_transactions_are_aborted() {
         s.signal("KILL");
         let _ = s.wait(Duration::from_secs(10));
     }
-    let t = finish_transactional(&broker, &mut instances, &closing, &timeouts, &matches);
+    let group = "ferrocep-txscale";
+    let t = finish_transactional(
+        &broker,
+        group,
+        &mut instances,
+        &closing,
+        &timeouts,
+        &matches,
+    );
     assert!(
         t.aborts >= 1 && !t.aborted.is_empty(),
         "the killed instance's transactions are aborted: {t:?}"
@@ -1983,7 +2004,15 @@ fn a_paused_instance_is_fenced_when_it_wakes() {
         assert_ne!(code, Some(0), "the zombie fails:\n{err}");
         assert!(err.contains("fenced"), "the zombie says why:\n{err}");
     }
-    let t = finish_transactional(&broker, &mut instances, &closing, &timeouts, &matches);
+    let group = "ferrocep-txzombie";
+    let t = finish_transactional(
+        &broker,
+        group,
+        &mut instances,
+        &closing,
+        &timeouts,
+        &matches,
+    );
     assert!(
         t.aborts >= 1 && !t.aborted.is_empty(),
         "the zombie's transactions are aborted: {t:?}"
@@ -2000,6 +2029,7 @@ fn a_paused_instance_is_fenced_when_it_wakes() {
 fn partitioned_sink_drops_what_kafka_committed_per_partition() {
     use ferrocep::runtime::config::{KafkaSinkConfig, SinkConfig};
     use ferrocep::runtime::sink::{Kind, Output, SinkStart};
+    use ferrocep::runtime::source::KafkaOffset;
     use std::sync::Arc;
 
     let broker = Broker::start();
@@ -2025,6 +2055,7 @@ fn partitioned_sink_drops_what_kafka_committed_per_partition() {
             pipeline: "parts".into(),
             kafka: None,
             scale_out: Some("orders".into()),
+            source_group: Some("src".into()),
         };
         let longest = parts.iter().map(|&(_, _, a, b)| b - a).max().unwrap_or(0);
         let outputs = (0..longest)
@@ -2040,7 +2071,16 @@ fn partitioned_sink_drops_what_kafka_committed_per_partition() {
                 txn.gained(p, restored.map(|n| [0, n, 0, 0]));
             }
         };
-        drive_txn_sink(&dir, &cfg, &start, gain, outputs);
+        // The source's offsets of the checkpoint: each partition's `to`.
+        let offsets = parts
+            .iter()
+            .map(|&(p, _, _, to)| KafkaOffset {
+                topic: "orders".into(),
+                partition: i32::from(p),
+                offset: to as i64,
+            })
+            .collect();
+        drive_txn_sink(&dir, &cfg, &start, gain, outputs, offsets);
     };
     let ids = |p: u16| -> Vec<String> {
         let mut v: Vec<String> = broker
@@ -2065,20 +2105,24 @@ fn partitioned_sink_drops_what_kafka_committed_per_partition() {
     assert_eq!(ids(0), range(0, 0, 14));
     assert_eq!(ids(1), range(1, 0, 9));
     assert_eq!((count(0), count(1)), (14, 9));
+    // Each partition's transaction committed its source offsets too.
+    let source = |p: i32| broker.committed_offset_at("src", "orders", p);
+    assert_eq!((source(0), source(1)), (14, 9));
     let t = broker.transactions("out");
     assert!(t.open.is_empty() && t.aborted.is_empty(), "{t:?}");
 }
 
 /// Drives a transactional kafka sink through its API, as one run of a
 /// pipeline: starts it from `start`, hands `setup` its barrier, sends
-/// `outputs`, asks a checkpoint to commit them, waits until it has, and
-/// stops it.
+/// `outputs`, asks a checkpoint with the source at `offsets` to commit
+/// them, waits until it has, and stops it.
 fn drive_txn_sink(
     dir: &TempDir,
     cfg: &ferrocep::runtime::config::SinkConfig,
     start: &ferrocep::runtime::sink::SinkStart,
     setup: impl FnOnce(&ferrocep::runtime::sink::TxnShared),
     outputs: Vec<std::sync::Arc<ferrocep::runtime::sink::Output>>,
+    offsets: Vec<ferrocep::runtime::source::KafkaOffset>,
 ) {
     use ferrocep::runtime::clock::SystemClock;
     use ferrocep::runtime::metrics::Metrics;
@@ -2105,7 +2149,7 @@ fn drive_txn_sink(
     for o in outputs {
         s.handle.tx.blocking_send(o).unwrap();
     }
-    txn.request_commit(sent);
+    txn.request_commit_at(sent, offsets);
     let t0 = Instant::now();
     while s.handle.delivered.load(Ordering::SeqCst) < sent {
         assert!(t0.elapsed() < Duration::from_secs(60), "not committed");

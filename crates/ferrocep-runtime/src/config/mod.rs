@@ -234,6 +234,16 @@ pub struct KafkaSourceConfig {
     pub changelog_topic: Option<String>,
 }
 
+impl KafkaSourceConfig {
+    /// The consumer group of the source of pipeline `pipeline`: `group_id`,
+    /// else `ferrocep-PIPELINE`.
+    pub fn group(&self, pipeline: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("ferrocep-{pipeline}"))
+    }
+}
+
 /// At most this many topics in one kafka source: an event's position holds
 /// its topic's index in 4 bits (see `docs/checkpoint-format.md`).
 pub const KAFKA_MAX_TOPICS: usize = 16;

@@ -250,6 +250,9 @@ pub struct SinkStart {
     /// transactional kafka sink then has one transaction per source
     /// partition, its count at that partition of this topic.
     pub scale_out: Option<String>,
+    /// With a kafka source: its consumer group, to which a transactional
+    /// kafka sink commits the source's offsets of each checkpoint.
+    pub source_group: Option<String>,
 }
 
 /// What a checkpoint records of a transactional kafka sink: how many
@@ -282,6 +285,9 @@ pub struct TxnShared {
     gained: std::sync::Mutex<std::collections::BTreeMap<u16, Gain>>,
     gains: AtomicU64,
     gain_wake: tokio::sync::Notify,
+    /// The kafka source's offsets at the last checkpoint asking for a
+    /// commit: committed to the source's group in the transactions.
+    source_offsets: std::sync::Mutex<Vec<crate::source::KafkaOffset>>,
 }
 
 impl TxnShared {
@@ -299,6 +305,30 @@ impl TxnShared {
         self.commit_through
             .fetch_max(sent, std::sync::atomic::Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// [`TxnShared::request_commit`] by a checkpoint whose kafka source
+    /// resumes at `offsets`: the transactions commit them to the source's
+    /// consumer group along with the outputs (where tools that watch the
+    /// group see the pipeline's progress).
+    pub fn request_commit_at(&self, sent: u64, offsets: Vec<crate::source::KafkaOffset>) {
+        *self
+            .source_offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = offsets;
+        self.request_commit(sent);
+    }
+
+    /// The source's offsets of the last [`TxnShared::request_commit_at`]
+    /// of partition `partition` (every partition: `None`).
+    pub(crate) fn source_offsets(&self, partition: Option<i32>) -> Vec<crate::source::KafkaOffset> {
+        self.source_offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|o| partition.is_none_or(|p| o.partition == p))
+            .cloned()
+            .collect()
     }
 
     /// How many outputs of this run a checkpoint wants committed.
@@ -421,18 +451,21 @@ pub fn spawn_sink_from(
         #[cfg(feature = "kafka")]
         SinkConfig::Kafka(k) => match k.transactional_id(&start.pipeline, &ctx.name) {
             None => {
-                let sink = kafka::KafkaSink::new(k, &ctx, None).map_err(err(Config))?;
+                let sink = kafka::KafkaSink::new(k, &ctx, None, None).map_err(err(Config))?;
                 rt.spawn(typed(SinkErrorKind::Broker, sink.run(rx, ctx, d)))
             }
             Some(id) if start.scale_out.is_some() => {
                 let topic = start.scale_out.as_deref().unwrap_or_default();
-                let sink = kafka::Partitioned::new(k, &ctx, &id, topic).map_err(err(Config))?;
+                let group = start.source_group.as_deref();
+                let sink =
+                    kafka::Partitioned::new(k, &ctx, &id, topic, group).map_err(err(Config))?;
                 let shared = Arc::new(TxnShared::new(0));
                 txn = Some(shared.clone());
                 rt.spawn(typed(SinkErrorKind::Broker, sink.run(rx, ctx, d, shared)))
             }
             Some(id) => {
-                let sink = kafka::KafkaSink::new(k, &ctx, Some(&id)).map_err(err(Config))?;
+                let group = start.source_group.as_deref();
+                let sink = kafka::KafkaSink::new(k, &ctx, Some(&id), group).map_err(err(Config))?;
                 let shared = Arc::new(TxnShared::new(start.kafka.map_or(0, |c| c.kafka_committed)));
                 txn = Some(shared.clone());
                 let restored = start.kafka.is_some();

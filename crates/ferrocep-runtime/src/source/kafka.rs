@@ -12,9 +12,10 @@
 //! the group assigns this consumer a partition, it starts at the offset the
 //! checkpoint (or this run) has for it, else at the group's committed offset,
 //! else at `start`. So a restart after a crash replays exactly the records
-//! after the last checkpoint. Offsets are not committed to the group: the
-//! checkpoint is the one truth (the same records are never taken twice into
-//! the state).
+//! after the last checkpoint. The source commits no offset to the group:
+//! the checkpoint is the one truth (the same records are never taken twice
+//! into the state); a transactional kafka sink commits the checkpoint's
+//! offsets in its transactions, for those who watch the group.
 //!
 //! State per partition ([`KafkaSource::with_changelog`]): the consumer's
 //! rebalance callback hands the pipeline each partition it gains with its
@@ -161,10 +162,7 @@ impl KafkaSource {
         metrics: Arc<Metrics>,
         scale: Option<Scale>,
     ) -> Result<KafkaSource, SourceError> {
-        let group_id = cfg
-            .group_id
-            .clone()
-            .unwrap_or_else(|| format!("ferrocep-{pipeline}"));
+        let group_id = cfg.group(pipeline);
         let mut next = BTreeMap::new();
         for o in resume.and_then(|r| r.kafka.as_ref()).into_iter().flatten() {
             next.insert((o.topic.clone(), o.partition), o.offset);
@@ -804,7 +802,8 @@ impl ClientContext for Context {
                 // -1 is librdkafka's internal "unassigned" partition. The
                 // lag is counted from the records handed to the pipeline
                 // (`app_offset`): librdkafka's `consumer_lag` counts from
-                // the committed offset, which this source never commits.
+                // the committed offset, which lags (only a transactional
+                // sink commits it, at checkpoints).
                 let lag = if part.app_offset >= 0 && part.hi_offset >= 0 {
                     (part.hi_offset - part.app_offset).max(0)
                 } else {

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -103,38 +103,58 @@ struct Txn {
     /// 0 of the sink's topic, or, per source partition, that partition of
     /// the source's topic.
     count_at: (String, i32),
+    /// A consumer of the kafka source's group (never subscribed): the
+    /// source's offsets of a checkpoint are committed to it in the
+    /// transaction.
+    source: Option<Arc<BaseConsumer>>,
+    /// Whose source offsets the transactions commit: one source
+    /// partition's, or every partition's (`None`).
+    source_partition: Option<i32>,
+}
+
+/// A consumer of `group` (never subscribed) with the sink's client
+/// properties: its metadata for `send_offsets_to_transaction`.
+fn group_consumer(cfg: &KafkaSinkConfig, group: &str) -> Result<BaseConsumer, String> {
+    let mut c = ClientConfig::new();
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        // Offsets of transactions still open are not read.
+        .set("isolation.level", "read_committed")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    c.create()
+        .map_err(|e| format!("cannot create the Kafka consumer of group '{group}': {e}"))
 }
 
 impl KafkaSink {
-    /// A producer to `cfg.topic`, transactional with `txn_id`. Fails when
-    /// librdkafka refuses the client properties.
+    /// A producer to `cfg.topic`, transactional with `txn_id`, committing
+    /// the source's offsets to `source_group` in its transactions. Fails
+    /// when librdkafka refuses the client properties.
     pub(crate) fn new(
         cfg: &KafkaSinkConfig,
         ctx: &SinkCtx,
         txn_id: Option<&str>,
+        source_group: Option<&str>,
     ) -> Result<KafkaSink, String> {
         let txn = match txn_id {
             None => None,
             Some(id) => {
                 let group = format!("ferrocep-txn.{id}");
-                let mut c = ClientConfig::new();
-                for (k, v) in &cfg.properties {
-                    c.set(k, v);
-                }
-                c.set("bootstrap.servers", &cfg.brokers)
-                    .set("group.id", &group)
-                    .set("enable.auto.commit", "false")
-                    // Offsets of transactions still open are not read.
-                    .set("isolation.level", "read_committed")
-                    .set_log_level(RDKafkaLogLevel::Warning);
-                let marker: BaseConsumer = c.create().map_err(|e| {
-                    format!("cannot create the Kafka consumer of group '{group}': {e}")
-                })?;
+                let marker = group_consumer(cfg, &group)?;
+                let source = match source_group {
+                    Some(g) => Some(Arc::new(group_consumer(cfg, g)?)),
+                    None => None,
+                };
                 Some(Txn {
                     id: id.to_string(),
                     group,
                     marker: Arc::new(marker),
                     count_at: (cfg.topic.clone(), 0),
+                    source,
+                    source_partition: None,
                 })
             }
         };
@@ -362,7 +382,9 @@ impl KafkaSink {
                 Some(false) => {
                     if !open.is_empty() {
                         let total = shared.base + committed + open.len() as u64;
-                        self.commit(ctx, &m, &backoff, &open, total).await?;
+                        let offsets = shared.source_offsets(None);
+                        self.commit(ctx, &m, &backoff, &open, total, &offsets)
+                            .await?;
                         m.delivered.inc_by(open.len() as u64);
                         common::finish(delivered, open.len());
                     }
@@ -397,7 +419,9 @@ impl KafkaSink {
                 || opened_at.is_some_and(|t| t.elapsed() >= MAX_TXN_AGE);
             if !open.is_empty() && (asked || full) {
                 let total = shared.base + committed + open.len() as u64;
-                self.commit(ctx, &m, &backoff, &open, total).await?;
+                let offsets = shared.source_offsets(None);
+                self.commit(ctx, &m, &backoff, &open, total, &offsets)
+                    .await?;
                 committed += open.len() as u64;
                 m.delivered.inc_by(open.len() as u64);
                 common::finish(delivered, open.len());
@@ -453,8 +477,10 @@ impl KafkaSink {
     }
 
     /// Commits the open transaction, which holds `open`, with `total` (the
-    /// count over every run) as the group's offset. An abortable failure
-    /// sends `open` again in a new transaction and commits that.
+    /// count over every run) as the group's offset and the source's
+    /// `source_offsets` (those of this sink's source partition) in the
+    /// source's group. An abortable failure sends `open` again in a new
+    /// transaction and commits that.
     async fn commit(
         &self,
         ctx: &SinkCtx,
@@ -462,6 +488,7 @@ impl KafkaSink {
         backoff: &Backoff,
         open: &[Arc<Output>],
         total: u64,
+        source_offsets: &[crate::source::KafkaOffset],
     ) -> Result<(), String> {
         let Some(t) = &self.txn else {
             return Err("the sink is not transactional".into());
@@ -475,12 +502,16 @@ impl KafkaSink {
             .add_partition_offset(&t.count_at.0, t.count_at.1, Offset::Offset(total as i64))
             .map_err(|e| format!("the count {total} as an offset: {e}"))?;
         let offsets = Arc::new(offsets);
+        let source = self.source_commit(t, source_offsets)?;
         let mut retry = 0u32;
         loop {
-            let (o, g) = (offsets.clone(), cgm.clone());
+            let (o, g, src) = (offsets.clone(), cgm.clone(), source.clone());
             let r = self
                 .blocking(move |p| {
                     p.send_offsets_to_transaction(&o, &g, TXN_CALL)?;
+                    if let Some((so, sg)) = &src {
+                        p.send_offsets_to_transaction(so, sg, TXN_CALL)?;
+                    }
                     p.commit_transaction(TXN_CALL)
                 })
                 .await;
@@ -514,6 +545,35 @@ impl KafkaSink {
             m.retries.inc_by(open.len() as u64);
             self.produce(ctx, m, backoff, open, 0).await?;
         }
+    }
+
+    /// The source offsets of `offsets` that transaction side `t` commits
+    /// (its source partition's), with the source group's metadata; `None`
+    /// when there are none or no source group.
+    #[allow(clippy::type_complexity)]
+    fn source_commit(
+        &self,
+        t: &Txn,
+        offsets: &[crate::source::KafkaOffset],
+    ) -> Result<Option<(Arc<TopicPartitionList>, Arc<ConsumerGroupMetadata>)>, String> {
+        let Some(consumer) = &t.source else {
+            return Ok(None);
+        };
+        let mut tpl = TopicPartitionList::new();
+        for o in offsets
+            .iter()
+            .filter(|o| t.source_partition.is_none_or(|p| o.partition == p))
+        {
+            tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset))
+                .map_err(|e| format!("source offset {}/{}: {e}", o.topic, o.partition))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(None);
+        }
+        let Some(cgm) = consumer.group_metadata() else {
+            return Err("no group metadata for the source's group".into());
+        };
+        Ok(Some((Arc::new(tpl), Arc::new(cgm))))
     }
 
     async fn abort(&self, ctx: &SinkCtx) -> Result<(), String> {
@@ -595,6 +655,12 @@ impl KafkaSink {
         tokio::task::spawn_blocking(move || f(&p))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    /// The source partition whose offsets its transactions commit (`None`:
+    /// every partition's).
+    fn source_partition(&self) -> Option<i32> {
+        self.txn.as_ref().and_then(|t| t.source_partition)
     }
 
     fn txn_error(&self, what: &str, e: &KafkaError) -> String {

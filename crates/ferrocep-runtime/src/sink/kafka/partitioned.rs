@@ -40,6 +40,8 @@ pub(crate) struct Partitioned {
     id: String,
     group: String,
     marker: Arc<BaseConsumer>,
+    /// A consumer of the source's group, for its offsets.
+    source: Option<Arc<BaseConsumer>>,
     /// The source's topic whose partition offsets hold the counts.
     count_topic: String,
 }
@@ -72,9 +74,10 @@ impl Partitioned {
         ctx: &SinkCtx,
         id: &str,
         count_topic: &str,
+        source_group: Option<&str>,
     ) -> Result<Partitioned, String> {
         // Checks the properties, and makes the consumer of the count group.
-        let probe = KafkaSink::new(cfg, ctx, Some(id))?;
+        let probe = KafkaSink::new(cfg, ctx, Some(id), source_group)?;
         let Some(t) = probe.txn else {
             return Err("the sink is not transactional".into());
         };
@@ -83,6 +86,7 @@ impl Partitioned {
             id: id.to_string(),
             group: t.group,
             marker: t.marker,
+            source: t.source,
             count_topic: count_topic.to_string(),
         })
     }
@@ -135,7 +139,9 @@ impl Partitioned {
             }
             match got {
                 Some(false) => {
-                    let n = self.commit_all(ctx, &m, &backoff, &mut parts).await?;
+                    let n = self
+                        .commit_all(ctx, &m, &backoff, &mut parts, shared)
+                        .await?;
                     m.delivered.inc_by(n);
                     common::finish(delivered, n as usize);
                     m.set_queue(&rx, 0);
@@ -183,7 +189,9 @@ impl Partitioned {
             let full =
                 open >= MAX_TXN_OUTPUTS || opened_at.is_some_and(|t| t.elapsed() >= MAX_TXN_AGE);
             if open > 0 && (asked || full) {
-                let n = self.commit_all(ctx, &m, &backoff, &mut parts).await?;
+                let n = self
+                    .commit_all(ctx, &m, &backoff, &mut parts, shared)
+                    .await?;
                 done += n;
                 m.delivered.inc_by(n);
                 common::finish(delivered, n as usize);
@@ -202,11 +210,15 @@ impl Partitioned {
         m: &SinkMetrics,
         backoff: &Backoff,
         parts: &mut BTreeMap<u16, Part>,
+        shared: &TxnShared,
     ) -> Result<u64, String> {
         let mut n = 0u64;
         for part in parts.values_mut().filter(|p| !p.open.is_empty()) {
             let total = part.committed + part.open.len() as u64;
-            part.sink.commit(ctx, m, backoff, &part.open, total).await?;
+            let offsets = shared.source_offsets(part.sink.source_partition());
+            part.sink
+                .commit(ctx, m, backoff, &part.open, total, &offsets)
+                .await?;
             part.committed = total;
             n += part.open.len() as u64;
             part.open.clear();
@@ -263,6 +275,8 @@ impl Partitioned {
             group: self.group.clone(),
             marker: self.marker.clone(),
             count_at,
+            source: self.source.clone(),
+            source_partition: (p != NO_PARTITION).then_some(i32::from(p)),
         };
         let sink = KafkaSink::with_txn(&self.cfg, ctx, Some(txn))?;
         // Fences the partition's earlier producer, wherever it runs, and
