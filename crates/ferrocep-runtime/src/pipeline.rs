@@ -44,7 +44,7 @@ use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::server::Readiness;
 use crate::sink::file::FileSinkState;
-use crate::sink::{Kind, Output, SinkHandle};
+use crate::sink::{Block, Kind, Output, SinkHandle};
 use crate::source::ingest_log::IngestLog;
 use crate::source::{
     Resume, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
@@ -650,7 +650,10 @@ fn partitions_moved(
     Ok(())
 }
 
-/// Hands outputs to the sinks of their kind.
+/// Hands outputs to the sinks of their kind, in blocks: each call's
+/// outputs of a kind go to each of its sinks as one [`Block`] (or a few, of
+/// at most [`BLOCK`] outputs), shared by those sinks, not one hand-over and
+/// one allocation per output.
 struct Router {
     sinks: Vec<SinkSlot>,
     by_kind: [Vec<usize>; 4],
@@ -658,12 +661,18 @@ struct Router {
     queue_gauges: Vec<prometheus_client::metrics::gauge::Gauge>,
     /// Outputs handed to each sink so far.
     sent: Vec<u64>,
-    /// Per sink, the outputs handed to it and not yet delivered, oldest
-    /// first: each output's last reference is dropped here, on the thread
-    /// that made it, not on a sink's (a free on another thread than the
-    /// allocation's costs several times more, and the allocator cannot
-    /// reuse the memory for the next outputs).
-    held: Vec<std::collections::VecDeque<Arc<Output>>>,
+    /// Per sink, the blocks handed to it and not yet delivered, oldest
+    /// first, and how many outputs they hold: each block's last reference is
+    /// dropped here, on the thread that made its outputs, not on a sink's (a
+    /// free on another thread than the allocation's costs several times
+    /// more, and the allocator cannot reuse the memory for the next
+    /// outputs).
+    held: Vec<(std::collections::VecDeque<Block>, usize)>,
+    /// Outputs of each kind being gathered into blocks.
+    gather: [Vec<Output>; 4],
+    /// The most outputs in a block of each kind: [`BLOCK`], or less for
+    /// a sink with a smaller queue.
+    most: [usize; 4],
     ready: Arc<Readiness>,
 }
 
@@ -671,6 +680,10 @@ struct Router {
 /// queue: a sink that takes longer to report them delivered frees them
 /// itself.
 const HELD_BEYOND_QUEUE: usize = 4096;
+
+/// Most outputs in a block: a sink takes a block at once, so this bounds
+/// what it holds beyond its queue.
+const BLOCK: usize = 1024;
 
 impl Router {
     fn new(sinks: Vec<SinkSlot>, metrics: Arc<Metrics>, ready: Arc<Readiness>) -> Router {
@@ -689,12 +702,22 @@ impl Router {
             .collect();
         let sent = vec![0; sinks.len()];
         let held = sinks.iter().map(|_| Default::default()).collect();
+        let most = std::array::from_fn(|k| {
+            by_kind[k]
+                .iter()
+                .map(|&i: &usize| sinks[i].handle.tx.max_capacity())
+                .min()
+                .unwrap_or(1)
+                .clamp(1, BLOCK)
+        });
         Router {
+            most,
             sinks,
             by_kind,
             queue_gauges,
             sent,
             held,
+            gather: Default::default(),
             ready,
         }
     }
@@ -706,53 +729,87 @@ impl Router {
             return Ok(());
         }
         self.release();
+        let total = out.len();
         for o in out.drain(..) {
-            let targets = &self.by_kind[o.kind as usize];
-            if targets.is_empty() {
+            let k = o.kind as usize;
+            if self.by_kind[k].is_empty() {
                 continue; // routed to `[]`: dropped on purpose
             }
-            let o = Arc::new(o);
-            for &i in targets {
-                let slot = &self.sinks[i];
-                // The fast path takes no lock and parks nothing; a full
-                // queue is the backpressure: wait for the sink.
-                let closed = match slot.handle.tx.try_send(o.clone()) {
-                    Ok(()) => false,
-                    Err(TrySendError::Full(o)) => {
-                        self.ready.sinks_blocked.store(true, Ordering::SeqCst);
-                        slot.handle.tx.blocking_send(o).is_err()
-                    }
-                    Err(TrySendError::Closed(_)) => true,
-                };
-                if closed {
-                    return Err(RunError::Sink {
-                        sink: slot.name.clone(),
-                        reason: SinkStop::Closed,
-                    });
-                }
-                self.sent[i] += 1;
-                let held = &mut self.held[i];
-                if held.len() >= slot.handle.tx.max_capacity() + HELD_BEYOND_QUEUE {
-                    held.pop_front();
-                }
-                held.push_back(o.clone());
+            if self.gather[k].capacity() == 0 {
+                self.gather[k].reserve_exact(total.min(self.most[k]));
+            }
+            self.gather[k].push(o);
+            if self.gather[k].len() >= self.most[k] {
+                self.flush(k)?;
             }
         }
-        for (slot, gauge) in self.sinks.iter().zip(&self.queue_gauges) {
-            gauge.set((slot.handle.tx.max_capacity() - slot.handle.tx.capacity()) as i64);
+        for k in 0..4 {
+            if !self.gather[k].is_empty() {
+                self.flush(k)?;
+            }
+        }
+        for (i, gauge) in self.queue_gauges.iter().enumerate() {
+            let delivered = self.sinks[i].handle.delivered.load(Ordering::Acquire);
+            gauge.set(self.sent[i].saturating_sub(delivered) as i64);
         }
         self.ready.sinks_blocked.store(false, Ordering::SeqCst);
         Ok(())
     }
 
-    /// Drops the held outputs that their sinks have delivered.
+    /// Hands the outputs gathered of kind `k` to its sinks, as one block.
+    fn flush(&mut self, k: usize) -> Result<(), RunError> {
+        let block: Block = Arc::new(std::mem::take(&mut self.gather[k]));
+        let n = block.len();
+        for &i in &self.by_kind[k] {
+            if let Some(inline) = &mut self.sinks[i].handle.inline {
+                inline.write(&block);
+                self.sent[i] += n as u64;
+                continue;
+            }
+            let slot = &self.sinks[i];
+            // The fast path parks nothing; a full queue is the
+            // backpressure: wait for the sink.
+            let closed = match slot.handle.tx.try_send(block.clone()) {
+                Ok(()) => false,
+                Err(TrySendError::Full(b)) => {
+                    self.ready.sinks_blocked.store(true, Ordering::SeqCst);
+                    slot.handle.tx.blocking_send(b).is_err()
+                }
+                Err(TrySendError::Closed(_)) => true,
+            };
+            if closed {
+                return Err(RunError::Sink {
+                    sink: slot.name.clone(),
+                    reason: SinkStop::Closed,
+                });
+            }
+            self.sent[i] += n as u64;
+            let (held, count) = &mut self.held[i];
+            while *count + n > slot.handle.tx.max_capacity() + HELD_BEYOND_QUEUE {
+                let Some(b) = held.pop_front() else { break };
+                *count -= b.len();
+            }
+            held.push_back(block.clone());
+            *count += n;
+        }
+        Ok(())
+    }
+
+    /// Drops the held blocks that their sinks have delivered.
     fn release(&mut self) {
-        for ((slot, held), &sent) in self.sinks.iter().zip(&mut self.held).zip(&self.sent) {
+        for ((slot, (held, count)), &sent) in self.sinks.iter().zip(&mut self.held).zip(&self.sent)
+        {
             let delivered = slot.handle.delivered.load(Ordering::Acquire);
-            // The held ones are the last `held.len()` sent.
-            let first = sent.saturating_sub(held.len() as u64);
-            let done = delivered.saturating_sub(first).min(held.len() as u64);
-            held.drain(..done as usize);
+            // The held ones are the last `count` sent.
+            let mut first = sent.saturating_sub(*count as u64);
+            while let Some(b) = held.front() {
+                if first + b.len() as u64 > delivered {
+                    break;
+                }
+                first += b.len() as u64;
+                *count -= b.len();
+                held.pop_front();
+            }
         }
     }
 
@@ -1563,7 +1620,7 @@ mod tests {
 
     /// A sink that keeps what it gets (the real sinks have their own tests).
     fn keeping_sink(rt: &tokio::runtime::Runtime, kept: Arc<Mutex<Vec<Output>>>) -> SinkHandle {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Output>>(4);
+        let (tx, mut rx) = crate::sink::queue(4);
         let delivered = Arc::new(AtomicU64::new(0));
         let d = delivered.clone();
         let task = rt.spawn(async move {
@@ -1577,6 +1634,7 @@ mod tests {
             tx,
             delivered,
             task,
+            inline: None,
         }
     }
 

@@ -223,6 +223,11 @@ impl Engines {
             // A worker that died (it panicked) leaves its keys unserved:
             // that is a bug, and it is loud.
             let reply = ok.then(|| r.rx.recv().ok()).flatten();
+            if !matches!(reply, Some(Reply::Out(..))) {
+                // Its next wake-up is not in the reply: unknown until the
+                // next one that has it ([`Engines::on_time`] asks).
+                r.wake = Some(i64::MIN);
+            }
             match reply {
                 Some(reply) => replies.push(reply),
                 None => panic!("a worker thread of the engine died"),
@@ -333,7 +338,14 @@ impl Engines {
         if let Some(t) = &mut self.tasks {
             return t.on_time(now, out);
         }
-        if self.remotes.is_empty() {
+        // The pipeline calls this between any two batches: a worker with no
+        // timer due and no idle watermark to move (the same for all: every
+        // worker sees every batch at the same time) has nothing to do, and
+        // is not woken for it.
+        let idle = self.local.idle_watermark_shift(now).is_some();
+        if self.remotes.is_empty()
+            || !idle && self.remotes.iter().all(|r| r.wake.is_none_or(|w| w > now))
+        {
             return self.local.on_time(now, out);
         }
         let replies = self.all(|| Cmd::Time(now), |e| e.on_time(now, out));

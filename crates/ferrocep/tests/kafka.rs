@@ -1296,7 +1296,7 @@ fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
     let output = |i: u64| {
         let id = format!("p:timeout:{i}");
         let line = format!(r#"{{"kind":"timeout","pattern":"p","key":"k{i}","id":"{id}"}}"#);
-        Arc::new(Output::new(Kind::Timeout, &id, line.as_bytes()))
+        Output::new(Kind::Timeout, &id, line.as_bytes())
     };
     // One run: outputs `from..to`, resuming from `restored`; commits them
     // at a checkpoint and stops.
