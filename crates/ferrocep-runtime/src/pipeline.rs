@@ -47,7 +47,7 @@ use crate::sink::file::FileSinkState;
 use crate::sink::{Block, Kind, Output, SinkHandle};
 use crate::source::ingest_log::IngestLog;
 use crate::source::{
-    Resume, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
+    Batch, Resume, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
 };
 use crate::workers::Engines;
 
@@ -274,10 +274,21 @@ impl Pipeline {
         let mut last_walk = Instant::now();
         let mut failure: Option<RunError> = None;
         let mut ended = Ended::Stopped;
+        // The source's next message, taken early to see the batch after
+        // the one being matched ([`Engines::start_batch_ahead`]): a batch
+        // (`ahead`) or anything else (`peeked`), at most one of them.
+        let mut ahead: Option<Arc<Batch>> = None;
+        let mut peeked: Option<SourceMsg> = None;
         loop {
             if stop.is_raised() {
                 // What the source already read is taken; nothing more.
-                while let Ok(msg) = rx.try_recv() {
+                if let Some(b) = ahead.take() {
+                    engine.on_batch(&b, clock.now_ms(), &mut out);
+                    if b.resume.is_some() {
+                        last_resume = b.resume.clone();
+                    }
+                }
+                while let Some(msg) = peeked.take().or_else(|| rx.try_recv().ok()) {
                     match msg {
                         SourceMsg::Batch(b) => {
                             let b = Arc::new(b);
@@ -338,23 +349,38 @@ impl Pipeline {
                 // A change waits for its checkpoint: look for it often.
                 wait = wait.min(Duration::from_millis(1));
             }
-            match rx.recv_timeout(wait) {
-                Ok(SourceMsg::Batch(b)) => {
-                    let b = Arc::new(b);
-                    engine.start_batch(&b, clock.now_ms(), &mut out);
-                    // This thread's worker's outputs go to the sinks while
-                    // the other workers match; theirs follow, in the order
-                    // of `on_batch`.
-                    let first = router.route(&mut out);
-                    engine.finish_batch(&mut out);
-                    if let Err(e) = first {
-                        failure = Some(e);
-                        break;
-                    }
-                    if b.resume.is_some() {
-                        last_resume = b.resume.clone();
+            let (batch, msg) = match ahead.take() {
+                Some(b) => (Some(b), Err(RecvTimeoutError::Timeout)),
+                None => match peeked.take().map_or_else(|| rx.recv_timeout(wait), Ok) {
+                    Ok(SourceMsg::Batch(b)) => (Some(Arc::new(b)), Err(RecvTimeoutError::Timeout)),
+                    m => (None, m),
+                },
+            };
+            if let Some(b) = batch {
+                if peeked.is_none() {
+                    match rx.try_recv() {
+                        Ok(SourceMsg::Batch(n)) => ahead = Some(Arc::new(n)),
+                        Ok(m) => peeked = Some(m),
+                        Err(_) => {}
                     }
                 }
+                engine.start_batch_ahead(&b, clock.now_ms(), &mut out, ahead.as_ref());
+                // This thread's worker's outputs go to the sinks while the
+                // other workers match (and read the next batch); theirs
+                // follow, in the order of `on_batch`.
+                let first = router.route(&mut out);
+                engine.finish_batch(&mut out);
+                if let Err(e) = first {
+                    failure = Some(e);
+                    break;
+                }
+                if b.resume.is_some() {
+                    last_resume = b.resume.clone();
+                }
+            }
+            match msg {
+                // Taken as `batch` above.
+                Ok(SourceMsg::Batch(_)) => {}
                 Ok(SourceMsg::Rejected { pos, raw, reason }) => {
                     engine.on_rejected(pos, &raw, &reason, &mut out)
                 }
