@@ -2,15 +2,18 @@
 //!
 //! ```text
 //!  source thread ──bounded queue──▶ engine (this thread) ──bounded queue per sink──▶ sink tasks
-//!  (file, stdin,      of batches      patterns, timers,      outputs by kind          (stdout, file,
-//!   generator, http)                  watermarks                                      webhook; tokio)
+//!  (file, stdin,      of batches      patterns, timers,      blocks of outputs        (stdout, webhook,
+//!   generator, http)                  watermarks,            by kind                   kafka; tokio)
+//!                                     file sinks' writes
 //! ```
 //!
 //! The engine runs on the calling thread: matching is CPU-bound and keeps
 //! its state in one core's caches. It waits for the source's next batch only
 //! until the next timer is due ([`crate::engine::Engine::next_wake`]), so timeouts fire on
 //! time on a quiet stream. Sinks and network sources run on a small tokio
-//! runtime. Every queue is bounded: a slow sink fills its queue, the engine
+//! runtime, but for file sinks, which this thread writes itself (a copy into
+//! the page cache costs less than waking another thread on a small machine;
+//! their tasks only fsync). Every queue is bounded: a slow sink fills its queue, the engine
 //! waits on it, the source queue fills and the source waits, so memory stays
 //! bounded and nothing is dropped.
 //!

@@ -14,8 +14,11 @@
 //!
 //! Reading is shared as `match` shares it: each worker reads a share of a
 //! batch's lines (key, time, conditions) for all, then each matches its own
-//! keys' events of every share, with every line's time. Two hand-overs per
-//! batch, and each line is read once.
+//! keys' events of every share, with every line's time. Each line is read
+//! once. When the pipeline has the next batch already
+//! ([`Engines::start_batch_ahead`]), the others read their shares of it
+//! right after their part of this one, while this thread hands the outputs
+//! on: they never wait between the two.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;

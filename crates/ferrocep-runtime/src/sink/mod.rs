@@ -3,8 +3,12 @@
 //! Every output is one JSON line ([`Output::line`]) of a [`Kind`], with its
 //! pattern and a deterministic id already in it. Each configured sink runs as
 //! a task on the async runtime and takes outputs from a bounded queue
-//! ([`SinkHandle::tx`]); the engine waits when a queue is full, so a sink
-//! that is down holds outputs back with bounded memory and slows the source.
+//! ([`SinkHandle::tx`]), in blocks of a batch's outputs of its kind
+//! ([`Block`]); the engine waits when a queue is full, so a sink that is
+//! down holds outputs back with bounded memory and slows the source. In
+//! `run`, file sinks are written by the engine's thread itself instead
+//! ([`spawn_sink_inline`], [`SinkHandle::inline`]): no queue, no hand-over,
+//! and a failed write holds the engine as a full queue would.
 //! A sink never drops an output silently: it delivers it, or (webhooks) puts
 //! it in its dead-letter file with the reason.
 //!
