@@ -478,13 +478,18 @@ pub fn assemble(loaded: &LoadedConfig, o: Overrides) -> Result<Assembled, StartE
                     _ => None,
                 },
             };
-            let spawned =
-                crate::sink::spawn_sink_from(sc, ctx, runtime.handle(), crate::sink::QUEUE, &start)
-                    .map_err(|reason| StartError::Sink {
-                        config: loaded.path.clone(),
-                        sink: name.clone(),
-                        reason,
-                    })?;
+            let spawned = crate::sink::spawn_sink_inline(
+                sc,
+                ctx,
+                runtime.handle(),
+                crate::sink::QUEUE,
+                &start,
+            )
+            .map_err(|reason| StartError::Sink {
+                config: loaded.path.clone(),
+                sink: name.clone(),
+                reason,
+            })?;
             if let Some(state) = spawned.file {
                 file_sinks.push((name.clone(), state));
             }

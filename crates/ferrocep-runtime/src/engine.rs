@@ -1163,7 +1163,7 @@ impl Engine {
 
     /// How far the quiet-stream rule has moved watermarks past `w_last` at
     /// `now` (`None`: not at all).
-    fn idle_watermark_shift(&self, now: i64) -> Option<i64> {
+    pub(crate) fn idle_watermark_shift(&self, now: i64) -> Option<i64> {
         let (idle, t) = (self.idle_timeout?, self.t_last?);
         let shift = now.saturating_sub(t).saturating_sub(idle);
         (shift > 0).then_some(shift)

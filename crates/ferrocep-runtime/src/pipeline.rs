@@ -2,15 +2,18 @@
 //!
 //! ```text
 //!  source thread ──bounded queue──▶ engine (this thread) ──bounded queue per sink──▶ sink tasks
-//!  (file, stdin,      of batches      patterns, timers,      outputs by kind          (stdout, file,
-//!   generator, http)                  watermarks                                      webhook; tokio)
+//!  (file, stdin,      of batches      patterns, timers,      blocks of outputs        (stdout, webhook,
+//!   generator, http)                  watermarks,            by kind                   kafka; tokio)
+//!                                     file sinks' writes
 //! ```
 //!
 //! The engine runs on the calling thread: matching is CPU-bound and keeps
 //! its state in one core's caches. It waits for the source's next batch only
 //! until the next timer is due ([`crate::engine::Engine::next_wake`]), so timeouts fire on
 //! time on a quiet stream. Sinks and network sources run on a small tokio
-//! runtime. Every queue is bounded: a slow sink fills its queue, the engine
+//! runtime, but for file sinks, which this thread writes itself (a copy into
+//! the page cache costs less than waking another thread on a small machine;
+//! their tasks only fsync). Every queue is bounded: a slow sink fills its queue, the engine
 //! waits on it, the source queue fills and the source waits, so memory stays
 //! bounded and nothing is dropped.
 //!
@@ -44,10 +47,10 @@ use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::server::Readiness;
 use crate::sink::file::FileSinkState;
-use crate::sink::{Kind, Output, SinkHandle};
+use crate::sink::{Block, Kind, Output, SinkHandle};
 use crate::source::ingest_log::IngestLog;
 use crate::source::{
-    Resume, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
+    Batch, Resume, Source, SourceCtx, SourceError, SourceErrorKind, SourceMsg, SourceTx, StopFlag,
 };
 use crate::workers::Engines;
 
@@ -274,10 +277,21 @@ impl Pipeline {
         let mut last_walk = Instant::now();
         let mut failure: Option<RunError> = None;
         let mut ended = Ended::Stopped;
+        // The source's next message, taken early to see the batch after
+        // the one being matched ([`Engines::start_batch_ahead`]): a batch
+        // (`ahead`) or anything else (`peeked`), at most one of them.
+        let mut ahead: Option<Arc<Batch>> = None;
+        let mut peeked: Option<SourceMsg> = None;
         loop {
             if stop.is_raised() {
                 // What the source already read is taken; nothing more.
-                while let Ok(msg) = rx.try_recv() {
+                if let Some(b) = ahead.take() {
+                    engine.on_batch(&b, clock.now_ms(), &mut out);
+                    if b.resume.is_some() {
+                        last_resume = b.resume.clone();
+                    }
+                }
+                while let Some(msg) = peeked.take().or_else(|| rx.try_recv().ok()) {
                     match msg {
                         SourceMsg::Batch(b) => {
                             let b = Arc::new(b);
@@ -338,23 +352,38 @@ impl Pipeline {
                 // A change waits for its checkpoint: look for it often.
                 wait = wait.min(Duration::from_millis(1));
             }
-            match rx.recv_timeout(wait) {
-                Ok(SourceMsg::Batch(b)) => {
-                    let b = Arc::new(b);
-                    engine.start_batch(&b, clock.now_ms(), &mut out);
-                    // This thread's worker's outputs go to the sinks while
-                    // the other workers match; theirs follow, in the order
-                    // of `on_batch`.
-                    let first = router.route(&mut out);
-                    engine.finish_batch(&mut out);
-                    if let Err(e) = first {
-                        failure = Some(e);
-                        break;
-                    }
-                    if b.resume.is_some() {
-                        last_resume = b.resume.clone();
+            let (batch, msg) = match ahead.take() {
+                Some(b) => (Some(b), Err(RecvTimeoutError::Timeout)),
+                None => match peeked.take().map_or_else(|| rx.recv_timeout(wait), Ok) {
+                    Ok(SourceMsg::Batch(b)) => (Some(Arc::new(b)), Err(RecvTimeoutError::Timeout)),
+                    m => (None, m),
+                },
+            };
+            if let Some(b) = batch {
+                if peeked.is_none() {
+                    match rx.try_recv() {
+                        Ok(SourceMsg::Batch(n)) => ahead = Some(Arc::new(n)),
+                        Ok(m) => peeked = Some(m),
+                        Err(_) => {}
                     }
                 }
+                engine.start_batch_ahead(&b, clock.now_ms(), &mut out, ahead.as_ref());
+                // This thread's worker's outputs go to the sinks while the
+                // other workers match (and read the next batch); theirs
+                // follow, in the order of `on_batch`.
+                let first = router.route(&mut out);
+                engine.finish_batch(&mut out);
+                if let Err(e) = first {
+                    failure = Some(e);
+                    break;
+                }
+                if b.resume.is_some() {
+                    last_resume = b.resume.clone();
+                }
+            }
+            match msg {
+                // Taken as `batch` above.
+                Ok(SourceMsg::Batch(_)) => {}
                 Ok(SourceMsg::Rejected { pos, raw, reason }) => {
                     engine.on_rejected(pos, &raw, &reason, &mut out)
                 }
@@ -658,7 +687,10 @@ fn partitions_moved(
     Ok(())
 }
 
-/// Hands outputs to the sinks of their kind.
+/// Hands outputs to the sinks of their kind, in blocks: each call's
+/// outputs of a kind go to each of its sinks as one [`Block`] (or a few, of
+/// at most [`BLOCK`] outputs), shared by those sinks, not one hand-over and
+/// one allocation per output.
 struct Router {
     sinks: Vec<SinkSlot>,
     by_kind: [Vec<usize>; 4],
@@ -666,12 +698,18 @@ struct Router {
     queue_gauges: Vec<prometheus_client::metrics::gauge::Gauge>,
     /// Outputs handed to each sink so far.
     sent: Vec<u64>,
-    /// Per sink, the outputs handed to it and not yet delivered, oldest
-    /// first: each output's last reference is dropped here, on the thread
-    /// that made it, not on a sink's (a free on another thread than the
-    /// allocation's costs several times more, and the allocator cannot
-    /// reuse the memory for the next outputs).
-    held: Vec<std::collections::VecDeque<Arc<Output>>>,
+    /// Per sink, the blocks handed to it and not yet delivered, oldest
+    /// first, and how many outputs they hold: each block's last reference is
+    /// dropped here, on the thread that made its outputs, not on a sink's (a
+    /// free on another thread than the allocation's costs several times
+    /// more, and the allocator cannot reuse the memory for the next
+    /// outputs).
+    held: Vec<(std::collections::VecDeque<Block>, usize)>,
+    /// Outputs of each kind being gathered into blocks.
+    gather: [Vec<Output>; 4],
+    /// The most outputs in a block of each kind: [`BLOCK`], or less for
+    /// a sink with a smaller queue.
+    most: [usize; 4],
     ready: Arc<Readiness>,
 }
 
@@ -679,6 +717,10 @@ struct Router {
 /// queue: a sink that takes longer to report them delivered frees them
 /// itself.
 const HELD_BEYOND_QUEUE: usize = 4096;
+
+/// Most outputs in a block: a sink takes a block at once, so this bounds
+/// what it holds beyond its queue.
+const BLOCK: usize = 1024;
 
 impl Router {
     fn new(sinks: Vec<SinkSlot>, metrics: Arc<Metrics>, ready: Arc<Readiness>) -> Router {
@@ -697,12 +739,22 @@ impl Router {
             .collect();
         let sent = vec![0; sinks.len()];
         let held = sinks.iter().map(|_| Default::default()).collect();
+        let most = std::array::from_fn(|k| {
+            by_kind[k]
+                .iter()
+                .map(|&i: &usize| sinks[i].handle.tx.max_capacity())
+                .min()
+                .unwrap_or(1)
+                .clamp(1, BLOCK)
+        });
         Router {
+            most,
             sinks,
             by_kind,
             queue_gauges,
             sent,
             held,
+            gather: Default::default(),
             ready,
         }
     }
@@ -714,53 +766,87 @@ impl Router {
             return Ok(());
         }
         self.release();
+        let total = out.len();
         for o in out.drain(..) {
-            let targets = &self.by_kind[o.kind as usize];
-            if targets.is_empty() {
+            let k = o.kind as usize;
+            if self.by_kind[k].is_empty() {
                 continue; // routed to `[]`: dropped on purpose
             }
-            let o = Arc::new(o);
-            for &i in targets {
-                let slot = &self.sinks[i];
-                // The fast path takes no lock and parks nothing; a full
-                // queue is the backpressure: wait for the sink.
-                let closed = match slot.handle.tx.try_send(o.clone()) {
-                    Ok(()) => false,
-                    Err(TrySendError::Full(o)) => {
-                        self.ready.sinks_blocked.store(true, Ordering::SeqCst);
-                        slot.handle.tx.blocking_send(o).is_err()
-                    }
-                    Err(TrySendError::Closed(_)) => true,
-                };
-                if closed {
-                    return Err(RunError::Sink {
-                        sink: slot.name.clone(),
-                        reason: SinkStop::Closed,
-                    });
-                }
-                self.sent[i] += 1;
-                let held = &mut self.held[i];
-                if held.len() >= slot.handle.tx.max_capacity() + HELD_BEYOND_QUEUE {
-                    held.pop_front();
-                }
-                held.push_back(o.clone());
+            if self.gather[k].capacity() == 0 {
+                self.gather[k].reserve_exact(total.min(self.most[k]));
+            }
+            self.gather[k].push(o);
+            if self.gather[k].len() >= self.most[k] {
+                self.flush(k)?;
             }
         }
-        for (slot, gauge) in self.sinks.iter().zip(&self.queue_gauges) {
-            gauge.set((slot.handle.tx.max_capacity() - slot.handle.tx.capacity()) as i64);
+        for k in 0..4 {
+            if !self.gather[k].is_empty() {
+                self.flush(k)?;
+            }
+        }
+        for (i, gauge) in self.queue_gauges.iter().enumerate() {
+            let delivered = self.sinks[i].handle.delivered.load(Ordering::Acquire);
+            gauge.set(self.sent[i].saturating_sub(delivered) as i64);
         }
         self.ready.sinks_blocked.store(false, Ordering::SeqCst);
         Ok(())
     }
 
-    /// Drops the held outputs that their sinks have delivered.
+    /// Hands the outputs gathered of kind `k` to its sinks, as one block.
+    fn flush(&mut self, k: usize) -> Result<(), RunError> {
+        let block: Block = Arc::new(std::mem::take(&mut self.gather[k]));
+        let n = block.len();
+        for &i in &self.by_kind[k] {
+            if let Some(inline) = &mut self.sinks[i].handle.inline {
+                inline.write(&block);
+                self.sent[i] += n as u64;
+                continue;
+            }
+            let slot = &self.sinks[i];
+            // The fast path parks nothing; a full queue is the
+            // backpressure: wait for the sink.
+            let closed = match slot.handle.tx.try_send(block.clone()) {
+                Ok(()) => false,
+                Err(TrySendError::Full(b)) => {
+                    self.ready.sinks_blocked.store(true, Ordering::SeqCst);
+                    slot.handle.tx.blocking_send(b).is_err()
+                }
+                Err(TrySendError::Closed(_)) => true,
+            };
+            if closed {
+                return Err(RunError::Sink {
+                    sink: slot.name.clone(),
+                    reason: SinkStop::Closed,
+                });
+            }
+            self.sent[i] += n as u64;
+            let (held, count) = &mut self.held[i];
+            while *count + n > slot.handle.tx.max_capacity() + HELD_BEYOND_QUEUE {
+                let Some(b) = held.pop_front() else { break };
+                *count -= b.len();
+            }
+            held.push_back(block.clone());
+            *count += n;
+        }
+        Ok(())
+    }
+
+    /// Drops the held blocks that their sinks have delivered.
     fn release(&mut self) {
-        for ((slot, held), &sent) in self.sinks.iter().zip(&mut self.held).zip(&self.sent) {
+        for ((slot, (held, count)), &sent) in self.sinks.iter().zip(&mut self.held).zip(&self.sent)
+        {
             let delivered = slot.handle.delivered.load(Ordering::Acquire);
-            // The held ones are the last `held.len()` sent.
-            let first = sent.saturating_sub(held.len() as u64);
-            let done = delivered.saturating_sub(first).min(held.len() as u64);
-            held.drain(..done as usize);
+            // The held ones are the last `count` sent.
+            let mut first = sent.saturating_sub(*count as u64);
+            while let Some(b) = held.front() {
+                if first + b.len() as u64 > delivered {
+                    break;
+                }
+                first += b.len() as u64;
+                *count -= b.len();
+                held.pop_front();
+            }
         }
     }
 
@@ -1572,7 +1658,7 @@ mod tests {
 
     /// A sink that keeps what it gets (the real sinks have their own tests).
     fn keeping_sink(rt: &tokio::runtime::Runtime, kept: Arc<Mutex<Vec<Output>>>) -> SinkHandle {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Output>>(4);
+        let (tx, mut rx) = crate::sink::queue(4);
         let delivered = Arc::new(AtomicU64::new(0));
         let d = delivered.clone();
         let task = rt.spawn(async move {
@@ -1586,6 +1672,7 @@ mod tests {
             tx,
             delivered,
             task,
+            inline: None,
         }
     }
 

@@ -14,8 +14,11 @@
 //!
 //! Reading is shared as `match` shares it: each worker reads a share of a
 //! batch's lines (key, time, conditions) for all, then each matches its own
-//! keys' events of every share, with every line's time. Two hand-overs per
-//! batch, and each line is read once.
+//! keys' events of every share, with every line's time. Each line is read
+//! once. When the pipeline has the next batch already
+//! ([`Engines::start_batch_ahead`]), the others read their shares of it
+//! right after their part of this one, while this thread hands the outputs
+//! on: they never wait between the two.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -45,6 +48,26 @@ enum Cmd {
     DropPartitions(Arc<Vec<u16>>),
     HoldPartitions(Arc<Vec<u16>>, i64),
     RestorePartitions(Arc<Vec<crate::changelog::PartitionState>>),
+}
+
+impl Cmd {
+    /// Whether a share read before it ([`Engines::ahead`]) is still what a
+    /// share read after it would be: the patterns and partitions are the
+    /// same.
+    fn keeps_shares(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Batch(..)
+                | Cmd::Read(..)
+                | Cmd::Part(..)
+                | Cmd::Time(_)
+                | Cmd::Checkpoint
+                | Cmd::CheckpointFailed
+                | Cmd::State(_)
+                | Cmd::Counts
+                | Cmd::Drained
+        )
+    }
 }
 
 /// What it answers.
@@ -80,6 +103,18 @@ pub struct Engines {
     /// Outputs taken from the other workers meanwhile, handed out first by
     /// the next call that hands out outputs.
     early: Vec<Output>,
+    /// The next batch, whose shares the other workers were asked to read
+    /// right after their part of this one ([`Engines::start_batch_ahead`]):
+    /// their replies not taken yet (whether each got the command), or taken
+    /// (their shares, in worker order). Dropped by anything that changes
+    /// what a share holds (the patterns, the partitions).
+    ahead: Option<(Arc<Batch>, Ahead)>,
+}
+
+/// The other workers' shares of the next batch ([`Engines::ahead`]).
+enum Ahead {
+    Asked(Vec<bool>),
+    Read(Vec<Share>),
 }
 
 impl Engines {
@@ -91,6 +126,7 @@ impl Engines {
             tasks: None,
             pending: None,
             early: Vec::new(),
+            ahead: None,
         }
     }
 
@@ -103,6 +139,7 @@ impl Engines {
             tasks: Some(tasks),
             pending: None,
             early: Vec::new(),
+            ahead: None,
         }
     }
 
@@ -200,6 +237,7 @@ impl Engines {
             tasks: None,
             pending: None,
             early: Vec::new(),
+            ahead: None,
         })
     }
 
@@ -209,7 +247,11 @@ impl Engines {
         self.settle();
         let mut sent = Vec::with_capacity(self.remotes.len());
         for r in &self.remotes {
-            sent.push(r.tx.send(cmd()).is_ok());
+            let c = cmd();
+            if !c.keeps_shares() {
+                self.ahead = None;
+            }
+            sent.push(r.tx.send(c).is_ok());
         }
         here(&mut self.local);
         self.replies(sent)
@@ -223,6 +265,11 @@ impl Engines {
             // A worker that died (it panicked) leaves its keys unserved:
             // that is a bug, and it is loud.
             let reply = ok.then(|| r.rx.recv().ok()).flatten();
+            if !matches!(reply, Some(Reply::Out(..) | Reply::Share(_))) {
+                // Its next wake-up is not in the reply: unknown until the
+                // next one that has it ([`Engines::on_time`] asks).
+                r.wake = Some(i64::MIN);
+            }
             match reply {
                 Some(reply) => replies.push(reply),
                 None => panic!("a worker thread of the engine died"),
@@ -233,18 +280,39 @@ impl Engines {
 
     /// Each worker reads its share of `batch`; their shares split by owner.
     fn read_shares(&mut self, batch: &Arc<Batch>, workers: usize) -> Option<Vec<WorkerPart>> {
-        self.settle();
+        self.settle_outputs();
         let n = batch.len();
         let range = |w: usize| w * n / workers..(w + 1) * n / workers;
-        let mut sent = Vec::with_capacity(self.remotes.len());
-        for (i, r) in self.remotes.iter().enumerate() {
-            sent.push(r.tx.send(Cmd::Read(batch.clone(), range(i + 1))).is_ok());
-        }
+        // Asked already, right after their part of the batch before?
+        let ahead = match self.ahead.take() {
+            Some((b, a)) if Arc::ptr_eq(&b, batch) => Some(a),
+            Some(other) => {
+                // Another batch than the one read ahead: its replies still
+                // come first, and are dropped.
+                self.ahead = Some(other);
+                self.settle();
+                self.ahead = None;
+                None
+            }
+            None => None,
+        };
+        let ahead = ahead.unwrap_or_else(|| {
+            let mut sent = Vec::with_capacity(self.remotes.len());
+            for (i, r) in self.remotes.iter().enumerate() {
+                sent.push(r.tx.send(Cmd::Read(batch.clone(), range(i + 1))).is_ok());
+            }
+            Ahead::Asked(sent)
+        });
         let mut shares = Vec::with_capacity(workers);
         shares.push(self.local.read_share(batch, range(0)));
-        for reply in self.replies(sent) {
-            if let Reply::Share(s) = reply {
-                shares.push(s);
+        match ahead {
+            Ahead::Read(theirs) => shares.extend(theirs),
+            Ahead::Asked(sent) => {
+                for reply in self.replies(sent) {
+                    if let Reply::Share(s) = reply {
+                        shares.push(s);
+                    }
+                }
             }
         }
         if shares.len() != workers {
@@ -265,6 +333,26 @@ impl Engines {
     /// Takes the other workers' outputs of a batch still pending (see
     /// [`Engines::start_batch`]) into [`Engines::early`].
     fn settle(&mut self) {
+        self.settle_outputs();
+        match self.ahead.take() {
+            Some((b, Ahead::Asked(sent))) => {
+                let shares = self
+                    .replies(sent)
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Reply::Share(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
+                self.ahead = Some((b, Ahead::Read(shares)));
+            }
+            other => self.ahead = other,
+        }
+    }
+
+    /// Takes the other workers' outputs of a batch still pending, leaving
+    /// their reading of the next one ([`Engines::ahead`]) under way.
+    fn settle_outputs(&mut self) {
         if let Some(sent) = self.pending.take() {
             let replies = self.replies(sent);
             let mut early = std::mem::take(&mut self.early);
@@ -294,10 +382,26 @@ impl Engines {
     /// else: a checkpoint in between would miss the pending outputs (the
     /// other methods take them, but hand them out only with their own).
     pub fn start_batch(&mut self, batch: &Arc<Batch>, now: i64, out: &mut Vec<Output>) {
+        self.start_batch_ahead(batch, now, out, None);
+    }
+
+    /// [`Engines::start_batch`] knowing the batch after it (`next`): the
+    /// other workers read their shares of it right after their part of
+    /// this one, while this thread hands the outputs on, so that the
+    /// workers meet once per batch. Whatever comes in between (timers,
+    /// checkpoints, pattern changes) is the same as without.
+    pub fn start_batch_ahead(
+        &mut self,
+        batch: &Arc<Batch>,
+        now: i64,
+        out: &mut Vec<Output>,
+        next: Option<&Arc<Batch>>,
+    ) {
         if let Some(t) = &mut self.tasks {
             return t.on_batch(batch, now, out);
         }
-        self.settle_into(out);
+        self.settle_outputs();
+        out.append(&mut self.early);
         let workers = self.remotes.len() + 1;
         if workers > 1 && batch.len() >= 4 * workers {
             if let Some(parts) = self.read_shares(batch, workers) {
@@ -306,6 +410,15 @@ impl Engines {
                 let mut sent = Vec::with_capacity(self.remotes.len());
                 for (r, part) in self.remotes.iter().zip(parts) {
                     sent.push(r.tx.send(Cmd::Part(batch.clone(), part, now)).is_ok());
+                }
+                if let Some(next) = next.filter(|n| n.len() >= 4 * workers) {
+                    let n = next.len();
+                    let mut asked = Vec::with_capacity(self.remotes.len());
+                    for ((i, r), ok) in self.remotes.iter().enumerate().zip(&sent) {
+                        let range = (i + 1) * n / workers..(i + 2) * n / workers;
+                        asked.push(*ok && r.tx.send(Cmd::Read(next.clone(), range)).is_ok());
+                    }
+                    self.ahead = Some((next.clone(), Ahead::Asked(asked)));
                 }
                 if let Some(mine) = mine {
                     self.local.on_part(batch, mine, now, out);
@@ -324,16 +437,27 @@ impl Engines {
     /// The rest of a batch begun with [`Engines::start_batch`]: the other
     /// workers' outputs.
     pub fn finish_batch(&mut self, out: &mut Vec<Output>) {
-        self.settle_into(out);
+        self.settle_outputs();
+        out.append(&mut self.early);
     }
 
     /// [`Engine::on_time`] on every worker.
     pub fn on_time(&mut self, now: i64, out: &mut Vec<Output>) {
-        self.settle_into(out);
+        // Not the shares read ahead: waiting for them here would hold this
+        // thread while the other workers read.
+        self.settle_outputs();
+        out.append(&mut self.early);
         if let Some(t) = &mut self.tasks {
             return t.on_time(now, out);
         }
-        if self.remotes.is_empty() {
+        // The pipeline calls this between any two batches: a worker with no
+        // timer due and no idle watermark to move (the same for all: every
+        // worker sees every batch at the same time) has nothing to do, and
+        // is not woken for it.
+        let idle = self.local.idle_watermark_shift(now).is_some();
+        if self.remotes.is_empty()
+            || !idle && self.remotes.iter().all(|r| r.wake.is_none_or(|w| w > now))
+        {
             return self.local.on_time(now, out);
         }
         let replies = self.all(|| Cmd::Time(now), |e| e.on_time(now, out));
@@ -609,9 +733,13 @@ impl Engines {
 
 impl Drop for Engines {
     fn drop(&mut self) {
-        for mut r in self.remotes.drain(..) {
-            drop(r.tx);
-            if let Some(t) = r.thread.take() {
+        for r in self.remotes.drain(..) {
+            let Remote { tx, rx, thread, .. } = r;
+            // Without their replies' receiver too, a worker still answering
+            // (a share read ahead) would wait for it forever.
+            drop(tx);
+            drop(rx);
+            if let Some(t) = thread {
                 let _ = t.join();
             }
         }

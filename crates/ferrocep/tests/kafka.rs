@@ -1283,7 +1283,6 @@ fn read_committed_sees_each_output_once_on_real_kafka() {
 fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
     use ferrocep::runtime::config::{KafkaSinkConfig, SinkConfig};
     use ferrocep::runtime::sink::{KafkaCommit, Kind, Output, SinkStart};
-    use std::sync::Arc;
 
     let broker = Broker::start();
     let dir = TempDir::new("kafka-txn-replay");
@@ -1298,7 +1297,7 @@ fn transactional_sink_drops_the_replay_of_what_kafka_committed() {
     let output = |i: u64| {
         let id = format!("p:timeout:{i}");
         let line = format!(r#"{{"kind":"timeout","pattern":"p","key":"k{i}","id":"{id}"}}"#);
-        Arc::new(Output::new(Kind::Timeout, &id, line.as_bytes()))
+        Output::new(Kind::Timeout, &id, line.as_bytes())
     };
     // One run: outputs `from..to`, resuming from `restored`; commits them
     // at a checkpoint and stops.
@@ -2030,7 +2029,6 @@ fn partitioned_sink_drops_what_kafka_committed_per_partition() {
     use ferrocep::runtime::config::{KafkaSinkConfig, SinkConfig};
     use ferrocep::runtime::sink::{Kind, Output, SinkStart};
     use ferrocep::runtime::source::KafkaOffset;
-    use std::sync::Arc;
 
     let broker = Broker::start();
     let dir = TempDir::new("kafka-txn-parts");
@@ -2046,7 +2044,7 @@ fn partitioned_sink_drops_what_kafka_committed_per_partition() {
     let output = |p: u16, i: u64| {
         let id = format!("p{p}:timeout:{i}");
         let line = format!(r#"{{"kind":"timeout","pattern":"p","key":"k{i}","id":"{id}"}}"#);
-        Arc::new(Output::new(Kind::Timeout, &id, line.as_bytes()).with_source_partition(p))
+        Output::new(Kind::Timeout, &id, line.as_bytes()).with_source_partition(p)
     };
     // One run: partition p gained from a checkpoint of `restored` timeouts,
     // its outputs `from..to`, interleaved; committed at a checkpoint.
@@ -2121,7 +2119,7 @@ fn drive_txn_sink(
     cfg: &ferrocep::runtime::config::SinkConfig,
     start: &ferrocep::runtime::sink::SinkStart,
     setup: impl FnOnce(&ferrocep::runtime::sink::TxnShared),
-    outputs: Vec<std::sync::Arc<ferrocep::runtime::sink::Output>>,
+    outputs: Vec<ferrocep::runtime::sink::Output>,
     offsets: Vec<ferrocep::runtime::source::KafkaOffset>,
 ) {
     use ferrocep::runtime::clock::SystemClock;

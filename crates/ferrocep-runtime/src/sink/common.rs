@@ -4,17 +4,14 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::mpsc::Receiver;
-
-use super::{Output, SinkCtx};
+use super::{Queued, SinkCtx, SinkRx};
 use crate::clock::SharedClock;
 use crate::config::BackoffConfig;
 use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Most outputs a stdout or file sink writes at once: enough to amortise a
 /// write call, small enough to count progress often.
@@ -45,7 +42,7 @@ impl SinkMetrics {
     }
 
     /// The queue gauge: what is still in the channel plus `in_flight`.
-    pub(crate) fn set_queue<T>(&self, rx: &Receiver<T>, in_flight: usize) {
+    pub(crate) fn set_queue(&self, rx: &SinkRx, in_flight: usize) {
         self.queue
             .set(i64::try_from(rx.len() + in_flight).unwrap_or(i64::MAX));
     }
@@ -59,11 +56,7 @@ pub(crate) fn finish(delivered: &AtomicU64, n: usize) {
 /// Waits for the next output, then takes whatever else is already queued,
 /// up to `max` in `out` (cleared first). False once the queue is closed and
 /// empty.
-pub(crate) async fn recv_batch(
-    rx: &mut Receiver<Arc<Output>>,
-    out: &mut Vec<Arc<Output>>,
-    max: usize,
-) -> bool {
+pub(crate) async fn recv_batch(rx: &mut SinkRx, out: &mut Vec<Queued>, max: usize) -> bool {
     out.clear();
     let Some(first) = rx.recv().await else {
         return false;
@@ -71,8 +64,8 @@ pub(crate) async fn recv_batch(
     out.push(first);
     while out.len() < max {
         match rx.try_recv() {
-            Ok(o) => out.push(o),
-            Err(_) => break,
+            Some(o) => out.push(o),
+            None => break,
         }
     }
     true
@@ -86,15 +79,15 @@ pub(crate) const LINGER: Duration = Duration::from_millis(2);
 /// write then takes what would have been many, each a syscall and a hand-over
 /// to a blocking thread. A lone output is written at once. Not cancel-safe:
 /// call it outside `select!`.
-pub(crate) async fn top_up(rx: &mut Receiver<Arc<Output>>, out: &mut Vec<Arc<Output>>, max: usize) {
+pub(crate) async fn top_up(rx: &mut SinkRx, out: &mut Vec<Queued>, max: usize) {
     if out.len() < 2 || out.len() >= max {
         return;
     }
     tokio::time::sleep(LINGER).await;
     while out.len() < max {
         match rx.try_recv() {
-            Ok(o) => out.push(o),
-            Err(_) => break,
+            Some(o) => out.push(o),
+            None => break,
         }
     }
 }
@@ -282,12 +275,12 @@ pub(crate) mod testutil {
     }
 
     /// Output number `i`.
-    pub fn out(i: usize) -> Arc<Output> {
-        Arc::new(Output::new(
+    pub fn out(i: usize) -> Output {
+        Output::new(
             Kind::Timeout,
             &format!("p/t/{i}"),
             format!("{{\"id\":\"p/t/{i}\",\"n\":{i}}}").as_bytes(),
-        ))
+        )
     }
 
     /// Waits (5 s at most) until `delivered` reaches `n`.

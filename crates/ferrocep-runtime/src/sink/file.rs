@@ -18,6 +18,7 @@
 //! backoff, resuming at the first byte not written; nothing is dropped: the
 //! queue fills and the source slows down.
 
+use std::borrow::Borrow;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,10 +26,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::mpsc::Receiver;
-
 use super::common::{self, Backoff, SinkMetrics, MAX_WRITE_BATCH};
-use super::{Output, SinkCtx, SinkError, SinkErrorKind};
+use super::{Output, Queued, SinkCtx, SinkError, SinkErrorKind, SinkRx};
 
 /// How many rotated files are kept (`PATH.1` ... `PATH.10`).
 pub const KEEP: usize = 10;
@@ -87,12 +86,25 @@ impl FileSinkState {
     }
 
     fn sync_text(&self) -> Result<FileCommit, String> {
-        let inner = self.lock();
-        if let Some(f) = &inner.file {
+        // Not under the lock: a writer on the engine's thread ([`Inline`])
+        // must not wait for an fsync to count what it wrote. What the
+        // commit counts was written before the fsync starts.
+        let (file, commit) = {
+            let inner = self.lock();
+            let file = match &inner.file {
+                Some(f) => Some(
+                    f.try_clone()
+                        .map_err(|e| format!("{}: cannot fsync: {e}", self.path.display()))?,
+                ),
+                None => None,
+            };
+            (file, inner.commit)
+        };
+        if let Some(f) = file {
             f.sync_data()
                 .map_err(|e| format!("{}: fsync failed: {e}", self.path.display()))?;
         }
-        Ok(inner.commit)
+        Ok(commit)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -307,8 +319,8 @@ impl Writer {
 
     /// Writes `batch[self.next..]`; after an error, call again with the same
     /// batch to go on where it stopped.
-    fn write(&mut self, batch: &[Arc<Output>]) -> io::Result<()> {
-        let line_len = |o: &Arc<Output>| o.line().len() as u64 + 1;
+    fn write<O: Borrow<Output>>(&mut self, batch: &[O]) -> io::Result<()> {
+        let line_len = |o: &O| o.borrow().line().len() as u64 + 1;
         while self.next < batch.len() {
             let mut end = self.next;
             let mut bytes = 0;
@@ -336,7 +348,7 @@ impl Writer {
             if self.partial == 0 {
                 self.buf.clear();
                 for o in &batch[self.next..end] {
-                    self.buf.extend_from_slice(o.line());
+                    self.buf.extend_from_slice(o.borrow().line());
                     self.buf.push(b'\n');
                 }
             }
@@ -406,7 +418,7 @@ impl Writer {
 pub(crate) fn start(
     path: PathBuf,
     rotate_bytes: Option<u64>,
-    rx: Receiver<Arc<Output>>,
+    rx: SinkRx,
     ctx: SinkCtx,
     delivered: Arc<AtomicU64>,
 ) -> Result<
@@ -421,16 +433,117 @@ pub(crate) fn start(
     Ok((run(w, rx, ctx), state))
 }
 
+/// A file sink that the engine's thread writes itself, with no queue and
+/// no hand-over to another thread: on two cores, a thread that wakes for
+/// every few writes costs the engine more than the writes (a copy into the
+/// page cache). A write error is logged and retried with backoff on the
+/// same thread, which holds the engine (and so the source) back, as a full
+/// queue would; a task of the sink's runtime fsyncs every [`SYNC_EVERY`]
+/// and at close.
+pub(crate) struct Inline {
+    w: Writer,
+    m: SinkMetrics,
+    ctx: SinkCtx,
+    backoff: Backoff,
+}
+
+impl Inline {
+    /// Writes `outputs`, retrying until they are written: then they are
+    /// delivered.
+    pub(crate) fn write(&mut self, outputs: &[Output]) {
+        let mut retry = 0;
+        while let Err(e) = self.w.write(outputs) {
+            retry += 1;
+            self.m.retries.inc();
+            let delay = self.backoff.delay_ms(retry);
+            tracing::error!(
+                sink = %self.ctx.name,
+                path = %self.w.path.display(),
+                "writing the file failed: {e}; retry {retry} in {delay} ms"
+            );
+            let pending = outputs.len().saturating_sub(self.w.next);
+            self.m.queue.set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let until = self.ctx.clock.now_ms().saturating_add(delay as i64);
+            while self.ctx.clock.now_ms() < until {
+                std::thread::sleep(
+                    self.ctx
+                        .clock
+                        .wait_for(until)
+                        .clamp(Duration::from_millis(1), Duration::from_millis(100)),
+                );
+            }
+        }
+        self.w.next = 0;
+        self.m.delivered.inc_by(outputs.len() as u64);
+        if retry > 0 {
+            self.m.queue.set(0);
+        }
+    }
+}
+
+/// [`start`] for a sink written by the caller ([`Inline`]): the writer, and
+/// the task that fsyncs it every [`SYNC_EVERY`] and at close (once `rx`
+/// closes; nothing is queued to it).
+#[allow(clippy::type_complexity)]
+pub(crate) fn start_inline(
+    path: PathBuf,
+    rotate_bytes: Option<u64>,
+    rx: SinkRx,
+    ctx: SinkCtx,
+    delivered: Arc<AtomicU64>,
+) -> Result<
+    (
+        Inline,
+        impl std::future::Future<Output = Result<(), String>> + Send + 'static,
+        Arc<FileSinkState>,
+    ),
+    String,
+> {
+    let (w, state) =
+        Writer::open(path, rotate_bytes, delivered).map_err(|e| format!("{}: {e}", ctx.name))?;
+    let inline = Inline {
+        w,
+        m: SinkMetrics::new(&ctx),
+        ctx: ctx.clone(),
+        backoff: Backoff::local_io(),
+    };
+    Ok((inline, sync_every(state.clone(), rx, ctx), state))
+}
+
+async fn sync_every(state: Arc<FileSinkState>, mut rx: SinkRx, ctx: SinkCtx) -> Result<(), String> {
+    let mut tick = tokio::time::interval(SYNC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            o = rx.recv() => match o {
+                None => break,
+                Some(_) => tracing::error!(sink = %ctx.name, "an output was queued to a sink written inline: dropped (a bug)"),
+            },
+            _ = tick.tick() => {
+                let st = state.clone();
+                if let Err(e) = common::blocking(&ctx.name, move || st.sync_text()).await? {
+                    // The next tick (or the checkpoint, or the close) tries again.
+                    tracing::error!(sink = %ctx.name, "{e}");
+                }
+            }
+        }
+    }
+    let st = state.clone();
+    common::blocking(&ctx.name, move || st.sync_text())
+        .await?
+        .map(|_| ())
+}
+
 #[derive(Clone, Copy)]
 enum Step {
     Write,
     Sync,
 }
 
-async fn run(mut w: Writer, mut rx: Receiver<Arc<Output>>, ctx: SinkCtx) -> Result<(), String> {
+async fn run(mut w: Writer, mut rx: SinkRx, ctx: SinkCtx) -> Result<(), String> {
     let m = SinkMetrics::new(&ctx);
     let backoff = Backoff::local_io();
-    let mut batch: Vec<Arc<Output>> = Vec::with_capacity(MAX_WRITE_BATCH);
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_WRITE_BATCH);
     let mut tick = tokio::time::interval(SYNC_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
@@ -549,6 +662,67 @@ mod tests {
             text.contains("ferrocep_sink_delivered_total{sink=\"outputs.timeout[1]\"} 100"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_inline_sink_writes_on_the_callers_thread_and_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let c = ctx("outputs.timeout[0]", dir.path());
+        let metrics = c.metrics.clone();
+        let path = dir.path().join("config/out/t.jsonl");
+        let start = crate::sink::SinkStart::default();
+        let s = crate::sink::spawn_sink_inline(&file_cfg(Some(50)), c, rt.handle(), 16, &start)
+            .unwrap();
+        let state = s.file.clone().unwrap();
+        let mut inline = s.handle.inline.unwrap();
+        // Delivered when `write` returns: nothing waits on another thread.
+        inline.write(&[out(0)]);
+        assert_eq!(s.handle.delivered.load(Ordering::Acquire), 1);
+        assert_eq!(read(&path), lines(0..1));
+        // Every line of outputs 0..=9 is 21 bytes: two fit in 50.
+        inline.write(&(1..5).map(out).collect::<Vec<_>>());
+        assert_eq!(s.handle.delivered.load(Ordering::Acquire), 5);
+        assert_eq!(read(&rotated(&path, 2)), lines(0..2));
+        assert_eq!(read(&rotated(&path, 1)), lines(2..4));
+        assert_eq!(read(&path), lines(4..5));
+        let c = state.sync().unwrap();
+        assert_eq!((c.delivered, c.generation), (5, 2));
+        assert_eq!(c.len, lines(4..5).len() as u64);
+        // Closing the queue ends the task (after a last fsync).
+        drop(s.handle.tx);
+        rt.block_on(s.handle.task).unwrap().unwrap();
+        let text = metrics.encode();
+        assert!(
+            text.contains("ferrocep_sink_delivered_total{sink=\"outputs.timeout[0]\"} 5"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_inline_write_to_a_full_disk_is_retried_until_it_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let c = ctx("s", dir.path());
+        let metrics = c.metrics.clone();
+        let cfg = SinkConfig::File {
+            path: "/dev/full".into(),
+            rotate_bytes: None,
+        };
+        let start = crate::sink::SinkStart::default();
+        let s = crate::sink::spawn_sink_inline(&cfg, c, rt.handle(), 4, &start).unwrap();
+        let mut inline = s.handle.inline.unwrap();
+        let t = std::thread::spawn(move || inline.write(&[out(0)]));
+        std::thread::sleep(Duration::from_millis(300));
+        // Still retrying: the caller waits, nothing is counted or dropped.
+        assert!(!t.is_finished());
+        assert_eq!(s.handle.delivered.load(Ordering::Acquire), 0);
+        let text = metrics.encode();
+        assert!(
+            !text.contains("ferrocep_sink_retries_total{sink=\"s\"} 0"),
+            "{text}"
+        );
+        s.handle.task.abort();
     }
 
     #[test]

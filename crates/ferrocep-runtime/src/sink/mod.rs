@@ -3,8 +3,12 @@
 //! Every output is one JSON line ([`Output::line`]) of a [`Kind`], with its
 //! pattern and a deterministic id already in it. Each configured sink runs as
 //! a task on the async runtime and takes outputs from a bounded queue
-//! ([`SinkHandle::tx`]); the engine waits when a queue is full, so a sink
-//! that is down holds outputs back with bounded memory and slows the source.
+//! ([`SinkHandle::tx`]), in blocks of a batch's outputs of its kind
+//! ([`Block`]); the engine waits when a queue is full, so a sink that is
+//! down holds outputs back with bounded memory and slows the source. In
+//! `run`, file sinks are written by the engine's thread itself instead
+//! ([`spawn_sink_inline`], [`SinkHandle::inline`]): no queue, no hand-over,
+//! and a failed write holds the engine as a full queue would.
 //! A sink never drops an output silently: it delivers it, or (webhooks) puts
 //! it in its dead-letter file with the reason.
 //!
@@ -155,14 +159,247 @@ pub struct SinkCtx {
     pub clock: SharedClock,
 }
 
+/// Outputs handed to a sink together, in order: one hand-over and one
+/// reference count for a whole batch of the engine, not one per output. The
+/// sinks of one kind share the block.
+pub type Block = Arc<Vec<Output>>;
+
+/// One output of a [`Block`], as a sink holds it: the block and its place
+/// in it (no allocation per output).
+#[derive(Clone, Debug)]
+pub struct Queued {
+    block: Block,
+    at: usize,
+}
+
+impl Queued {
+    /// `o` in a block of its own.
+    #[cfg(test)]
+    pub(crate) fn one(o: Output) -> Queued {
+        Queued {
+            block: Arc::new(vec![o]),
+            at: 0,
+        }
+    }
+}
+
+impl std::borrow::Borrow<Output> for Queued {
+    fn borrow(&self) -> &Output {
+        self
+    }
+}
+
+impl std::ops::Deref for Queued {
+    type Target = Output;
+
+    fn deref(&self) -> &Output {
+        &self.block[self.at]
+    }
+}
+
+/// The sending side of a sink's queue: blocks of outputs, bounded in
+/// outputs (not blocks) by a semaphore of that many permits. A block takes
+/// a permit per output (at most the whole bound) and gives them back when
+/// the sink takes it.
+#[derive(Clone)]
+pub struct SinkTx {
+    tx: tokio::sync::mpsc::UnboundedSender<Block>,
+    room: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+/// The receiving side of a sink's queue ([`SinkTx`]).
+pub(crate) struct SinkRx {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Block>,
+    room: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    /// The block being taken, and its next output.
+    cur: Option<Block>,
+    next: usize,
+}
+
+/// A queue of at most `max` outputs (at least 1).
+pub(crate) fn queue(max: usize) -> (SinkTx, SinkRx) {
+    let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let room = Arc::new(tokio::sync::Semaphore::new(max));
+    (
+        SinkTx {
+            tx,
+            room: room.clone(),
+            max,
+        },
+        SinkRx {
+            rx,
+            room,
+            max,
+            cur: None,
+            next: 0,
+        },
+    )
+}
+
+impl SinkTx {
+    /// Permits a block takes.
+    fn permits(&self, block: &Block) -> u32 {
+        u32::try_from(block.len().min(self.max)).unwrap_or(u32::MAX)
+    }
+
+    /// Queues `block` if there is room for it now (a full queue is the
+    /// backpressure).
+    pub fn try_send(
+        &self,
+        block: impl Into<Block>,
+    ) -> Result<(), tokio::sync::mpsc::error::TrySendError<Block>> {
+        use tokio::sync::mpsc::error::TrySendError;
+        use tokio::sync::TryAcquireError;
+        let block = block.into();
+        match self.room.try_acquire_many(self.permits(&block)) {
+            Ok(p) => p.forget(),
+            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(block)),
+            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(block)),
+        }
+        self.tx.send(block).map_err(|e| TrySendError::Closed(e.0))
+    }
+
+    /// Queues `block`, waiting (blocking the thread: not on an async
+    /// worker) until there is room. An error (with the block) once the sink
+    /// is gone.
+    pub fn blocking_send(&self, block: impl Into<Block>) -> Result<(), Block> {
+        let block = block.into();
+        match block_on(self.room.acquire_many(self.permits(&block))) {
+            Ok(p) => p.forget(),
+            Err(_) => return Err(block),
+        }
+        self.tx.send(block).map_err(|e| e.0)
+    }
+
+    /// The most outputs it holds.
+    pub fn max_capacity(&self) -> usize {
+        self.max
+    }
+
+    /// Outputs queued and not yet taken by the sink.
+    pub fn len(&self) -> usize {
+        self.max.saturating_sub(self.room.available_permits())
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Output> for Block {
+    fn from(o: Output) -> Block {
+        Arc::new(vec![o])
+    }
+}
+
+/// Runs `f` to completion on this thread (parking it while `f` waits).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+impl SinkRx {
+    /// The next output of the current block, if any.
+    fn take(&mut self) -> Option<Queued> {
+        let block = self.cur.as_ref()?;
+        if self.next < block.len() {
+            self.next += 1;
+            return Some(Queued {
+                block: block.clone(),
+                at: self.next - 1,
+            });
+        }
+        self.cur = None;
+        None
+    }
+
+    /// A block off the channel becomes the current one; its permits go
+    /// back.
+    fn start(&mut self, block: Block) {
+        self.room.add_permits(block.len().min(self.max));
+        self.cur = Some(block);
+        self.next = 0;
+    }
+
+    /// The next output, waiting for one; `None` once the queue is closed
+    /// and empty. Cancel-safe.
+    pub(crate) async fn recv(&mut self) -> Option<Queued> {
+        loop {
+            if let Some(q) = self.take() {
+                return Some(q);
+            }
+            let block = self.rx.recv().await?;
+            self.start(block);
+        }
+    }
+
+    /// The next output if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<Queued> {
+        loop {
+            if let Some(q) = self.take() {
+                return Some(q);
+            }
+            let block = self.rx.try_recv().ok()?;
+            self.start(block);
+        }
+    }
+
+    /// Outputs queued and not yet taken.
+    pub(crate) fn len(&self) -> usize {
+        let cur = self.cur.as_ref().map_or(0, |b| b.len() - self.next);
+        self.max.saturating_sub(self.room.available_permits()) + cur
+    }
+}
+
+impl Drop for SinkRx {
+    fn drop(&mut self) {
+        // A sender waiting for room would wait forever.
+        self.room.close();
+    }
+}
+
 /// A running sink.
 pub struct SinkHandle {
     /// Its queue.
-    pub tx: tokio::sync::mpsc::Sender<Arc<Output>>,
+    pub tx: SinkTx,
     /// Outputs it has finished with (see the module docs).
     pub delivered: Arc<AtomicU64>,
     /// Ends once the queue is closed and everything in it is finished with.
     pub task: tokio::task::JoinHandle<Result<(), SinkError>>,
+    /// A sink that the caller writes itself ([`spawn_sink_inline`]); then
+    /// nothing goes through its queue.
+    pub inline: Option<Inline>,
+}
+
+/// A sink written on the caller's thread ([`spawn_sink_inline`]): a file
+/// sink, whose writes are a copy into the page cache. Each output handed to
+/// [`Inline::write`] is delivered when it returns.
+pub struct Inline(file::Inline);
+
+impl Inline {
+    /// Writes `outputs` (each its line and `\n`), retrying a failed write
+    /// with backoff until it succeeds (logged): the caller waits, as it
+    /// would for a full queue.
+    pub fn write(&mut self, outputs: &[Output]) {
+        self.0.write(outputs)
+    }
 }
 
 /// Why a sink could not start, or stopped: its [`kind`](SinkError::kind)
@@ -404,6 +641,38 @@ pub fn spawn_sink(
     spawn_sink_from(cfg, ctx, rt, queue, &SinkStart::default())
 }
 
+/// [`spawn_sink_from`], but a file sink is written by the caller's thread
+/// ([`SinkHandle::inline`]; its task only fsyncs); other sinks are queued
+/// as usual.
+pub fn spawn_sink_inline(
+    cfg: &SinkConfig,
+    ctx: SinkCtx,
+    rt: &tokio::runtime::Handle,
+    queue: usize,
+    start: &SinkStart,
+) -> Result<Spawned, SinkError> {
+    let SinkConfig::File { path, rotate_bytes } = cfg else {
+        return spawn_sink_from(cfg, ctx, rt, queue, start);
+    };
+    let (tx, rx) = self::queue(queue);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let path = ctx.config_dir.join(path);
+    let (inline, fut, state) =
+        file::start_inline(path, rotate_bytes.map(|b| b.0), rx, ctx, delivered.clone())
+            .map_err(|m| SinkError::new(SinkErrorKind::Io, m))?;
+    let task = rt.spawn(typed(SinkErrorKind::Io, fut));
+    Ok(Spawned {
+        handle: SinkHandle {
+            tx,
+            delivered,
+            task,
+            inline: Some(Inline(inline)),
+        },
+        file: Some(state),
+        txn: None,
+    })
+}
+
 /// [`spawn_sink`] with what the sink starts from: a transactional kafka
 /// sink needs `start` (its default transactional id, and the count of the
 /// restored checkpoint).
@@ -420,7 +689,7 @@ pub fn spawn_sink_from(
     let _ = start;
     #[allow(unused_mut)] // set by the kafka sink only
     let mut txn = None;
-    let (tx, rx) = tokio::sync::mpsc::channel(queue.max(1));
+    let (tx, rx) = self::queue(queue);
     let delivered = Arc::new(AtomicU64::new(0));
     let d = delivered.clone();
     let mut file_state = None;
@@ -483,6 +752,7 @@ pub fn spawn_sink_from(
             tx,
             delivered,
             task,
+            inline: None,
         },
         file: file_state,
         txn,

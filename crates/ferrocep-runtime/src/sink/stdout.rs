@@ -15,17 +15,15 @@ use std::io::{self, Write};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use tokio::sync::mpsc::Receiver;
-
 use super::common::{self, Backoff, SinkMetrics, MAX_WRITE_BATCH};
-use super::{Output, SinkCtx};
+use super::{SinkCtx, SinkRx};
 
 /// The sink's task: writes every output of `rx` to `w` (named `stream` in
 /// logs) until the queue is closed and empty.
 pub(crate) async fn run<W: Write + Send + 'static>(
     w: W,
     stream: &'static str,
-    mut rx: Receiver<Arc<Output>>,
+    mut rx: SinkRx,
     ctx: SinkCtx,
     delivered: Arc<AtomicU64>,
 ) -> Result<(), String> {
@@ -99,6 +97,7 @@ pub(crate) async fn run<W: Write + Send + 'static>(
 
 #[cfg(test)]
 mod tests {
+    use crate::sink::Output;
     use std::sync::atomic::Ordering;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -131,12 +130,12 @@ mod tests {
         }
     }
 
-    fn out(i: usize) -> Arc<Output> {
-        Arc::new(Output::new(
+    fn out(i: usize) -> Output {
+        Output::new(
             Kind::Match,
             &format!("p/m/{i}"),
             format!("{{\"id\":\"p/m/{i}\"}}").as_bytes(),
-        ))
+        )
     }
 
     fn rt() -> tokio::runtime::Runtime {
@@ -151,7 +150,7 @@ mod tests {
     fn writes_lines_promptly_and_everything_at_close() {
         let rt = rt();
         let buf = Shared::default();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (tx, rx) = crate::sink::queue(16);
         let delivered = Arc::new(AtomicU64::new(0));
         let c = ctx();
         let metrics = c.metrics.clone();
@@ -192,7 +191,7 @@ mod tests {
         let rt = rt();
         let (reader, writer) = io::pipe().unwrap();
         drop(reader);
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = crate::sink::queue(4);
         let delivered = Arc::new(AtomicU64::new(0));
         let task = rt.spawn(run(writer, "stdout", rx, ctx(), delivered.clone()));
         // Far more than the queue holds: a wedged sink would block here.

@@ -31,10 +31,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use tokio::sync::mpsc::Receiver;
 
 use super::common::{self, Backoff, SinkMetrics};
-use super::{Output, SinkCtx};
+use super::{Queued, SinkCtx, SinkRx};
 use crate::clock::SharedClock;
 use crate::config::WebhookConfig;
 
@@ -169,7 +168,7 @@ impl Webhook {
     }
 
     /// The sink's task: until the queue is closed and empty.
-    pub(crate) async fn run(mut self, mut rx: Receiver<Arc<Output>>) -> Result<(), String> {
+    pub(crate) async fn run(mut self, mut rx: SinkRx) -> Result<(), String> {
         let mut batch = Vec::with_capacity(self.batch);
         while self.next_batch(&mut rx, &mut batch).await {
             self.m.set_queue(&rx, batch.len());
@@ -183,7 +182,7 @@ impl Webhook {
     /// The next batch: what is queued now, up to `batch`, and with `linger`
     /// what arrives before it has passed. False once the queue is closed
     /// and empty.
-    async fn next_batch(&self, rx: &mut Receiver<Arc<Output>>, out: &mut Vec<Arc<Output>>) -> bool {
+    async fn next_batch(&self, rx: &mut SinkRx, out: &mut Vec<Queued>) -> bool {
         if !common::recv_batch(rx, out, self.batch).await {
             return false;
         }
@@ -203,11 +202,7 @@ impl Webhook {
     }
 
     /// Delivers or dead-letters `batch`, retrying as the module docs say.
-    async fn deliver(
-        &mut self,
-        batch: &[Arc<Output>],
-        rx: &Receiver<Arc<Output>>,
-    ) -> Result<(), String> {
+    async fn deliver(&mut self, batch: &[Queued], rx: &SinkRx) -> Result<(), String> {
         let body = body(batch, self.batch > 1);
         let key = idempotency_key(batch);
         let mut attempts: u32 = 0;
@@ -259,7 +254,7 @@ impl Webhook {
     async fn write_dead_letters(
         &mut self,
         lines: Vec<u8>,
-        rx: &Receiver<Arc<Output>>,
+        rx: &SinkRx,
         in_flight: usize,
     ) -> Result<(), String> {
         let backoff = Backoff::local_io();
@@ -381,7 +376,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// The request body: the output, or with `array` (a sink whose `batch` is
 /// over 1, even when it sends fewer) a JSON array of the outputs, so that
 /// the receiver sees one shape.
-fn body(batch: &[Arc<Output>], array: bool) -> Vec<u8> {
+fn body(batch: &[Queued], array: bool) -> Vec<u8> {
     if let ([one], false) = (batch, array) {
         return one.line().to_vec();
     }
@@ -398,7 +393,7 @@ fn body(batch: &[Arc<Output>], array: bool) -> Vec<u8> {
 }
 
 /// The ids joined with `,`, control characters as `%XX`.
-fn idempotency_key(batch: &[Arc<Output>]) -> HeaderValue {
+fn idempotency_key(batch: &[Queued]) -> HeaderValue {
     let mut k = Vec::new();
     for (i, o) in batch.iter().enumerate() {
         if i > 0 {
@@ -433,7 +428,7 @@ fn retry_after_ms(h: &HeaderMap, clock: &SharedClock) -> Option<u64> {
 }
 
 /// The dead-letter lines of `batch`.
-fn dead_letter_lines(batch: &[Arc<Output>], reason: &str, sink: &str, attempts: u32) -> Vec<u8> {
+fn dead_letter_lines(batch: &[Queued], reason: &str, sink: &str, attempts: u32) -> Vec<u8> {
     let head = format!(
         "{{\"reason\":{},\"sink\":{},\"attempts\":{attempts},\"output\":",
         serde_json::Value::from(reason),
@@ -1007,8 +1002,15 @@ mod tests {
 
     #[test]
     fn keys_escape_control_characters_and_names_are_sanitized() {
-        let o = Arc::new(Output::new(crate::sink::Kind::Match, "a\nb", b"{}"));
-        assert_eq!(idempotency_key(&[o.clone(), out(1)]), "a%0Ab,p/t/1");
+        let o = crate::sink::Queued::one(crate::sink::Output::new(
+            crate::sink::Kind::Match,
+            "a\nb",
+            b"{}",
+        ));
+        assert_eq!(
+            idempotency_key(&[o.clone(), crate::sink::Queued::one(out(1))]),
+            "a%0Ab,p/t/1"
+        );
         assert_eq!(sanitize("outputs.timeout[0]"), "outputs.timeout_0_");
         assert_eq!(body(std::slice::from_ref(&o), false), b"{}");
         assert_eq!(body(&[o], true), b"[{}]");

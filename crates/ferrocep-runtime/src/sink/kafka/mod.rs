@@ -47,10 +47,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc::Receiver;
 
 use super::common::{self, Backoff, SinkMetrics};
-use super::{Output, SinkCtx, TxnShared};
+use super::{Output, Queued, SinkCtx, SinkRx, TxnShared};
 use crate::config::KafkaSinkConfig;
 
 mod partitioned;
@@ -203,7 +202,7 @@ impl KafkaSink {
     /// records only) after a backoff before any later batch counts.
     pub(crate) async fn run(
         self,
-        mut rx: Receiver<Arc<Output>>,
+        mut rx: SinkRx,
         ctx: SinkCtx,
         delivered: Arc<AtomicU64>,
     ) -> Result<(), String> {
@@ -259,7 +258,7 @@ impl KafkaSink {
 
     /// Hands the outputs of `batch` at `which` to the producer without
     /// waiting for their acknowledgements (see [`Sent`]).
-    async fn send_batch(&self, batch: &[Arc<Output>], which: &[usize]) -> Sent {
+    async fn send_batch(&self, batch: &[Queued], which: &[usize]) -> Sent {
         let mut s = Sent::default();
         s.sent.reserve(which.len());
         for &i in which {
@@ -295,7 +294,7 @@ impl KafkaSink {
     /// whether one failed because another producer fenced this one.
     async fn send_all(
         &self,
-        batch: &[Arc<Output>],
+        batch: &[Queued],
         which: &[usize],
     ) -> (Vec<usize>, Option<String>, bool) {
         let mut s = self.send_batch(batch, which).await;
@@ -310,7 +309,7 @@ impl KafkaSink {
     /// Kafka holds beyond it are the replay's to drop.
     pub(crate) async fn run_transactional(
         self,
-        rx: Receiver<Arc<Output>>,
+        rx: SinkRx,
         ctx: SinkCtx,
         delivered: Arc<AtomicU64>,
         shared: Arc<TxnShared>,
@@ -325,7 +324,7 @@ impl KafkaSink {
 
     async fn transact(
         &self,
-        mut rx: Receiver<Arc<Output>>,
+        mut rx: SinkRx,
         ctx: &SinkCtx,
         delivered: &AtomicU64,
         shared: &TxnShared,
@@ -366,7 +365,7 @@ impl KafkaSink {
             "kafka sink: transactions ready; {skip} outputs of the replay are already committed and are dropped"
         );
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut open: Vec<Arc<Output>> = Vec::new();
+        let mut open: Vec<Queued> = Vec::new();
         let mut opened_at: Option<Instant> = None;
         // Counted since this run started.
         let mut received = 0u64;
@@ -446,7 +445,7 @@ impl KafkaSink {
         ctx: &SinkCtx,
         m: &SinkMetrics,
         backoff: &Backoff,
-        open: &[Arc<Output>],
+        open: &[Queued],
         from: usize,
     ) -> Result<(), String> {
         let mut which: Vec<usize> = (from..open.len()).collect();
@@ -486,7 +485,7 @@ impl KafkaSink {
         ctx: &SinkCtx,
         m: &SinkMetrics,
         backoff: &Backoff,
-        open: &[Arc<Output>],
+        open: &[Queued],
         total: u64,
         source_offsets: &[crate::source::KafkaOffset],
     ) -> Result<(), String> {
@@ -705,7 +704,7 @@ fn fenced(e: &KafkaError) -> bool {
 /// this producer is fenced).
 /// A batch sent and not yet all acknowledged (see [`KafkaSink::run`]).
 struct Flight {
-    batch: Vec<Arc<Output>>,
+    batch: Vec<Queued>,
     sent: Sent,
 }
 

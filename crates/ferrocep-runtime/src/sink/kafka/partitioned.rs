@@ -23,12 +23,11 @@ use std::time::Instant;
 
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::Producer;
-use tokio::sync::mpsc::Receiver;
 
 use super::{sleep_for, KafkaSink, Txn, MAX_BATCH, MAX_TXN_AGE, MAX_TXN_OUTPUTS, TXN_CALL};
 use crate::config::KafkaSinkConfig;
 use crate::sink::common::{self, Backoff, SinkMetrics};
-use crate::sink::{Output, SinkCtx, TxnShared};
+use crate::sink::{Queued, SinkCtx, SinkRx, TxnShared};
 
 /// Outputs made by no source partition's engine (none are expected) go in
 /// a transaction of their own, counted at partition 0 of the sink's topic.
@@ -53,7 +52,7 @@ struct Part {
     /// ([`TxnShared::gain_of`]).
     gain: u64,
     /// The outputs of the open transaction.
-    open: Vec<Arc<Output>>,
+    open: Vec<Queued>,
     /// How many of `open` were sent.
     sent: usize,
     /// The partition's outputs committed in Kafka, over every run.
@@ -96,7 +95,7 @@ impl Partitioned {
     /// is closed and the last ones are committed.
     pub(crate) async fn run(
         self,
-        rx: Receiver<Arc<Output>>,
+        rx: SinkRx,
         ctx: SinkCtx,
         delivered: Arc<AtomicU64>,
         shared: Arc<TxnShared>,
@@ -110,7 +109,7 @@ impl Partitioned {
 
     async fn transact(
         &self,
-        mut rx: Receiver<Arc<Output>>,
+        mut rx: SinkRx,
         ctx: &SinkCtx,
         delivered: &AtomicU64,
         shared: &TxnShared,
