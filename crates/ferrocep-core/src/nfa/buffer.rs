@@ -15,6 +15,7 @@
 //! [`SharedBuffer`](super::SharedBuffer) is defined in `run`: it is this store
 //! plus the run vectors processing reuses, which are `run`'s.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 use crate::slots::{prefetch, Slots};
@@ -399,6 +400,7 @@ impl<E> Store<E> {
     }
 
     /// Flink `lockNode`.
+    #[inline]
     pub(crate) fn lock_node(&mut self, r: NodeRef, version: &DeweyNumber) {
         if let Some(n) = self.node_mut(r) {
             n.lock += 1;
@@ -413,9 +415,15 @@ impl<E> Store<E> {
     /// Flink `releaseNode`: releases the node and, transitively, the edges of
     /// `version` and nodes whose count drops to zero.
     pub(crate) fn release_node(&mut self, r: NodeRef, version: &DeweyNumber) {
-        let mut stack: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
-        stack.push((r, version.clone()));
-        while let Some((cur, v)) = stack.pop() {
+        // Flink's stack of (node, version), its top kept apart: nearly every
+        // release walks a chain (one edge released per node), which then
+        // never touches the rest, and the first version is not copied.
+        let mut top: Option<(NodeRef, Cow<'_, DeweyNumber>)> = Some((r, Cow::Borrowed(version)));
+        let mut rest: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
+        while let Some((cur, v)) = top
+            .take()
+            .or_else(|| rest.pop().map(|(r, v)| (r, Cow::Owned(v))))
+        {
             let Some(n) = self.node_mut(cur) else {
                 // Flink stops the whole release here (`break`).
                 break;
@@ -424,7 +432,9 @@ impl<E> Store<E> {
             while i < n.edges.len() {
                 if n.edges.compatible(i, &v) && release_count(n.edges.lock_mut(i)) {
                     if let (Some(t), version) = n.edges.remove(i) {
-                        stack.push((t, version));
+                        if let Some((r, v)) = top.replace((t, Cow::Owned(version))) {
+                            rest.push((r, v.into_owned()));
+                        }
                     }
                     continue;
                 }
@@ -442,6 +452,48 @@ impl<E> Store<E> {
     /// `version`, each as (stage, event) oldest first; the first is the one
     /// Flink emits.
     pub(crate) fn extract(&self, r: NodeRef, version: &DeweyNumber, first_only: bool) -> Paths {
+        // Nearly every path is a chain (one compatible edge per node): it is
+        // followed without the general walk's stack and copies; at the first
+        // fork the general walk starts over (extraction changes nothing).
+        let mut path = Path::new();
+        let mut entry = Some(r);
+        let mut owned: Option<DeweyNumber> = None;
+        loop {
+            let Some(nr) = entry else {
+                path.reverse();
+                let mut result = Paths::new();
+                result.push(path);
+                return result;
+            };
+            // A dead end without a fork: the general walk finds nothing.
+            let Some(n) = self.node(nr) else {
+                return Paths::new();
+            };
+            path.push((n.stage, n.event));
+            let v = owned.as_ref().unwrap_or(version);
+            let mut next: Option<usize> = None;
+            for i in 0..n.edges.len() {
+                if n.edges.compatible(i, v) {
+                    if next.is_some() {
+                        return self.extract_forks(r, version, first_only);
+                    }
+                    next = Some(i);
+                }
+            }
+            match next {
+                Some(i) => {
+                    entry = n.edges.target(i);
+                    owned = Some(n.edges.version(i));
+                }
+                None => return Paths::new(),
+            }
+        }
+    }
+
+    /// [`Self::extract`] through forks.
+    #[cold]
+    #[inline(never)]
+    fn extract_forks(&self, r: NodeRef, version: &DeweyNumber, first_only: bool) -> Paths {
         let mut result = Paths::new();
         if self.node(r).is_none() {
             return result;

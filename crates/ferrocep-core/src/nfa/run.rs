@@ -849,6 +849,11 @@ impl<E> Nfa<E> {
         match cond {
             Condition::True => true,
             Condition::Simple(f) => f(buf.store.event(ev)),
+            // The ignore condition of `followed_by` (Flink's NOT of the take
+            // condition): no context to build.
+            Condition::Not(c) if matches!(**c, Condition::Simple(_)) => {
+                !self.check(c, buf, ev, run, ts)
+            }
             _ => {
                 let ctx = Ctx {
                     nfa: self,
@@ -1319,8 +1324,14 @@ impl<E> Nfa<E> {
         let mut total_take = 0u32;
         let mut total_ignore = 0u32;
         let mut stack: SmallVec<[u32; 4]> = SmallVec::new();
-        stack.push(run.state);
-        while let Some(s) = stack.pop() {
+        let own = &self.states[run.state as usize];
+        // Without PROCEED transitions the graph is the state's own edges:
+        // no stack to walk.
+        let mut next = (!own.proceeds).then_some(run.state);
+        if next.is_none() {
+            stack.push(run.state);
+        }
+        while let Some(s) = next.take().or_else(|| stack.pop()) {
             for (ti, t) in self.states[s as usize].transitions.iter().enumerate() {
                 if !self.check(&t.condition, buf, ev, &run, ts) {
                     continue;
@@ -1430,6 +1441,9 @@ impl<E> Nfa<E> {
         run: &Run,
         ts: i64,
     ) -> Option<u32> {
+        if !self.states[state as usize].proceeds {
+            return None;
+        }
         let mut stack: SmallVec<[u32; 4]> = SmallVec::new();
         stack.push(state);
         while let Some(s) = stack.pop() {
