@@ -15,7 +15,6 @@
 //! [`SharedBuffer`](super::SharedBuffer) is defined in `run`: it is this store
 //! plus the run vectors processing reuses, which are `run`'s.
 
-use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 use crate::slots::{prefetch, Slots};
@@ -418,22 +417,26 @@ impl<E> Store<E> {
         // Flink's stack of (node, version), its top kept apart: nearly every
         // release walks a chain (one edge released per node), which then
         // never touches the rest, and the first version is not copied.
-        let mut top: Option<(NodeRef, Cow<'_, DeweyNumber>)> = Some((r, Cow::Borrowed(version)));
+        let mut cur = r;
+        let mut owned: Option<DeweyNumber> = None;
         let mut rest: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
-        while let Some((cur, v)) = top
-            .take()
-            .or_else(|| rest.pop().map(|(r, v)| (r, Cow::Owned(v))))
-        {
-            let Some(n) = self.node_mut(cur) else {
+        loop {
+            let Some(n) = self
+                .nodes
+                .get_mut(cur.idx as usize)
+                .filter(|n| n.gen == cur.gen)
+            else {
                 // Flink stops the whole release here (`break`).
                 break;
             };
+            let v = owned.as_ref().unwrap_or(version);
+            let mut top: Option<(NodeRef, DeweyNumber)> = None;
             let mut i = 0;
             while i < n.edges.len() {
-                if n.edges.compatible(i, &v) && release_count(n.edges.lock_mut(i)) {
+                if n.edges.compatible(i, v) && release_count(n.edges.lock_mut(i)) {
                     if let (Some(t), version) = n.edges.remove(i) {
-                        if let Some((r, v)) = top.replace((t, Cow::Owned(version))) {
-                            rest.push((r, v.into_owned()));
+                        if let Some(below) = top.replace((t, version)) {
+                            rest.push(below);
                         }
                     }
                     continue;
@@ -444,6 +447,13 @@ impl<E> Store<E> {
                 let ev = n.event;
                 self.nodes.remove(cur.idx as usize);
                 self.release_event(ev);
+            }
+            match top.or_else(|| rest.pop()) {
+                Some((t, v)) => {
+                    cur = t;
+                    owned = Some(v);
+                }
+                None => break,
             }
         }
     }

@@ -669,7 +669,7 @@ impl NfaState {
                 .and_then(|v| Some((v, Some(PackedRun::pack(o)?)))),
             _ => None,
         };
-        self.partial = match compact {
+        let new = match compact {
             Some((version, other)) => {
                 if items.spilled() {
                     items.clear();
@@ -685,6 +685,12 @@ impl NfaState {
                 Stored::Heap(JavaPq::from_heap_vec(v))
             }
         };
+        // What is replaced is the empty queue `take_partial` left, which
+        // owns nothing: no drop to call.
+        let old = std::mem::replace(&mut self.partial, new);
+        if matches!(&old, Stored::Heap(q) if !q.spilled()) {
+            std::mem::forget(old);
+        }
     }
 
     /// The partial matches in heap order, the start run included (copies).
@@ -759,6 +765,18 @@ impl NfaState {
             ts,
             seq: self.counters.next(ts),
         }
+    }
+}
+
+/// Puts `v` in `slot`, a vector emptied with `mem::take`: when that owns no
+/// buffer (nearly always) it is not dropped, which saves a call per vector
+/// and event.
+#[inline(always)]
+fn put_back(slot: &mut Vec<Run>, v: Vec<Run>) {
+    let old = std::mem::replace(slot, v);
+    if old.capacity() == 0 {
+        // No buffer, so no elements: nothing to free.
+        std::mem::forget(old);
     }
 }
 
@@ -938,6 +956,9 @@ impl<E> Nfa<E> {
         }
         if runs.spilled() {
             buf.give_runs(runs.into_vec());
+        } else {
+            // Drained and inline: it owns nothing.
+            std::mem::forget(runs);
         }
         if self.skip == SkipStrategy::NoSkip {
             for m in potential.drain() {
@@ -948,9 +969,12 @@ impl<E> Nfa<E> {
                     buf.store.release_node(p, &m.version);
                 }
             }
-            buf.scratch = [next, retain, potential.into_vec()];
+            put_back(&mut buf.scratch[0], next);
+            put_back(&mut buf.scratch[1], retain);
+            put_back(&mut buf.scratch[2], potential.into_vec());
         } else {
-            buf.scratch = [next, retain, Vec::new()];
+            put_back(&mut buf.scratch[0], next);
+            put_back(&mut buf.scratch[1], retain);
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
         st.set_partial(buf, self.start, new_partial);
@@ -1143,7 +1167,7 @@ impl<E> Nfa<E> {
 
     fn recycle_potential(&self, buf: &mut SharedBuffer<E>, potential: JavaPq<Run>) {
         if buf.scratch[2].capacity() == 0 {
-            buf.scratch[2] = potential.into_vec();
+            put_back(&mut buf.scratch[2], potential.into_vec());
         } else {
             buf.give_runs(potential.into_vec());
         }
