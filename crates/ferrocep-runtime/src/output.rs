@@ -173,12 +173,10 @@ impl<W: Write> JsonLinesSink<W> {
 pub fn write_json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     let bytes = s.as_bytes();
     // Names (stages, patterns) nearly never need an escape: one write.
-    if bytes.len() <= 62 && !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
-        let mut quoted = [0u8; 64];
-        quoted[0] = b'"';
-        quoted[1..=bytes.len()].copy_from_slice(bytes);
-        quoted[bytes.len() + 1] = b'"';
-        return w.write_all(&quoted[..bytes.len() + 2]);
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        w.write_all(b"\"")?;
+        w.write_all(bytes)?;
+        return w.write_all(b"\"");
     }
     write_json_str_escaped(w, bytes)
 }
@@ -231,7 +229,13 @@ pub(crate) fn write_key<W: Write, K: KeyJson>(w: &mut W, key: &K) -> io::Result<
         w.write_all(b",\"key\":")?;
         // The key's text tells lone surrogates apart; Java prints them as
         // `?`. Only an escape can be one, so only then is the text needed.
-        match k.contains(&b'\\').then(|| key.key_json()).flatten() {
+        // Keys are short: a plain loop, not a `memchr` call.
+        match k
+            .iter()
+            .any(|&b| b == b'\\')
+            .then(|| key.key_json())
+            .flatten()
+        {
             Some(text) => w.write_all(print_lone_surrogates(text).as_bytes())?,
             None => w.write_all(k)?,
         }
