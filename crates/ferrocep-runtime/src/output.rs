@@ -173,12 +173,18 @@ impl<W: Write> JsonLinesSink<W> {
 pub fn write_json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     let bytes = s.as_bytes();
     // Names (stages, patterns) nearly never need an escape: one write.
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(bytes) {
         w.write_all(b"\"")?;
         w.write_all(bytes)?;
         return w.write_all(b"\"");
     }
     write_json_str_escaped(w, bytes)
+}
+
+/// Whether `bytes` needs an escape inside a JSON string.
+#[inline(always)]
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn write_json_str_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
@@ -266,8 +272,15 @@ pub(crate) fn write_events_after<W: Write, E: RawJson>(
         if i > 0 {
             w.write_all(b",")?;
         }
-        write_json_str(w, m.stage_name(*stage))?;
-        w.write_all(b":[")?;
+        let name = m.stage_name(*stage);
+        if needs_escape(name.as_bytes()) {
+            write_json_str(w, name)?;
+            w.write_all(b":[")?;
+        } else {
+            w.write_all(b"\"")?;
+            w.write_all(name.as_bytes())?;
+            w.write_all(b"\":[")?;
+        }
         let mut first = true;
         for (_, e) in events[i..].iter().filter(|(s, _)| s == stage) {
             if !first {

@@ -128,7 +128,7 @@ enum Edges {
 }
 
 impl Edges {
-    #[inline]
+    #[inline(always)]
     fn len(&self) -> usize {
         match self {
             Edges::None => 0,
@@ -158,7 +158,7 @@ impl Edges {
     }
 
     /// Edge `i`'s lock count (`i < len`), to change.
-    #[inline]
+    #[inline(always)]
     fn lock_mut(&mut self, i: usize) -> &mut u32 {
         match self {
             Edges::One(e) => &mut e.lock,
@@ -178,7 +178,7 @@ impl Edges {
     }
 
     /// Whether `v` is compatible with edge `i`'s version (`i < len`).
-    #[inline]
+    #[inline(always)]
     fn compatible(&self, i: usize, v: &DeweyNumber) -> bool {
         match self {
             Edges::One(e) => e.version.is_compatible_from(v),
@@ -187,7 +187,7 @@ impl Edges {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, target: Option<NodeRef>, version: &DeweyNumber, lock: u32) {
         match self {
             Edges::None => {
@@ -227,6 +227,7 @@ impl Edges {
 
     /// Removes edge `i` (`i < len`), keeping the order; returns its target
     /// and version.
+    #[inline(always)]
     fn remove(&mut self, i: usize) -> (Option<NodeRef>, DeweyNumber) {
         match self {
             Edges::One(e) => {
@@ -455,6 +456,10 @@ impl<E> Store<E> {
                 }
                 None => break,
             }
+        }
+        if !rest.spilled() && rest.is_empty() {
+            // Nearly always: it owns nothing, no drop to call.
+            std::mem::forget(rest);
         }
     }
 
