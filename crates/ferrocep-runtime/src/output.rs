@@ -235,13 +235,7 @@ pub(crate) fn write_key<W: Write, K: KeyJson>(w: &mut W, key: &K) -> io::Result<
         w.write_all(b",\"key\":")?;
         // The key's text tells lone surrogates apart; Java prints them as
         // `?`. Only an escape can be one, so only then is the text needed.
-        // Keys are short: a plain loop, not a `memchr` call.
-        match k
-            .iter()
-            .any(|&b| b == b'\\')
-            .then(|| key.key_json())
-            .flatten()
-        {
+        match k.contains(&b'\\').then(|| key.key_json()).flatten() {
             Some(text) => w.write_all(print_lone_surrogates(text).as_bytes())?,
             None => w.write_all(k)?,
         }

@@ -421,15 +421,12 @@ impl<E> Store<E> {
         let mut cur = r;
         let mut owned: Option<DeweyNumber> = None;
         let mut rest: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
-        loop {
-            let Some(n) = self
-                .nodes
-                .get_mut(cur.idx as usize)
-                .filter(|n| n.gen == cur.gen)
-            else {
-                // Flink stops the whole release here (`break`).
-                break;
-            };
+        // A node that is gone stops the whole release, as Flink's `break`.
+        while let Some(n) = self
+            .nodes
+            .get_mut(cur.idx as usize)
+            .filter(|n| n.gen == cur.gen)
+        {
             let v = owned.as_ref().unwrap_or(version);
             let mut top: Option<(NodeRef, DeweyNumber)> = None;
             let mut i = 0;
