@@ -276,7 +276,7 @@ impl PackedDewey {
     }
 
     /// `v.is_compatible_with(&self.unpack())`, without unpacking.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_compatible_from(self, v: &DeweyNumber) -> bool {
         let Repr::Inline { len, first, rest } = &v.0 else {
             return v.is_compatible_with(&self.unpack());
