@@ -427,7 +427,7 @@ impl Counters {
 
     /// Forgets the counts of timestamps before `at` (Flink's
     /// `SharedBuffer.advanceTime`).
-    #[inline]
+    #[inline(always)]
     fn forget_before(&mut self, at: i64) {
         match self {
             Counters::One { ts, count, .. } => {
@@ -435,13 +435,20 @@ impl Counters {
                     *count = NonZeroU32::MIN;
                 }
             }
-            Counters::Many(m) => {
-                m.counts.retain(|(t, _)| *t >= at);
-                match m.counts[..] {
-                    [] => *self = Counters::one(0, 0, m.version),
-                    [(ts, count)] => *self = Counters::one(ts, count, m.version),
-                    _ => {}
-                }
+            Counters::Many(_) => self.forget_before_many(at),
+        }
+    }
+
+    /// [`Self::forget_before`] of [`Counters::Many`] (rare: out of the way).
+    #[cold]
+    #[inline(never)]
+    fn forget_before_many(&mut self, at: i64) {
+        if let Counters::Many(m) = self {
+            m.counts.retain(|(t, _)| *t >= at);
+            match m.counts[..] {
+                [] => *self = Counters::one(0, 0, m.version),
+                [(ts, count)] => *self = Counters::one(ts, count, m.version),
+                _ => {}
             }
         }
     }
@@ -760,6 +767,7 @@ impl NfaState {
         st
     }
 
+    #[inline]
     fn next_event_id(&mut self, ts: i64) -> EventId {
         EventId {
             ts,
@@ -855,7 +863,7 @@ impl<E> Nfa<E> {
         r.state == self.start
     }
 
-    #[inline]
+    #[inline(always)]
     fn check(
         &self,
         cond: &Condition<E>,
@@ -869,20 +877,32 @@ impl<E> Nfa<E> {
             Condition::Simple(f) => f(buf.store.event(ev)),
             // The ignore condition of `followed_by` (Flink's NOT of the take
             // condition): no context to build.
-            Condition::Not(c) if matches!(**c, Condition::Simple(_)) => {
-                !self.check(c, buf, ev, run, ts)
-            }
-            _ => {
-                let ctx = Ctx {
-                    nfa: self,
-                    buf,
-                    run,
-                    ts,
-                    matched: OnceCell::new(),
-                };
-                cond.eval(buf.store.event(ev), &ctx)
-            }
+            Condition::Not(c) => match &**c {
+                Condition::Simple(f) => !f(buf.store.event(ev)),
+                _ => self.check_in_context(cond, buf, ev, run, ts),
+            },
+            _ => self.check_in_context(cond, buf, ev, run, ts),
         }
+    }
+
+    /// [`Self::check`] of a condition that may read the partial match.
+    #[inline(never)]
+    fn check_in_context(
+        &self,
+        cond: &Condition<E>,
+        buf: &SharedBuffer<E>,
+        ev: EventIdx,
+        run: &Run,
+        ts: i64,
+    ) -> bool {
+        let ctx = Ctx {
+            nfa: self,
+            buf,
+            run,
+            ts,
+            matched: OnceCell::new(),
+        };
+        cond.eval(buf.store.event(ev), &ctx)
     }
 
     /// Feeds one event with timestamp `ts` (Flink `NFA.process`). Returns

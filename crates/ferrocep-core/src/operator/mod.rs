@@ -1176,6 +1176,7 @@ impl<E> Default for EventQueue<E> {
 }
 
 impl<E> EventQueue<E> {
+    #[inline]
     fn push(&mut self, ts: i64, slot: u32, gen: u32, event: E) {
         let seq = self.next_seq;
         self.next_seq += 1;
