@@ -58,6 +58,20 @@ impl<'a, E> MatchRef<'a, E> {
         }
     }
 
+    /// All events, oldest first, each with its stage's index (see
+    /// [`Self::stage_name`]): for writers that group the events by stage
+    /// without a callback per stage.
+    #[inline]
+    pub fn staged_events(&self) -> &'a [(u32, &'a E)] {
+        self.events
+    }
+
+    /// The name of stage `stage` (an index of [`Self::staged_events`]).
+    #[inline]
+    pub fn stage_name(&self, stage: u32) -> &'a str {
+        &self.names[stage as usize]
+    }
+
     /// Events taken by stage `name`, in match order.
     pub fn events_of<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'a E> + 'b {
         self.events

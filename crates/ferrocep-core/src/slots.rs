@@ -34,14 +34,17 @@ impl<T> Slots<T> {
         self.len
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
         if self.free != u32::MAX {
             let i = self.free as usize;
-            if let Slot::Free(next) = self.slots[i] {
-                self.free = next;
+            // What is replaced is the free slot itself: taking its link
+            // out of it by value leaves nothing to drop.
+            match std::mem::replace(&mut self.slots[i], Slot::Used(value)) {
+                Slot::Free(next) => self.free = next,
+                Slot::Used(_) => unreachable!("slot {i} on the free list is used"),
             }
-            self.slots[i] = Slot::Used(value);
             i
         } else {
             self.slots.push(Slot::Used(value));

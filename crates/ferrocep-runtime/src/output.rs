@@ -169,8 +169,25 @@ impl<W: Write> JsonLinesSink<W> {
 }
 
 /// Writes `s` as a JSON string literal (quotes and escapes included).
+#[inline]
 pub fn write_json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     let bytes = s.as_bytes();
+    // Names (stages, patterns) nearly never need an escape: one write.
+    if !needs_escape(bytes) {
+        w.write_all(b"\"")?;
+        w.write_all(bytes)?;
+        return w.write_all(b"\"");
+    }
+    write_json_str_escaped(w, bytes)
+}
+
+/// Whether `bytes` needs an escape inside a JSON string.
+#[inline(always)]
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+fn write_json_str_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
     w.write_all(b"\"")?;
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -238,32 +255,37 @@ pub(crate) fn write_events_after<W: Write, E: RawJson>(
     skip: usize,
 ) -> io::Result<()> {
     w.write_all(b",\"events\":{")?;
-    let mut result = Ok(());
-    let mut first_stage = true;
-    m.for_each_stage(|name, events| {
-        if result.is_err() {
-            return;
+    // Stages in order of their first event, each with its events in match
+    // order (as `MatchRef::for_each_stage`, without a call per stage).
+    let events = m.staged_events();
+    for (i, (stage, _)) in events.iter().enumerate() {
+        if events[..i].iter().any(|(s, _)| s == stage) {
+            continue;
         }
-        result = (|| {
-            if !first_stage {
-                w.write_all(b",")?;
-            }
-            first_stage = false;
+        // The first event's stage is the first written.
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        let name = m.stage_name(*stage);
+        if needs_escape(name.as_bytes()) {
             write_json_str(w, name)?;
             w.write_all(b":[")?;
-            let mut first = true;
-            for e in events {
-                if !first {
-                    w.write_all(b",")?;
-                }
-                first = false;
-                let raw = e.raw_json().as_bytes();
-                w.write_all(raw.get(skip..).unwrap_or_default())?;
+        } else {
+            w.write_all(b"\"")?;
+            w.write_all(name.as_bytes())?;
+            w.write_all(b"\":[")?;
+        }
+        let mut first = true;
+        for (_, e) in events[i..].iter().filter(|(s, _)| s == stage) {
+            if !first {
+                w.write_all(b",")?;
             }
-            w.write_all(b"]")
-        })();
-    });
-    result?;
+            first = false;
+            let raw = e.raw_json().as_bytes();
+            w.write_all(raw.get(skip..).unwrap_or_default())?;
+        }
+        w.write_all(b"]")?;
+    }
     w.write_all(b"}")
 }
 

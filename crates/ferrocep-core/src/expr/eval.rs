@@ -148,6 +148,18 @@ fn view<'x>(v: &'x Value<'x>) -> V<'x> {
     }
 }
 
+/// Whether `n` holds (evaluates to `true`): `field == "s"`, the most common
+/// condition, without the call of [`eval`].
+#[inline(always)]
+pub(crate) fn test(n: &Node, vals: &[Value<'_>]) -> bool {
+    match n {
+        Node::StrEq { slot, lit, ne } => {
+            matches!(vals.get(*slot), Some(Value::Str(s)) if s.as_bytes() == &**lit) != *ne
+        }
+        _ => matches!(eval(n, vals), V::Bool(true)),
+    }
+}
+
 pub(crate) fn eval<'x>(n: &'x Node, vals: &'x [Value<'x>]) -> V<'x> {
     match n {
         Node::Lit(v) => view(v),

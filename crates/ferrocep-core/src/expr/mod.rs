@@ -83,7 +83,7 @@ impl Expr {
     /// `values`. A slot beyond `values` reads as `null`.
     #[inline]
     pub fn test(&self, values: &[Value<'_>]) -> bool {
-        matches!(eval::eval(&self.root, values), eval::V::Bool(true))
+        eval::test(&self.root, values)
     }
 
     /// The raw outcome (for diagnostics and tests).
@@ -118,7 +118,7 @@ impl Conjunct {
     /// Whether the conjunct holds (as [`Expr::test`]).
     #[inline]
     pub(crate) fn test(&self, values: &[Value<'_>]) -> bool {
-        matches!(eval::eval(&self.root, values), eval::V::Bool(true))
+        eval::test(&self.root, values)
     }
 }
 

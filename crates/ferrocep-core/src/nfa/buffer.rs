@@ -128,7 +128,7 @@ enum Edges {
 }
 
 impl Edges {
-    #[inline]
+    #[inline(always)]
     fn len(&self) -> usize {
         match self {
             Edges::None => 0,
@@ -158,7 +158,7 @@ impl Edges {
     }
 
     /// Edge `i`'s lock count (`i < len`), to change.
-    #[inline]
+    #[inline(always)]
     fn lock_mut(&mut self, i: usize) -> &mut u32 {
         match self {
             Edges::One(e) => &mut e.lock,
@@ -178,7 +178,7 @@ impl Edges {
     }
 
     /// Whether `v` is compatible with edge `i`'s version (`i < len`).
-    #[inline]
+    #[inline(always)]
     fn compatible(&self, i: usize, v: &DeweyNumber) -> bool {
         match self {
             Edges::One(e) => e.version.is_compatible_from(v),
@@ -187,7 +187,7 @@ impl Edges {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, target: Option<NodeRef>, version: &DeweyNumber, lock: u32) {
         match self {
             Edges::None => {
@@ -227,6 +227,7 @@ impl Edges {
 
     /// Removes edge `i` (`i < len`), keeping the order; returns its target
     /// and version.
+    #[inline(always)]
     fn remove(&mut self, i: usize) -> (Option<NodeRef>, DeweyNumber) {
         match self {
             Edges::One(e) => {
@@ -399,6 +400,7 @@ impl<E> Store<E> {
     }
 
     /// Flink `lockNode`.
+    #[inline]
     pub(crate) fn lock_node(&mut self, r: NodeRef, version: &DeweyNumber) {
         if let Some(n) = self.node_mut(r) {
             n.lock += 1;
@@ -413,18 +415,27 @@ impl<E> Store<E> {
     /// Flink `releaseNode`: releases the node and, transitively, the edges of
     /// `version` and nodes whose count drops to zero.
     pub(crate) fn release_node(&mut self, r: NodeRef, version: &DeweyNumber) {
-        let mut stack: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
-        stack.push((r, version.clone()));
-        while let Some((cur, v)) = stack.pop() {
-            let Some(n) = self.node_mut(cur) else {
-                // Flink stops the whole release here (`break`).
-                break;
-            };
+        // Flink's stack of (node, version), its top kept apart: nearly every
+        // release walks a chain (one edge released per node), which then
+        // never touches the rest, and the first version is not copied.
+        let mut cur = r;
+        let mut owned: Option<DeweyNumber> = None;
+        let mut rest: SmallVec<[(NodeRef, DeweyNumber); 4]> = SmallVec::new();
+        // A node that is gone stops the whole release, as Flink's `break`.
+        while let Some(n) = self
+            .nodes
+            .get_mut(cur.idx as usize)
+            .filter(|n| n.gen == cur.gen)
+        {
+            let v = owned.as_ref().unwrap_or(version);
+            let mut top: Option<(NodeRef, DeweyNumber)> = None;
             let mut i = 0;
             while i < n.edges.len() {
-                if n.edges.compatible(i, &v) && release_count(n.edges.lock_mut(i)) {
+                if n.edges.compatible(i, v) && release_count(n.edges.lock_mut(i)) {
                     if let (Some(t), version) = n.edges.remove(i) {
-                        stack.push((t, version));
+                        if let Some(below) = top.replace((t, version)) {
+                            rest.push(below);
+                        }
                     }
                     continue;
                 }
@@ -435,6 +446,17 @@ impl<E> Store<E> {
                 self.nodes.remove(cur.idx as usize);
                 self.release_event(ev);
             }
+            match top.or_else(|| rest.pop()) {
+                Some((t, v)) => {
+                    cur = t;
+                    owned = Some(v);
+                }
+                None => break,
+            }
+        }
+        if !rest.spilled() && rest.is_empty() {
+            // Nearly always: it owns nothing, no drop to call.
+            std::mem::forget(rest);
         }
     }
 
@@ -442,6 +464,48 @@ impl<E> Store<E> {
     /// `version`, each as (stage, event) oldest first; the first is the one
     /// Flink emits.
     pub(crate) fn extract(&self, r: NodeRef, version: &DeweyNumber, first_only: bool) -> Paths {
+        // Nearly every path is a chain (one compatible edge per node): it is
+        // followed without the general walk's stack and copies; at the first
+        // fork the general walk starts over (extraction changes nothing).
+        let mut path = Path::new();
+        let mut entry = Some(r);
+        let mut owned: Option<DeweyNumber> = None;
+        loop {
+            let Some(nr) = entry else {
+                path.reverse();
+                let mut result = Paths::new();
+                result.push(path);
+                return result;
+            };
+            // A dead end without a fork: the general walk finds nothing.
+            let Some(n) = self.node(nr) else {
+                return Paths::new();
+            };
+            path.push((n.stage, n.event));
+            let v = owned.as_ref().unwrap_or(version);
+            let mut next: Option<usize> = None;
+            for i in 0..n.edges.len() {
+                if n.edges.compatible(i, v) {
+                    if next.is_some() {
+                        return self.extract_forks(r, version, first_only);
+                    }
+                    next = Some(i);
+                }
+            }
+            match next {
+                Some(i) => {
+                    entry = n.edges.target(i);
+                    owned = Some(n.edges.version(i));
+                }
+                None => return Paths::new(),
+            }
+        }
+    }
+
+    /// [`Self::extract`] through forks.
+    #[cold]
+    #[inline(never)]
+    fn extract_forks(&self, r: NodeRef, version: &DeweyNumber, first_only: bool) -> Paths {
         let mut result = Paths::new();
         if self.node(r).is_none() {
             return result;

@@ -808,6 +808,7 @@ impl<'p, E> Compiler<'p, E> {
                             condition: cond.unwrap_or(Condition::True),
                         })
                         .collect(),
+                    proceeds: false,
                 }
             })
             .collect();

@@ -107,6 +107,14 @@ impl DeweyNumber {
                 }
             }
         }
+        self.increase_slow(times)
+    }
+
+    /// [`Self::increase`] of a version that leaves (or is not in) the
+    /// inline form: out of the callers' way.
+    #[cold]
+    #[inline(never)]
+    fn increase_slow(&self, times: u32) -> Self {
         let mut buf = [0u32; 1 + INLINE_REST + 1];
         match self.to_buf(&mut buf) {
             Some(d) => {
@@ -126,6 +134,7 @@ impl DeweyNumber {
     }
 
     /// Appends a `0` digit.
+    #[inline]
     pub fn add_stage(&self) -> Self {
         if let Repr::Inline { len, first, rest } = &self.0 {
             if (*len as usize) <= INLINE_REST {
@@ -137,6 +146,12 @@ impl DeweyNumber {
                 });
             }
         }
+        self.add_stage_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_stage_slow(&self) -> Self {
         let mut d: smallvec::SmallVec<[u32; 16]> = self.digits().collect();
         d.push(0);
         Self::from_digits(&d)
@@ -261,7 +276,7 @@ impl PackedDewey {
     }
 
     /// `v.is_compatible_with(&self.unpack())`, without unpacking.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_compatible_from(self, v: &DeweyNumber) -> bool {
         let Repr::Inline { len, first, rest } = &v.0 else {
             return v.is_compatible_with(&self.unpack());

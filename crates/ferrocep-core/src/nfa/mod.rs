@@ -55,6 +55,9 @@ pub(crate) struct State<E> {
     /// `windowTimes`): it times out when `now - previous >= window`.
     pub(crate) window: Option<i64>,
     pub(crate) transitions: Vec<Transition<E>>,
+    /// Whether some transition is a PROCEED (set by [`Nfa::new`]): if none
+    /// is, the state's edges are its transitions, in order.
+    pub(crate) proceeds: bool,
 }
 
 /// A compiled pattern: states and transitions, the window, the skip strategy.
@@ -91,7 +94,7 @@ impl<E> crate::pattern::Context<E> for NoContext {
 
 impl<E> Nfa<E> {
     pub(crate) fn new(
-        states: Vec<State<E>>,
+        mut states: Vec<State<E>>,
         start: u32,
         stage_names: Vec<Arc<str>>,
         window: Option<i64>,
@@ -104,6 +107,9 @@ impl<E> Nfa<E> {
             .iter()
             .all(|t| !t.condition.is_iterative());
         let has_state_windows = states.iter().any(|s| s.window.is_some());
+        for s in &mut states {
+            s.proceeds = s.transitions.iter().any(|t| t.action == Action::Proceed);
+        }
         Nfa {
             states,
             start,

@@ -77,6 +77,7 @@ impl<T, const N: usize> JavaPq<T, N> {
     }
 
     /// `offer`.
+    #[inline]
     pub fn offer(&mut self, x: T, cmp: impl Fn(&T, &T) -> Ordering) {
         self.items.push(x);
         let mut k = self.items.len() - 1;

@@ -427,7 +427,7 @@ impl Counters {
 
     /// Forgets the counts of timestamps before `at` (Flink's
     /// `SharedBuffer.advanceTime`).
-    #[inline]
+    #[inline(always)]
     fn forget_before(&mut self, at: i64) {
         match self {
             Counters::One { ts, count, .. } => {
@@ -435,13 +435,20 @@ impl Counters {
                     *count = NonZeroU32::MIN;
                 }
             }
-            Counters::Many(m) => {
-                m.counts.retain(|(t, _)| *t >= at);
-                match m.counts[..] {
-                    [] => *self = Counters::one(0, 0, m.version),
-                    [(ts, count)] => *self = Counters::one(ts, count, m.version),
-                    _ => {}
-                }
+            Counters::Many(_) => self.forget_before_many(at),
+        }
+    }
+
+    /// [`Self::forget_before`] of [`Counters::Many`] (rare: out of the way).
+    #[cold]
+    #[inline(never)]
+    fn forget_before_many(&mut self, at: i64) {
+        if let Counters::Many(m) = self {
+            m.counts.retain(|(t, _)| *t >= at);
+            match m.counts[..] {
+                [] => *self = Counters::one(0, 0, m.version),
+                [(ts, count)] => *self = Counters::one(ts, count, m.version),
+                _ => {}
             }
         }
     }
@@ -669,7 +676,7 @@ impl NfaState {
                 .and_then(|v| Some((v, Some(PackedRun::pack(o)?)))),
             _ => None,
         };
-        self.partial = match compact {
+        let new = match compact {
             Some((version, other)) => {
                 if items.spilled() {
                     items.clear();
@@ -685,6 +692,12 @@ impl NfaState {
                 Stored::Heap(JavaPq::from_heap_vec(v))
             }
         };
+        // What is replaced is the empty queue `take_partial` left, which
+        // owns nothing: no drop to call.
+        let old = std::mem::replace(&mut self.partial, new);
+        if matches!(&old, Stored::Heap(q) if !q.spilled()) {
+            std::mem::forget(old);
+        }
     }
 
     /// The partial matches in heap order, the start run included (copies).
@@ -754,11 +767,24 @@ impl NfaState {
         st
     }
 
+    #[inline]
     fn next_event_id(&mut self, ts: i64) -> EventId {
         EventId {
             ts,
             seq: self.counters.next(ts),
         }
+    }
+}
+
+/// Puts `v` in `slot`, a vector emptied with `mem::take`: when that owns no
+/// buffer (nearly always) it is not dropped, which saves a call per vector
+/// and event.
+#[inline(always)]
+fn put_back(slot: &mut Vec<Run>, v: Vec<Run>) {
+    let old = std::mem::replace(slot, v);
+    if old.capacity() == 0 {
+        // No buffer, so no elements: nothing to free.
+        std::mem::forget(old);
     }
 }
 
@@ -837,7 +863,7 @@ impl<E> Nfa<E> {
         r.state == self.start
     }
 
-    #[inline]
+    #[inline(always)]
     fn check(
         &self,
         cond: &Condition<E>,
@@ -849,17 +875,34 @@ impl<E> Nfa<E> {
         match cond {
             Condition::True => true,
             Condition::Simple(f) => f(buf.store.event(ev)),
-            _ => {
-                let ctx = Ctx {
-                    nfa: self,
-                    buf,
-                    run,
-                    ts,
-                    matched: OnceCell::new(),
-                };
-                cond.eval(buf.store.event(ev), &ctx)
-            }
+            // The ignore condition of `followed_by` (Flink's NOT of the take
+            // condition): no context to build.
+            Condition::Not(c) => match &**c {
+                Condition::Simple(f) => !f(buf.store.event(ev)),
+                _ => self.check_in_context(cond, buf, ev, run, ts),
+            },
+            _ => self.check_in_context(cond, buf, ev, run, ts),
         }
+    }
+
+    /// [`Self::check`] of a condition that may read the partial match.
+    #[inline(never)]
+    fn check_in_context(
+        &self,
+        cond: &Condition<E>,
+        buf: &SharedBuffer<E>,
+        ev: EventIdx,
+        run: &Run,
+        ts: i64,
+    ) -> bool {
+        let ctx = Ctx {
+            nfa: self,
+            buf,
+            run,
+            ts,
+            matched: OnceCell::new(),
+        };
+        cond.eval(buf.store.event(ev), &ctx)
     }
 
     /// Feeds one event with timestamp `ts` (Flink `NFA.process`). Returns
@@ -933,6 +976,9 @@ impl<E> Nfa<E> {
         }
         if runs.spilled() {
             buf.give_runs(runs.into_vec());
+        } else {
+            // Drained and inline: it owns nothing.
+            std::mem::forget(runs);
         }
         if self.skip == SkipStrategy::NoSkip {
             for m in potential.drain() {
@@ -943,9 +989,12 @@ impl<E> Nfa<E> {
                     buf.store.release_node(p, &m.version);
                 }
             }
-            buf.scratch = [next, retain, potential.into_vec()];
+            put_back(&mut buf.scratch[0], next);
+            put_back(&mut buf.scratch[1], retain);
+            put_back(&mut buf.scratch[2], potential.into_vec());
         } else {
-            buf.scratch = [next, retain, Vec::new()];
+            put_back(&mut buf.scratch[0], next);
+            put_back(&mut buf.scratch[1], retain);
             self.process_matches_by_skip(buf, st, potential, &mut new_partial, out);
         }
         st.set_partial(buf, self.start, new_partial);
@@ -1138,7 +1187,7 @@ impl<E> Nfa<E> {
 
     fn recycle_potential(&self, buf: &mut SharedBuffer<E>, potential: JavaPq<Run>) {
         if buf.scratch[2].capacity() == 0 {
-            buf.scratch[2] = potential.into_vec();
+            put_back(&mut buf.scratch[2], potential.into_vec());
         } else {
             buf.give_runs(potential.into_vec());
         }
@@ -1319,8 +1368,14 @@ impl<E> Nfa<E> {
         let mut total_take = 0u32;
         let mut total_ignore = 0u32;
         let mut stack: SmallVec<[u32; 4]> = SmallVec::new();
-        stack.push(run.state);
-        while let Some(s) = stack.pop() {
+        let own = &self.states[run.state as usize];
+        // Without PROCEED transitions the graph is the state's own edges:
+        // no stack to walk.
+        let mut next = (!own.proceeds).then_some(run.state);
+        if next.is_none() {
+            stack.push(run.state);
+        }
+        while let Some(s) = next.take().or_else(|| stack.pop()) {
             for (ti, t) in self.states[s as usize].transitions.iter().enumerate() {
                 if !self.check(&t.condition, buf, ev, &run, ts) {
                     continue;
@@ -1430,6 +1485,9 @@ impl<E> Nfa<E> {
         run: &Run,
         ts: i64,
     ) -> Option<u32> {
+        if !self.states[state as usize].proceeds {
+            return None;
+        }
         let mut stack: SmallVec<[u32; 4]> = SmallVec::new();
         stack.push(state);
         while let Some(s) = stack.pop() {

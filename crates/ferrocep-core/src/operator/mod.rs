@@ -60,7 +60,7 @@ struct KeyEntry<K> {
     state: NfaState,
 }
 
-/// What [`CepOperator::prefetch`] brings into the cache.
+/// What [`CepOperator::prefetch_hashed`] brings into the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Prefetch {
     /// Where the key index keeps the key: issue this a few events ahead.
@@ -455,17 +455,12 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         true
     }
 
-    /// A hint that an event of `key` comes soon: starts loading what
+    /// A hint that an event of a key comes soon: starts loading what
     /// processing it will read, so that the memory latency of the key's
     /// lookup overlaps with the events before it. Changes nothing else; keys
-    /// without state cost a lookup of the index.
+    /// without state cost a lookup of the index. `hash` is the key's.
     #[inline]
-    fn prefetch<Q>(&self, key: &Q, what: Prefetch)
-    where
-        K: Borrow<Q>,
-        Q: Hash + ?Sized,
-    {
-        let hash = self.hasher.hash_one(key);
+    fn prefetch_hashed(&self, hash: u64, what: Prefetch) {
         match what {
             Prefetch::Index => prefetch(self.index.bucket_ptr(hash).cast()),
             Prefetch::State => {
@@ -769,22 +764,33 @@ impl<K: Clone + Eq + Hash, E> CepOperator<K, E> {
         Q: Hash + ?Sized,
     {
         let prefetch = self.prefetch_pays();
+        // The hash of item `i` from its first stage, at `i % 8`, for its second.
+        let mut hashes = [0u64; 8];
         for j in 0..batch.len() {
             // Keys are looked up a few events ahead, so that their memory
             // loads while the events before them run.
             if prefetch {
-                if let Some(t) = batch.get(j + PREFETCH_INDEX_AHEAD) {
-                    self.prefetch(key_of(t), Prefetch::Index);
+                let i = j + PREFETCH_INDEX_AHEAD;
+                if let Some(t) = batch.get(i) {
+                    let hash = self.hasher.hash_one(key_of(t));
+                    hashes[i % 8] = hash;
+                    self.prefetch_hashed(hash, Prefetch::Index);
                 }
-                if let Some(t) = batch.get(j + PREFETCH_STATE_AHEAD) {
-                    self.prefetch(key_of(t), Prefetch::State);
+                let i = j + PREFETCH_STATE_AHEAD;
+                if let Some(t) = batch.get(i) {
+                    let hash = if i >= PREFETCH_INDEX_AHEAD {
+                        hashes[i % 8]
+                    } else {
+                        self.hasher.hash_one(key_of(t))
+                    };
+                    self.prefetch_hashed(hash, Prefetch::State);
                 }
             }
             feed(self, &mut batch[j]);
         }
     }
 
-    /// Whether [`Self::prefetch`] is worth its cost: the keys' state is
+    /// Whether [`Self::prefetch_hashed`] is worth its cost: the keys' state is
     /// larger than the caches.
     fn prefetch_pays(&self) -> bool {
         self.keys.len() >= PREFETCH_MIN_KEYS
@@ -1170,6 +1176,7 @@ impl<E> Default for EventQueue<E> {
 }
 
 impl<E> EventQueue<E> {
+    #[inline]
     fn push(&mut self, ts: i64, slot: u32, gen: u32, event: E) {
         let seq = self.next_seq;
         self.next_seq += 1;
