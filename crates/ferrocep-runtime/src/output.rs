@@ -235,12 +235,29 @@ pub(crate) fn write_key<W: Write, K: KeyJson>(w: &mut W, key: &K) -> io::Result<
         w.write_all(b",\"key\":")?;
         // The key's text tells lone surrogates apart; Java prints them as
         // `?`. Only an escape can be one, so only then is the text needed.
-        match k.contains(&b'\\').then(|| key.key_json()).flatten() {
+        match has_backslash(k).then(|| key.key_json()).flatten() {
             Some(text) => w.write_all(print_lone_surrogates(text).as_bytes())?,
             None => w.write_all(k)?,
         }
     }
     Ok(())
+}
+
+/// Whether `bytes` holds a `\`: eight bytes at a time (a key is written
+/// with every match and timeout line, and is mostly 8 to 16 bytes long).
+#[inline]
+fn has_backslash(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes) ^ (ONES * u64::from(b'\\'));
+        // Nonzero exactly when a byte of `w` is zero, a `\` in `word`.
+        if w.wrapping_sub(ONES) & !w & HIGHS != 0 {
+            return true;
+        }
+    }
+    words.remainder().contains(&b'\\')
 }
 
 fn write_events<W: Write, E: RawJson>(w: &mut W, m: &MatchRef<'_, E>) -> io::Result<()> {
@@ -428,6 +445,22 @@ impl<W: Write> Spill for WriterSpill<W> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn has_backslash_finds_every_position() {
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0x5b, 0x5d, 0xdc, 0x00, b'"'][i % 6])
+                .collect();
+            assert!(!super::has_backslash(&plain), "len {len}");
+            for at in 0..len {
+                let mut with = plain.clone();
+                with[at] = b'\\';
+                assert!(super::has_backslash(&with), "len {len}, at {at}");
+            }
+        }
+    }
+
     use super::*;
     use std::sync::Arc;
 
