@@ -213,18 +213,20 @@ fn write_json_str_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8]) -> io::Res
     w.write_all(b"\"")
 }
 
-/// `{"kind":"KIND"` + `label` + `,"key":KEY` (no key for [`Key::None`]).
+/// `open` (`{"kind":"KIND"`, one constant) + `label` + `,"key":KEY` (no
+/// key for [`Key::None`]).
 #[inline]
 pub(crate) fn write_head<W: Write, K: KeyJson>(
     w: &mut W,
-    kind: &[u8],
+    open: &[u8],
     label: &[u8],
     key: &K,
 ) -> io::Result<()> {
-    w.write_all(b"{\"kind\":\"")?;
-    w.write_all(kind)?;
-    w.write_all(b"\"")?;
-    w.write_all(label)?;
+    w.write_all(open)?;
+    // Empty unless several patterns run together.
+    if !label.is_empty() {
+        w.write_all(label)?;
+    }
     write_key(w, key)
 }
 
@@ -312,7 +314,7 @@ fn write_match<W: Write, K: KeyJson, E: RawJson>(
     key: &K,
     m: &MatchRef<'_, E>,
 ) -> io::Result<()> {
-    write_head(w, b"match", label, key)?;
+    write_head(w, b"{\"kind\":\"match\"", label, key)?;
     write_events(w, m)?;
     w.write_all(b"}\n")
 }
@@ -324,7 +326,7 @@ fn write_timeout<W: Write, K: KeyJson, E: RawJson>(
     m: &MatchRef<'_, E>,
     timeout_at: i64,
 ) -> io::Result<()> {
-    write_head(w, b"timeout", label, key)?;
+    write_head(w, b"{\"kind\":\"timeout\"", label, key)?;
     w.write_all(b",\"timeout_at\":")?;
     w.write_all(itoa::Buffer::new().format(timeout_at).as_bytes())?;
     write_events(w, m)?;
@@ -337,7 +339,7 @@ fn write_late<W: Write, K: KeyJson, E: RawJson>(
     key: &K,
     e: &E,
 ) -> io::Result<()> {
-    write_head(w, b"late", label, key)?;
+    write_head(w, b"{\"kind\":\"late\"", label, key)?;
     w.write_all(b",\"event\":")?;
     w.write_all(e.raw_json().as_bytes())?;
     w.write_all(b"}\n")
