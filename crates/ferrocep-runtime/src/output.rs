@@ -281,16 +281,17 @@ pub(crate) fn write_events_after<W: Write, E: RawJson>(
         if events[..i].iter().any(|(s, _)| s == stage) {
             continue;
         }
-        // The first event's stage is the first written.
-        if i > 0 {
-            w.write_all(b",")?;
-        }
+        // The first event's stage is the first written; a later one
+        // closes the stage before it.
         let name = m.stage_name(*stage);
         if needs_escape(name.as_bytes()) {
+            if i > 0 {
+                w.write_all(b"],")?;
+            }
             write_json_str(w, name)?;
             w.write_all(b":[")?;
         } else {
-            w.write_all(b"\"")?;
+            w.write_all(if i > 0 { b"],\"" } else { b"\"" })?;
             w.write_all(name.as_bytes())?;
             w.write_all(b"\":[")?;
         }
@@ -303,9 +304,9 @@ pub(crate) fn write_events_after<W: Write, E: RawJson>(
             let raw = e.raw_json().as_bytes();
             w.write_all(raw.get(skip..).unwrap_or_default())?;
         }
-        w.write_all(b"]")?;
     }
-    w.write_all(b"}")
+    // The last stage's `]` with the object's end.
+    w.write_all(if events.is_empty() { b"}" } else { b"]}" })
 }
 
 fn write_match<W: Write, K: KeyJson, E: RawJson>(
