@@ -172,6 +172,12 @@ impl<'a> TextLines<'a> {
             first,
         }
     }
+
+    /// The whole chunk as text, when it is UTF-8: its lines are then slices
+    /// of it.
+    pub fn text(&self) -> Option<&'a str> {
+        self.text
+    }
 }
 
 impl<'a> Iterator for TextLines<'a> {

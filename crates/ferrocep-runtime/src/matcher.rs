@@ -221,11 +221,26 @@ fn first_at_least(sorted: &[i64], x: i64) -> usize {
 /// other into a text block per worker, which the events then share (one
 /// allocation per block and chunk instead of one per event; a block is freed
 /// with the last of its events, so it holds the lines of a chunk's events,
-/// and never the bad or blank lines).
+/// and never the bad or blank lines: at most the line ends between them).
 pub struct Blocks {
     texts: Vec<String>,
     pending: Vec<Pending>,
+    /// Lines of the chunk ([`Blocks::push_from`]) not yet copied into their
+    /// block: one copy per stretch of adjacent lines instead of one a line.
+    span: Option<Span>,
 }
+
+/// Adjacent lines of a chunk bound for one block: bytes `start..end` of the
+/// chunk.
+struct Span {
+    block: usize,
+    start: usize,
+    end: usize,
+}
+
+/// The most bytes between two lines of one [`Span`] (a line end, `\r\n`
+/// at most): the block keeps them, never a bad or blank line.
+const SPAN_GAP: usize = 2;
 
 struct Pending {
     key: Key,
@@ -241,12 +256,84 @@ impl Blocks {
         Blocks {
             texts: vec![String::new(); n.max(1)],
             pending: Vec::new(),
+            span: None,
         }
+    }
+
+    /// As [`Blocks::push`] for a line `json` that is usually a slice of
+    /// `chunk` (the text of the chunk being read): adjacent lines are
+    /// copied together when the span ends, with the line ends between
+    /// them. Call [`Blocks::finish_from`] with the same `chunk`.
+    #[inline]
+    pub fn push_from(
+        &mut self,
+        block: usize,
+        key: Key,
+        ts: i64,
+        json: &str,
+        chunk: &str,
+        conditions: Conditions,
+    ) {
+        // Where `json` starts in `chunk`, if it is a slice of it.
+        let start = (json.as_ptr() as usize).wrapping_sub(chunk.as_ptr() as usize);
+        let inside = start <= chunk.len() && json.len() <= chunk.len() - start;
+        if !inside {
+            self.flush_span(chunk);
+            return self.push(block, key, ts, json, conditions);
+        }
+        let end = start + json.len();
+        // A span runs from a line's start to a line's end: whatever lies
+        // between, both are character boundaries.
+        let adjacent = self
+            .span
+            .as_ref()
+            .is_some_and(|s| s.block == block && start.wrapping_sub(s.end) <= SPAN_GAP);
+        if !adjacent {
+            self.flush_span(chunk);
+        }
+        let span = self.span.get_or_insert(Span { block, start, end });
+        span.end = end;
+        let at = self.texts[block].len() + (start - span.start);
+        self.pending.push(Pending {
+            key,
+            ts,
+            block: block as u32,
+            range: at..at + json.len(),
+            conditions,
+        });
+    }
+
+    /// Copies the waiting span of `chunk` into its block.
+    #[inline]
+    fn flush_span(&mut self, chunk: &str) {
+        if let Some(s) = self.span.take() {
+            // Both ends are ends of lines that are slices of `chunk`.
+            self.texts[s.block].push_str(chunk.get(s.start..s.end).unwrap_or_default());
+        }
+    }
+
+    /// [`Blocks::finish`] after lines pushed with [`Blocks::push_from`] of
+    /// `chunk`.
+    pub fn finish_from(&mut self, chunk: &str, f: impl FnMut(usize, Routed)) -> Option<i64> {
+        // The usual chunk: its events are one span, which becomes its block
+        // as it is (one copy of the text, not two).
+        let direct = match self.span.take() {
+            Some(s) if self.texts[s.block].is_empty() => {
+                Some((s.block, chunk.get(s.start..s.end).unwrap_or_default()))
+            }
+            span => {
+                self.span = span;
+                self.flush_span(chunk);
+                None
+            }
+        };
+        self.finish_with(direct, f)
     }
 
     /// An event of `block` (below `n`), its line `json`.
     #[inline]
     pub fn push(&mut self, block: usize, key: Key, ts: i64, json: &str, conditions: Conditions) {
+        debug_assert!(self.span.is_none(), "lines of a chunk not copied");
         let text = &mut self.texts[block];
         let start = text.len();
         text.push_str(json);
@@ -262,12 +349,26 @@ impl Blocks {
     /// Makes the blocks and hands out their events in the order they came,
     /// each with its block and the largest timestamp before it in this chunk
     /// (`max_before`); returns the chunk's largest timestamp.
-    pub fn finish(&mut self, mut f: impl FnMut(usize, Routed)) -> Option<i64> {
+    pub fn finish(&mut self, f: impl FnMut(usize, Routed)) -> Option<i64> {
+        debug_assert!(self.span.is_none(), "lines of a chunk not copied");
+        self.finish_with(None, f)
+    }
+
+    /// [`Blocks::finish`], the text of block `direct.0` being `direct.1`.
+    fn finish_with(
+        &mut self,
+        direct: Option<(usize, &str)>,
+        mut f: impl FnMut(usize, Routed),
+    ) -> Option<i64> {
         let shared: Vec<Option<TextBlock>> = self
             .texts
             .iter_mut()
-            .map(|t| {
-                let block = (!t.is_empty()).then(|| TextBlock::from(t.as_str()));
+            .enumerate()
+            .map(|(i, t)| {
+                let block = match direct {
+                    Some((b, text)) if b == i => Some(TextBlock::from(text)),
+                    _ => (!t.is_empty()).then(|| TextBlock::from(t.as_str())),
+                };
                 t.clear();
                 block
             })
@@ -805,7 +906,90 @@ impl Matcher {
 
 #[cfg(test)]
 mod tests {
-    use super::first_at_least;
+    use super::{first_at_least, Blocks, Key};
+    use ferrocep_core::spec::{Conditions, Format, Spec, SpecSet};
+
+    /// The conditions of a line under a one-condition spec.
+    fn conditions(line: &str) -> Conditions {
+        let spec = r#"{"stages": [{"name": "a", "where": "a == 1"}]}"#;
+        let set = SpecSet::new(vec![Spec::from_str(spec, Format::Json).unwrap()]).unwrap();
+        set.ingest_parts(line, &mut Vec::new()).unwrap().conditions
+    }
+
+    /// The events' text and timestamps after `push` of each `(line, ts)`,
+    /// lines given as ranges of `chunk` or as their own text.
+    fn through_blocks(
+        chunk: &str,
+        lines: &[(Result<std::ops::Range<usize>, &str>, i64)],
+    ) -> Vec<(String, i64)> {
+        let mut blocks = Blocks::new(1);
+        for (line, ts) in lines {
+            let json = match line {
+                Ok(r) => &chunk[r.clone()],
+                Err(own) => own,
+            };
+            let conds = conditions(json);
+            blocks.push_from(0, Key::None, *ts, json, chunk, conds);
+        }
+        let mut out = Vec::new();
+        blocks.finish_from(chunk, |_, r| out.push((r.event.raw().to_string(), r.ts)));
+        out
+    }
+
+    #[test]
+    fn push_from_keeps_each_line_text() {
+        let chunk = "{\"a\":1}\n{\"b\":\"é\"}\r\nbad line\n\n{\"c\":3}\n{\"d\":4}";
+        let at = |s: &str| {
+            let i = chunk.find(s).unwrap();
+            Ok(i..i + s.len())
+        };
+        let cases = [
+            // One span.
+            vec![(at("{\"a\":1}"), 1), (at("{\"b\":\"é\"}"), 2)],
+            // A bad and a blank line between: two spans.
+            vec![
+                (at("{\"a\":1}"), 1),
+                (at("{\"b\":\"é\"}"), 2),
+                (at("{\"c\":3}"), 3),
+                (at("{\"d\":4}"), 4),
+            ],
+            // A line of its own text between lines of the chunk.
+            vec![
+                (at("{\"a\":1}"), 1),
+                (Err("{\"x\":0}"), 9),
+                (at("{\"d\":4}"), 4),
+            ],
+            vec![
+                (Err("{\"x\":0}"), 9),
+                (at("{\"c\":3}"), 3),
+                (at("{\"d\":4}"), 4),
+            ],
+        ];
+        for lines in cases {
+            let want: Vec<(String, i64)> = lines
+                .iter()
+                .map(|(l, ts)| {
+                    let text = match l {
+                        Ok(r) => &chunk[r.clone()],
+                        Err(own) => own,
+                    };
+                    (text.to_string(), *ts)
+                })
+                .collect();
+            assert_eq!(through_blocks(chunk, &lines), want);
+        }
+        // Two chunks through the same blocks.
+        let mut blocks = Blocks::new(1);
+        for chunk in ["{\"a\":1}\n{\"b\":2}", "{\"c\":3}"] {
+            for line in chunk.split('\n') {
+                let conds = conditions(line);
+                blocks.push_from(0, Key::None, 0, line, chunk, conds);
+            }
+            let mut got = Vec::new();
+            blocks.finish_from(chunk, |_, r| got.push(r.event.raw().to_string()));
+            assert_eq!(got, chunk.split('\n').collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn first_at_least_agrees_with_bisection() {

@@ -213,18 +213,20 @@ fn write_json_str_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8]) -> io::Res
     w.write_all(b"\"")
 }
 
-/// `{"kind":"KIND"` + `label` + `,"key":KEY` (no key for [`Key::None`]).
+/// `open` (`{"kind":"KIND"`, one constant) + `label` + `,"key":KEY` (no
+/// key for [`Key::None`]).
 #[inline]
 pub(crate) fn write_head<W: Write, K: KeyJson>(
     w: &mut W,
-    kind: &[u8],
+    open: &[u8],
     label: &[u8],
     key: &K,
 ) -> io::Result<()> {
-    w.write_all(b"{\"kind\":\"")?;
-    w.write_all(kind)?;
-    w.write_all(b"\"")?;
-    w.write_all(label)?;
+    w.write_all(open)?;
+    // Empty unless several patterns run together.
+    if !label.is_empty() {
+        w.write_all(label)?;
+    }
     write_key(w, key)
 }
 
@@ -235,12 +237,29 @@ pub(crate) fn write_key<W: Write, K: KeyJson>(w: &mut W, key: &K) -> io::Result<
         w.write_all(b",\"key\":")?;
         // The key's text tells lone surrogates apart; Java prints them as
         // `?`. Only an escape can be one, so only then is the text needed.
-        match k.contains(&b'\\').then(|| key.key_json()).flatten() {
+        match has_backslash(k).then(|| key.key_json()).flatten() {
             Some(text) => w.write_all(print_lone_surrogates(text).as_bytes())?,
             None => w.write_all(k)?,
         }
     }
     Ok(())
+}
+
+/// Whether `bytes` holds a `\`: eight bytes at a time (a key is written
+/// with every match and timeout line, and is mostly 8 to 16 bytes long).
+#[inline]
+fn has_backslash(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes) ^ (ONES * u64::from(b'\\'));
+        // Nonzero exactly when a byte of `w` is zero, a `\` in `word`.
+        if w.wrapping_sub(ONES) & !w & HIGHS != 0 {
+            return true;
+        }
+    }
+    words.remainder().contains(&b'\\')
 }
 
 fn write_events<W: Write, E: RawJson>(w: &mut W, m: &MatchRef<'_, E>) -> io::Result<()> {
@@ -262,16 +281,17 @@ pub(crate) fn write_events_after<W: Write, E: RawJson>(
         if events[..i].iter().any(|(s, _)| s == stage) {
             continue;
         }
-        // The first event's stage is the first written.
-        if i > 0 {
-            w.write_all(b",")?;
-        }
+        // The first event's stage is the first written; a later one
+        // closes the stage before it.
         let name = m.stage_name(*stage);
         if needs_escape(name.as_bytes()) {
+            if i > 0 {
+                w.write_all(b"],")?;
+            }
             write_json_str(w, name)?;
             w.write_all(b":[")?;
         } else {
-            w.write_all(b"\"")?;
+            w.write_all(if i > 0 { b"],\"" } else { b"\"" })?;
             w.write_all(name.as_bytes())?;
             w.write_all(b"\":[")?;
         }
@@ -284,9 +304,9 @@ pub(crate) fn write_events_after<W: Write, E: RawJson>(
             let raw = e.raw_json().as_bytes();
             w.write_all(raw.get(skip..).unwrap_or_default())?;
         }
-        w.write_all(b"]")?;
     }
-    w.write_all(b"}")
+    // The last stage's `]` with the object's end.
+    w.write_all(if events.is_empty() { b"}" } else { b"]}" })
 }
 
 fn write_match<W: Write, K: KeyJson, E: RawJson>(
@@ -295,7 +315,7 @@ fn write_match<W: Write, K: KeyJson, E: RawJson>(
     key: &K,
     m: &MatchRef<'_, E>,
 ) -> io::Result<()> {
-    write_head(w, b"match", label, key)?;
+    write_head(w, b"{\"kind\":\"match\"", label, key)?;
     write_events(w, m)?;
     w.write_all(b"}\n")
 }
@@ -307,7 +327,7 @@ fn write_timeout<W: Write, K: KeyJson, E: RawJson>(
     m: &MatchRef<'_, E>,
     timeout_at: i64,
 ) -> io::Result<()> {
-    write_head(w, b"timeout", label, key)?;
+    write_head(w, b"{\"kind\":\"timeout\"", label, key)?;
     w.write_all(b",\"timeout_at\":")?;
     w.write_all(itoa::Buffer::new().format(timeout_at).as_bytes())?;
     write_events(w, m)?;
@@ -320,7 +340,7 @@ fn write_late<W: Write, K: KeyJson, E: RawJson>(
     key: &K,
     e: &E,
 ) -> io::Result<()> {
-    write_head(w, b"late", label, key)?;
+    write_head(w, b"{\"kind\":\"late\"", label, key)?;
     w.write_all(b",\"event\":")?;
     w.write_all(e.raw_json().as_bytes())?;
     w.write_all(b"}\n")
@@ -428,6 +448,22 @@ impl<W: Write> Spill for WriterSpill<W> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn has_backslash_finds_every_position() {
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0x5b, 0x5d, 0xdc, 0x00, b'"'][i % 6])
+                .collect();
+            assert!(!super::has_backslash(&plain), "len {len}");
+            for at in 0..len {
+                let mut with = plain.clone();
+                with[at] = b'\\';
+                assert!(super::has_backslash(&with), "len {len}, at {at}");
+            }
+        }
+    }
+
     use super::*;
     use std::sync::Arc;
 

@@ -87,7 +87,9 @@ fn run_sequential<R: Read, W: Write, D: Write>(
             }
             // The chunk's events are read, then matched.
             let mut bad = None;
-            for text in TextLines::new(&buf, line_no == 0) {
+            let lines = TextLines::new(&buf, line_no == 0);
+            let chunk = lines.text().unwrap_or_default();
+            for text in lines {
                 line_no += 1;
                 match set.ingest_parts(&text, &mut scratch) {
                     Ok(p) => {
@@ -95,7 +97,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                         let ts = p
                             .timestamp
                             .map_or(0, ferrocep_core::time::Timestamp::as_millis);
-                        blocks.push(0, key, ts, p.json, p.conditions);
+                        blocks.push_from(0, key, ts, p.json, chunk, p.conditions);
                     }
                     Err(e) if options.strict => {
                         bad = Some(Stop::Strict(line_no, e.to_string()));
@@ -106,7 +108,7 @@ fn run_sequential<R: Read, W: Write, D: Write>(
                     }
                 }
             }
-            let chunk_max = blocks.finish(|_, r| batch.push(r));
+            let chunk_max = blocks.finish_from(chunk, |_, r| batch.push(r));
             m.set_processing_time(clock.now_ms());
             if !batch.is_empty() {
                 // The batch holds every event: their `max_before` are the steps.
