@@ -558,6 +558,7 @@ impl TxnShared {
 
     /// The source's offsets of the last [`TxnShared::request_commit_at`]
     /// of partition `partition` (every partition: `None`).
+    #[cfg(feature = "kafka")] // the kafka sinks' side
     pub(crate) fn source_offsets(&self, partition: Option<i32>) -> Vec<crate::source::KafkaOffset> {
         self.source_offsets
             .lock()
@@ -588,6 +589,7 @@ impl TxnShared {
     }
 
     /// Every partition's last gain ([`TxnShared::gained`]).
+    #[cfg(feature = "kafka")] // the kafka sinks' side
     pub(crate) fn gains(&self) -> Vec<(u16, Gain)> {
         self.gained
             .lock()
@@ -599,11 +601,13 @@ impl TxnShared {
 
     /// Waits for the next [`TxnShared::gained`] (one made since the last
     /// wait counts).
+    #[cfg(feature = "kafka")] // the kafka sinks' side
     pub(crate) async fn gained_again(&self) {
         self.gain_wake.notified().await
     }
 
     /// The last gain of source partition `p` ([`TxnShared::gained`]).
+    #[cfg(feature = "kafka")] // the kafka sinks' side
     pub(crate) fn gain_of(&self, p: u16) -> Option<Gain> {
         self.gained
             .lock()
