@@ -1895,15 +1895,18 @@ fn transactional_pair(
 
 /// Ends a [`transactional_pair`] test: the closing events, every match in
 /// the files, the first instance stopped; then the committed records of
-/// `alerts` are each timeout once and nothing is left open.
+/// `alerts` are each timeout once, nothing is left open, `who`'s records
+/// are in aborted transactions, and the source's offsets of pipeline
+/// `name` are committed.
 fn finish_transactional(
     broker: &Broker,
-    group: &str,
+    name: &str,
+    who: &str,
     instances: &mut [Instance],
     closing: &[String],
     timeouts: &[String],
     matches: &[String],
-) -> TxnLog {
+) {
     for (p, c) in closing.iter().enumerate() {
         broker.produce_at("orders", p as i32, std::slice::from_ref(c));
     }
@@ -1928,12 +1931,16 @@ fn finish_transactional(
     );
     exactly_once(&t.committed, timeouts, "committed transactions");
     assert!(t.open.is_empty(), "a transaction was left open");
+    assert!(
+        t.aborts >= 1 && !t.aborted.is_empty(),
+        "the {who}'s transactions are aborted: {t:?}"
+    );
     // The source's offsets went in the transactions too.
+    let group = &format!("ferrocep-{name}");
     for p in 0..4 {
         let o = broker.committed_offset_at(group, "orders", p);
         assert!(o > 0, "partition {p}'s source offset in {group}: {o}");
     }
-    t
 }
 
 /// An instance killed with SIGKILL with open transactions: the instance
@@ -1950,18 +1957,14 @@ fn a_killed_instance_s_open_transactions_are_aborted() {
         s.signal("KILL");
         let _ = s.wait(Duration::from_secs(10));
     }
-    let group = "ferrocep-txscale";
-    let t = finish_transactional(
+    finish_transactional(
         &broker,
-        group,
+        "txscale",
+        "killed instance",
         &mut instances,
         &closing,
         &timeouts,
         &matches,
-    );
-    assert!(
-        t.aborts >= 1 && !t.aborted.is_empty(),
-        "the killed instance's transactions are aborted: {t:?}"
     );
 }
 
@@ -2003,18 +2006,14 @@ fn a_paused_instance_is_fenced_when_it_wakes() {
         assert_ne!(code, Some(0), "the zombie fails:\n{err}");
         assert!(err.contains("fenced"), "the zombie says why:\n{err}");
     }
-    let group = "ferrocep-txzombie";
-    let t = finish_transactional(
+    finish_transactional(
         &broker,
-        group,
+        "txzombie",
+        "zombie",
         &mut instances,
         &closing,
         &timeouts,
         &matches,
-    );
-    assert!(
-        t.aborts >= 1 && !t.aborted.is_empty(),
-        "the zombie's transactions are aborted: {t:?}"
     );
 }
 

@@ -316,10 +316,7 @@ impl KafkaSink {
         restored: bool,
     ) -> Result<(), String> {
         let r = self.transact(rx, &ctx, &delivered, &shared, restored).await;
-        if let Err(e) = &r {
-            tracing::error!(sink = %ctx.name, topic = %self.topic, "kafka sink stopped: {e}");
-        }
-        r
+        logged(r, &ctx, &self.topic)
     }
 
     async fn transact(
@@ -677,6 +674,14 @@ impl KafkaSink {
              or this one restarted elsewhere); this instance stops so that only one writes ({reason})"
         )
     }
+}
+
+/// `r`, its error logged as the sink's stop.
+fn logged(r: Result<(), String>, ctx: &SinkCtx, topic: &str) -> Result<(), String> {
+    if let Err(e) = &r {
+        tracing::error!(sink = %ctx.name, topic, "kafka sink stopped: {e}");
+    }
+    r
 }
 
 /// Waits `d`, or forever when `None`.

@@ -101,10 +101,7 @@ impl Partitioned {
         shared: Arc<TxnShared>,
     ) -> Result<(), String> {
         let r = self.transact(rx, &ctx, &delivered, &shared).await;
-        if let Err(e) = &r {
-            tracing::error!(sink = %ctx.name, topic = %self.cfg.topic, "kafka sink stopped: {e}");
-        }
-        r
+        super::logged(r, &ctx, &self.cfg.topic)
     }
 
     async fn transact(
